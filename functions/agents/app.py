@@ -1,0 +1,47 @@
+"""POST /pools/{pool}/pods/{pod}/heartbeat: the agent in each pod registers and beats.
+
+The first beat makes a starting pod ready; a beat brings an unhealthy pod back. The answer lists
+the pod's slots and their tasks. A draining or unknown pod gets 410: its agent should exit.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from podslots.agents import HeartbeatService
+from podslots.api import ERROR_DOCS, HeartbeatBody, PodAnswer, PodName, PoolName, json_answer, make_resolver, pod_answer, resolve
+from podslots.clock import SystemClock
+from podslots.observability import logger, metrics, tracer
+from podslots.store import SlotStore
+
+app = make_resolver()
+service = HeartbeatService(SlotStore(), SystemClock())
+
+
+@app.post(
+    "/pools/<pool>/pods/<pod>/heartbeat",
+    summary="Agent registration and heartbeat",
+    responses={
+        200: {"description": "The pod's slots", "content": {"application/json": {"model": PodAnswer}}},
+        410: {"description": "The pod is draining or unknown: the agent should exit"},
+        **ERROR_DOCS,
+    },
+)
+@tracer.capture_method
+def heartbeat(pool: PoolName, pod: PodName, body: Annotated[HeartbeatBody, Body()]) -> Response[Any]:
+    metrics.add_dimension(name="pool", value=pool)
+    logger.append_keys(pool=pool, pod=pod)
+    ip = str(body.pod_ip) if body.pod_ip is not None else None
+    return json_answer(200, pod_answer(service.beat(pool, pod, list(body.held_tasks), ip)))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return resolve(app, event, context)

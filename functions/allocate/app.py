@@ -1,0 +1,53 @@
+"""POST /pools/{pool}/allocations: the task queue asks for a slot at dispatch.
+
+201 with pod and slot for a new allocation, 200 with the same pod and slot when the task already
+holds one (a reserved slot resumes: the apply runs where the plan ran), 503 + Retry-After when no
+ready pod has an idle slot (the task is recorded as waiting and a CapacityShortage goes out).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from podslots.allocation import AllocationRequest, Allocator
+from podslots.api import ERROR_DOCS, AllocateBody, AllocationAnswer, PoolName, json_answer, make_resolver, resolve
+from podslots.bus import EventBridgePublisher
+from podslots.clock import SystemClock
+from podslots.observability import logger, metrics, tracer
+from podslots.store import SlotStore
+
+app = make_resolver()
+allocator = Allocator(SlotStore(), EventBridgePublisher(), SystemClock())
+
+
+@app.post(
+    "/pools/<pool>/allocations",
+    summary="Claim a slot for a task",
+    responses={
+        200: {"description": "The task already holds this slot", "content": {"application/json": {"model": AllocationAnswer}}},
+        201: {"description": "A new allocation", "content": {"application/json": {"model": AllocationAnswer}}},
+        503: {"description": "No idle slot; retry after Retry-After seconds"},
+        **ERROR_DOCS,
+    },
+)
+@tracer.capture_method
+def allocate(pool: PoolName, body: Annotated[AllocateBody, Body()]) -> Response[Any]:
+    metrics.add_dimension(name="pool", value=pool)
+    logger.append_keys(pool=pool, task_id=body.task_id)
+    done = allocator.allocate(AllocationRequest(pool, body.task_id, body.task_type))
+    answer = AllocationAnswer(
+        task_id=done.task_id, pool=done.pool, pod=done.pod, slot=done.slot, pod_ip=done.pod_ip, status="running"
+    )
+    return json_answer(201 if done.created else 200, answer.model_dump(mode="json"))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return resolve(app, event, context)

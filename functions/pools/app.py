@@ -1,0 +1,82 @@
+"""Pool settings, live figures and history: PUT/GET/DELETE /pools/{pool}, GET /pools,
+GET /pools/{pool}/events.
+
+PUT takes the whole settings document (missing fields take their defaults): 201 when created, 200
+when replaced. DELETE answers 202: the pool takes no new tasks at once, and its settings go when its
+last pod has gone.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from podslots.api import ERROR_DOCS, EventLimit, PoolName, json_answer, make_resolver, pod_answer, resolve
+from podslots.clock import SystemClock
+from podslots.observability import logger, metrics, tracer
+from podslots.pools import PoolService, PoolView
+from podslots.settings import PoolSettings
+from podslots.store import SlotStore
+
+app = make_resolver()
+service = PoolService(SlotStore(), SystemClock())
+
+
+def _view(view: PoolView) -> dict[str, Any]:
+    return {
+        "pool": view.record.name,
+        "deleting": view.record.deleting,
+        "settings": view.record.settings.model_dump(mode="json"),
+        "figures": view.figures.as_dict(),
+        "pods": [pod_answer(p) for p in sorted(view.pods, key=lambda p: p.name)],
+    }
+
+
+@app.put("/pools/<pool>", summary="Create or replace a pool's settings", responses=ERROR_DOCS)
+@tracer.capture_method
+def put_pool(pool: PoolName, body: Annotated[PoolSettings, Body()]) -> Response[Any]:
+    metrics.add_dimension(name="pool", value=pool)
+    logger.append_keys(pool=pool)
+    created = service.put(pool, body)
+    return json_answer(201 if created else 200, {"pool": pool, "settings": body.model_dump(mode="json")})
+
+
+@app.get("/pools/<pool>", summary="A pool's settings and live figures", responses=ERROR_DOCS)
+@tracer.capture_method
+def get_pool(pool: PoolName) -> Response[Any]:
+    logger.append_keys(pool=pool)
+    return json_answer(200, _view(service.get(pool)))
+
+
+@app.get("/pools", summary="Every pool")
+@tracer.capture_method
+def list_pools() -> Response[Any]:
+    return json_answer(200, {"pools": service.names()})
+
+
+@app.delete("/pools/<pool>", summary="Drain and delete a pool", responses=ERROR_DOCS)
+@tracer.capture_method
+def delete_pool(pool: PoolName) -> Response[Any]:
+    logger.append_keys(pool=pool)
+    deletion = service.delete(pool)
+    status = "deleted" if deletion.done else "deleting"
+    return json_answer(202, {"pool": pool, "status": status, "pods_remaining": deletion.pods_remaining})
+
+
+@app.get("/pools/<pool>/events", summary="Recent scaling and repair history, newest first", responses=ERROR_DOCS)
+@tracer.capture_method
+def pool_events(pool: PoolName, limit: EventLimit = 50) -> Response[Any]:
+    logger.append_keys(pool=pool)
+    events = service.events(pool, limit)
+    return json_answer(200, {"pool": pool, "events": [{"kind": e.kind, "at": e.at, **e.detail} for e in events]})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return resolve(app, event, context)

@@ -1,0 +1,50 @@
+"""PUT /tasks/{task_id}/status and GET /tasks/{task_id}: the slot follows the task.
+
+`apply_pending` reserves the slot until the approval (or the reservation's deadline), `running`
+resumes it, an end status frees it. The same status twice is 200 with no change; leaving an end
+status is 409.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from podslots.api import ERROR_DOCS, StatusBody, TaskAnswer, TaskIdPath, json_answer, make_resolver, resolve, task_answer
+from podslots.clock import SystemClock
+from podslots.model import TaskStatus
+from podslots.observability import logger, metrics, tracer
+from podslots.store import SlotStore
+from podslots.tasks import TaskStatusService
+
+app = make_resolver()
+service = TaskStatusService(SlotStore(), SystemClock())
+
+_OK = {200: {"description": "Where the task is", "content": {"application/json": {"model": TaskAnswer}}}}
+
+
+@app.put("/tasks/<task_id>/status", summary="Report a task's status", responses={**_OK, **ERROR_DOCS})
+@tracer.capture_method
+def put_status(task_id: TaskIdPath, body: Annotated[StatusBody, Body()]) -> Response[Any]:
+    logger.append_keys(task_id=task_id)
+    change = service.set_status(task_id, TaskStatus(body.status))
+    metrics.add_dimension(name="pool", value=change.task.pool)
+    return json_answer(200, task_answer(change.task) | {"changed": change.changed})
+
+
+@app.get("/tasks/<task_id>", summary="Where a task is", responses={**_OK, **ERROR_DOCS})
+@tracer.capture_method
+def get_task(task_id: TaskIdPath) -> Response[Any]:
+    logger.append_keys(task_id=task_id)
+    return json_answer(200, task_answer(service.get(task_id)))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return resolve(app, event, context)

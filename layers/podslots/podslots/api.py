@@ -1,0 +1,275 @@
+"""What the four API functions share: request and answer models, and errors mapped to HTTP.
+
+Each domain error kind maps to one status code here, and nowhere else. Every error answer is
+`{"error": <code>, "message": <what and which field>, ...}`; nothing a caller sends becomes a 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from http import HTTPStatus
+from ipaddress import IPv4Address, IPv6Address
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from podslots.errors import Conflict, Gone, InvalidInput, NoCapacity, NotFound, PodSlotsError
+from podslots.model import Pod, Task, TaskStatus, TaskType
+from podslots.observability import logger
+
+MAX_BODY_BYTES = 64 * 1024
+
+POOL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
+TASK_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+POD_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+
+PoolName = Annotated[str, Path(pattern=POOL_PATTERN, max_length=40, description="A DNS label")]
+PodName = Annotated[str, Path(pattern=POD_PATTERN, max_length=253)]
+TaskIdPath = Annotated[str, Path(pattern=TASK_PATTERN, max_length=128)]
+TaskId = Annotated[str, StringConstraints(pattern=TASK_PATTERN, max_length=128)]
+EventLimit = Annotated[int, Query(ge=1, le=500, description="How many events, newest first")]
+
+
+# ---- request bodies ---------------------------------------------------------------------------
+
+
+class AllocateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task_id: TaskId
+    task_type: TaskType
+
+
+class StatusBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["running", "apply_pending", "success", "applied", "failed", "cancelled"]
+
+
+class HeartbeatBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    held_tasks: list[TaskId] = Field(default_factory=list, max_length=64)
+    pod_ip: IPv4Address | IPv6Address | None = None
+
+
+# ---- answers ----------------------------------------------------------------------------------
+
+
+class ErrorAnswer(BaseModel):
+    error: str
+    message: str
+
+
+class AllocationAnswer(BaseModel):
+    task_id: str
+    pool: str
+    pod: str
+    slot: str
+    pod_ip: str | None
+    status: Literal["running"]
+
+
+class TaskAnswer(BaseModel):
+    task_id: str
+    pool: str
+    pod: str | None
+    slot: str | None
+    task_type: TaskType
+    status: TaskStatus
+    reserved_until: int | None = None
+
+
+class SlotAnswer(BaseModel):
+    slot: str
+    status: str
+    task_id: str | None = None
+    task_type: str | None = None
+    since: int | None = None
+    reserved_until: int | None = None
+
+
+class PodAnswer(BaseModel):
+    pool: str
+    pod: str
+    state: str
+    busy: int
+    pod_ip: str | None
+    heartbeat_at: int | None
+    slots: list[SlotAnswer]
+
+
+def task_answer(task: Task) -> dict[str, Any]:
+    return TaskAnswer(
+        task_id=task.task_id,
+        pool=task.pool,
+        pod=task.pod,
+        slot=task.slot,
+        task_type=task.task_type,
+        status=task.status,
+        reserved_until=task.reserved_until,
+    ).model_dump(mode="json")
+
+
+def pod_answer(pod: Pod) -> dict[str, Any]:
+    return PodAnswer(
+        pool=pod.pool,
+        pod=pod.name,
+        state=pod.state.value,
+        busy=pod.busy,
+        pod_ip=pod.pod_ip,
+        heartbeat_at=pod.heartbeat_at,
+        slots=[
+            SlotAnswer(
+                slot=key,
+                status=slot.status.value,
+                task_id=slot.task_id,
+                task_type=slot.task_type.value if slot.task_type else None,
+                since=slot.since,
+                reserved_until=slot.reserved_until,
+            )
+            for key, slot in sorted(pod.slots.items(), key=lambda kv: int(kv[0][1:]))
+        ],
+    ).model_dump(mode="json")
+
+
+def json_answer(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers=headers or {},
+    )
+
+
+def error_answer(status: int, code: str, message: str, **extra: Any) -> Response[Any]:
+    return json_answer(status, {"error": code, "message": message, **extra})
+
+
+ERROR_DOCS: dict[int, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/json": {"model": ErrorAnswer}}}
+    for code, text in {
+        400: "The body is not JSON, or a name is malformed",
+        404: "Unknown pool or task",
+        409: "The request contradicts the current state",
+        413: "Body over 64 KiB",
+        415: "Not application/json",
+        422: "The body breaks the schema; the message names the field",
+    }.items()
+}
+
+
+# ---- errors to HTTP, in one place -----------------------------------------------------------
+
+_STATUS_OF: list[tuple[type[PodSlotsError], HTTPStatus]] = [
+    (NotFound, HTTPStatus.NOT_FOUND),
+    (Conflict, HTTPStatus.CONFLICT),
+    (Gone, HTTPStatus.GONE),
+    (InvalidInput, HTTPStatus.UNPROCESSABLE_ENTITY),
+    (NoCapacity, HTTPStatus.SERVICE_UNAVAILABLE),
+]
+
+
+def _domain_error(exc: PodSlotsError) -> Response[Any]:
+    status = next((s for kind, s in _STATUS_OF if isinstance(exc, kind)), HTTPStatus.CONFLICT)
+    body: dict[str, Any] = {"error": exc.code, "message": exc.message}
+    headers: dict[str, str] = {}
+    if isinstance(exc, NoCapacity):
+        body["retry_after_s"] = exc.retry_after_s
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, InvalidInput) and exc.field:
+        body["field"] = exc.field
+    body.update({k: v for k, v in exc.details.items() if k not in body})
+    return json_answer(int(status), body, headers)
+
+
+def _where(loc: Any) -> str:
+    parts = [str(p) for p in (loc or ()) if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def _validation_error(exc: RequestValidationError) -> Response[Any]:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_answer(400, "invalid_json", "the body is not valid JSON")
+    problems = []
+    for e in errors:
+        loc = tuple(e.get("loc") or ())
+        where = _where(loc)
+        if loc and loc[0] == "path":
+            where = str(loc[-1])
+        msg = str(e.get("msg", "is invalid"))
+        if e.get("type") == "extra_forbidden":
+            msg = "is not a known field"
+        elif e.get("type") == "missing":
+            msg = "is required"
+        problems.append({"field": where, "problem": msg})
+    summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+    status = 400 if any(p for p in errors if tuple(p.get("loc") or ())[:1] == ("path",)) else 422
+    return error_answer(status, "invalid_request", summary or "the request is invalid", problems=problems)
+
+
+def make_resolver() -> APIGatewayRestResolver:
+    """A REST resolver with validation on and our error mapping registered."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    @app.exception_handler(PodSlotsError)
+    def _on_domain(exc: PodSlotsError) -> Response[Any]:
+        return _domain_error(exc)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _on_content_type(exc: RequestUnsupportedContentType) -> Response[Any]:
+        return error_answer(415, "unsupported_media_type", "send the body as application/json")
+
+    @app.exception_handler(RequestValidationError)
+    def _on_validation(exc: RequestValidationError) -> Response[Any]:
+        return _validation_error(exc)
+
+    @app.not_found
+    def _on_not_found(exc: Exception) -> Response[Any]:
+        return error_answer(404, "not_found", f"no route for {app.current_event.http_method} {app.current_event.path}")
+
+    return app
+
+
+def body_too_large(event: dict[str, Any]) -> dict[str, Any] | None:
+    """API Gateway allows 10 MB; podslots' bodies are small, so anything over 64 KiB is refused.
+
+    Answered before routing, so an oversize body is never parsed.
+    """
+    body = event.get("body") or ""
+    size = len(body.encode("utf-8")) if isinstance(body, str) else len(body)
+    if event.get("isBase64Encoded"):
+        try:
+            size = len(base64.b64decode(body, validate=False))
+        except (binascii.Error, ValueError):
+            return _proxy_answer(400, {"error": "invalid_body", "message": "the body is not valid base64"})
+    if size > MAX_BODY_BYTES:
+        return _proxy_answer(
+            413,
+            {"error": "body_too_large", "message": f"the body is {size} bytes; at most {MAX_BODY_BYTES}"},
+        )
+    return None
+
+
+def _proxy_answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The API handlers' entry: refuse oversize bodies before parsing, then route."""
+    refused = body_too_large(event)
+    if refused is not None:
+        logger.info("request refused before routing", extra={"status": refused["statusCode"]})
+        return refused
+    return app.resolve(event, context)

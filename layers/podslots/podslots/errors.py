@@ -1,0 +1,53 @@
+"""Domain errors: what went wrong, in the words of the slot life cycle.
+
+They know nothing of HTTP; `podslots.api` maps each kind to one status code, in one place.
+"""
+
+from __future__ import annotations
+
+
+class PodSlotsError(Exception):
+    """Base of every error a caller can cause or a step can report."""
+
+    code = "error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(PodSlotsError):
+    code = "not_found"
+
+
+class Conflict(PodSlotsError):
+    """The request contradicts the current state (an ended task, another pool, another type)."""
+
+    code = "conflict"
+
+
+class Gone(PodSlotsError):
+    """The pod is draining or unknown: its agent should exit."""
+
+    code = "gone"
+
+
+class NoCapacity(PodSlotsError):
+    """No ready pod has an idle slot: the task is recorded as waiting."""
+
+    code = "no_capacity"
+
+    def __init__(self, message: str, retry_after_s: int, **details: object) -> None:
+        super().__init__(message, **details)
+        self.retry_after_s = retry_after_s
+
+
+class InvalidInput(PodSlotsError):
+    """Input that passed the schema but breaks a rule (min above max, a bad name)."""
+
+    code = "invalid"
+
+    def __init__(self, message: str, field: str | None = None, **details: object) -> None:
+        super().__init__(message, **details)
+        self.field = field

@@ -1,0 +1,217 @@
+"""Pools, pods, slots and tasks: plain types and the rules that need no I/O.
+
+Everything here is pure so that the step modules, the store and the tests can agree on one meaning
+of "idle", "busy", "ended" and "where does the next task go".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+TASK_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# A pod name is a DNS subdomain; ours are `<pool>-<suffix>`, but adopted pods may be any valid name.
+POD_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+class TaskType(StrEnum):
+    PLAN = "plan"
+    APPLY = "apply"
+    PLAN_AND_APPLY = "plan_and_apply"
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"  # asked, found no slot, still waiting (the demand of the scaling rule)
+    RUNNING = "running"
+    APPLY_PENDING = "apply_pending"
+    SUCCESS = "success"
+    APPLIED = "applied"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"  # its pod vanished or its slot leaked; the queue may dispatch it again
+    EXPIRED = "expired"  # its reservation ran out; the queue may dispatch it again
+
+    @property
+    def holds_slot(self) -> bool:
+        return self in HOLDING_STATUSES
+
+    @property
+    def is_end(self) -> bool:
+        return self in END_STATUSES
+
+    @property
+    def redispatchable(self) -> bool:
+        """May a new allocation reuse this task id (the queue runs the task again)?"""
+        return self in {TaskStatus.PENDING, TaskStatus.LOST, TaskStatus.EXPIRED}
+
+
+HOLDING_STATUSES = frozenset({TaskStatus.RUNNING, TaskStatus.APPLY_PENDING})
+# The statuses a caller may end a task with; lost and expired are set by podslots itself.
+CALLER_END_STATUSES = frozenset(
+    {TaskStatus.SUCCESS, TaskStatus.APPLIED, TaskStatus.FAILED, TaskStatus.CANCELLED}
+)
+END_STATUSES = CALLER_END_STATUSES | {TaskStatus.LOST, TaskStatus.EXPIRED}
+
+
+class SlotStatus(StrEnum):
+    IDLE = "idle"
+    RUNNING = "running"
+    RESERVED = "reserved"
+
+
+class PodState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    UNHEALTHY = "unhealthy"
+    DRAINING = "draining"
+
+
+def slot_key(index: int) -> str:
+    return f"s{index}"
+
+
+def slot_index(key: str) -> int:
+    return int(key[1:])
+
+
+@dataclass(frozen=True)
+class Slot:
+    status: SlotStatus = SlotStatus.IDLE
+    task_id: str | None = None
+    task_type: TaskType | None = None
+    since: int | None = None  # epoch seconds the slot took this task (or was reserved)
+    reserved_until: int | None = None
+
+    @property
+    def is_idle(self) -> bool:
+        return self.status is SlotStatus.IDLE
+
+
+IDLE_SLOT = Slot()
+
+
+@dataclass(frozen=True)
+class Pod:
+    pool: str
+    name: str
+    state: PodState
+    slots: dict[str, Slot]
+    uid: str | None = None
+    pod_ip: str | None = None
+    created_at: int = 0
+    heartbeat_at: int | None = None
+    held_tasks: tuple[str, ...] = ()
+    last_used_at: int = 0
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for slot in self.slots.values() if not slot.is_idle)
+
+    @property
+    def slot_count(self) -> int:
+        return len(self.slots)
+
+    def idle_slot_keys(self) -> list[str]:
+        return sorted((k for k, s in self.slots.items() if s.is_idle), key=slot_index)
+
+    def slot_of(self, task_id: str) -> str | None:
+        for key, slot in self.slots.items():
+            if slot.task_id == task_id:
+                return key
+        return None
+
+    def with_slot(self, key: str, slot: Slot) -> Pod:
+        return replace(self, slots={**self.slots, key: slot})
+
+
+def empty_slots(count: int) -> dict[str, Slot]:
+    return {slot_key(i): IDLE_SLOT for i in range(count)}
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    pool: str
+    task_type: TaskType
+    status: TaskStatus
+    pod: str | None = None
+    slot: str | None = None
+    allocated_at: int | None = None
+    updated_at: int = 0
+    reserved_until: int | None = None
+    waiting_since: int | None = None  # first 503 of the current dispatch
+    shortage_signalled_at: int | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an allocation attempt will try to put a task."""
+
+    pod: Pod
+    slot: str
+
+
+def placement_candidates(pods: list[Pod]) -> list[Placement]:
+    """Every free slot of every ready pod, best first.
+
+    Bin-packing: the fullest pod first (fewest idle slots left, then most busy), so that idle pods
+    stay idle and can be scaled down; within a pod the lowest slot first. Ties go to the pod used
+    most recently (its caches are warm), then by name, so the order is deterministic.
+    """
+    ready = [p for p in pods if p.state is PodState.READY and p.idle_slot_keys()]
+    ready.sort(key=lambda p: (len(p.idle_slot_keys()), -p.busy, -p.last_used_at, p.name))
+    return [Placement(pod, key) for pod in ready for key in pod.idle_slot_keys()]
+
+
+@dataclass
+class PoolFigures:
+    """Live slot and pod figures of a pool (what GET /pools/{pool} shows and reconcile emits)."""
+
+    slots_total: int = 0
+    slots_running: int = 0
+    slots_reserved: int = 0
+    slots_idle: int = 0
+    pods_total: int = 0
+    pods_idle: int = 0
+    pods_partial: int = 0
+    pods_full: int = 0
+    pods_starting: int = 0
+    pods_ready: int = 0
+    pods_unhealthy: int = 0
+    pods_draining: int = 0
+    utilization: float = 0.0
+    by_state: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, pods: list[Pod]) -> PoolFigures:
+        f = cls()
+        for pod in pods:
+            f.pods_total += 1
+            f.by_state[pod.state.value] = f.by_state.get(pod.state.value, 0) + 1
+            running = sum(1 for s in pod.slots.values() if s.status is SlotStatus.RUNNING)
+            reserved = sum(1 for s in pod.slots.values() if s.status is SlotStatus.RESERVED)
+            f.slots_running += running
+            f.slots_reserved += reserved
+            # Capacity is what ready and starting pods offer (DESIGN, scaling rule).
+            if pod.state in (PodState.READY, PodState.STARTING):
+                f.slots_total += pod.slot_count
+                f.slots_idle += pod.slot_count - running - reserved
+            busy = running + reserved
+            if busy == 0:
+                f.pods_idle += 1
+            elif busy < pod.slot_count:
+                f.pods_partial += 1
+            else:
+                f.pods_full += 1
+        f.pods_starting = f.by_state.get(PodState.STARTING.value, 0)
+        f.pods_ready = f.by_state.get(PodState.READY.value, 0)
+        f.pods_unhealthy = f.by_state.get(PodState.UNHEALTHY.value, 0)
+        f.pods_draining = f.by_state.get(PodState.DRAINING.value, 0)
+        used = f.slots_running + f.slots_reserved
+        f.utilization = round(used / f.slots_total, 4) if f.slots_total else 0.0
+        return f
+
+    def as_dict(self) -> dict[str, int | float]:
+        return {k: v for k, v in self.__dict__.items() if k != "by_state"}

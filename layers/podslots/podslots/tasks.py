@@ -1,0 +1,120 @@
+"""Task status: the slot follows what the task reports.
+
+`apply_pending` keeps the slot reserved (the plan's working directory stays on that pod until a
+person approves), `running` resumes it, and every end status frees it. The same status twice is
+a no-op, so the agent and the queue may both report, and retry, without harm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from podslots.clock import Clock
+from podslots.errors import Conflict, NotFound
+from podslots.model import Task, TaskStatus, TaskType
+from podslots.observability import count, logger
+from podslots.store import SlotStore, StoreConflict
+
+DEFAULT_RESERVATION_TTL_S = 86400
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    task: Task
+    changed: bool
+
+
+class TaskStatusService:
+    def __init__(self, store: SlotStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def get(self, task_id: str) -> Task:
+        task = self.store.get_task(task_id)
+        if task is None:
+            raise NotFound(f"task {task_id} is not known", task_id=task_id)
+        return task
+
+    def set_status(self, task_id: str, status: TaskStatus) -> StatusChange:
+        for _ in range(MAX_ATTEMPTS):
+            task = self.get(task_id)
+            if task.status is status:
+                return StatusChange(task, changed=False)
+            try:
+                return StatusChange(self._move(task, status), changed=True)
+            except StoreConflict as conflict:
+                # Someone else moved the task or its slot between our read and our write (a
+                # retry of this very call, reconcile, expiry): read again and decide afresh.
+                if self._slot_lost(task, conflict, status):
+                    return StatusChange(self.get(task_id), changed=True)
+        raise Conflict(f"task {task_id} keeps changing under this update; try again", task_id=task_id)
+
+    def _move(self, task: Task, status: TaskStatus) -> Task:
+        if task.status.is_end:
+            raise Conflict(
+                f"task {task.task_id} already ended with status {task.status.value}",
+                task_id=task.task_id,
+                status=task.status.value,
+            )
+        now = int(self.clock.now())
+        if task.status is TaskStatus.PENDING:
+            if status.is_end:
+                self.store.close_without_slot(task, status, now)
+                return self._after(task, status)
+            raise Conflict(
+                f"task {task.task_id} holds no slot yet (it waits for capacity); allocate it first",
+                task_id=task.task_id,
+            )
+        if status is TaskStatus.APPLY_PENDING:
+            if task.task_type is not TaskType.PLAN_AND_APPLY:
+                raise Conflict(
+                    f"only a plan_and_apply task can wait for approval; {task.task_id} is "
+                    f"{task.task_type.value}",
+                    task_id=task.task_id,
+                )
+            until = now + self._reservation_ttl(task.pool)
+            self.store.reserve(task, until, now)
+            count("SlotReserved")
+            logger.info("slot reserved for approval", extra=_keys(task) | {"reserved_until": until})
+            return self._after(task, status, reserved_until=until)
+        if status is TaskStatus.RUNNING:  # from apply_pending: the approval came
+            self.store.resume(task, now)
+            logger.info("apply resumed on its reserved slot", extra=_keys(task))
+            return self._after(task, status)
+        self.store.release(task, status, now)
+        count("SlotReleased")
+        logger.info("slot released", extra=_keys(task) | {"status": status.value})
+        return self._after(task, status)
+
+    def _slot_lost(self, task: Task, conflict: StoreConflict, status: TaskStatus) -> bool:
+        """The task item is as we read it, but its slot no longer holds it (its pod item went).
+
+        Ending such a task must still succeed: close the task alone, there is no slot to free.
+        Anything else (reserve, resume) is a conflict: the slot the apply needs is gone.
+        """
+        if conflict.failed("task") or not conflict.failed("slot"):
+            return False
+        if not status.is_end:
+            raise Conflict(
+                f"the slot of task {task.task_id} no longer holds it (its pod was lost)",
+                task_id=task.task_id,
+            )
+        try:
+            self.store.close_without_slot(task, status, int(self.clock.now()))
+        except StoreConflict:
+            return False  # it moved again: the caller reads it afresh
+        logger.warning("task ended without a slot to free", extra=_keys(task))
+        return True
+
+    def _reservation_ttl(self, pool: str) -> int:
+        record = self.store.get_pool(pool)
+        return record.settings.reservation_ttl_s if record else DEFAULT_RESERVATION_TTL_S
+
+    @staticmethod
+    def _after(task: Task, status: TaskStatus, reserved_until: int | None = None) -> Task:
+        return replace(task, status=status, reserved_until=reserved_until)
+
+
+def _keys(task: Task) -> dict[str, str | None]:
+    return {"pool": task.pool, "pod": task.pod, "slot": task.slot, "task_id": task.task_id}
