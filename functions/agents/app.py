@@ -4,8 +4,6 @@ The first beat makes a starting pod ready; a beat brings an unhealthy pod back. 
 the pod's slots and their tasks. A draining or unknown pod gets 410: its agent should exit.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response

@@ -5,8 +5,6 @@ holds one (a reserved slot resumes: the apply runs where the plan ran), 503 + Re
 ready pod has an idle slot (the task is recorded as waiting and a CapacityShortage goes out).
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response

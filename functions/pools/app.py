@@ -6,8 +6,6 @@ when replaced. DELETE answers 202: the pool takes no new tasks at once, and its 
 last pod has gone.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response

@@ -5,8 +5,6 @@ resumes it, an end status frees it. The same status twice is 200 with no change;
 status is 409.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response

@@ -11,6 +11,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,7 +63,8 @@ def kube(clock: FakeClock) -> Iterator[KubeApiStandIn]:
         yield stand_in
 
 
-def make_core(
+@contextmanager
+def official_client(
     kube: KubeApiStandIn, *, retries: bool | None = False, token: str | None = None
 ) -> Iterator[CoreV1Api]:
     configuration = Configuration()
@@ -79,12 +81,14 @@ def make_core(
 
 @pytest.fixture
 def core(kube: KubeApiStandIn) -> Iterator[CoreV1Api]:
-    yield from make_core(kube)
+    with official_client(kube) as client:
+        yield client
 
 
 @pytest.fixture
 def core_with_default_retries(kube: KubeApiStandIn) -> Iterator[CoreV1Api]:
-    yield from make_core(kube, retries=None)
+    with official_client(kube, retries=None) as client:
+        yield client
 
 
 def names(core: CoreV1Api, **list_args: Any) -> list[str]:
@@ -104,7 +108,7 @@ def test_stand_in_serves_on_an_ephemeral_loopback_port_until_stopped() -> None:
 
 
 def test_a_wrong_bearer_token_is_refused_with_401(kube: KubeApiStandIn) -> None:
-    for core in make_core(kube, token="not-the-token"):
+    with official_client(kube, token="not-the-token") as core:
         with pytest.raises(ApiException) as refused:
             core.list_namespaced_pod(NS)
         assert refused.value.status == 401
@@ -212,9 +216,7 @@ def labelled(kube: KubeApiStandIn) -> None:
         ("app in (agent,web),!tier", ["c"]),
     ],
 )
-def test_list_filters_by_label_selector(
-    core: CoreV1Api, selector: str, expected: list[str]
-) -> None:
+def test_list_filters_by_label_selector(core: CoreV1Api, selector: str, expected: list[str]) -> None:
     assert names(core, label_selector=selector) == expected
 
 
@@ -246,9 +248,7 @@ def test_list_filters_by_field_selector(kube: KubeApiStandIn, core: CoreV1Api) -
     assert refused.value.status == 400
 
 
-def test_paging_with_limit_walks_a_consistent_snapshot(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_paging_with_limit_walks_a_consistent_snapshot(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     # Given five pods
     for i in range(5):
         kube.add_pod(NS, manifest(f"agent-{i}"))
@@ -262,7 +262,8 @@ def test_paging_with_limit_walks_a_consistent_snapshot(
     # Then the pages cover the first snapshot exactly, then stop
     pages = [[p.metadata.name for p in page.items] for page in (first, second, third)]
     assert pages == [["agent-0", "agent-1"], ["agent-2", "agent-3"], ["agent-4"]]
-    assert first.metadata._continue and second.metadata._continue
+    assert first.metadata._continue
+    assert second.metadata._continue
     assert third.metadata._continue is None
     assert {page.metadata.resource_version for page in (first, second, third)} == {
         first.metadata.resource_version
@@ -287,9 +288,7 @@ def test_an_expired_continue_token_is_410(kube: KubeApiStandIn, core: CoreV1Api)
 # ---- delete ----------------------------------------------------------------
 
 
-def test_delete_removes_the_pod_at_once_and_returns_it(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_delete_removes_the_pod_at_once_and_returns_it(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     created = core.create_namespaced_pod(NS, manifest("agent-1"))
 
     deleted = core.delete_namespaced_pod("agent-1", NS)
@@ -298,9 +297,7 @@ def test_delete_removes_the_pod_at_once_and_returns_it(
     assert kube.pods(NS) == []
 
 
-def test_delete_with_matching_uid_precondition_deletes(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_delete_with_matching_uid_precondition_deletes(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     created = core.create_namespaced_pod(NS, manifest("agent-1"))
     options = kubernetes.client.V1DeleteOptions(
         preconditions=kubernetes.client.V1Preconditions(uid=created.metadata.uid)
@@ -352,34 +349,28 @@ def test_deleting_an_absent_pod_is_404(core: CoreV1Api) -> None:
     assert status_of(missing.value)["details"] == {"name": "ghost", "kind": "pods"}
 
 
-def test_graceful_deletion_keeps_the_pod_until_finished(
-    clock: FakeClock, core: CoreV1Api
-) -> None:
-    with KubeApiStandIn(clock=clock, graceful_deletion=True) as kube:
-        for graceful_core in make_core(kube):
-            graceful_core.create_namespaced_pod(NS, manifest("agent-1"))
+def test_graceful_deletion_keeps_the_pod_until_finished(clock: FakeClock) -> None:
+    with (
+        KubeApiStandIn(clock=clock, graceful_deletion=True) as kube,
+        official_client(kube) as graceful_core,
+    ):
+        graceful_core.create_namespaced_pod(NS, manifest("agent-1"))
 
-            # When the pod is deleted with a 10 s grace period
-            deleting = graceful_core.delete_namespaced_pod(
-                "agent-1", NS, grace_period_seconds=10
-            )
+        # When the pod is deleted with a 10 s grace period
+        deleting = graceful_core.delete_namespaced_pod("agent-1", NS, grace_period_seconds=10)
 
-            # Then it stays, marked, until the test finishes the deletion
-            assert deleting.metadata.deletion_timestamp == T0 + timedelta(seconds=10)
-            assert deleting.metadata.deletion_grace_period_seconds == 10
-            listed = graceful_core.list_namespaced_pod(NS).items
-            assert [p.metadata.deletion_timestamp for p in listed] == [
-                T0 + timedelta(seconds=10)
-            ]
-            again = graceful_core.delete_namespaced_pod("agent-1", NS)
-            assert again.metadata.resource_version == deleting.metadata.resource_version
-            kube.finish_deletion(NS, "agent-1")
-            assert names(graceful_core) == []
+        # Then it stays, marked, until the test finishes the deletion
+        assert deleting.metadata.deletion_timestamp == T0 + timedelta(seconds=10)
+        assert deleting.metadata.deletion_grace_period_seconds == 10
+        listed = graceful_core.list_namespaced_pod(NS).items
+        assert [p.metadata.deletion_timestamp for p in listed] == [T0 + timedelta(seconds=10)]
+        again = graceful_core.delete_namespaced_pod("agent-1", NS)
+        assert again.metadata.resource_version == deleting.metadata.resource_version
+        kube.finish_deletion(NS, "agent-1")
+        assert names(graceful_core) == []
 
 
-def test_graceful_deletion_can_be_chosen_per_pod(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_graceful_deletion_can_be_chosen_per_pod(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     kube.add_pod(NS, manifest("slow"))
     kube.add_pod(NS, manifest("quick"))
     kube.set_graceful_deletion(NS, "slow")
@@ -405,17 +396,13 @@ def test_a_zero_grace_period_deletes_at_once_even_when_graceful(
 # ---- patch -----------------------------------------------------------------
 
 
-def test_patch_with_a_dict_adds_and_removes_annotations(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_patch_with_a_dict_adds_and_removes_annotations(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     created = core.create_namespaced_pod(NS, manifest("agent-1"))
 
     added = core.patch_namespaced_pod(
         "agent-1", NS, {"metadata": {"annotations": {"slot": "7", "owner": "me"}}}
     )
-    removed = core.patch_namespaced_pod(
-        "agent-1", NS, {"metadata": {"annotations": {"owner": None}}}
-    )
+    removed = core.patch_namespaced_pod("agent-1", NS, {"metadata": {"annotations": {"owner": None}}})
 
     assert added.metadata.annotations == {"slot": "7", "owner": "me"}
     assert removed.metadata.annotations == {"slot": "7"}
@@ -439,9 +426,7 @@ def test_merge_patch_content_type_is_served_too(core: CoreV1Api) -> None:
     assert patched.metadata.labels == {"app": "agent", "y": "2"}
 
 
-def test_json_patch_with_a_list_body_edits_annotations(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_json_patch_with_a_list_body_edits_annotations(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     core.create_namespaced_pod(NS, manifest("agent-1"))
     ops = [
         {"op": "add", "path": "/metadata/annotations", "value": {}},
@@ -503,9 +488,7 @@ def test_patching_an_absent_pod_is_404(core: CoreV1Api) -> None:
 # ---- test-side controls ----------------------------------------------------
 
 
-def test_phase_and_pod_ip_changes_are_seen_through_list(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_phase_and_pod_ip_changes_are_seen_through_list(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     created = core.create_namespaced_pod(NS, manifest("agent-1"))
 
     kube.set_phase(NS, "agent-1", "Running")
@@ -603,9 +586,7 @@ def test_faults_match_on_method_and_path_glob(kube: KubeApiStandIn, core: CoreV1
     assert core.read_namespaced_pod("agent-1", NS).metadata.name == "agent-1"
 
 
-def test_a_slow_answer_trips_the_client_request_timeout(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_a_slow_answer_trips_the_client_request_timeout(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     kube.add_pod(NS, manifest("agent-1"))
     kube.slow_next(5.0, verb="get")
 
@@ -615,18 +596,14 @@ def test_a_slow_answer_trips_the_client_request_timeout(
     assert core.read_namespaced_pod("agent-1", NS, _request_timeout=2).metadata.name
 
 
-def test_a_slow_answer_within_the_timeout_just_arrives_late(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_a_slow_answer_within_the_timeout_just_arrives_late(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     kube.add_pod(NS, manifest("agent-1"))
     kube.slow_next(0.1, verb="list")
 
     assert names(core, _request_timeout=5) == ["agent-1"]
 
 
-def test_a_dropped_connection_is_a_urllib3_protocol_error(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_a_dropped_connection_is_a_urllib3_protocol_error(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     kube.drop_next(verb="delete")
     kube.add_pod(NS, manifest("agent-1"))
 

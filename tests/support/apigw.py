@@ -34,7 +34,7 @@ def proxy_event(
         path = path.replace("{" + key + "}", value)
     if raw_body is None and body is not None:
         raw_body = json.dumps(body)
-    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "User-Agent": "podslots-tests"}
+    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "User-Agent": "task-queue/1.0"}
     if content_type and raw_body is not None:
         headers["Content-Type"] = content_type
     request_id = str(uuid.uuid4())
@@ -63,7 +63,7 @@ def proxy_event(
             "requestId": request_id,
             "identity": {
                 "sourceIp": "10.0.0.1",
-                "userAgent": "podslots-tests",
+                "userAgent": "task-queue/1.0",
                 "userArn": "arn:aws:sts::123456789012:assumed-role/task-queue/session",
                 "caller": "AROAEXAMPLE:session",
                 "accountId": "123456789012",

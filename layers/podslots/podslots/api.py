@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from podslots.errors import Conflict, Gone, InvalidInput, NoCapacity, NotFound, PodSlotsError
 from podslots.model import Pod, Task, TaskStatus, TaskType
-from podslots.observability import logger
+from podslots.observability import logger, metrics
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -268,6 +268,7 @@ def _proxy_answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
 
 def resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The API handlers' entry: refuse oversize bodies before parsing, then route."""
+    metrics.clear_metrics()  # a warm container starts each request without the last one's dimensions
     refused = body_too_large(event)
     if refused is not None:
         logger.info("request refused before routing", extra={"status": refused["statusCode"]})

@@ -169,6 +169,7 @@ class EventItem(_Item):
 
 
 ITEM_KINDS: tuple[type[_Item], ...] = (PodItem, TaskItem, PoolItem, RegistryItem, EventItem)
+_binding = {"generation": 0}
 
 
 def bind_table(table_name: str, host: str | None = None, region: str | None = None) -> None:
@@ -179,6 +180,7 @@ def bind_table(table_name: str, host: str | None = None, region: str | None = No
         if region:
             kind.Meta.region = region
         kind._connection = None  # PynamoDB caches the connection per class
+    _binding["generation"] += 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,7 +347,7 @@ class SlotStore:
     def _connection(self) -> Connection:
         # One connection per thread: botocore clients are thread-safe, but PynamoDB's is built lazily.
         conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is None or conn.host != PodItem.Meta.host:
+        if conn is None or getattr(self._local, "generation", None) != _binding["generation"]:
             conn = Connection(
                 region=PodItem.Meta.region,
                 host=PodItem.Meta.host,
@@ -354,6 +356,7 @@ class SlotStore:
                 read_timeout_seconds=PodItem.Meta.read_timeout_seconds,
             )
             self._local.conn = conn
+            self._local.generation = _binding["generation"]
         return conn
 
     def _tx(self, token: str | None = None) -> _LabelledTransaction:

@@ -62,44 +62,49 @@ def _parent(doc: Any, tokens: list[str], path: str) -> Any:
     return node
 
 
-def _apply_op(doc: Any, op: dict[str, Any]) -> Any:
+def _on_map(parent: dict[str, Any], key: str, op: dict[str, Any], path: str) -> None:
+    kind = op["op"]
+    if kind != "add" and key not in parent:
+        raise KubeError.invalid(f"doc is missing key: {path!r}")
+    if kind in ("add", "replace"):
+        parent[key] = copy.deepcopy(op["value"])
+    elif kind == "remove":
+        del parent[key]
+    elif parent[key] != op.get("value"):  # "test"
+        raise KubeError.invalid(f"testing value {path!r} failed")
+
+
+def _on_list(parent: list[Any], token: str, op: dict[str, Any], path: str) -> None:
+    kind = op["op"]
+    index = _index(parent, token, allow_end=kind == "add")
+    if kind == "add":
+        parent.insert(index, copy.deepcopy(op["value"]))
+    elif kind == "replace":
+        parent[index] = copy.deepcopy(op["value"])
+    elif kind == "remove":
+        del parent[index]
+    elif parent[index] != op.get("value"):  # "test"
+        raise KubeError.invalid(f"testing value {path!r} failed")
+
+
+def _apply_op(doc: Any, op: dict[str, Any]) -> None:
     kind, path = op.get("op"), op.get("path")
+    if kind not in ("add", "replace", "remove", "test"):
+        raise KubeError.invalid(f"unsupported JSON patch operation {kind!r}")
     if not isinstance(path, str):
         raise KubeError.invalid(f"JSON patch operation without a path: {op!r}")
+    if kind in ("add", "replace", "test") and "value" not in op:
+        raise KubeError.invalid(f"JSON patch {kind} without a value: {op!r}")
     tokens = _pointer(path)
     if not tokens:
         raise KubeError.invalid("JSON patch on the whole document is not supported")
-    parent, last = _parent(doc, tokens, path), tokens[-1]
-    if kind in ("add", "replace") and "value" not in op:
-        raise KubeError.invalid(f"JSON patch {kind} without a value: {op!r}")
+    parent = _parent(doc, tokens, path)
     if isinstance(parent, dict):
-        exists = last in parent
-        if kind in ("replace", "remove", "test") and not exists:
-            raise KubeError.invalid(f"doc is missing key: {path!r}")
-        if kind in ("add", "replace"):
-            parent[last] = copy.deepcopy(op["value"])
-        elif kind == "remove":
-            del parent[last]
-        elif kind == "test":
-            if parent[last] != op.get("value"):
-                raise KubeError.invalid(f"testing value {path!r} failed")
-        else:
-            raise KubeError.invalid(f"unsupported JSON patch operation {kind!r}")
+        _on_map(parent, tokens[-1], op, path)
     elif isinstance(parent, list):
-        if kind == "add":
-            parent.insert(_index(parent, last, allow_end=True), op["value"])
-        elif kind == "replace":
-            parent[_index(parent, last, allow_end=False)] = op["value"]
-        elif kind == "remove":
-            del parent[_index(parent, last, allow_end=False)]
-        elif kind == "test":
-            if parent[_index(parent, last, allow_end=False)] != op.get("value"):
-                raise KubeError.invalid(f"testing value {path!r} failed")
-        else:
-            raise KubeError.invalid(f"unsupported JSON patch operation {kind!r}")
+        _on_list(parent, tokens[-1], op, path)
     else:
         raise KubeError.invalid(f"doc is missing path: {path!r}")
-    return doc
 
 
 def json_patch(target: dict[str, Any], ops: Any) -> dict[str, Any]:
@@ -108,13 +113,13 @@ def json_patch(target: dict[str, Any], ops: Any) -> dict[str, Any]:
         raise KubeError.bad_request("a JSON patch must be a list of operations")
     doc = copy.deepcopy(target)
     for op in ops:
-        doc = _apply_op(doc, op)
+        _apply_op(doc, op)
     return doc
 
 
 def apply_patch(target: dict[str, Any], content_type: str, patch: Any) -> dict[str, Any]:
     """Apply `patch` of the given Content-Type to a copy of `target`."""
-    media_type = content_type.split(";")[0].strip().lower()
+    media_type = content_type.split(";", maxsplit=1)[0].strip().lower()
     if media_type == JSON_PATCH:
         return json_patch(target, patch)
     if media_type in (MERGE_PATCH, STRATEGIC_MERGE_PATCH):
@@ -124,6 +129,6 @@ def apply_patch(target: dict[str, Any], content_type: str, patch: Any) -> dict[s
         return result
     raise KubeError(
         415,
-        f'the body of the request was in an unknown format - accepted media types '
+        f"the body of the request was in an unknown format - accepted media types "
         f"include: {', '.join(PATCH_TYPES)}",
     )

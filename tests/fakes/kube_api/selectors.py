@@ -135,14 +135,10 @@ def parse_field_selector(text: str | None) -> FieldSelector:
         if m is None:
             raise KubeError.bad_request(f"invalid selector: {part!r}")
         if m["field"] not in POD_FIELDS:
-            raise KubeError.bad_request(
-                f'field label not supported: "{m["field"]}"'
-            )
+            raise KubeError.bad_request(f'field label not supported: "{m["field"]}"')
         terms.append((m["field"], m["op"] != "!=", m["value"].strip()))
 
     def matches(pod: Mapping[str, Any]) -> bool:
-        return all(
-            (_nested(pod, field) == value) == equal for field, equal, value in terms
-        )
+        return all((_nested(pod, field) == value) == equal for field, equal, value in terms)
 
     return matches

@@ -16,6 +16,7 @@ other path a 404, each with a Kubernetes `Status` body.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -80,10 +81,8 @@ class _Server(ThreadingHTTPServer):
         with self.connections_lock:
             connections, self.connections = self.connections, set()
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):  # Already closed by the client.
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hung up (timeouts, dropped connections) is expected.
@@ -92,6 +91,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # Headers and body go out at once: no 40 ms stalls.
     server: _Server
 
     def do_GET(self) -> None:
@@ -147,7 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
         if call.verb == "list":
             if query.get("watch") in ("true", "1"):
                 raise KubeError.bad_request("the stand-in does not serve watches")
-            return 200, store.list(
+            return 200, store.list_pods(
                 namespace,
                 label_selector=query.get("labelSelector"),
                 field_selector=query.get("fieldSelector"),
@@ -245,7 +245,7 @@ class KubeApiStandIn:
         self._server = _Server(self, self._host, self._port)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name=f"kube-api-stand-in:{self._server.server_address[1]}",
             daemon=True,
         )
@@ -386,9 +386,7 @@ class KubeApiStandIn:
         with self._calls_lock:
             return list(self._calls)
 
-    def count(
-        self, verb: str | None = None, method: str | None = None, path: str | None = None
-    ) -> int:
+    def count(self, verb: str | None = None, method: str | None = None, path: str | None = None) -> int:
         """How many requests had this verb ("list", ...), method and exact path."""
         return sum(
             1

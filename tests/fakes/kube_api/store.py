@@ -70,7 +70,7 @@ def _check_metadata(pod: Pod) -> dict[str, Any]:
 
 
 class PodStore:
-    def __init__(self, clock: Clock = utc_now, graceful_deletion: bool = False):
+    def __init__(self, clock: Clock = utc_now, graceful_deletion: bool = False) -> None:
         self.clock = clock
         self.graceful_deletion = graceful_deletion
         self._lock = threading.RLock()
@@ -109,14 +109,12 @@ class PodStore:
         meta = _check_metadata(pod)
         if meta.get("namespace") not in (None, "", namespace):
             raise KubeError.bad_request(
-                "the namespace of the provided object does not match the "
-                "namespace sent on the request"
+                "the namespace of the provided object does not match the namespace sent on the request"
             )
         if not meta.get("name"):
             if not meta.get("generateName"):
                 raise KubeError.invalid(
-                    "Pod is invalid: metadata.name: Required value: name or "
-                    "generateName is required"
+                    "Pod is invalid: metadata.name: Required value: name or generateName is required"
                 )
             meta["name"] = self._generate_name(namespace, meta["generateName"])
         name = meta["name"]
@@ -150,7 +148,7 @@ class PodStore:
         with self._lock:
             return copy.deepcopy(self._find(namespace, name))
 
-    def list(
+    def list_pods(
         self,
         namespace: str,
         label_selector: str | None = None,
@@ -167,9 +165,7 @@ class PodStore:
                 items = tuple(
                     copy.deepcopy(pod)
                     for (ns, _), pod in sorted(self._pods.items())
-                    if ns == namespace
-                    and labels.matches(pod["metadata"].get("labels"))
-                    and fields(pod)
+                    if ns == namespace and labels.matches(pod["metadata"].get("labels")) and fields(pod)
                 )
                 rv = str(self._resource_version)
                 snapshot, start = _Snapshot(uuid.uuid4().hex, rv, items), 0
@@ -186,9 +182,7 @@ class PodStore:
 
     def _continue_token(self, snapshot: _Snapshot, offset: int) -> str:
         self._snapshots[snapshot.id] = snapshot
-        raw = json.dumps(
-            {"rv": snapshot.resource_version, "id": snapshot.id, "at": offset}
-        )
+        raw = json.dumps({"rv": snapshot.resource_version, "id": snapshot.id, "at": offset})
         return base64.urlsafe_b64encode(raw.encode()).decode()
 
     def _resume(self, token: str) -> tuple[_Snapshot, int]:
@@ -201,8 +195,7 @@ class PodStore:
         if snapshot is None:
             raise KubeError(
                 410,
-                "The provided continue parameter is too old to display a "
-                "consistent list result.",
+                "The provided continue parameter is too old to display a consistent list result.",
             )
         return snapshot, offset
 
