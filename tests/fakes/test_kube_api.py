@@ -1,8 +1,8 @@
 """The Kubernetes API stand-in, exercised through the official `kubernetes` client.
 
-Every test talks real HTTP to a `KubeApiStandIn` on 127.0.0.1. The `core`
-client has urllib3 retries switched off so each call is exactly one request;
-the tests about the client's own retries build a client with its defaults.
+Every test talks real HTTP to a `KubeApiStandIn` on 127.0.0.1. The `core` client has urllib3
+retries switched off, so each call is exactly one request; the tests about the client's own
+retries use `core_with_default_retries`, a client as the library configures it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,20 @@ from typing import Any
 import kubernetes
 import pytest
 import urllib3
-from kubernetes.client import ApiClient, Configuration, CoreV1Api
+from kubernetes.client import (
+    ApiClient,
+    Configuration,
+    CoreV1Api,
+    V1Container,
+    V1DeleteOptions,
+    V1ListMeta,
+    V1ObjectMeta,
+    V1Pod,
+    V1PodList,
+    V1PodSpec,
+    V1PodStatus,
+    V1Preconditions,
+)
 from kubernetes.client.exceptions import ApiException
 
 from .kube_api import ErrorStatus, KubeApiStandIn
@@ -38,7 +51,11 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
+# ---- helpers: pod bodies and typed access to the client's models -------------------------------
+
+
 def manifest(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A pod as a plain dict, for seeding the stand-in directly."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -47,9 +64,52 @@ def manifest(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
     }
 
 
+def pod_body(
+    name: str | None = None, labels: dict[str, str] | None = None, generate_name: str | None = None
+) -> V1Pod:
+    """A pod as the client's model, for create calls."""
+    return V1Pod(
+        api_version="v1",
+        kind="Pod",
+        metadata=V1ObjectMeta(name=name, generate_name=generate_name, labels=labels),
+        spec=V1PodSpec(containers=[V1Container(name="agent", image="busybox")]),
+    )
+
+
+def meta(pod: V1Pod) -> V1ObjectMeta:
+    assert pod.metadata is not None
+    return pod.metadata
+
+
+def status(pod: V1Pod) -> V1PodStatus:
+    assert pod.status is not None
+    return pod.status
+
+
+def name_of(pod: V1Pod) -> str:
+    return meta(pod).name or ""
+
+
+def rv(pod: V1Pod) -> int:
+    return int(meta(pod).resource_version or "0")
+
+
+def list_meta(pods: V1PodList) -> V1ListMeta:
+    assert pods.metadata is not None
+    return pods.metadata
+
+
+def names(core: CoreV1Api, **list_args: Any) -> list[str]:
+    return [name_of(p) for p in core.list_namespaced_pod(NS, **list_args).items]
+
+
 def status_of(error: ApiException) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(error.body)
+    """The Kubernetes `Status` object the server sent with an error."""
+    body: dict[str, Any] = json.loads(error.body or "{}")
     return body
+
+
+# ---- fixtures -----------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -67,6 +127,7 @@ def kube(clock: FakeClock) -> Iterator[KubeApiStandIn]:
 def official_client(
     kube: KubeApiStandIn, *, retries: bool | None = False, token: str | None = None
 ) -> Iterator[CoreV1Api]:
+    """CoreV1Api from the stand-in's kubeconfig; retries=None keeps the client's default."""
     configuration = Configuration()
     if retries is not None:
         configuration.retries = retries
@@ -91,11 +152,7 @@ def core_with_default_retries(kube: KubeApiStandIn) -> Iterator[CoreV1Api]:
         yield client
 
 
-def names(core: CoreV1Api, **list_args: Any) -> list[str]:
-    return [p.metadata.name for p in core.list_namespaced_pod(NS, **list_args).items]
-
-
-# ---- lifecycle and kubeconfig ----------------------------------------------
+# ---- lifecycle, kubeconfig, routing ---------------------------------------------------------------
 
 
 def test_stand_in_serves_on_an_ephemeral_loopback_port_until_stopped() -> None:
@@ -103,16 +160,18 @@ def test_stand_in_serves_on_an_ephemeral_loopback_port_until_stopped() -> None:
         url = kube.url
         assert url.startswith("http://127.0.0.1:")
         assert kube.kubeconfig()["contexts"][0]["context"]["namespace"] == "agents"
+        with official_client(kube) as core:
+            assert names(core) == []
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url + "/api/v1/namespaces/agents/pods", timeout=2)
 
 
 def test_a_wrong_bearer_token_is_refused_with_401(kube: KubeApiStandIn) -> None:
-    with official_client(kube, token="not-the-token") as core:
-        with pytest.raises(ApiException) as refused:
-            core.list_namespaced_pod(NS)
-        assert refused.value.status == 401
-        assert status_of(refused.value)["reason"] == "Unauthorized"
+    with official_client(kube, token="not-the-token") as core, pytest.raises(ApiException) as refused:
+        core.list_namespaced_pod(NS)
+
+    assert refused.value.status == 401
+    assert status_of(refused.value)["reason"] == "Unauthorized"
 
 
 def test_unknown_paths_are_404_and_unserved_methods_405_with_status_bodies(
@@ -133,61 +192,56 @@ def test_unknown_paths_are_404_and_unserved_methods_405_with_status_bodies(
     assert (code, body["reason"]) == (405, "MethodNotAllowed")
 
 
-# ---- create and read -------------------------------------------------------
+# ---- create and read ----------------------------------------------------------------------------
 
 
 def test_create_fills_in_uid_resource_version_timestamp_and_pending_phase(
     kube: KubeApiStandIn, core: CoreV1Api
 ) -> None:
-    created = core.create_namespaced_pod(NS, manifest("agent-1", {"app": "agent"}))
+    created = core.create_namespaced_pod(NS, pod_body("agent-1", {"app": "agent"}))
 
-    assert created.metadata.name == "agent-1"
-    assert created.metadata.namespace == NS
-    assert len(created.metadata.uid) == 36
-    assert created.metadata.creation_timestamp == T0
-    assert created.status.phase == "Pending"
+    assert (meta(created).name, meta(created).namespace) == ("agent-1", NS)
+    assert len(meta(created).uid or "") == 36
+    assert meta(created).creation_timestamp == T0
+    assert status(created).phase == "Pending"
     assert kube.pods(NS)[0]["metadata"]["creationTimestamp"] == "2030-01-02T03:04:05Z"
-    second = core.create_namespaced_pod(NS, manifest("agent-2"))
-    assert int(second.metadata.resource_version) > int(created.metadata.resource_version)
-    assert second.metadata.uid != created.metadata.uid
+    second = core.create_namespaced_pod(NS, pod_body("agent-2"))
+    assert rv(second) > rv(created)
+    assert meta(second).uid != meta(created).uid
 
 
 def test_create_with_generate_name_picks_a_fresh_name(core: CoreV1Api) -> None:
-    body = {"metadata": {"generateName": "agent-"}, "spec": manifest("x")["spec"]}
+    first = core.create_namespaced_pod(NS, pod_body(generate_name="agent-"))
+    second = core.create_namespaced_pod(NS, pod_body(generate_name="agent-"))
 
-    first = core.create_namespaced_pod(NS, body)
-    second = core.create_namespaced_pod(NS, body)
-
-    assert first.metadata.name.startswith("agent-")
-    assert len(first.metadata.name) == len("agent-") + 5
-    assert first.metadata.name != second.metadata.name
+    assert name_of(first).startswith("agent-")
+    assert len(name_of(first)) == len("agent-") + 5
+    assert name_of(first) != name_of(second)
 
 
-def test_creating_a_taken_name_is_refused_with_409_already_exists(
-    core: CoreV1Api,
-) -> None:
-    core.create_namespaced_pod(NS, manifest("agent-1"))
+def test_creating_a_taken_name_is_refused_with_409_already_exists(core: CoreV1Api) -> None:
+    core.create_namespaced_pod(NS, pod_body("agent-1"))
 
     with pytest.raises(ApiException) as refused:
-        core.create_namespaced_pod(NS, manifest("agent-1"))
+        core.create_namespaced_pod(NS, pod_body("agent-1"))
 
     assert refused.value.status == 409
-    status = status_of(refused.value)
-    assert (status["kind"], status["reason"], status["code"]) == ("Status", "AlreadyExists", 409)
-    assert status["message"] == 'pods "agent-1" already exists'
+    body = status_of(refused.value)
+    assert (body["kind"], body["reason"], body["code"]) == ("Status", "AlreadyExists", 409)
+    assert body["message"] == 'pods "agent-1" already exists'
 
 
 def test_read_returns_the_pod_and_an_absent_pod_is_404(core: CoreV1Api) -> None:
-    created = core.create_namespaced_pod(NS, manifest("agent-1"))
+    created = core.create_namespaced_pod(NS, pod_body("agent-1"))
 
-    assert core.read_namespaced_pod("agent-1", NS).metadata.uid == created.metadata.uid
+    assert meta(core.read_namespaced_pod("agent-1", NS)).uid == meta(created).uid
     with pytest.raises(ApiException) as missing:
         core.read_namespaced_pod("ghost", NS)
     assert missing.value.status == 404
     assert status_of(missing.value)["reason"] == "NotFound"
 
 
-# ---- list ------------------------------------------------------------------
+# ---- list ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -209,7 +263,7 @@ def labelled(kube: KubeApiStandIn) -> None:
         ("app==agent", ["a", "b"]),
         ("app!=agent", ["c", "d"]),  # != also matches pods without the label
         ("tier in (gold, bronze)", ["a"]),
-        ("tier notin (gold)", ["b", "c", "d"]),
+        ("tier notin (gold)", ["b", "c", "d"]),  # so does notin
         ("tier", ["a", "b"]),
         ("!tier", ["c", "d"]),
         ("app=agent,tier!=gold", ["b"]),
@@ -221,13 +275,13 @@ def test_list_filters_by_label_selector(core: CoreV1Api, selector: str, expected
 
 
 @pytest.mark.usefixtures("labelled")
-def test_list_is_a_podlist_of_one_namespace(core: CoreV1Api) -> None:
+def test_list_is_a_podlist_of_one_namespace_sorted_by_name(core: CoreV1Api) -> None:
     pods = core.list_namespaced_pod(NS)
 
     assert (pods.kind, pods.api_version) == ("PodList", "v1")
-    assert pods.metadata.resource_version
-    assert pods.metadata._continue is None
-    assert "z" not in [p.metadata.name for p in pods.items]
+    assert list_meta(pods).resource_version
+    assert list_meta(pods).var_continue is None
+    assert [name_of(p) for p in pods.items] == ["a", "b", "c", "d"]
 
 
 @pytest.mark.usefixtures("labelled")
@@ -255,21 +309,20 @@ def test_paging_with_limit_walks_a_consistent_snapshot(kube: KubeApiStandIn, cor
 
     # When listing two at a time, while a pod is created between pages
     first = core.list_namespaced_pod(NS, limit=2)
-    kube.add_pod(NS, manifest("agent-9"))
-    second = core.list_namespaced_pod(NS, limit=2, _continue=first.metadata._continue)
-    third = core.list_namespaced_pod(NS, limit=2, _continue=second.metadata._continue)
+    kube.add_pod(NS, manifest("agent-3b"))
+    second = core.list_namespaced_pod(NS, limit=2, _continue=list_meta(first).var_continue)
+    third = core.list_namespaced_pod(NS, limit=2, _continue=list_meta(second).var_continue)
 
     # Then the pages cover the first snapshot exactly, then stop
-    pages = [[p.metadata.name for p in page.items] for page in (first, second, third)]
+    pages = [[name_of(p) for p in page.items] for page in (first, second, third)]
     assert pages == [["agent-0", "agent-1"], ["agent-2", "agent-3"], ["agent-4"]]
-    assert first.metadata._continue
-    assert second.metadata._continue
-    assert third.metadata._continue is None
-    assert {page.metadata.resource_version for page in (first, second, third)} == {
-        first.metadata.resource_version
-    }
+    assert list_meta(first).var_continue
+    assert list_meta(second).var_continue
+    assert list_meta(third).var_continue is None
+    versions = {list_meta(page).resource_version for page in (first, second, third)}
+    assert versions == {list_meta(first).resource_version}
     assert kube.count(verb="list") == 3
-    assert kube.requests[1].query["continue"] == first.metadata._continue
+    assert kube.requests[1].query["continue"] == list_meta(first).var_continue
 
 
 def test_an_expired_continue_token_is_410(kube: KubeApiStandIn, core: CoreV1Api) -> None:
@@ -280,30 +333,29 @@ def test_an_expired_continue_token_is_410(kube: KubeApiStandIn, core: CoreV1Api)
     kube.expire_continue_tokens()
 
     with pytest.raises(ApiException) as expired:
-        core.list_namespaced_pod(NS, limit=1, _continue=first.metadata._continue)
+        core.list_namespaced_pod(NS, limit=1, _continue=list_meta(first).var_continue)
     assert expired.value.status == 410
     assert status_of(expired.value)["reason"] == "Expired"
 
 
-# ---- delete ----------------------------------------------------------------
+# ---- delete -------------------------------------------------------------------------------------
 
 
 def test_delete_removes_the_pod_at_once_and_returns_it(kube: KubeApiStandIn, core: CoreV1Api) -> None:
-    created = core.create_namespaced_pod(NS, manifest("agent-1"))
+    created = core.create_namespaced_pod(NS, pod_body("agent-1"))
 
     deleted = core.delete_namespaced_pod("agent-1", NS)
 
-    assert deleted.metadata.uid == created.metadata.uid
+    assert meta(deleted).uid == meta(created).uid
     assert kube.pods(NS) == []
 
 
 def test_delete_with_matching_uid_precondition_deletes(kube: KubeApiStandIn, core: CoreV1Api) -> None:
-    created = core.create_namespaced_pod(NS, manifest("agent-1"))
-    options = kubernetes.client.V1DeleteOptions(
-        preconditions=kubernetes.client.V1Preconditions(uid=created.metadata.uid)
-    )
+    created = core.create_namespaced_pod(NS, pod_body("agent-1"))
 
-    core.delete_namespaced_pod("agent-1", NS, body=options)
+    core.delete_namespaced_pod(
+        "agent-1", NS, body=V1DeleteOptions(preconditions=V1Preconditions(uid=meta(created).uid))
+    )
 
     assert kube.pod(NS, "agent-1") is None
 
@@ -312,16 +364,16 @@ def test_delete_with_stale_uid_precondition_is_refused_with_409(
     kube: KubeApiStandIn, core: CoreV1Api
 ) -> None:
     # Given a pod that was deleted and re-created under the same name
-    old = core.create_namespaced_pod(NS, manifest("agent-1"))
+    old = core.create_namespaced_pod(NS, pod_body("agent-1"))
     core.delete_namespaced_pod("agent-1", NS)
-    core.create_namespaced_pod(NS, manifest("agent-1"))
+    core.create_namespaced_pod(NS, pod_body("agent-1"))
 
     # When deleting with the old pod's uid as precondition
-    options = {"preconditions": {"uid": old.metadata.uid}}
+    stale = V1DeleteOptions(preconditions=V1Preconditions(uid=meta(old).uid))
     with pytest.raises(ApiException) as refused:
-        core.delete_namespaced_pod("agent-1", NS, body=options)
+        core.delete_namespaced_pod("agent-1", NS, body=stale)
 
-    # Then the new pod is left alone
+    # Then the request is refused and the new pod is left alone
     assert refused.value.status == 409
     assert status_of(refused.value)["reason"] == "Conflict"
     assert "Precondition failed: UID" in status_of(refused.value)["message"]
@@ -331,12 +383,12 @@ def test_delete_with_stale_uid_precondition_is_refused_with_409(
 def test_delete_with_stale_resource_version_precondition_is_refused_with_409(
     kube: KubeApiStandIn, core: CoreV1Api
 ) -> None:
-    created = core.create_namespaced_pod(NS, manifest("agent-1"))
+    created = core.create_namespaced_pod(NS, pod_body("agent-1"))
     kube.set_phase(NS, "agent-1", "Running")
-    options = {"preconditions": {"resourceVersion": created.metadata.resource_version}}
+    stale = V1DeleteOptions(preconditions=V1Preconditions(resource_version=meta(created).resource_version))
 
     with pytest.raises(ApiException) as refused:
-        core.delete_namespaced_pod("agent-1", NS, body=options)
+        core.delete_namespaced_pod("agent-1", NS, body=stale)
 
     assert refused.value.status == 409
     assert kube.pod(NS, "agent-1") is not None
@@ -349,25 +401,29 @@ def test_deleting_an_absent_pod_is_404(core: CoreV1Api) -> None:
     assert status_of(missing.value)["details"] == {"name": "ghost", "kind": "pods"}
 
 
-def test_graceful_deletion_keeps_the_pod_until_finished(clock: FakeClock) -> None:
+def test_graceful_deletion_keeps_the_pod_until_the_test_finishes_it(clock: FakeClock) -> None:
     with (
         KubeApiStandIn(clock=clock, graceful_deletion=True) as kube,
-        official_client(kube) as graceful_core,
+        official_client(kube) as core,
     ):
-        graceful_core.create_namespaced_pod(NS, manifest("agent-1"))
+        core.create_namespaced_pod(NS, pod_body("agent-1"))
 
         # When the pod is deleted with a 10 s grace period
-        deleting = graceful_core.delete_namespaced_pod("agent-1", NS, grace_period_seconds=10)
+        deleting = core.delete_namespaced_pod("agent-1", NS, grace_period_seconds=10)
 
-        # Then it stays, marked, until the test finishes the deletion
-        assert deleting.metadata.deletion_timestamp == T0 + timedelta(seconds=10)
-        assert deleting.metadata.deletion_grace_period_seconds == 10
-        listed = graceful_core.list_namespaced_pod(NS).items
-        assert [p.metadata.deletion_timestamp for p in listed] == [T0 + timedelta(seconds=10)]
-        again = graceful_core.delete_namespaced_pod("agent-1", NS)
-        assert again.metadata.resource_version == deleting.metadata.resource_version
+        # Then it stays, marked for deletion at the end of the grace period
+        deadline = T0 + timedelta(seconds=10)
+        assert meta(deleting).deletion_timestamp == deadline
+        assert meta(deleting).deletion_grace_period_seconds == 10
+        listed = core.list_namespaced_pod(NS).items
+        assert [meta(p).deletion_timestamp for p in listed] == [deadline]
+        # and deleting it again changes nothing
+        again = core.delete_namespaced_pod("agent-1", NS)
+        assert rv(again) == rv(deleting)
+
+        # When the test lets the kubelet finish, the pod is gone
         kube.finish_deletion(NS, "agent-1")
-        assert names(graceful_core) == []
+        assert names(core) == []
 
 
 def test_graceful_deletion_can_be_chosen_per_pod(kube: KubeApiStandIn, core: CoreV1Api) -> None:
@@ -378,8 +434,9 @@ def test_graceful_deletion_can_be_chosen_per_pod(kube: KubeApiStandIn, core: Cor
     core.delete_namespaced_pod("slow", NS)
     core.delete_namespaced_pod("quick", NS)
 
-    assert [p["metadata"]["name"] for p in kube.pods(NS)] == ["slow"]
-    assert kube.pods(NS)[0]["metadata"]["deletionTimestamp"] == "2030-01-02T03:04:35Z"
+    [slow] = kube.pods(NS)
+    assert slow["metadata"]["name"] == "slow"
+    assert slow["metadata"]["deletionTimestamp"] == "2030-01-02T03:04:35Z"  # the default 30 s grace
 
 
 def test_a_zero_grace_period_deletes_at_once_even_when_graceful(
@@ -388,33 +445,40 @@ def test_a_zero_grace_period_deletes_at_once_even_when_graceful(
     kube.graceful_deletion = True
     kube.add_pod(NS, manifest("agent-1"))
 
-    core.delete_namespaced_pod("agent-1", NS, body={"gracePeriodSeconds": 0})
+    core.delete_namespaced_pod("agent-1", NS, body=V1DeleteOptions(grace_period_seconds=0))
 
     assert kube.pods(NS) == []
 
 
-# ---- patch -----------------------------------------------------------------
+# ---- patch --------------------------------------------------------------------------------------
 
 
 def test_patch_with_a_dict_adds_and_removes_annotations(kube: KubeApiStandIn, core: CoreV1Api) -> None:
-    created = core.create_namespaced_pod(NS, manifest("agent-1"))
+    created = core.create_namespaced_pod(NS, pod_body("agent-1"))
 
     added = core.patch_namespaced_pod(
         "agent-1", NS, {"metadata": {"annotations": {"slot": "7", "owner": "me"}}}
     )
     removed = core.patch_namespaced_pod("agent-1", NS, {"metadata": {"annotations": {"owner": None}}})
 
-    assert added.metadata.annotations == {"slot": "7", "owner": "me"}
-    assert removed.metadata.annotations == {"slot": "7"}
-    versions = [int(p.metadata.resource_version) for p in (created, added, removed)]
-    assert versions == sorted(set(versions))
+    assert meta(added).annotations == {"slot": "7", "owner": "me"}
+    assert meta(removed).annotations == {"slot": "7"}
+    assert rv(created) < rv(added) < rv(removed)
     # The client sends a dict body as a strategic merge patch.
     patch_types = {call.content_type for call in kube.requests if call.verb == "patch"}
     assert patch_types == {"application/strategic-merge-patch+json"}
 
 
+def test_a_patch_that_changes_nothing_keeps_the_resource_version(core: CoreV1Api) -> None:
+    created = core.create_namespaced_pod(NS, pod_body("agent-1", {"app": "agent"}))
+
+    patched = core.patch_namespaced_pod("agent-1", NS, {"metadata": {"labels": {"app": "agent"}}})
+
+    assert rv(patched) == rv(created)
+
+
 def test_merge_patch_content_type_is_served_too(core: CoreV1Api) -> None:
-    core.create_namespaced_pod(NS, manifest("agent-1", {"app": "agent", "x": "1"}))
+    core.create_namespaced_pod(NS, pod_body("agent-1", {"app": "agent", "x": "1"}))
 
     patched = core.patch_namespaced_pod(
         "agent-1",
@@ -423,12 +487,12 @@ def test_merge_patch_content_type_is_served_too(core: CoreV1Api) -> None:
         _content_type="application/merge-patch+json",
     )
 
-    assert patched.metadata.labels == {"app": "agent", "y": "2"}
+    assert meta(patched).labels == {"app": "agent", "y": "2"}
 
 
 def test_json_patch_with_a_list_body_edits_annotations(kube: KubeApiStandIn, core: CoreV1Api) -> None:
-    core.create_namespaced_pod(NS, manifest("agent-1"))
-    ops = [
+    core.create_namespaced_pod(NS, pod_body("agent-1"))
+    ops: list[dict[str, Any]] = [
         {"op": "add", "path": "/metadata/annotations", "value": {}},
         {"op": "add", "path": "/metadata/annotations/podslots.io~1slot", "value": "1"},
         {"op": "add", "path": "/metadata/annotations/gone", "value": "x"},
@@ -438,15 +502,15 @@ def test_json_patch_with_a_list_body_edits_annotations(kube: KubeApiStandIn, cor
 
     patched = core.patch_namespaced_pod("agent-1", NS, ops)
 
-    assert patched.metadata.annotations == {"podslots.io/slot": "2"}
+    assert meta(patched).annotations == {"podslots.io/slot": "2"}
     assert kube.requests[-1].content_type == "application/json-patch+json"
 
 
 def test_a_json_patch_removing_a_missing_key_is_422_and_changes_nothing(
     kube: KubeApiStandIn, core: CoreV1Api
 ) -> None:
-    created = core.create_namespaced_pod(NS, manifest("agent-1", {"app": "agent"}))
-    ops = [
+    created = core.create_namespaced_pod(NS, pod_body("agent-1", {"app": "agent"}))
+    ops: list[dict[str, Any]] = [
         {"op": "add", "path": "/metadata/labels/new", "value": "1"},
         {"op": "remove", "path": "/metadata/labels/missing"},
     ]
@@ -458,20 +522,15 @@ def test_a_json_patch_removing_a_missing_key_is_422_and_changes_nothing(
     stored = kube.pod(NS, "agent-1")
     assert stored is not None
     assert stored["metadata"]["labels"] == {"app": "agent"}
-    assert stored["metadata"]["resourceVersion"] == created.metadata.resource_version
+    assert stored["metadata"]["resourceVersion"] == meta(created).resource_version
 
 
 def test_patch_carrying_a_stale_resource_version_is_refused_with_409(
     kube: KubeApiStandIn, core: CoreV1Api
 ) -> None:
-    created = core.create_namespaced_pod(NS, manifest("agent-1"))
+    created = core.create_namespaced_pod(NS, pod_body("agent-1"))
     kube.set_phase(NS, "agent-1", "Running")
-    patch = {
-        "metadata": {
-            "resourceVersion": created.metadata.resource_version,
-            "annotations": {"slot": "1"},
-        }
-    }
+    patch = {"metadata": {"resourceVersion": meta(created).resource_version, "annotations": {"slot": "1"}}}
 
     with pytest.raises(ApiException) as refused:
         core.patch_namespaced_pod("agent-1", NS, patch)
@@ -485,18 +544,18 @@ def test_patching_an_absent_pod_is_404(core: CoreV1Api) -> None:
     assert missing.value.status == 404
 
 
-# ---- test-side controls ----------------------------------------------------
+# ---- test-side controls -------------------------------------------------------------------------
 
 
 def test_phase_and_pod_ip_changes_are_seen_through_list(kube: KubeApiStandIn, core: CoreV1Api) -> None:
-    created = core.create_namespaced_pod(NS, manifest("agent-1"))
+    created = core.create_namespaced_pod(NS, pod_body("agent-1"))
 
     kube.set_phase(NS, "agent-1", "Running")
     kube.set_pod_ip(NS, "agent-1", "10.1.2.3")
 
     [pod] = core.list_namespaced_pod(NS).items
-    assert (pod.status.phase, pod.status.pod_ip) == ("Running", "10.1.2.3")
-    assert int(pod.metadata.resource_version) == int(created.metadata.resource_version) + 2
+    assert (status(pod).phase, status(pod).pod_ip) == ("Running", "10.1.2.3")
+    assert rv(pod) == rv(created) + 2
 
 
 def test_mark_deleting_and_remove_act_without_the_api(
@@ -510,12 +569,12 @@ def test_mark_deleting_and_remove_act_without_the_api(
     kube.remove(NS, "vanishing")
 
     [pod] = core.list_namespaced_pod(NS).items
-    assert pod.metadata.name == "marked"
-    assert pod.metadata.deletion_timestamp == T0 + timedelta(seconds=60)
+    assert name_of(pod) == "marked"
+    assert meta(pod).deletion_timestamp == T0 + timedelta(seconds=60)
     assert kube.count() == 1
 
 
-def test_add_pod_keeps_a_seeded_status_and_uid(core: CoreV1Api, kube: KubeApiStandIn) -> None:
+def test_add_pod_keeps_a_seeded_uid_and_status(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     seeded = manifest("agent-1")
     seeded["metadata"]["uid"] = "11111111-2222-3333-4444-555555555555"
     seeded["status"] = {"phase": "Running", "podIP": "10.0.0.9"}
@@ -523,12 +582,12 @@ def test_add_pod_keeps_a_seeded_status_and_uid(core: CoreV1Api, kube: KubeApiSta
 
     pod = core.read_namespaced_pod("agent-1", NS)
 
-    assert pod.metadata.uid == "11111111-2222-3333-4444-555555555555"
-    assert (pod.status.phase, pod.status.pod_ip) == ("Running", "10.0.0.9")
+    assert meta(pod).uid == "11111111-2222-3333-4444-555555555555"
+    assert (status(pod).phase, status(pod).pod_ip) == ("Running", "10.0.0.9")
 
 
 def test_requests_are_recorded_for_assertions(kube: KubeApiStandIn, core: CoreV1Api) -> None:
-    core.create_namespaced_pod(NS, manifest("agent-1"))
+    core.create_namespaced_pod(NS, pod_body("agent-1"))
     core.list_namespaced_pod(NS, label_selector="app=agent", limit=10)
     core.read_namespaced_pod("agent-1", NS)
 
@@ -544,7 +603,7 @@ def test_requests_are_recorded_for_assertions(kube: KubeApiStandIn, core: CoreV1
     assert kube.requests == []
 
 
-# ---- faults ----------------------------------------------------------------
+# ---- faults -------------------------------------------------------------------------------------
 
 
 def test_an_injected_500_fails_one_call_then_the_api_answers_again(
@@ -565,9 +624,10 @@ def test_an_injected_429_carries_retry_after(kube: KubeApiStandIn, core: CoreV1A
     kube.fail_next(429, retry_after=3, verb="create")
 
     with pytest.raises(ApiException) as throttled:
-        core.create_namespaced_pod(NS, manifest("agent-1"))
+        core.create_namespaced_pod(NS, pod_body("agent-1"))
 
     assert throttled.value.status == 429
+    assert throttled.value.headers is not None
     assert throttled.value.headers["Retry-After"] == "3"
     assert kube.pods(NS) == []
 
@@ -577,13 +637,13 @@ def test_faults_match_on_method_and_path_glob(kube: KubeApiStandIn, core: CoreV1
     kube.add_pod(NS, manifest("other"))
     kube.inject(ErrorStatus(503), method="GET", path="/api/v1/namespaces/*/pods/agent-*", times=None)
 
-    assert core.read_namespaced_pod("other", NS).metadata.name == "other"
+    assert name_of(core.read_namespaced_pod("other", NS)) == "other"
     for _ in range(2):
         with pytest.raises(ApiException) as unavailable:
             core.read_namespaced_pod("agent-1", NS)
         assert unavailable.value.status == 503
     kube.clear_faults()
-    assert core.read_namespaced_pod("agent-1", NS).metadata.name == "agent-1"
+    assert name_of(core.read_namespaced_pod("agent-1", NS)) == "agent-1"
 
 
 def test_a_slow_answer_trips_the_client_request_timeout(kube: KubeApiStandIn, core: CoreV1Api) -> None:
@@ -593,7 +653,7 @@ def test_a_slow_answer_trips_the_client_request_timeout(kube: KubeApiStandIn, co
     with pytest.raises(urllib3.exceptions.ReadTimeoutError):
         core.read_namespaced_pod("agent-1", NS, _request_timeout=0.2)
 
-    assert core.read_namespaced_pod("agent-1", NS, _request_timeout=2).metadata.name
+    assert name_of(core.read_namespaced_pod("agent-1", NS, _request_timeout=2)) == "agent-1"
 
 
 def test_a_slow_answer_within_the_timeout_just_arrives_late(kube: KubeApiStandIn, core: CoreV1Api) -> None:
@@ -604,8 +664,8 @@ def test_a_slow_answer_within_the_timeout_just_arrives_late(kube: KubeApiStandIn
 
 
 def test_a_dropped_connection_is_a_urllib3_protocol_error(kube: KubeApiStandIn, core: CoreV1Api) -> None:
-    kube.drop_next(verb="delete")
     kube.add_pod(NS, manifest("agent-1"))
+    kube.drop_next(verb="delete")
 
     with pytest.raises(urllib3.exceptions.ProtocolError):
         core.delete_namespaced_pod("agent-1", NS)
@@ -615,7 +675,7 @@ def test_a_dropped_connection_is_a_urllib3_protocol_error(kube: KubeApiStandIn, 
     assert kube.count(verb="delete") == 1
 
 
-# ---- the official client's own retries (urllib3 defaults) ------------------
+# ---- the official client's own retries (urllib3 defaults) ---------------------------------------
 
 
 def test_default_client_retries_a_throttled_get_that_says_retry_after(
@@ -626,7 +686,7 @@ def test_default_client_retries_a_throttled_get_that_says_retry_after(
 
     pod = core_with_default_retries.read_namespaced_pod("agent-1", NS)
 
-    assert pod.metadata.name == "agent-1"
+    assert name_of(pod) == "agent-1"
     assert kube.count(verb="get") == 2
 
 
@@ -648,9 +708,9 @@ def test_default_client_retries_a_dropped_get_but_not_a_dropped_create(
     kube.drop_next(verb="get")
     kube.drop_next(verb="create")
 
-    assert core_with_default_retries.read_namespaced_pod("agent-1", NS).metadata.name
+    assert name_of(core_with_default_retries.read_namespaced_pod("agent-1", NS)) == "agent-1"
     with pytest.raises(urllib3.exceptions.ProtocolError):
-        core_with_default_retries.create_namespaced_pod(NS, manifest("agent-2"))
+        core_with_default_retries.create_namespaced_pod(NS, pod_body("agent-2"))
 
     assert (kube.count(verb="get"), kube.count(verb="create")) == (2, 1)
 
@@ -664,4 +724,4 @@ def test_default_client_gives_up_on_a_get_that_keeps_dropping_with_max_retry_err
         core_with_default_retries.read_namespaced_pod("agent-1", NS)
 
     assert isinstance(gave_up.value.reason, urllib3.exceptions.ProtocolError)
-    assert kube.count(verb="get") == 4  # urllib3's default: 1 try + 3 retries
+    assert kube.count(verb="get") == 4  # urllib3's default: one try and three retries

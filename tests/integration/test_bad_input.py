@@ -1,0 +1,107 @@
+"""Bad input: a clear 4xx JSON error naming the problem, never a 5xx, and nothing written."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from podslots.store import SlotStore
+from tests.conftest import TABLE
+from tests.integration.conftest import Api
+from tests.support.apigw import proxy_event
+from tests.support.pods import given_pool, given_ready_pods
+
+ALLOC = "/pools/{pool}/allocations"
+STATUS = "/tasks/{task_id}/status"
+BEAT = "/pools/{pool}/pods/{pod}/heartbeat"
+POOL = "/pools/{pool}"
+
+
+def _items() -> list[dict[str, Any]]:
+    table = boto3.resource("dynamodb").Table(TABLE)
+    return sorted(table.scan(ConsistentRead=True)["Items"], key=lambda i: (i["pk"], i["sk"]))
+
+
+@pytest.fixture
+def world(api: Api, store: SlotStore) -> Api:
+    given_pool(store, "terraform")
+    given_ready_pods(store, "terraform")
+    assert api.allocate("terraform", "held-1", "plan_and_apply").status == 201
+    return api
+
+
+BAD_REQUESTS = [
+    # (name, method, resource, path params, raw body, expected status, words the message must hold)
+    ("malformed json", "POST", ALLOC, {"pool": "terraform"}, '{"task_id": "a",', 400, "not valid JSON"),
+    ("body is a list", "POST", ALLOC, {"pool": "terraform"}, "[1, 2]", 422, "body"),
+    ("body is empty", "POST", ALLOC, {"pool": "terraform"}, "", 422, ""),
+    ("task_type wrong", "POST", ALLOC, {"pool": "terraform"}, '{"task_id":"a","task_type":"destroy"}', 422, "task_type"),
+    ("task_id a number", "POST", ALLOC, {"pool": "terraform"}, '{"task_id":5,"task_type":"plan"}', 422, "task_id"),
+    ("task_id missing", "POST", ALLOC, {"pool": "terraform"}, '{"task_type":"plan"}', 422, "task_id: is required"),
+    ("unknown field", "POST", ALLOC, {"pool": "terraform"}, '{"task_id":"a","task_type":"plan","prio":1}', 422, "prio: is not a known field"),
+    ("bad task id chars", "POST", ALLOC, {"pool": "terraform"}, '{"task_id":"a b/c","task_type":"plan"}', 422, "task_id"),
+    ("task id too long", "POST", ALLOC, {"pool": "terraform"}, json.dumps({"task_id": "a" * 129, "task_type": "plan"}), 422, "task_id"),
+    ("bad pool name", "POST", ALLOC, {"pool": "Bad_Pool"}, '{"task_id":"a","task_type":"plan"}', 400, "pool"),
+    ("pool name too long", "POST", ALLOC, {"pool": "p" * 41}, '{"task_id":"a","task_type":"plan"}', 400, "pool"),
+    ("unknown pool", "POST", ALLOC, {"pool": "nowhere"}, '{"task_id":"a","task_type":"plan"}', 404, "nowhere"),
+    ("status unknown", "PUT", STATUS, {"task_id": "held-1"}, '{"status":"done"}', 422, "status"),
+    ("status lost is ours", "PUT", STATUS, {"task_id": "held-1"}, '{"status":"lost"}', 422, "status"),
+    ("status pending is ours", "PUT", STATUS, {"task_id": "held-1"}, '{"status":"pending"}', 422, "status"),
+    ("status of unknown task", "PUT", STATUS, {"task_id": "ghost"}, '{"status":"success"}', 404, "ghost"),
+    ("bad task id in path", "PUT", STATUS, {"task_id": "a%20b"}, '{"status":"success"}', 400, "task_id"),
+    ("held_tasks not a list", "POST", BEAT, {"pool": "terraform", "pod": "terraform-0000"}, '{"held_tasks":"x"}', 422, "held_tasks"),
+    ("pod_ip not an ip", "POST", BEAT, {"pool": "terraform", "pod": "terraform-0000"}, '{"pod_ip":"localhost"}', 422, "pod_ip"),
+    ("heartbeat of unknown pod", "POST", BEAT, {"pool": "terraform", "pod": "terraform-9999"}, "{}", 410, "draining or unknown"),
+    ("min above max", "PUT", POOL, {"pool": "terraform"}, json.dumps({"min_pods": 5, "max_pods": 2, "pod_template": {"image": "x"}}), 422, "min_pods"),
+    ("thresholds crossed", "PUT", POOL, {"pool": "terraform"}, json.dumps({"scale_up_utilization": 0.3, "scale_down_utilization": 0.5, "pod_template": {"image": "x"}}), 422, "scale_down_utilization"),
+    ("threshold above 1", "PUT", POOL, {"pool": "terraform"}, json.dumps({"scale_up_utilization": 1.5, "pod_template": {"image": "x"}}), 422, "scale_up_utilization"),
+    ("slots over 32", "PUT", POOL, {"pool": "terraform"}, json.dumps({"slots_per_pod": 33, "pod_template": {"image": "x"}}), 422, "slots_per_pod"),
+    ("image missing", "PUT", POOL, {"pool": "terraform"}, json.dumps({"pod_template": {}}), 422, "pod_template.image"),
+    ("template missing", "PUT", POOL, {"pool": "terraform"}, json.dumps({"min_pods": 1}), 422, "pod_template"),
+    ("reserved env", "PUT", POOL, {"pool": "terraform"}, json.dumps({"pod_template": {"image": "x", "env": {"PODSLOTS_POOL": "y"}}}), 422, "PODSLOTS_POOL"),
+    ("bad namespace", "PUT", POOL, {"pool": "terraform"}, json.dumps({"namespace": "Agents!", "pod_template": {"image": "x"}}), 422, "namespace"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "resource", "params", "raw", "status", "words"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_REQUESTS],
+)
+def test_bad_input_is_a_named_4xx_and_writes_nothing(
+    world: Api, method: str, resource: str, params: dict[str, str], raw: str, status: int, words: str
+):
+    before = _items()
+    answer = world.invoke(proxy_event(method, resource, params, raw_body=raw))
+    assert answer.status == status, answer.body
+    assert isinstance(answer.body["error"], str)
+    assert words in answer.body["message"]
+    assert _items() == before
+
+
+def test_a_body_over_64_kib_is_413_and_never_parsed(world: Api):
+    before = _items()
+    raw = json.dumps({"task_id": "a", "task_type": "plan", "pad": "x" * 70_000})
+    answer = world.invoke(proxy_event("POST", ALLOC, {"pool": "terraform"}, raw_body=raw))
+    assert answer.status == 413
+    assert answer.body["error"] == "body_too_large"
+    assert _items() == before
+
+
+def test_a_body_that_is_not_json_content_is_415(world: Api):
+    before = _items()
+    event = proxy_event("POST", ALLOC, {"pool": "terraform"}, raw_body="task_id=a", content_type="text/plain")
+    answer = world.invoke(event)
+    assert answer.status == 415
+    assert _items() == before
+
+
+def test_a_base64_body_is_decoded_like_api_gateway_sends_it(world: Api):
+    import base64
+
+    event = proxy_event("POST", ALLOC, {"pool": "terraform"}, {"task_id": "b64", "task_type": "plan"})
+    event["body"] = base64.b64encode(event["body"].encode()).decode()
+    event["isBase64Encoded"] = True
+    assert world.invoke(event).status == 201
