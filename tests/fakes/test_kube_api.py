@@ -99,6 +99,13 @@ def list_meta(pods: V1PodList) -> V1ListMeta:
     return pods.metadata
 
 
+def continue_token(pods: V1PodList) -> str | None:
+    """A list's continue token: `var_continue` in client 37, `_continue` before it."""
+    metadata = list_meta(pods)
+    token: str | None = getattr(metadata, "var_continue", None) or getattr(metadata, "_continue", None)
+    return token
+
+
 def names(core: CoreV1Api, **list_args: Any) -> list[str]:
     return [name_of(p) for p in core.list_namespaced_pod(NS, **list_args).items]
 
@@ -247,8 +254,8 @@ def test_read_returns_the_pod_and_an_absent_pod_is_404(core: CoreV1Api) -> None:
 @pytest.fixture
 def labelled(kube: KubeApiStandIn) -> None:
     # Given four pods with assorted labels, and one in another namespace
-    kube.add_pod(NS, manifest("a", {"app": "agent", "tier": "gold"}))
-    kube.add_pod(NS, manifest("b", {"app": "agent", "tier": "silver"}))
+    kube.add_pod(NS, manifest("a", {"app": "agent", "tier": "gold", "gen": "3"}))
+    kube.add_pod(NS, manifest("b", {"app": "agent", "tier": "silver", "gen": "10"}))
     kube.add_pod(NS, manifest("c", {"app": "web"}))
     kube.add_pod(NS, manifest("d"))
     kube.add_pod("elsewhere", manifest("z", {"app": "agent"}))
@@ -268,6 +275,8 @@ def labelled(kube: KubeApiStandIn) -> None:
         ("!tier", ["c", "d"]),
         ("app=agent,tier!=gold", ["b"]),
         ("app in (agent,web),!tier", ["c"]),
+        ("gen>3", ["b"]),  # an integer comparison: "10" > 3
+        ("gen<4", ["a"]),
     ],
 )
 def test_list_filters_by_label_selector(core: CoreV1Api, selector: str, expected: list[str]) -> None:
@@ -280,15 +289,16 @@ def test_list_is_a_podlist_of_one_namespace_sorted_by_name(core: CoreV1Api) -> N
 
     assert (pods.kind, pods.api_version) == ("PodList", "v1")
     assert list_meta(pods).resource_version
-    assert list_meta(pods).var_continue is None
+    assert continue_token(pods) is None
     assert [name_of(p) for p in pods.items] == ["a", "b", "c", "d"]
 
 
-@pytest.mark.usefixtures("labelled")
-def test_a_malformed_label_selector_is_a_400(core: CoreV1Api) -> None:
+@pytest.mark.parametrize("selector", ["app in agent", "app in ()", "app=a=b", "app,,tier", "app>x"])
+def test_a_malformed_label_selector_is_a_400(core: CoreV1Api, selector: str) -> None:
     with pytest.raises(ApiException) as refused:
-        core.list_namespaced_pod(NS, label_selector="app in agent")
+        core.list_namespaced_pod(NS, label_selector=selector)
     assert refused.value.status == 400
+    assert status_of(refused.value)["reason"] == "BadRequest"
 
 
 @pytest.mark.usefixtures("labelled")
@@ -310,19 +320,19 @@ def test_paging_with_limit_walks_a_consistent_snapshot(kube: KubeApiStandIn, cor
     # When listing two at a time, while a pod is created between pages
     first = core.list_namespaced_pod(NS, limit=2)
     kube.add_pod(NS, manifest("agent-3b"))
-    second = core.list_namespaced_pod(NS, limit=2, _continue=list_meta(first).var_continue)
-    third = core.list_namespaced_pod(NS, limit=2, _continue=list_meta(second).var_continue)
+    second = core.list_namespaced_pod(NS, limit=2, _continue=continue_token(first))
+    third = core.list_namespaced_pod(NS, limit=2, _continue=continue_token(second))
 
     # Then the pages cover the first snapshot exactly, then stop
     pages = [[name_of(p) for p in page.items] for page in (first, second, third)]
     assert pages == [["agent-0", "agent-1"], ["agent-2", "agent-3"], ["agent-4"]]
-    assert list_meta(first).var_continue
-    assert list_meta(second).var_continue
-    assert list_meta(third).var_continue is None
+    assert continue_token(first)
+    assert continue_token(second)
+    assert continue_token(third) is None
     versions = {list_meta(page).resource_version for page in (first, second, third)}
     assert versions == {list_meta(first).resource_version}
     assert kube.count(verb="list") == 3
-    assert kube.requests[1].query["continue"] == list_meta(first).var_continue
+    assert kube.requests[1].query["continue"] == continue_token(first)
 
 
 def test_an_expired_continue_token_is_410(kube: KubeApiStandIn, core: CoreV1Api) -> None:
@@ -333,7 +343,7 @@ def test_an_expired_continue_token_is_410(kube: KubeApiStandIn, core: CoreV1Api)
     kube.expire_continue_tokens()
 
     with pytest.raises(ApiException) as expired:
-        core.list_namespaced_pod(NS, limit=1, _continue=list_meta(first).var_continue)
+        core.list_namespaced_pod(NS, limit=1, _continue=continue_token(first))
     assert expired.value.status == 410
     assert status_of(expired.value)["reason"] == "Expired"
 

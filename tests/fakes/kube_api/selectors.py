@@ -1,8 +1,9 @@
 """Label and field selectors, parsed and matched the way the API server does.
 
 Label selectors (`labelSelector=`), comma-joined requirements, all must hold:
-    a=b  a==b  a!=b  a in (x,y)  a notin (x)  a  !a
-`!=` and `notin` also match objects that do not carry the key, as in Kubernetes.
+    a=b  a==b  a!=b  a in (x,y)  a notin (x)  a  !a  a>1  a<1
+`!=` and `notin` also match objects that do not carry the key, as in Kubernetes;
+`>` and `<` match integer label values only.
 
 Field selectors (`fieldSelector=`) for pods: `field=value`, `field==value`,
 `field!=value` on the field labels the API server supports for pods.
@@ -22,12 +23,13 @@ _VALUE = r"(?:[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)?"
 _EXISTS = re.compile(rf"(?P<key>{_KEY})")
 _NOT_EXISTS = re.compile(rf"!\s*(?P<key>{_KEY})")
 _EQUALITY = re.compile(rf"(?P<key>{_KEY})\s*(?P<op>==|=|!=)\s*(?P<value>{_VALUE})")
+_COMPARE = re.compile(rf"(?P<key>{_KEY})\s*(?P<op>[<>])\s*(?P<value>-?[0-9]+)")
 _SET = re.compile(rf"(?P<key>{_KEY})\s+(?P<op>in|notin)\s*\((?P<values>[^()]*)\)")
 
 
 @dataclass(frozen=True)
 class Requirement:
-    """One label requirement; `op` is one of =, !=, in, notin, exists, !."""
+    """One label requirement; `op` is one of =, !=, in, notin, exists, !, >, <."""
 
     key: str
     op: str
@@ -45,6 +47,11 @@ class Requirement:
                 return present and value in self.values
             case "!=" | "notin":
                 return not present or value not in self.values
+            case ">" | "<":
+                if value is None or not re.fullmatch(r"-?[0-9]+", value):
+                    return False
+                [bound] = self.values
+                return int(value) > int(bound) if self.op == ">" else int(value) < int(bound)
         raise AssertionError(f"unknown operator {self.op!r}")  # pragma: no cover
 
 
@@ -82,6 +89,8 @@ def _parse_requirement(text: str) -> Requirement:
     if m := _EQUALITY.fullmatch(text):
         op = "=" if m["op"] == "==" else m["op"]
         return Requirement(m["key"], op, frozenset({m["value"]}))
+    if m := _COMPARE.fullmatch(text):
+        return Requirement(m["key"], m["op"], frozenset({m["value"]}))
     if m := _SET.fullmatch(text):
         values = [v.strip() for v in m["values"].split(",")]
         if not all(re.fullmatch(_VALUE, v) for v in values) or values == [""]:
