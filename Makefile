@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/layers/podslots:$(CURDIR)
 export AWS_DEFAULT_REGION ?= us-east-1
 
--include mk/sam.mk
+include mk/sam.mk
 
 .PHONY: help venv lint typecheck unit test openapi bench clean
 
@@ -41,7 +41,7 @@ unit: $(STAMP) ## pytest only
 test: lint typecheck lint-template unit ## Everything CI checks: ruff, mypy, template lint, pytest
 
 openapi: $(STAMP) ## Write the OpenAPI document the API handlers derive (openapi.json)
-	$(BIN)/python -m podslots.openapi > openapi.json
+	$(BIN)/python -m tools.openapi > openapi.json
 	@echo "wrote openapi.json"
 
 bench: $(STAMP) ## Benchmarks: DynamoDB requests per call, import times

@@ -17,7 +17,7 @@ import pytest
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 (moto's dummy credentials)
+        "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SECURITY_TOKEN": "testing",
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -31,12 +31,12 @@ os.environ.update(
     }
 )
 
-import boto3  # noqa: E402
-from moto import mock_aws  # noqa: E402
+import boto3
+from moto import mock_aws
 
-from podslots.clock import ManualClock  # noqa: E402
-from podslots.store import SlotStore, bind_table  # noqa: E402
-from tests.support.template import table_definition  # noqa: E402
+from podslots.clock import ManualClock
+from podslots.store import SlotStore, bind_table
+from tests.support.template import table_definition
 
 TABLE = os.environ["TABLE_NAME"]
 BUS = os.environ["EVENT_BUS_NAME"]
@@ -60,9 +60,9 @@ class BusTap:
         sqs = boto3.client("sqs")
         events.create_event_bus(Name=BUS)
         self.queue_url = sqs.create_queue(QueueName="bus-tap")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
+        arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         events.put_rule(Name="tap", EventBusName=BUS, EventPattern=json.dumps({"source": ["podslots"]}))
         events.put_targets(Rule="tap", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
         self._sqs = sqs

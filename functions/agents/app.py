@@ -12,7 +12,18 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podslots.agents import HeartbeatService
-from podslots.api import ERROR_DOCS, HeartbeatBody, PodAnswer, PodName, PoolName, json_answer, make_resolver, pod_answer, resolve
+from podslots.api import (
+    COMMON_ERRORS,
+    HeartbeatBody,
+    PodAnswer,
+    PodName,
+    PoolName,
+    json_answer,
+    make_resolver,
+    pod_answer,
+    resolve,
+    responses,
+)
 from podslots.clock import SystemClock
 from podslots.observability import logger, metrics, tracer
 from podslots.store import SlotStore
@@ -24,11 +35,7 @@ service = HeartbeatService(SlotStore(), SystemClock())
 @app.post(
     "/pools/<pool>/pods/<pod>/heartbeat",
     summary="Agent registration and heartbeat",
-    responses={
-        200: {"description": "The pod's slots", "content": {"application/json": {"model": PodAnswer}}},
-        410: {"description": "The pod is draining or unknown: the agent should exit"},
-        **ERROR_DOCS,
-    },
+    responses=responses({200: ("The pod's slots and their tasks", PodAnswer)}, (*COMMON_ERRORS, 410)),
 )
 @tracer.capture_method
 def heartbeat(pool: PoolName, pod: PodName, body: Annotated[HeartbeatBody, Body()]) -> Response[Any]:

@@ -13,7 +13,16 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podslots.allocation import AllocationRequest, Allocator
-from podslots.api import ERROR_DOCS, AllocateBody, AllocationAnswer, PoolName, json_answer, make_resolver, resolve
+from podslots.api import (
+    COMMON_ERRORS,
+    AllocateBody,
+    AllocationAnswer,
+    PoolName,
+    json_answer,
+    make_resolver,
+    resolve,
+    responses,
+)
 from podslots.bus import EventBridgePublisher
 from podslots.clock import SystemClock
 from podslots.observability import logger, metrics, tracer
@@ -26,12 +35,13 @@ allocator = Allocator(SlotStore(), EventBridgePublisher(), SystemClock())
 @app.post(
     "/pools/<pool>/allocations",
     summary="Claim a slot for a task",
-    responses={
-        200: {"description": "The task already holds this slot", "content": {"application/json": {"model": AllocationAnswer}}},
-        201: {"description": "A new allocation", "content": {"application/json": {"model": AllocationAnswer}}},
-        503: {"description": "No idle slot; retry after Retry-After seconds"},
-        **ERROR_DOCS,
-    },
+    responses=responses(
+        {
+            200: ("The task already holds this slot (a reserved one resumes)", AllocationAnswer),
+            201: ("A new allocation", AllocationAnswer),
+        },
+        (*COMMON_ERRORS, 503),
+    ),
 )
 @tracer.capture_method
 def allocate(pool: PoolName, body: Annotated[AllocateBody, Body()]) -> Response[Any]:
@@ -39,7 +49,12 @@ def allocate(pool: PoolName, body: Annotated[AllocateBody, Body()]) -> Response[
     logger.append_keys(pool=pool, task_id=body.task_id)
     done = allocator.allocate(AllocationRequest(pool, body.task_id, body.task_type))
     answer = AllocationAnswer(
-        task_id=done.task_id, pool=done.pool, pod=done.pod, slot=done.slot, pod_ip=done.pod_ip, status="running"
+        task_id=done.task_id,
+        pool=done.pool,
+        pod=done.pod,
+        slot=done.slot,
+        pod_ip=done.pod_ip,
+        status="running",
     )
     return json_answer(201 if done.created else 200, answer.model_dump(mode="json"))
 

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podslots.api import ERROR_DOCS, EventLimit, PoolName, json_answer, make_resolver, pod_answer, resolve
+from podslots.api import EventLimit, PoolName, json_answer, make_resolver, pod_answer, resolve, responses
 from podslots.clock import SystemClock
 from podslots.observability import logger, metrics, tracer
 from podslots.pools import PoolService, PoolView
@@ -34,7 +34,11 @@ def _view(view: PoolView) -> dict[str, Any]:
     }
 
 
-@app.put("/pools/<pool>", summary="Create or replace a pool's settings", responses=ERROR_DOCS)
+@app.put(
+    "/pools/<pool>",
+    summary="Create or replace a pool's settings",
+    responses=responses({200: ("Replaced", None), 201: ("Created", None)}),
+)
 @tracer.capture_method
 def put_pool(pool: PoolName, body: Annotated[PoolSettings, Body()]) -> Response[Any]:
     metrics.add_dimension(name="pool", value=pool)
@@ -43,7 +47,9 @@ def put_pool(pool: PoolName, body: Annotated[PoolSettings, Body()]) -> Response[
     return json_answer(201 if created else 200, {"pool": pool, "settings": body.model_dump(mode="json")})
 
 
-@app.get("/pools/<pool>", summary="A pool's settings and live figures", responses=ERROR_DOCS)
+@app.get(
+    "/pools/<pool>", summary="A pool's settings and live figures", responses=responses({200: ("OK", None)})
+)
 @tracer.capture_method
 def get_pool(pool: PoolName) -> Response[Any]:
     logger.append_keys(pool=pool)
@@ -56,7 +62,11 @@ def list_pools() -> Response[Any]:
     return json_answer(200, {"pools": service.names()})
 
 
-@app.delete("/pools/<pool>", summary="Drain and delete a pool", responses=ERROR_DOCS)
+@app.delete(
+    "/pools/<pool>",
+    summary="Drain and delete a pool",
+    responses=responses({202: ("Deleting: no new tasks; settings go with the last pod", None)}),
+)
 @tracer.capture_method
 def delete_pool(pool: PoolName) -> Response[Any]:
     logger.append_keys(pool=pool)
@@ -65,12 +75,18 @@ def delete_pool(pool: PoolName) -> Response[Any]:
     return json_answer(202, {"pool": pool, "status": status, "pods_remaining": deletion.pods_remaining})
 
 
-@app.get("/pools/<pool>/events", summary="Recent scaling and repair history, newest first", responses=ERROR_DOCS)
+@app.get(
+    "/pools/<pool>/events",
+    summary="Recent scaling and repair history, newest first",
+    responses=responses({200: ("OK", None)}),
+)
 @tracer.capture_method
 def pool_events(pool: PoolName, limit: EventLimit = 50) -> Response[Any]:
     logger.append_keys(pool=pool)
     events = service.events(pool, limit)
-    return json_answer(200, {"pool": pool, "events": [{"kind": e.kind, "at": e.at, **e.detail} for e in events]})
+    return json_answer(
+        200, {"pool": pool, "events": [{"kind": e.kind, "at": e.at, **e.detail} for e in events]}
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

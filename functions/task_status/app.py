@@ -12,7 +12,16 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podslots.api import ERROR_DOCS, StatusBody, TaskAnswer, TaskIdPath, json_answer, make_resolver, resolve, task_answer
+from podslots.api import (
+    StatusBody,
+    TaskAnswer,
+    TaskIdPath,
+    json_answer,
+    make_resolver,
+    resolve,
+    responses,
+    task_answer,
+)
 from podslots.clock import SystemClock
 from podslots.model import TaskStatus
 from podslots.observability import logger, metrics, tracer
@@ -22,10 +31,10 @@ from podslots.tasks import TaskStatusService
 app = make_resolver()
 service = TaskStatusService(SlotStore(), SystemClock())
 
-_OK = {200: {"description": "Where the task is", "content": {"application/json": {"model": TaskAnswer}}}}
+_DOCS = responses({200: ("Where the task is", TaskAnswer)})
 
 
-@app.put("/tasks/<task_id>/status", summary="Report a task's status", responses={**_OK, **ERROR_DOCS})
+@app.put("/tasks/<task_id>/status", summary="Report a task's status", responses=_DOCS)
 @tracer.capture_method
 def put_status(task_id: TaskIdPath, body: Annotated[StatusBody, Body()]) -> Response[Any]:
     logger.append_keys(task_id=task_id)
@@ -34,7 +43,7 @@ def put_status(task_id: TaskIdPath, body: Annotated[StatusBody, Body()]) -> Resp
     return json_answer(200, task_answer(change.task) | {"changed": change.changed})
 
 
-@app.get("/tasks/<task_id>", summary="Where a task is", responses={**_OK, **ERROR_DOCS})
+@app.get("/tasks/<task_id>", summary="Where a task is", responses=_DOCS)
 @tracer.capture_method
 def get_task(task_id: TaskIdPath) -> Response[Any]:
     logger.append_keys(task_id=task_id)

@@ -131,7 +131,7 @@ def test_allocation_racing_a_drain_of_the_same_pod_never_both(store: SlotStore):
         (pod,) = given_ready_pods(store, pool)
         start = threading.Barrier(2)
 
-        def allocate(pool: str = pool) -> bool:
+        def allocate(pool: str = pool, start: threading.Barrier = start) -> bool:
             start.wait()
             try:
                 allocator.allocate(AllocationRequest(pool, f"{pool}-task", TaskType.PLAN))
@@ -139,7 +139,12 @@ def test_allocation_racing_a_drain_of_the_same_pod_never_both(store: SlotStore):
             except NoCapacity:
                 return False
 
-        def drain(pool: str = pool, pod: str = pod, delay: float = jitter.uniform(0, 0.08)) -> bool:
+        def drain(
+            pool: str = pool,
+            pod: str = pod,
+            start: threading.Barrier = start,
+            delay: float = jitter.uniform(0, 0.08),
+        ) -> bool:
             start.wait()
             # The allocation makes two reads before its write; a varied head start for it makes
             # both orders (and the close calls between them) happen over the rounds.

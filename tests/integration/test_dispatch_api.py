@@ -217,7 +217,9 @@ def test_no_capacity_is_503_with_retry_after_and_one_shortage_event_a_minute(
     assert (task.status, task.body["status"], task.body["pod"]) == (200, "pending", None)
 
 
-def test_a_waiting_task_gets_a_slot_once_a_pod_is_ready(api: Api, store: SlotStore, pool: str, clock: ManualClock):
+def test_a_waiting_task_gets_a_slot_once_a_pod_is_ready(
+    api: Api, store: SlotStore, pool: str, clock: ManualClock
+):
     assert api.allocate(pool, "t-1").status == 503
     clock.advance(45)
     given_ready_pods(store, pool)

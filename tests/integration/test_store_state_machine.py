@@ -31,7 +31,10 @@ TASKS = [f"t{i}" for i in range(8)]
 PODS = [f"{POOL}-{i}" for i in range(3)]
 ENDS = [TaskStatus.SUCCESS, TaskStatus.APPLIED, TaskStatus.FAILED, TaskStatus.CANCELLED]
 # Each task id keeps one type, as a queue would; half of them are plan_and_apply.
-KIND = {t: [TaskType.PLAN_AND_APPLY, TaskType.PLAN, TaskType.PLAN_AND_APPLY, TaskType.APPLY][i % 4] for i, t in enumerate(TASKS)}
+KIND = {
+    t: [TaskType.PLAN_AND_APPLY, TaskType.PLAN, TaskType.PLAN_AND_APPLY, TaskType.APPLY][i % 4]
+    for i, t in enumerate(TASKS)
+}
 
 
 class SlotLifeCycle(RuleBasedStateMachine):
@@ -54,18 +57,18 @@ class SlotLifeCycle(RuleBasedStateMachine):
         metrics.clear_metrics()
         self.mock.stop()
 
-    def _outcome(self, call):  # type: ignore[no-untyped-def]
+    def _outcome(self, call):
         try:
             return ("ok", call())
         except PodSlotsError as exc:
             return (type(exc).__name__, exc.message)
 
-    def _snapshot(self):  # type: ignore[no-untyped-def]
+    def _snapshot(self):
         """The whole table, in one read (the test's view; the code under test never scans)."""
         items = boto3.client("dynamodb").scan(TableName=TABLE, ConsistentRead=True)["Items"]
         return sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"]))
 
-    def _twice(self, call):  # type: ignore[no-untyped-def]
+    def _twice(self, call):
         """Do it, then do it again: the second answer equals the first and changes nothing."""
         first = self._outcome(call)
         after_first = self._snapshot()

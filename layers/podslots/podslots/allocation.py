@@ -54,7 +54,7 @@ class Allocator:
         self.store = store
         self.bus = bus
         self.clock = clock
-        self.rng = rng or random.Random()
+        self.rng = rng or random.Random()  # noqa: S311 (spreads retries; not a secret)
 
     def allocate(self, request: AllocationRequest) -> Allocation:
         for _ in range(MAX_ATTEMPTS):

@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from podslots.errors import Conflict, Gone, InvalidInput, NoCapacity, NotFound, PodSlotsError
@@ -151,17 +152,36 @@ def error_answer(status: int, code: str, message: str, **extra: Any) -> Response
     return json_answer(status, {"error": code, "message": message, **extra})
 
 
-ERROR_DOCS: dict[int, dict[str, Any]] = {
-    code: {"description": text, "content": {"application/json": {"model": ErrorAnswer}}}
-    for code, text in {
-        400: "The body is not JSON, or a name is malformed",
-        404: "Unknown pool or task",
-        409: "The request contradicts the current state",
-        413: "Body over 64 KiB",
-        415: "Not application/json",
-        422: "The body breaks the schema; the message names the field",
-    }.items()
+ERROR_TEXT = {
+    400: "The body is not JSON, or a path name is malformed",
+    404: "Unknown pool or task",
+    409: "The request contradicts the current state (the message says which)",
+    410: "The pod is draining or unknown: the agent should exit",
+    413: "The body is over 64 KiB",
+    415: "The body is not application/json",
+    422: "The body breaks the schema or a rule; the message names the field",
+    503: "No ready pod has an idle slot; retry after Retry-After seconds",
 }
+COMMON_ERRORS = (400, 404, 409, 413, 415, 422)
+
+
+def responses(
+    ok: dict[int, tuple[str, type[BaseModel] | None]], errors: tuple[int, ...] = COMMON_ERRORS
+) -> dict[int, OpenAPIResponse]:
+    """The OpenAPI `responses` of a route: its success answers and the errors it can give."""
+    documented: dict[int, OpenAPIResponse] = {}
+    for code, (text, model) in ok.items():
+        documented[code] = (
+            {"description": text, "content": {"application/json": {"model": model}}}
+            if model
+            else {"description": text}
+        )
+    for code in errors:
+        documented[code] = {
+            "description": ERROR_TEXT[code],
+            "content": {"application/json": {"model": ErrorAnswer}},
+        }
+    return documented
 
 
 # ---- errors to HTTP, in one place -----------------------------------------------------------
@@ -232,7 +252,9 @@ def make_resolver() -> APIGatewayRestResolver:
 
     @app.not_found
     def _on_not_found(exc: Exception) -> Response[Any]:
-        return error_answer(404, "not_found", f"no route for {app.current_event.http_method} {app.current_event.path}")
+        return error_answer(
+            404, "not_found", f"no route for {app.current_event.http_method} {app.current_event.path}"
+        )
 
     return app
 

@@ -27,7 +27,7 @@ class EventBridgePublisher:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3  # imported on first use: most API calls never publish
+            import boto3  # noqa: PLC0415 (first use only: most API calls never publish)
 
             self._client = boto3.client("events", endpoint_url=os.environ.get("EVENTS_ENDPOINT") or None)
         return self._client

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from podslots.errors import InvalidInput
+from podslots.model import DNS_LABEL
 
 # Kubernetes names: a DNS label for the namespace, a DNS subdomain for the service account.
 K8sLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
@@ -22,9 +23,7 @@ EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", 
 LabelKey = Annotated[str, StringConstraints(pattern=r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9._-]{1,63}$")]
 
 # Environment names podslots sets for the agent itself; a template may not override them.
-RESERVED_ENV = frozenset(
-    {"PODSLOTS_POOL", "PODSLOTS_POD_NAME", "PODSLOTS_SLOTS", "PODSLOTS_HEARTBEAT_URL"}
-)
+RESERVED_ENV = frozenset({"PODSLOTS_POOL", "PODSLOTS_POD_NAME", "PODSLOTS_SLOTS", "PODSLOTS_HEARTBEAT_URL"})
 
 
 class Resources(BaseModel):
@@ -117,8 +116,6 @@ class PoolSettings(BaseModel):
 
 def validate_pool_name(pool: str) -> str:
     """A pool name prefixes pod names, so it is a DNS label short enough to leave room for a suffix."""
-    from podslots.model import DNS_LABEL
-
     if len(pool) > 40 or not DNS_LABEL.match(pool):
         raise InvalidInput(
             "pool must be a DNS label: 1-40 of a-z, 0-9 and '-', starting and ending alphanumeric",

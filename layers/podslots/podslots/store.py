@@ -126,7 +126,7 @@ class PodItem(_Item):
     pod_ip = UnicodeAttribute(null=True)
     created_at = NumberAttribute()
     heartbeat_at = NumberAttribute(null=True)
-    held_tasks = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
+    held_tasks = ListAttribute[str](null=True)
     last_used_at = NumberAttribute(default=0)
 
 
@@ -374,9 +374,7 @@ class SlotStore:
         """Every pod item of a pool: one consistent Query (its pages)."""
         return [
             _pod_from(item)
-            for item in PodItem.query(
-                pool_pk(pool), PodItem.sk.startswith(POD_PREFIX), consistent_read=True
-            )
+            for item in PodItem.query(pool_pk(pool), PodItem.sk.startswith(POD_PREFIX), consistent_read=True)
         ]
 
     def get_pod(self, pool: str, pod: str) -> Pod | None:
@@ -599,8 +597,7 @@ class SlotStore:
         try:
             _task_key(task.task_id).update(
                 actions=self._end_actions(end, now),
-                condition=(TaskItem.status == task.status.value)
-                & (TaskItem.updated_at == task.updated_at),
+                condition=(TaskItem.status == task.status.value) & (TaskItem.updated_at == task.updated_at),
             )
         except UpdateError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
@@ -621,9 +618,7 @@ class SlotStore:
 
     # ---- pods -----------------------------------------------------------------------------------
 
-    def heartbeat(
-        self, pool: str, pod: str, held_tasks: list[str], pod_ip: str | None, now: int
-    ) -> Pod:
+    def heartbeat(self, pool: str, pod: str, held_tasks: list[str], pod_ip: str | None, now: int) -> Pod:
         """Record a beat; `starting` and `unhealthy` become `ready`. StoreConflict if draining/absent."""
         actions: list[Action] = [
             PodItem.heartbeat_at.set(now),

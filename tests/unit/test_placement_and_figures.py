@@ -1,0 +1,71 @@
+"""Placement (bin-packing) and pool figures: pure rules, no I/O."""
+
+from __future__ import annotations
+
+from podslots.model import (
+    Pod,
+    PodState,
+    PoolFigures,
+    Slot,
+    SlotStatus,
+    TaskType,
+    empty_slots,
+    placement_candidates,
+)
+
+
+def pod(name: str, busy: int = 0, slots: int = 3, state: PodState = PodState.READY, used_at: int = 0) -> Pod:
+    base = Pod("p", name, state, empty_slots(slots), last_used_at=used_at)
+    for i in range(busy):
+        base = base.with_slot(f"s{i}", Slot(SlotStatus.RUNNING, f"{name}-t{i}", TaskType.PLAN, 1))
+    return base
+
+
+def test_the_fullest_ready_pod_with_an_idle_slot_comes_first():
+    candidates = placement_candidates([pod("a", busy=0), pod("b", busy=2), pod("c", busy=1)])
+    assert [(c.pod.name, c.slot) for c in candidates] == [
+        ("b", "s2"),
+        ("c", "s1"),
+        ("c", "s2"),
+        ("a", "s0"),
+        ("a", "s1"),
+        ("a", "s2"),
+    ]
+
+
+def test_full_starting_unhealthy_and_draining_pods_take_no_task():
+    pods = [
+        pod("full", busy=3),
+        pod("starting", state=PodState.STARTING),
+        pod("sick", state=PodState.UNHEALTHY),
+        pod("leaving", state=PodState.DRAINING),
+    ]
+    assert placement_candidates(pods) == []
+
+
+def test_a_pod_with_fewer_idle_slots_left_wins_even_with_a_different_slot_count():
+    # 1 idle of 4 beats 2 idle of 3: the pod closest to full is filled first
+    candidates = placement_candidates([pod("three", busy=1, slots=3), pod("four", busy=3, slots=4)])
+    assert candidates[0].pod.name == "four"
+
+
+def test_ties_go_to_the_pod_used_most_recently_then_by_name():
+    candidates = placement_candidates([pod("b", used_at=5), pod("a", used_at=5), pod("c", used_at=9)])
+    assert [c.pod.name for c in candidates][::3] == ["c", "a", "b"]
+
+
+def test_figures_count_capacity_only_on_ready_and_starting_pods():
+    reserved = pod("r").with_slot("s0", Slot(SlotStatus.RESERVED, "x", TaskType.PLAN_AND_APPLY, 1, 99))
+    figures = PoolFigures.of(
+        [pod("idle"), pod("half", busy=2), pod("full", busy=3), pod("new", state=PodState.STARTING), reserved]
+    )
+    assert figures.slots_total == 15
+    assert (figures.slots_running, figures.slots_reserved) == (5, 1)
+    assert figures.slots_idle == 9
+    assert figures.utilization == round(6 / 15, 4)
+    assert (figures.pods_idle, figures.pods_partial, figures.pods_full) == (2, 2, 1)
+    assert (figures.pods_ready, figures.pods_starting) == (4, 1)
+
+
+def test_an_empty_pool_has_zero_utilization():
+    assert PoolFigures.of([]).utilization == 0.0
