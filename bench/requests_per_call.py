@@ -21,6 +21,8 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "PodSlots")
 
 import boto3
 
+from local.moto_server import moto_server
+from local.template import table_definition
 from podslots.agents import HeartbeatService
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
@@ -30,9 +32,7 @@ from podslots.model import TaskStatus, TaskType
 from podslots.observability import metrics
 from podslots.store import SlotStore, bind_table
 from podslots.tasks import TaskStatusService
-from tests.support.moto_server import moto_server
 from tests.support.pods import given_pool, given_ready_pods
-from tests.support.template import table_definition
 
 TABLE = "podslots-bench"
 POOL = "bench"
@@ -74,10 +74,16 @@ def main() -> None:
         print(f"DynamoDB requests per step (pool of {PODS} ready pods, uncontended)")
         show("allocate, new task", count(ops, lambda: alloc("t-1")))
         show("allocate, same task again (idempotent)", count(ops, lambda: alloc("t-1")))
-        show("status apply_pending (reserve)", count(ops, lambda: tasks.set_status("t-1", TaskStatus.APPLY_PENDING)))
+        show(
+            "status apply_pending (reserve)",
+            count(ops, lambda: tasks.set_status("t-1", TaskStatus.APPLY_PENDING)),
+        )
         show("allocate, reserved task (apply resumes)", count(ops, lambda: alloc("t-1")))
         show("status success (release)", count(ops, lambda: tasks.set_status("t-1", TaskStatus.SUCCESS)))
-        show("status success again (no change)", count(ops, lambda: tasks.set_status("t-1", TaskStatus.SUCCESS)))
+        show(
+            "status success again (no change)",
+            count(ops, lambda: tasks.set_status("t-1", TaskStatus.SUCCESS)),
+        )
         show("heartbeat", count(ops, lambda: agents.beat(POOL, f"{POOL}-0000", ["t-1"], "10.0.0.9")))
         show("allocate, no capacity (503)", count(ops, lambda: alloc("w-1", pool="empty")))
         show("allocate, no capacity again within 60 s", count(ops, lambda: alloc("w-1", pool="empty")))
@@ -90,7 +96,11 @@ def main() -> None:
             ours.append(time.perf_counter() - t)
             tasks.set_status(f"timed-{i}", TaskStatus.SUCCESS)
             t = time.perf_counter()
-            client.get_item(TableName=TABLE, Key={"pk": {"S": f"TASK#bare-{i}"}, "sk": {"S": "#TASK"}}, ConsistentRead=True)
+            client.get_item(
+                TableName=TABLE,
+                Key={"pk": {"S": f"TASK#bare-{i}"}, "sk": {"S": "#TASK"}},
+                ConsistentRead=True,
+            )
             client.query(
                 TableName=TABLE,
                 KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
@@ -100,17 +110,21 @@ def main() -> None:
             client.transact_write_items(
                 TransactItems=[
                     {"Put": {"TableName": TABLE, "Item": {"pk": {"S": f"BARE#{i}"}, "sk": {"S": "x"}}}},
-                    {"Update": {
-                        "TableName": TABLE,
-                        "Key": {"pk": {"S": f"BARE#{i}"}, "sk": {"S": "y"}},
-                        "UpdateExpression": "SET n = :one",
-                        "ExpressionAttributeValues": {":one": {"N": "1"}},
-                    }},
+                    {
+                        "Update": {
+                            "TableName": TABLE,
+                            "Key": {"pk": {"S": f"BARE#{i}"}, "sk": {"S": "y"}},
+                            "UpdateExpression": "SET n = :one",
+                            "ExpressionAttributeValues": {":one": {"N": "1"}},
+                        }
+                    },
                 ]
             )
             bare.append(time.perf_counter() - t)
         o, b = statistics.median(ours), statistics.median(bare)
-        print(f"\nTime per allocation, median of {TIMED} (moto server on loopback; shows overhead, not DynamoDB latency)")
+        print(
+            f"\nTime per allocation, median of {TIMED} (moto server on loopback; shows overhead, not DynamoDB latency)"
+        )
         print(f"  bare GetItem + Query + TransactWriteItems (boto3): {b * 1000:7.2f} ms")
         print(f"  podslots allocation (PynamoDB, placement, checks): {o * 1000:7.2f} ms   ratio {o / b:.2f}")
         metrics.clear_metrics()

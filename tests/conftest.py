@@ -34,9 +34,9 @@ os.environ.update(
 import boto3
 from moto import mock_aws
 
+from local.template import table_definition
 from podslots.clock import ManualClock
 from podslots.store import SlotStore, bind_table
-from tests.support.template import table_definition
 
 TABLE = os.environ["TABLE_NAME"]
 BUS = os.environ["EVENT_BUS_NAME"]

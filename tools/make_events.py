@@ -1,6 +1,6 @@
 import json
 
-from tests.support.apigw import proxy_event
+from local.apigw import proxy_event
 
 E = "events/"
 settings = {

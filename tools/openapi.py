@@ -1,6 +1,6 @@
 """Print the OpenAPI document the API handlers derive (Powertools), merged over the functions.
 
-    make openapi          # writes openapi.json
+make openapi          # writes openapi.json
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from local.apigw import load_event, proxy_event
+from local.routes import api_routes, route_for
 from podslots.bus import EventBridgePublisher
 from podslots.clock import ManualClock
 from tests.conftest import BusTap, LambdaContext
-from tests.support.apigw import load_event, proxy_event
-from tests.support.routes import api_routes, route_for
 
 
 @dataclass

@@ -8,10 +8,10 @@ from typing import Any
 import boto3
 import pytest
 
+from local.apigw import proxy_event
 from podslots.store import SlotStore
 from tests.conftest import TABLE
 from tests.integration.conftest import Api
-from tests.support.apigw import proxy_event
 from tests.support.pods import given_pool, given_ready_pods
 
 ALLOC = "/pools/{pool}/allocations"

@@ -17,15 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
+from local.moto_server import MotoServer, moto_server
+from local.template import table_definition
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
 from podslots.errors import NoCapacity
 from podslots.model import PodState, TaskStatus, TaskType
 from podslots.store import SlotStore, bind_table
-from tests.support.moto_server import MotoServer, moto_server
 from tests.support.pods import given_pool, given_ready_pods
-from tests.support.template import table_definition
 
 pytestmark = pytest.mark.slow
 
@@ -124,47 +124,48 @@ def test_allocation_racing_a_drain_of_the_same_pod_never_both(store: SlotStore):
     allocator = Allocator(store, RecordingPublisher(), ManualClock())
     outcomes = {"allocated": 0, "drained": 0}
     jitter = random.Random(7)
-    for round_ in range(200):
-        # Given a pool whose only pod is ready and idle
-        pool = f"r{round_}"
-        given_pool(store, pool)
-        (pod,) = given_ready_pods(store, pool)
-        start = threading.Barrier(2)
 
-        def allocate(pool: str = pool, start: threading.Barrier = start) -> bool:
-            start.wait()
-            try:
-                allocator.allocate(AllocationRequest(pool, f"{pool}-task", TaskType.PLAN))
-                return True
-            except NoCapacity:
-                return False
+    def allocate(pool: str, start: threading.Barrier) -> bool:
+        start.wait()
+        try:
+            allocator.allocate(AllocationRequest(pool, f"{pool}-task", TaskType.PLAN))
+            return True
+        except NoCapacity:
+            return False
 
-        def drain(
-            pool: str = pool,
-            pod: str = pod,
-            start: threading.Barrier = start,
-            delay: float = jitter.uniform(0, 0.08),
-        ) -> bool:
-            start.wait()
-            # The allocation makes two reads before its write; a varied head start for it makes
-            # both orders (and the close calls between them) happen over the rounds.
-            time.sleep(delay)
-            return store.start_draining(pool, pod, (PodState.READY,))
+    def drain(pool: str, pod: str, start: threading.Barrier, delay: float) -> bool:
+        start.wait()
+        time.sleep(delay)
+        return store.start_draining(pool, pod, (PodState.READY,))
 
-        # When an allocation and a scale-down's drain race for it
-        with ThreadPoolExecutor(max_workers=2) as ex:
-            got_slot = ex.submit(allocate)
-            drained = ex.submit(drain)
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        # The allocation reads twice before it writes, so the drain alone would nearly always win:
+        # measure one allocation here, then give the drain a head start varied over that span,
+        # so that both orders, and the close calls between them, happen over the rounds.
+        given_pool(store, "warm-up")
+        given_ready_pods(store, "warm-up")
+        began = time.perf_counter()
+        assert ex.submit(allocate, "warm-up", threading.Barrier(1)).result()
+        span = (time.perf_counter() - began) * 1.5
+        for round_ in range(200):
+            # Given a pool whose only pod is ready and idle
+            pool = f"r{round_}"
+            given_pool(store, pool)
+            (pod,) = given_ready_pods(store, pool)
+            start = threading.Barrier(2)
+            # When an allocation and a scale-down's drain race for it
+            got_slot = ex.submit(allocate, pool, start)
+            drained = ex.submit(drain, pool, pod, start, jitter.uniform(0, span))
             allocated, was_drained = got_slot.result(), drained.result()
-        # Then exactly one of them won: the pod is drained or it holds the task, never both
-        assert allocated != was_drained, f"round {round_}: allocated={allocated} drained={was_drained}"
-        (item,) = store.pods(pool)
-        assert (item.state is PodState.DRAINING) == was_drained
-        assert item.busy == (1 if allocated else 0)
-        task = store.get_task(f"{pool}-task")
-        assert task is not None
-        assert task.status is (TaskStatus.RUNNING if allocated else TaskStatus.PENDING)
-        outcomes["allocated" if allocated else "drained"] += 1
+            # Then exactly one of them won: the pod is drained or it holds the task, never both
+            assert allocated != was_drained, f"round {round_}: allocated={allocated} drained={was_drained}"
+            (item,) = store.pods(pool)
+            assert (item.state is PodState.DRAINING) == was_drained
+            assert item.busy == (1 if allocated else 0)
+            task = store.get_task(f"{pool}-task")
+            assert task is not None
+            assert task.status is (TaskStatus.RUNNING if allocated else TaskStatus.PENDING)
+            outcomes["allocated" if allocated else "drained"] += 1
     # Both orders happened, so the race was real
-    assert outcomes["allocated"] > 0
-    assert outcomes["drained"] > 0
+    assert outcomes["allocated"] > 0, outcomes
+    assert outcomes["drained"] > 0, outcomes

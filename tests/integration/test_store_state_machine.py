@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from moto import mock_aws
 
+from local.template import table_definition
 from podslots.agents import HeartbeatService
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
@@ -24,7 +25,6 @@ from podslots.store import SlotStore, bind_table, new_pod
 from podslots.tasks import TaskStatusService
 from tests.conftest import TABLE
 from tests.support.pods import given_pool
-from tests.support.template import table_definition
 
 POOL = "machine"
 TASKS = [f"t{i}" for i in range(8)]

@@ -342,22 +342,24 @@ class SlotStore:
     def __init__(self, event_ttl_s: int = 14 * 86400, task_ttl_s: int = 30 * 86400) -> None:
         self.event_ttl_s = event_ttl_s
         self.task_ttl_s = task_ttl_s
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+        self._conn_generation = -1
 
     def _connection(self) -> Connection:
-        # One connection per thread: botocore clients are thread-safe, but PynamoDB's is built lazily.
-        conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "generation", None) != _binding["generation"]:
-            conn = Connection(
-                region=PodItem.Meta.region,
-                host=PodItem.Meta.host,
-                max_retry_attempts=PodItem.Meta.max_retry_attempts,
-                connect_timeout_seconds=PodItem.Meta.connect_timeout_seconds,
-                read_timeout_seconds=PodItem.Meta.read_timeout_seconds,
-            )
-            self._local.conn = conn
-            self._local.generation = _binding["generation"]
-        return conn
+        """One PynamoDB connection for transactions, built once (botocore clients are thread-safe)."""
+        with self._lock:
+            if self._conn is None or self._conn_generation != _binding["generation"]:
+                self._conn = Connection(
+                    region=PodItem.Meta.region,
+                    host=PodItem.Meta.host,
+                    max_retry_attempts=PodItem.Meta.max_retry_attempts,
+                    connect_timeout_seconds=PodItem.Meta.connect_timeout_seconds,
+                    read_timeout_seconds=PodItem.Meta.read_timeout_seconds,
+                )
+                self._conn.client  # noqa: B018 (build the botocore client now, under the lock)
+                self._conn_generation = _binding["generation"]
+            return self._conn
 
     def _tx(self, token: str | None = None) -> _LabelledTransaction:
         return _LabelledTransaction(self._connection(), token)

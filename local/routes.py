@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from tests.support.template import template
+from local.template import template
 
 
 @dataclass(frozen=True)

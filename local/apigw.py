@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.support.template import ROOT
+from local.template import ROOT
 
 EVENTS = ROOT / "events"
 
