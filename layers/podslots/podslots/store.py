@@ -158,7 +158,12 @@ class PoolItem(_Item):
 
 
 class RegistryItem(_Item):
+    """One per pool under one key: the scheduled functions read every pool's settings in one Query."""
+
     pool = UnicodeAttribute()
+    settings = MapAttribute[str, Any](null=True)
+    deleting = BooleanAttribute(default=False)
+    figures = MapAttribute[str, Any](null=True)  # the last figures recorded in the pool's history
 
 
 class EventItem(_Item):
@@ -206,6 +211,14 @@ class PoolRecord:
     deleting: bool
     created_at: int
     updated_at: int
+
+
+@dataclass(frozen=True)
+class RegisteredPool:
+    name: str
+    settings: PoolSettings
+    deleting: bool
+    figures: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -682,6 +695,120 @@ class SlotStore:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise
 
+    def lose_pod(self, pod: Pod, reason: str, now: int, event_id: str) -> list[tuple[str, str]]:
+        """The pod is gone (vanished, failed, replaced): its tasks become `lost`, its item goes.
+
+        One transaction: each task it held (conditional on still holding that slot), the pod item
+        (conditional on being the item that was read), and a history entry per task. So a retry
+        after a crash finds nothing left to lose, and no task is reported lost twice.
+        Returns (slot, task_id) of each task lost; raises StoreConflict if anything moved.
+        """
+        tx = self._tx()
+        lost: list[tuple[str, str]] = []
+        for key, slot in sorted(pod.slots.items()):
+            if slot.is_idle or slot.task_id is None:
+                continue
+            lost.append((key, slot.task_id))
+            tx.update(
+                f"task:{slot.task_id}",
+                _task_key(slot.task_id),
+                actions=self._end_actions(TaskStatus.LOST, now),
+                condition=(TaskItem.pod == pod.name)
+                & (TaskItem.slot == key)
+                & (TaskItem.pool == pod.pool)
+                & TaskItem.status.is_in(TaskStatus.RUNNING.value, TaskStatus.APPLY_PENDING.value),
+            )
+            tx.put(
+                f"event:{slot.task_id}",
+                self._event_item(
+                    pod.pool,
+                    "TaskLost",
+                    {"pod": pod.name, "slot": key, "task_id": slot.task_id, "reason": reason},
+                    now,
+                    f"{event_id}-{key}",
+                ),
+            )
+        tx.delete("pod", _pod_key(pod.pool, pod.name), condition=self._same_pod(pod))
+        tx.commit()
+        return lost
+
+    def release_leaked(self, pod: Pod, key: str, now: int, event_id: str) -> None:
+        """Free a slot whose task the agent no longer holds; the task becomes `lost` (recorded)."""
+        slot = pod.slots[key]
+        assert slot.task_id and slot.task_type
+        tx = self._tx()
+        held = TaskStatus.APPLY_PENDING if slot.status is SlotStatus.RESERVED else TaskStatus.RUNNING
+        tx.update(
+            "task",
+            _task_key(slot.task_id),
+            actions=self._end_actions(TaskStatus.LOST, now),
+            condition=(TaskItem.status == held.value) & (TaskItem.pod == pod.name) & (TaskItem.slot == key),
+        )
+        tx.update(
+            "slot",
+            _pod_key(pod.pool, pod.name),
+            actions=[PodItem.slots[key].set(IDLE_DOC), PodItem.busy.set(PodItem.busy - 1)],
+            condition=(PodItem.slots[key]["task_id"] == slot.task_id)
+            & (PodItem.slots[key]["since"] == slot.since),
+        )
+        tx.put(
+            "event",
+            self._event_item(
+                pod.pool,
+                "TaskLost",
+                {"pod": pod.name, "slot": key, "task_id": slot.task_id, "reason": "leaked"},
+                now,
+                event_id,
+            ),
+        )
+        tx.commit()
+
+    def remove_idle_pod(self, pod: Pod) -> bool:
+        """Delete the item of a pod that holds nothing (a starting pod that never came up)."""
+        try:
+            _pod_key(pod.pool, pod.name).delete(condition=self._same_pod(pod) & (PodItem.busy == 0))
+            return True
+        except DeleteError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            return False
+
+    def mark_unhealthy(self, pod: Pod) -> bool:
+        """ready -> unhealthy, unless it beat meanwhile (the condition is on the beat we saw)."""
+        beat = (
+            PodItem.heartbeat_at == pod.heartbeat_at
+            if pod.heartbeat_at is not None
+            else PodItem.heartbeat_at.does_not_exist()
+        )
+        return self._conditional_update(
+            pod, [PodItem.state.set(PodState.UNHEALTHY.value)], (PodItem.state == PodState.READY.value) & beat
+        )
+
+    def observe_pod(self, pod: Pod, uid: str | None, pod_ip: str | None) -> bool:
+        """Record what the cluster says of the pod: its uid (first seen) and its IP."""
+        actions: list[Action] = []
+        if uid and uid != pod.uid:
+            actions.append(PodItem.uid.set(uid))
+        if pod_ip and pod_ip != pod.pod_ip:
+            actions.append(PodItem.pod_ip.set(pod_ip))
+        if not actions:
+            return False
+        return self._conditional_update(pod, actions, self._same_pod(pod))
+
+    @staticmethod
+    def _same_pod(pod: Pod) -> Condition:
+        """The item is still the one that was read (not a new pod that took the same name)."""
+        return PodItem.created_at == pod.created_at
+
+    def _conditional_update(self, pod: Pod, actions: list[Action], condition: Condition) -> bool:
+        try:
+            _pod_key(pod.pool, pod.name).update(actions=actions, condition=condition)
+            return True
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            return False
+
     # ---- pools ----------------------------------------------------------------------------------
 
     def put_pool(self, pool: str, settings: PoolSettings, now: int) -> bool:
@@ -708,20 +835,53 @@ class SlotStore:
             ),
             condition=condition,
         )
-        tx.put("registry", RegistryItem(REGISTRY_PK, pool_pk(pool), pool=pool))
+        tx.put(
+            "registry",
+            RegistryItem(REGISTRY_PK, pool_pk(pool), pool=pool, settings=document, deleting=False),
+        )
         tx.commit()
         return existing is None
 
     def mark_pool_deleting(self, pool: str, now: int) -> None:
-        try:
-            PoolItem(pool_pk(pool), CONFIG_SK).update(
-                actions=[PoolItem.deleting.set(True), PoolItem.updated_at.set(now)],
-                condition=PoolItem.pk.exists(),
+        tx = self._tx()
+        tx.update(
+            "pool",
+            PoolItem(pool_pk(pool), CONFIG_SK),
+            actions=[PoolItem.deleting.set(True), PoolItem.updated_at.set(now)],
+            condition=PoolItem.pk.exists(),
+        )
+        tx.update(
+            "registry",
+            RegistryItem(REGISTRY_PK, pool_pk(pool)),
+            actions=[RegistryItem.deleting.set(True)],
+            condition=RegistryItem.pk.exists(),
+        )
+        tx.commit()
+
+    def pool_records(self) -> list[RegisteredPool]:
+        """Every pool with its settings and last recorded figures: one consistent Query (its pages)."""
+        return [
+            RegisteredPool(
+                name=item.pool,
+                settings=PoolSettings.from_stored(item.settings.as_dict()),
+                deleting=bool(item.deleting),
+                figures=item.figures.as_dict() if item.figures is not None else None,
             )
-        except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
-            raise StoreConflict({"pool": "ConditionalCheckFailed"}) from exc
+            for item in RegistryItem.query(REGISTRY_PK, consistent_read=True)
+            if item.settings is not None
+        ]
+
+    def record_figures(self, pool: str, figures: dict[str, Any], now: int, event_id: str) -> None:
+        """Keep the figures on the registry item and in the pool's history (only called on change)."""
+        tx = self._tx()
+        tx.update(
+            "registry",
+            RegistryItem(REGISTRY_PK, pool_pk(pool)),
+            actions=[RegistryItem.figures.set(figures)],
+            condition=RegistryItem.pk.exists(),
+        )
+        tx.put("event", self._event_item(pool, "PoolFigures", figures, now, event_id))
+        tx.commit()
 
     def remove_pool(self, pool: str) -> None:
         """Remove a deleting pool's settings once it has no pod left (the check is the caller's)."""
@@ -734,16 +894,19 @@ class SlotStore:
             if not exc.failed("pool"):
                 raise
 
+    def _event_item(self, pool: str, kind: str, detail: dict[str, Any], now: int, event_id: str) -> EventItem:
+        return EventItem(
+            pool_pk(pool),
+            f"{EVENT_PREFIX}{now:012d}#{event_id}",
+            kind=kind,
+            at=now,
+            detail=detail,
+            expires_at=now + self.event_ttl_s,
+        )
+
     def add_event(self, pool: str, kind: str, detail: dict[str, Any], now: int, event_id: str) -> None:
         try:
-            EventItem(
-                pool_pk(pool),
-                f"{EVENT_PREFIX}{now:012d}#{event_id}",
-                kind=kind,
-                at=now,
-                detail=detail,
-                expires_at=now + self.event_ttl_s,
-            ).save(condition=EventItem.pk.does_not_exist())
+            self._event_item(pool, kind, detail, now, event_id).save(condition=EventItem.pk.does_not_exist())
         except PutError as exc:  # the same event written twice by a retry: already recorded
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise

@@ -1,0 +1,204 @@
+"""The Kubernetes gateway: the only module that talks to the Kubernetes API.
+
+Four calls, each with a timeout: list a pool's pods by label selector (all pages), create a pod,
+delete a pod with a uid precondition (404 counts as done), patch annotations. Answers are read as
+raw JSON into `ClusterPod` (no model deserialization: a 1,000-pod LIST stays cheap), and every API
+failure becomes a `ClusterError` that says which call failed and why.
+
+Only reconcile and autoscale import this module; the API functions never load `kubernetes`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from podslots.errors import PodSlotsError
+
+POOL_LABEL = "podslots.io/pool"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "podslots"
+SLOTS_ANNOTATION = "podslots.io/slots"
+# Node consolidation (Karpenter, cluster-autoscaler) may only take pods without these.
+DO_NOT_DISRUPT: dict[str, str] = {
+    "karpenter.sh/do-not-disrupt": "true",
+    "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+}
+PAGE_SIZE = 500
+TIMEOUT_S = (3.0, 10.0)  # (connect, read) for every call
+
+
+class ClusterError(PodSlotsError):
+    """A Kubernetes API call failed; `call` names it, `status` is the HTTP status if there was one."""
+
+    code = "cluster_error"
+
+    def __init__(self, call: str, reason: str, status: int | None = None) -> None:
+        super().__init__(f"kubernetes {call} failed: {reason}", call=call, status=status)
+        self.call = call
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ClusterPod:
+    name: str
+    uid: str
+    phase: str
+    pod_ip: str | None
+    deleting: bool
+    created_at: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        """The agent process ended (restartPolicy Never): the pod will not run tasks again."""
+        return self.phase in ("Failed", "Succeeded")
+
+    @property
+    def slots(self) -> int | None:
+        raw = self.annotations.get(SLOTS_ANNOTATION)
+        return int(raw) if raw and raw.isdigit() else None
+
+    @property
+    def protected(self) -> bool:
+        return all(self.annotations.get(k) == v for k, v in DO_NOT_DISRUPT.items())
+
+    @property
+    def unprotected(self) -> bool:
+        return not any(k in self.annotations for k in DO_NOT_DISRUPT)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ClusterPod:
+        meta = raw.get("metadata") or {}
+        status = raw.get("status") or {}
+        stamp = meta.get("creationTimestamp")
+        created = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else 0.0
+        return cls(
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            phase=status.get("phase", "Pending"),
+            pod_ip=status.get("podIP") or None,
+            deleting=meta.get("deletionTimestamp") is not None,
+            created_at=created,
+            labels=dict(meta.get("labels") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+        )
+
+
+class Cluster(Protocol):
+    """What the steps need of a cluster (the gateway below, or a fake in a simulation)."""
+
+    def list_pool_pods(self, namespace: str, pool: str) -> list[ClusterPod]: ...
+
+    def create_pod(self, namespace: str, manifest: dict[str, Any]) -> ClusterPod: ...
+
+    def delete_pod(self, namespace: str, name: str, uid: str) -> bool: ...
+
+    def patch_annotations(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None: ...
+
+
+def pool_selector(pool: str) -> str:
+    return f"{POOL_LABEL}={pool},{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+
+class KubeGateway:
+    def __init__(self, api_client: ApiClient, timeout_s: tuple[float, float] = TIMEOUT_S) -> None:
+        self._api = CoreV1Api(api_client)
+        self._timeout = timeout_s
+
+    def list_pool_pods(self, namespace: str, pool: str) -> list[ClusterPod]:
+        """Every pod labelled as this pool's: one label-selected LIST, followed over its pages."""
+        pods: list[ClusterPod] = []
+        token: str | None = None
+        while True:
+            page = self._json(
+                "list pods",
+                lambda token=token: self._api.list_namespaced_pod(
+                    namespace,
+                    label_selector=pool_selector(pool),
+                    limit=PAGE_SIZE,
+                    _continue=token,
+                    _request_timeout=self._timeout,
+                    _preload_content=False,
+                ),
+            )
+            pods.extend(ClusterPod.from_json(item) for item in page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return pods
+
+    def create_pod(self, namespace: str, manifest: dict[str, Any]) -> ClusterPod:
+        created = self._json(
+            "create pod",
+            lambda: self._api.create_namespaced_pod(
+                namespace,
+                manifest,  # type: ignore[arg-type]  # a plain manifest; the client sends it as JSON
+                _request_timeout=self._timeout,
+                _preload_content=False,
+            ),
+        )
+        return ClusterPod.from_json(created)
+
+    def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete this pod and no other (uid precondition). False when it was already gone."""
+        try:
+            self._json(
+                "delete pod",
+                lambda: self._api.delete_namespaced_pod(
+                    name,
+                    namespace,
+                    body={"preconditions": {"uid": uid}},  # type: ignore[arg-type]
+                    _request_timeout=self._timeout,
+                    _preload_content=False,
+                ),
+            )
+            return True
+        except ClusterError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    def patch_annotations(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+        """A merge patch of metadata.annotations; None removes a key."""
+        self._json(
+            "patch pod",
+            lambda: self._api.patch_namespaced_pod(
+                name,
+                namespace,
+                {"metadata": {"annotations": annotations}},
+                _content_type="application/merge-patch+json",
+                _request_timeout=self._timeout,
+                _preload_content=False,
+            ),
+        )
+
+    @staticmethod
+    def _json(call: str, request: Any) -> dict[str, Any]:
+        try:
+            response = request()
+        except ApiException as exc:
+            raise ClusterError(call, _reason(exc), exc.status) from exc
+        except (HTTPError, OSError) as exc:  # timeouts, refused or dropped connections
+            raise ClusterError(call, type(exc).__name__) from exc
+        try:
+            answer: dict[str, Any] = json.loads(response.data)
+        except ValueError as exc:
+            raise ClusterError(call, "the answer is not JSON") from exc
+        return answer
+
+
+def _reason(exc: ApiException) -> str:
+    """The API's own words (a Status object's reason and message), never the request."""
+    try:
+        status = json.loads(exc.body or "{}")
+        return f"{exc.status} {status.get('reason', exc.reason)}: {status.get('message', '')}".strip(": ")
+    except ValueError:
+        return f"{exc.status} {exc.reason}"

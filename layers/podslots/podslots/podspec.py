@@ -1,0 +1,79 @@
+"""The agent pod's manifest, made from the pool's template.
+
+podslots creates bare pods (no Deployment, so nothing else picks which pod dies). Each one carries
+the labels reconcile selects on, the slot count it was made with, and what the agent needs to beat:
+the pool, its own name (downward API) and the heartbeat URL. `restartPolicy: Never`: an agent that
+exits is gone, and reconcile reports its tasks lost instead of a restarted agent that forgot them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from typing import Any
+
+from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, SLOTS_ANNOTATION
+from podslots.settings import PoolSettings
+
+_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_pod_name(pool: str) -> str:
+    """`<pool>-<5 random>`: the name is known before the create call, so the item comes first."""
+    return f"{pool}-{''.join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))}"
+
+
+def heartbeat_url(api_base_url: str, pool: str, pod: str) -> str:
+    return f"{api_base_url.rstrip('/')}/pools/{pool}/pods/{pod}/heartbeat"
+
+
+def pod_manifest(pool: str, name: str, settings: PoolSettings, api_base_url: str) -> dict[str, Any]:
+    template = settings.pod_template
+    env: list[dict[str, Any]] = [
+        {"name": "PODSLOTS_POOL", "value": pool},
+        {"name": "PODSLOTS_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "PODSLOTS_SLOTS", "value": str(settings.slots_per_pod)},
+        {"name": "PODSLOTS_HEARTBEAT_URL", "value": heartbeat_url(api_base_url, pool, name)},
+    ]
+    env += [{"name": key, "value": value} for key, value in sorted(template.env.items())]
+    container: dict[str, Any] = {"name": "agent", "image": template.image, "env": env}
+    resources = template.resources.model_dump(exclude_defaults=True)
+    if resources:
+        container["resources"] = resources
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": template.termination_grace_period_s,
+        "containers": [container],
+    }
+    if template.service_account:
+        spec["serviceAccountName"] = template.service_account
+    if template.node_selector:
+        spec["nodeSelector"] = dict(template.node_selector)
+    if template.tolerations:
+        spec["tolerations"] = [
+            {
+                key: value
+                for key, value in {
+                    "key": t.key,
+                    "operator": t.operator,
+                    "value": t.value,
+                    "effect": t.effect,
+                    "tolerationSeconds": t.toleration_seconds,
+                }.items()
+                if value is not None
+            }
+            for t in template.tolerations
+        ]
+    labels = {**template.labels, POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY}
+    annotations = {**template.annotations, SLOTS_ANNOTATION: str(settings.slots_per_pod)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": settings.namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
