@@ -56,9 +56,7 @@ def main() -> None:
     print(f"{'kubernetes (avoided)':32} {kube * 1000:8.1f} {kube / baseline:8.2f}")
     for name in ("allocate", "task_status", "agents", "pools"):
         seconds, loads_kube = measure(f"functions.{name}.app")
-        print(
-            f"{'functions.' + name + '.app':32} {seconds * 1000:8.1f} {seconds / baseline:8.2f}  {loads_kube}"
-        )
+        print(f"{'functions.' + name + '.app':32} {seconds * 1000:8.1f} {seconds / baseline:8.2f}  {loads_kube}")
 
 
 if __name__ == "__main__":

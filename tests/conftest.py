@@ -50,6 +50,10 @@ class LambdaContext:
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:podslots-test"
     aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    remaining_ms: int = 55_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 class BusTap:
@@ -60,9 +64,7 @@ class BusTap:
         sqs = boto3.client("sqs")
         events.create_event_bus(Name=BUS)
         self.queue_url = sqs.create_queue(QueueName="bus-tap")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
+        arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         events.put_rule(Name="tap", EventBusName=BUS, EventPattern=json.dumps({"source": ["podslots"]}))
         events.put_targets(Rule="tap", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
         self._sqs = sqs

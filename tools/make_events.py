@@ -29,9 +29,7 @@ ev = {
     "pool_put.json": proxy_event("PUT", "/pools/{pool}", {"pool": "terraform"}, settings),
     "pool_get.json": proxy_event("GET", "/pools/{pool}", {"pool": "terraform"}),
     "pools_list.json": proxy_event("GET", "/pools"),
-    "pool_events.json": proxy_event(
-        "GET", "/pools/{pool}/events", {"pool": "terraform"}, query={"limit": "20"}
-    ),
+    "pool_events.json": proxy_event("GET", "/pools/{pool}/events", {"pool": "terraform"}, query={"limit": "20"}),
     "pool_delete.json": proxy_event("DELETE", "/pools/{pool}", {"pool": "terraform"}),
     "heartbeat.json": proxy_event(
         "POST",
@@ -48,17 +46,11 @@ ev = {
     "status_apply_pending.json": proxy_event(
         "PUT", "/tasks/{task_id}/status", {"task_id": "run-42"}, {"status": "apply_pending"}
     ),
-    "status_running.json": proxy_event(
-        "PUT", "/tasks/{task_id}/status", {"task_id": "run-42"}, {"status": "running"}
-    ),
-    "status_success.json": proxy_event(
-        "PUT", "/tasks/{task_id}/status", {"task_id": "run-42"}, {"status": "success"}
-    ),
+    "status_running.json": proxy_event("PUT", "/tasks/{task_id}/status", {"task_id": "run-42"}, {"status": "running"}),
+    "status_success.json": proxy_event("PUT", "/tasks/{task_id}/status", {"task_id": "run-42"}, {"status": "success"}),
     "task_get.json": proxy_event("GET", "/tasks/{task_id}", {"task_id": "run-42"}),
 }
 for name, e in ev.items():
-    e["requestContext"]["requestId"] = e["requestContext"]["extendedRequestId"] = (
-        "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
-    )
+    e["requestContext"]["requestId"] = e["requestContext"]["extendedRequestId"] = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
     with open(E + name, "w") as out:
         out.write(json.dumps(e, indent=2) + "\n")

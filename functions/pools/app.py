@@ -47,9 +47,7 @@ def put_pool(pool: PoolName, body: Annotated[PoolSettings, Body()]) -> Response[
     return json_answer(201 if created else 200, {"pool": pool, "settings": body.model_dump(mode="json")})
 
 
-@app.get(
-    "/pools/<pool>", summary="A pool's settings and live figures", responses=responses({200: ("OK", None)})
-)
+@app.get("/pools/<pool>", summary="A pool's settings and live figures", responses=responses({200: ("OK", None)}))
 @tracer.capture_method
 def get_pool(pool: PoolName) -> Response[Any]:
     logger.append_keys(pool=pool)
@@ -84,9 +82,7 @@ def delete_pool(pool: PoolName) -> Response[Any]:
 def pool_events(pool: PoolName, limit: EventLimit = 50) -> Response[Any]:
     logger.append_keys(pool=pool)
     events = service.events(pool, limit)
-    return json_answer(
-        200, {"pool": pool, "events": [{"kind": e.kind, "at": e.at, **e.detail} for e in events]}
-    )
+    return json_answer(200, {"pool": pool, "events": [{"kind": e.kind, "at": e.at, **e.detail} for e in events]})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

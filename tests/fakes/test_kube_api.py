@@ -64,9 +64,7 @@ def manifest(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
     }
 
 
-def pod_body(
-    name: str | None = None, labels: dict[str, str] | None = None, generate_name: str | None = None
-) -> V1Pod:
+def pod_body(name: str | None = None, labels: dict[str, str] | None = None, generate_name: str | None = None) -> V1Pod:
     """A pod as the client's model, for create calls."""
     return V1Pod(
         api_version="v1",
@@ -370,9 +368,7 @@ def test_delete_with_matching_uid_precondition_deletes(kube: KubeApiStandIn, cor
     assert kube.pod(NS, "agent-1") is None
 
 
-def test_delete_with_stale_uid_precondition_is_refused_with_409(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_delete_with_stale_uid_precondition_is_refused_with_409(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     # Given a pod that was deleted and re-created under the same name
     old = core.create_namespaced_pod(NS, pod_body("agent-1"))
     core.delete_namespaced_pod("agent-1", NS)
@@ -449,9 +445,7 @@ def test_graceful_deletion_can_be_chosen_per_pod(kube: KubeApiStandIn, core: Cor
     assert slow["metadata"]["deletionTimestamp"] == "2030-01-02T03:04:35Z"  # the default 30 s grace
 
 
-def test_a_zero_grace_period_deletes_at_once_even_when_graceful(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_a_zero_grace_period_deletes_at_once_even_when_graceful(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     kube.graceful_deletion = True
     kube.add_pod(NS, manifest("agent-1"))
 
@@ -466,9 +460,7 @@ def test_a_zero_grace_period_deletes_at_once_even_when_graceful(
 def test_patch_with_a_dict_adds_and_removes_annotations(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     created = core.create_namespaced_pod(NS, pod_body("agent-1"))
 
-    added = core.patch_namespaced_pod(
-        "agent-1", NS, {"metadata": {"annotations": {"slot": "7", "owner": "me"}}}
-    )
+    added = core.patch_namespaced_pod("agent-1", NS, {"metadata": {"annotations": {"slot": "7", "owner": "me"}}})
     removed = core.patch_namespaced_pod("agent-1", NS, {"metadata": {"annotations": {"owner": None}}})
 
     assert meta(added).annotations == {"slot": "7", "owner": "me"}
@@ -516,9 +508,7 @@ def test_json_patch_with_a_list_body_edits_annotations(kube: KubeApiStandIn, cor
     assert kube.requests[-1].content_type == "application/json-patch+json"
 
 
-def test_a_json_patch_removing_a_missing_key_is_422_and_changes_nothing(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_a_json_patch_removing_a_missing_key_is_422_and_changes_nothing(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     created = core.create_namespaced_pod(NS, pod_body("agent-1", {"app": "agent"}))
     ops: list[dict[str, Any]] = [
         {"op": "add", "path": "/metadata/labels/new", "value": "1"},
@@ -535,9 +525,7 @@ def test_a_json_patch_removing_a_missing_key_is_422_and_changes_nothing(
     assert stored["metadata"]["resourceVersion"] == meta(created).resource_version
 
 
-def test_patch_carrying_a_stale_resource_version_is_refused_with_409(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_patch_carrying_a_stale_resource_version_is_refused_with_409(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     created = core.create_namespaced_pod(NS, pod_body("agent-1"))
     kube.set_phase(NS, "agent-1", "Running")
     patch = {"metadata": {"resourceVersion": meta(created).resource_version, "annotations": {"slot": "1"}}}
@@ -568,9 +556,7 @@ def test_phase_and_pod_ip_changes_are_seen_through_list(kube: KubeApiStandIn, co
     assert rv(pod) == rv(created) + 2
 
 
-def test_mark_deleting_and_remove_act_without_the_api(
-    kube: KubeApiStandIn, clock: FakeClock, core: CoreV1Api
-) -> None:
+def test_mark_deleting_and_remove_act_without_the_api(kube: KubeApiStandIn, clock: FakeClock, core: CoreV1Api) -> None:
     kube.add_pod(NS, manifest("marked"))
     kube.add_pod(NS, manifest("vanishing"))
     clock.advance(60)
@@ -616,9 +602,7 @@ def test_requests_are_recorded_for_assertions(kube: KubeApiStandIn, core: CoreV1
 # ---- faults -------------------------------------------------------------------------------------
 
 
-def test_an_injected_500_fails_one_call_then_the_api_answers_again(
-    kube: KubeApiStandIn, core: CoreV1Api
-) -> None:
+def test_an_injected_500_fails_one_call_then_the_api_answers_again(kube: KubeApiStandIn, core: CoreV1Api) -> None:
     rule = kube.fail_next(500, verb="list")
 
     with pytest.raises(ApiException) as failed:
@@ -700,9 +684,7 @@ def test_default_client_retries_a_throttled_get_that_says_retry_after(
     assert kube.count(verb="get") == 2
 
 
-def test_default_client_does_not_retry_a_500(
-    kube: KubeApiStandIn, core_with_default_retries: CoreV1Api
-) -> None:
+def test_default_client_does_not_retry_a_500(kube: KubeApiStandIn, core_with_default_retries: CoreV1Api) -> None:
     kube.fail_next(500, verb="list")
 
     with pytest.raises(ApiException):

@@ -157,9 +157,7 @@ BAD_REQUESTS = [
         "PUT",
         POOL,
         {"pool": "terraform"},
-        json.dumps(
-            {"scale_up_utilization": 0.3, "scale_down_utilization": 0.5, "pod_template": {"image": "x"}}
-        ),
+        json.dumps({"scale_up_utilization": 0.3, "scale_down_utilization": 0.5, "pod_template": {"image": "x"}}),
         422,
         "scale_down_utilization",
     ),

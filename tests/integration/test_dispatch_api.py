@@ -46,9 +46,7 @@ def test_allocation_answers_the_contracts_body(api: Api, store: SlotStore, pool:
     }
 
 
-def test_apply_pending_reserves_the_slot_with_a_deadline(
-    api: Api, store: SlotStore, pool: str, clock: ManualClock
-):
+def test_apply_pending_reserves_the_slot_with_a_deadline(api: Api, store: SlotStore, pool: str, clock: ManualClock):
     # Given a plan_and_apply task running
     given_ready_pods(store, pool)
     assert api.invoke(api.event("allocate.json")).status == 201
@@ -217,9 +215,7 @@ def test_no_capacity_is_503_with_retry_after_and_one_shortage_event_a_minute(
     assert (task.status, task.body["status"], task.body["pod"]) == (200, "pending", None)
 
 
-def test_a_waiting_task_gets_a_slot_once_a_pod_is_ready(
-    api: Api, store: SlotStore, pool: str, clock: ManualClock
-):
+def test_a_waiting_task_gets_a_slot_once_a_pod_is_ready(api: Api, store: SlotStore, pool: str, clock: ManualClock):
     assert api.allocate(pool, "t-1").status == 503
     clock.advance(45)
     given_ready_pods(store, pool)

@@ -36,16 +36,12 @@ SECRET = "podslots/kubeconfig"
 class ClusterWorld:
     """A pool whose pods exist both as items and as pods in the stand-in."""
 
-    def __init__(
-        self, store: SlotStore, kube: KubeApiStandIn, clock: ManualClock, handler: ModuleType
-    ) -> None:
+    def __init__(self, store: SlotStore, kube: KubeApiStandIn, clock: ManualClock, handler: ModuleType) -> None:
         self.store, self.kube, self.clock, self.handler = store, kube, clock, handler
         self.allocator = Allocator(store, RecordingPublisher(), clock)
 
     def reconcile(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.handler.lambda_handler(
-            load_event("reconcile_schedule.json"), LambdaContext()
-        )
+        result: dict[str, Any] = self.handler.lambda_handler(load_event("reconcile_schedule.json"), LambdaContext())
         return next((p for p in result["pools"] if p["pool"] == POOL), {})
 
     def pod(self, name: str, slots: int = 3, ready: bool = True, labelled_only: bool = False) -> str:
@@ -74,6 +70,12 @@ class ClusterWorld:
         done = self.allocator.allocate(AllocationRequest(POOL, task_id, kind))
         return done.pod, done.slot
 
+    def holder(self, task_id: str) -> str:
+        task = self.store.get_task(task_id)
+        assert task is not None
+        assert task.pod is not None
+        return task.pod
+
     def beat(self, pod: str, held: list[str]) -> None:
         self.store.heartbeat(POOL, pod, held, "10.9.0.7", int(self.clock.now()))
 
@@ -100,12 +102,12 @@ def world(
     handler = importlib.import_module("functions.reconcile.app")
     from podslots.kubeconfig import ClusterConnections
 
-    monkeypatch.setattr(handler, "connections", ClusterConnections())
+    # A fresh provider: Powertools' cache would otherwise keep the last test's secret
+    provider = parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+    monkeypatch.setattr(handler, "connections", ClusterConnections(provider=provider))
     monkeypatch.setattr(handler.reconciler, "clock", clock)
     monkeypatch.setattr(handler.reconciler, "bus", EventBridgePublisher())
-    given_pool(
-        store, POOL, now=int(clock.now()), heartbeat_timeout_s=120, startup_timeout_s=600, leak_grace_s=600
-    )
+    given_pool(store, POOL, now=int(clock.now()), heartbeat_timeout_s=120, startup_timeout_s=600, leak_grace_s=600)
     return ClusterWorld(store, kube, clock, handler)
 
 
@@ -233,7 +235,7 @@ def test_pod_uid_and_ip_are_recorded(world: ClusterWorld):
 def test_busy_pods_are_protected_from_consolidation_and_idle_pods_are_not(world: ClusterWorld):
     busy, idle = world.pod(f"{POOL}-a"), world.pod(f"{POOL}-b")
     world.allocate("t1")  # bin-packing puts it on one pod
-    holder = world.store.get_task("t1").pod  # type: ignore[union-attr]
+    holder = world.holder("t1")
     world.reconcile()
     assert all(world.annotations(holder).get(k) == v for k, v in DO_NOT_DISRUPT.items())
     other = idle if holder == busy else busy
@@ -257,6 +259,7 @@ def test_figures_are_emitted_and_recorded_only_when_they_change(world: ClusterWo
     world.reconcile()
     recorded = [e for e in world.store.events(POOL, 50) if e.kind == "PoolFigures"]
     assert len(recorded) == 1
+    world.clock.advance(60)
     world.allocate("t2")
     world.reconcile()
     recorded = [e for e in world.store.events(POOL, 50) if e.kind == "PoolFigures"]
@@ -286,14 +289,12 @@ def test_a_slow_list_times_out_and_the_next_run_converges(world: ClusterWorld):
     assert world.reconcile()["removed_pods"] == [pod]
 
 
-def test_a_dropped_connection_part_way_frees_no_busy_slot_and_loses_no_task_twice(
-    world: ClusterWorld, bus: BusTap
-):
+def test_a_dropped_connection_part_way_frees_no_busy_slot_and_loses_no_task_twice(world: ClusterWorld, bus: BusTap):
     # Given a failed pod with a task, and a healthy busy pod
     failed, healthy = world.pod(f"{POOL}-a", slots=1), world.pod(f"{POOL}-b", slots=1)
     world.allocate("t-failed")
     world.allocate("t-healthy")
-    failed_holder = world.store.get_task("t-failed").pod  # type: ignore[union-attr]
+    failed_holder = world.holder("t-failed")
     healthy_holder = healthy if failed_holder == failed else failed
     world.kube.set_phase(NS, failed_holder, "Failed")
     # When the delete of the failed pod and a patch drop their connections

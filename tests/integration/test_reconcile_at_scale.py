@@ -17,7 +17,7 @@ from local.moto_server import MotoServer, moto_server
 from local.template import table_definition
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, PAGE_SIZE, KubeGateway
+from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, PAGE_SIZE, POOL_LABEL, KubeGateway
 from podslots.reconcile import Reconciler
 from podslots.store import SlotStore, bind_table
 from tests.fakes.kube_api import KubeApiStandIn
@@ -37,9 +37,7 @@ def dynamodb(clock: ManualClock) -> Iterator[MotoServer]:
     bind_table("podslots-test")
 
 
-def given_a_pool_of_idle_ready_pods(
-    server: MotoServer, kube: KubeApiStandIn, store: SlotStore, now: int
-) -> None:
+def given_a_pool_of_idle_ready_pods(server: MotoServer, kube: KubeApiStandIn, store: SlotStore, now: int) -> None:
     given_pool(store, POOL, now=now, max_pods=PODS)
     table = boto3.resource("dynamodb", endpoint_url=server.url).Table("podslots-scale")
     with table.batch_writer() as batch:

@@ -113,8 +113,7 @@ class Allocator:
     def _same_type(request: AllocationRequest, task: Task) -> None:
         if task.task_type is not request.task_type:
             raise Conflict(
-                f"task {task.task_id} was dispatched as {task.task_type.value}, "
-                f"not {request.task_type.value}",
+                f"task {task.task_id} was dispatched as {task.task_type.value}, not {request.task_type.value}",
                 task_id=task.task_id,
                 task_type=task.task_type.value,
             )

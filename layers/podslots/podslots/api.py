@@ -172,9 +172,7 @@ def responses(
     documented: dict[int, OpenAPIResponse] = {}
     for code, (text, model) in ok.items():
         documented[code] = (
-            {"description": text, "content": {"application/json": {"model": model}}}
-            if model
-            else {"description": text}
+            {"description": text, "content": {"application/json": {"model": model}}} if model else {"description": text}
         )
     for code in errors:
         documented[code] = {
@@ -252,9 +250,7 @@ def make_resolver() -> APIGatewayRestResolver:
 
     @app.not_found
     def _on_not_found(exc: Exception) -> Response[Any]:
-        return error_answer(
-            404, "not_found", f"no route for {app.current_event.http_method} {app.current_event.path}"
-        )
+        return error_answer(404, "not_found", f"no route for {app.current_event.http_method} {app.current_event.path}")
 
     return app
 

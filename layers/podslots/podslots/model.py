@@ -49,9 +49,7 @@ class TaskStatus(StrEnum):
 
 HOLDING_STATUSES = frozenset({TaskStatus.RUNNING, TaskStatus.APPLY_PENDING})
 # The statuses a caller may end a task with; lost and expired are set by podslots itself.
-CALLER_END_STATUSES = frozenset(
-    {TaskStatus.SUCCESS, TaskStatus.APPLIED, TaskStatus.FAILED, TaskStatus.CANCELLED}
-)
+CALLER_END_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.APPLIED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 END_STATUSES = CALLER_END_STATUSES | {TaskStatus.LOST, TaskStatus.EXPIRED}
 
 

@@ -26,6 +26,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster import DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
+from podslots.errors import PodSlotsError
 from podslots.model import IDLE_SLOT, Pod, PodState, PoolFigures
 from podslots.observability import NAMESPACE, logger
 from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
@@ -63,9 +64,7 @@ class Reconciler:
         self.bus = bus
         self.clock = clock
 
-    def run(
-        self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None
-    ) -> list[PoolReport]:
+    def run(self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None) -> list[PoolReport]:
         """Every pool (or one), while time is left; the start rotates each minute so no pool starves."""
         pools = [p for p in self.store.pool_records() if only_pool in (None, p.name)]
         if pools:
@@ -81,19 +80,18 @@ class Reconciler:
 
     def reconcile_pool(self, pool: RegisteredPool) -> PoolReport:
         report = PoolReport(pool.name)
-        namespace = pool.settings.namespace
         try:
             cluster = self.cluster_for(pool)
-            seen = {p.name: p for p in cluster.list_pool_pods(namespace, pool.name)}
-        except ClusterError as exc:
+            seen = {p.name: p for p in cluster.list_pool_pods(pool.settings.namespace, pool.name)}
+        except PodSlotsError as exc:  # the kubeconfig cannot be read, or the LIST failed
             report.errors.append(exc.message)
             logger.error("cannot list the pool's pods", extra={"pool": pool.name, "error": exc.message})
             return report
-        now = int(self.clock.now())
+        run = _PoolRun(self, pool, cluster, int(self.clock.now()), report)
         current: dict[str, Pod] = {}
         for item in self.store.pods(pool.name):
             try:
-                kept = self._pod(pool, cluster, item, seen.pop(item.name, None), now, report)
+                kept = run.pod(item, seen.pop(item.name, None))
             except (ClusterError, StoreConflict) as exc:
                 # Something moved or failed part-way: leave this pod to the next run.
                 report.errors.append(f"{item.name}: {exc}")
@@ -103,70 +101,77 @@ class Reconciler:
                 current[kept.name] = kept
         for orphan in seen.values():
             try:
-                adopted = self._orphan(pool, cluster, orphan, now, report)
+                adopted = run.orphan(orphan)
             except (ClusterError, StoreConflict) as exc:
                 report.errors.append(f"{orphan.name}: {exc}")
                 continue
             if adopted is not None:
                 current[adopted.name] = adopted
-        self._figures(pool, list(current.values()), now, report)
+        run.figures(list(current.values()))
         if report.summary().keys() - {"pool"}:
             logger.info("pool reconciled", extra=report.summary())
         return report
 
-    # ---- one pod item against what the cluster says --------------------------------------------
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+        try:
+            self.bus.publish(detail_type, detail)
+        except Exception:  # the history already holds it; the bus is best effort here
+            logger.exception("event not published", extra={"detail_type": detail_type, **detail})
 
-    def _pod(
-        self,
-        pool: RegisteredPool,
-        cluster: Cluster,
-        item: Pod,
-        pod: ClusterPod | None,
-        now: int,
-        report: PoolReport,
-    ) -> Pod | None:
-        namespace, settings = pool.settings.namespace, pool.settings
+
+@dataclass
+class _PoolRun:
+    """One pool in one run: what the cluster said, the time, and the report being written."""
+
+    reconciler: Reconciler
+    pool: RegisteredPool
+    cluster: Cluster
+    now: int
+    report: PoolReport
+
+    @property
+    def store(self) -> SlotStore:
+        return self.reconciler.store
+
+    @property
+    def namespace(self) -> str:
+        return self.pool.settings.namespace
+
+    def pod(self, item: Pod, pod: ClusterPod | None) -> Pod | None:
+        """One item against what the cluster says of it; returns the item as it now is (or None)."""
         if item.state is PodState.DRAINING:
-            if pod is None:
-                self.store.remove_drained_pod(pool.name, item.name)
-                report.removed_pods.append(item.name)
-                return None
-            if not pod.deleting:
-                cluster.delete_pod(namespace, pod.name, pod.uid)
-                report.deletes_retried.append(item.name)
-            return item
-        reason = self._gone(item, pod, now)
+            return self._draining(item, pod)
+        reason = self._gone(item, pod)
         if reason is not None:
-            self._lose(pool, item, reason, now, report)
+            self._lose(item, reason)
             if pod is not None and pod.finished and not pod.deleting:
-                cluster.delete_pod(namespace, pod.name, pod.uid)
+                self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
             return None
         if pod is None:
             return item  # a starting item whose create call is still in flight
-        if item.state is PodState.STARTING and now - item.created_at > settings.startup_timeout_s:
-            cluster.delete_pod(namespace, pod.name, pod.uid)
-            if self.store.remove_idle_pod(item):
-                report.removed_pods.append(item.name)
-                logger.warning("pod never came up; removed", extra={"pool": pool.name, "pod": item.name})
-                return None
-            return item
-        last_beat = item.heartbeat_at if item.heartbeat_at is not None else item.created_at
-        if item.state is PodState.READY and now - last_beat > settings.heartbeat_timeout_s:
-            if self.store.mark_unhealthy(item):
-                report.unhealthy.append(item.name)
-                item = replace(item, state=PodState.UNHEALTHY)
+        if item.state is PodState.STARTING and self.now - item.created_at > self.pool.settings.startup_timeout_s:
+            return self._never_came_up(item, pod)
+        item = self._liveness(item)
         if self.store.observe_pod(item, pod.uid, pod.pod_ip):
             item = replace(item, uid=pod.uid or item.uid, pod_ip=pod.pod_ip or item.pod_ip)
-        item = self._leaks(pool, item, now, report)
-        self._protection(namespace, cluster, item, pod, report)
+        item = self._leaks(item)
+        self._protection(item, pod)
         return item
 
-    @staticmethod
-    def _gone(item: Pod, pod: ClusterPod | None, now: int) -> str | None:
+    def _draining(self, item: Pod, pod: ClusterPod | None) -> Pod | None:
         if pod is None:
-            if item.state is PodState.STARTING and now - item.created_at < CREATE_GRACE_S:
-                return None
-            return "vanished"
+            self.store.remove_drained_pod(self.pool.name, item.name)
+            self.report.removed_pods.append(item.name)
+            return None
+        if not pod.deleting:
+            self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
+            self.report.deletes_retried.append(item.name)
+        return item
+
+    def _gone(self, item: Pod, pod: ClusterPod | None) -> str | None:
+        if pod is None:
+            in_flight = item.state is PodState.STARTING and self.now - item.created_at < CREATE_GRACE_S
+            return None if in_flight else "vanished"
         if item.uid and pod.uid != item.uid:
             return "replaced"
         if pod.finished:
@@ -175,103 +180,99 @@ class Reconciler:
             return "deleted"
         return None
 
-    def _lose(self, pool: RegisteredPool, item: Pod, reason: str, now: int, report: PoolReport) -> None:
-        lost = self.store.lose_pod(item, reason, now, _event_id())
-        report.removed_pods.append(item.name)
+    def _lose(self, item: Pod, reason: str) -> None:
+        lost = self.store.lose_pod(item, reason, self.now, _event_id())
+        self.report.removed_pods.append(item.name)
         for slot, task_id in lost:
-            report.lost_tasks.append(task_id)
-            self._publish(
-                "TaskLost",
-                {"pool": pool.name, "pod": item.name, "slot": slot, "task_id": task_id, "reason": reason},
-            )
+            self.report.lost_tasks.append(task_id)
+            detail = {"pool": self.pool.name, "pod": item.name, "slot": slot, "task_id": task_id, "reason": reason}
+            self.reconciler.publish("TaskLost", detail)
         logger.warning(
-            "pod gone; its tasks are lost", extra={"pool": pool.name, "pod": item.name, "reason": reason}
+            "pod gone; its tasks are lost", extra={"pool": self.pool.name, "pod": item.name, "reason": reason}
         )
 
-    def _leaks(self, pool: RegisteredPool, item: Pod, now: int, report: PoolReport) -> Pod:
+    def _never_came_up(self, item: Pod, pod: ClusterPod) -> Pod | None:
+        self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
+        if not self.store.remove_idle_pod(item):
+            return item
+        self.report.removed_pods.append(item.name)
+        logger.warning("pod never came up; removed", extra={"pool": self.pool.name, "pod": item.name})
+        return None
+
+    def _liveness(self, item: Pod) -> Pod:
+        last_beat = item.heartbeat_at if item.heartbeat_at is not None else item.created_at
+        silent = self.now - last_beat > self.pool.settings.heartbeat_timeout_s
+        if item.state is PodState.READY and silent and self.store.mark_unhealthy(item):
+            self.report.unhealthy.append(item.name)
+            return replace(item, state=PodState.UNHEALTHY)
+        return item
+
+    def _leaks(self, item: Pod) -> Pod:
         """Release slots whose task the agent, beating recently, has stopped listing."""
-        settings = pool.settings
+        settings = self.pool.settings
         beat = item.heartbeat_at
-        if beat is None or now - beat > settings.heartbeat_timeout_s:
+        if beat is None or self.now - beat > settings.heartbeat_timeout_s:
             return item  # no recent beat: the agent's silence says nothing about its tasks
         for key, slot in sorted(item.slots.items()):
             if slot.is_idle or slot.task_id in item.held_tasks or slot.since is None:
                 continue
-            if now - slot.since <= settings.leak_grace_s or beat <= slot.since:
+            if self.now - slot.since <= settings.leak_grace_s or beat <= slot.since:
                 continue
-            self.store.release_leaked(item, key, now, _event_id())
-            report.released.append(slot.task_id or "")
-            self._publish(
+            self.store.release_leaked(item, key, self.now, _event_id())
+            self.report.released.append(slot.task_id or "")
+            self.reconciler.publish(
                 "TaskLost",
-                {
-                    "pool": pool.name,
-                    "pod": item.name,
-                    "slot": key,
-                    "task_id": slot.task_id,
-                    "reason": "leaked",
-                },
+                {"pool": self.pool.name, "pod": item.name, "slot": key, "task_id": slot.task_id, "reason": "leaked"},
             )
-            logger.warning("leaked slot released", extra={"pool": pool.name, "pod": item.name, "slot": key})
+            logger.warning("leaked slot released", extra={"pool": self.pool.name, "pod": item.name, "slot": key})
             item = item.with_slot(key, IDLE_SLOT)
         return item
 
-    @staticmethod
-    def _protection(namespace: str, cluster: Cluster, item: Pod, pod: ClusterPod, report: PoolReport) -> None:
+    def _protection(self, item: Pod, pod: ClusterPod) -> None:
         """Busy pods carry the do-not-disrupt annotations and idle pods carry neither."""
         if item.busy and not pod.protected:
-            cluster.patch_annotations(namespace, pod.name, dict[str, str | None](DO_NOT_DISRUPT))
+            self.cluster.patch_annotations(self.namespace, pod.name, dict[str, str | None](DO_NOT_DISRUPT))
         elif not item.busy and not pod.unprotected:
-            cluster.patch_annotations(namespace, pod.name, dict.fromkeys(DO_NOT_DISRUPT))
+            self.cluster.patch_annotations(self.namespace, pod.name, dict.fromkeys(DO_NOT_DISRUPT))
         else:
             return
-        report.annotated.append(pod.name)
+        self.report.annotated.append(pod.name)
 
-    def _orphan(
-        self, pool: RegisteredPool, cluster: Cluster, pod: ClusterPod, now: int, report: PoolReport
-    ) -> Pod | None:
+    def orphan(self, pod: ClusterPod) -> Pod | None:
         """A pod labelled as ours with no item: adopt it (it will beat), or clean it up if it ended."""
         if pod.deleting:
             return None
         if pod.finished:
-            cluster.delete_pod(pool.settings.namespace, pod.name, pod.uid)
+            self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
             return None
-        adopted = new_pod(pool.name, pod.name, pod.slots or pool.settings.slots_per_pod, now, uid=pod.uid)
-        adopted = replace(adopted, pod_ip=pod.pod_ip)
+        slots = pod.slots or self.pool.settings.slots_per_pod
+        adopted = replace(new_pod(self.pool.name, pod.name, slots, self.now, uid=pod.uid), pod_ip=pod.pod_ip)
         self.store.put_pod(adopted)
-        report.adopted.append(pod.name)
-        logger.info("labelled pod adopted", extra={"pool": pool.name, "pod": pod.name})
+        self.report.adopted.append(pod.name)
+        logger.info("labelled pod adopted", extra={"pool": self.pool.name, "pod": pod.name})
         return adopted
 
-    # ---- figures -----------------------------------------------------------------------------
-
-    def _figures(self, pool: RegisteredPool, pods: list[Pod], now: int, report: PoolReport) -> None:
+    def figures(self, pods: list[Pod]) -> None:
+        """Emit the pool's figures; record them in its history only when they changed."""
         figures = PoolFigures.of(pods).as_dict()
-        report.figures = figures
+        self.report.figures = figures
         metrics = EphemeralMetrics(namespace=NAMESPACE)
-        metrics.add_dimension(name="pool", value=pool.name)
+        metrics.add_dimension(name="pool", value=self.pool.name)
         for name, value in figures.items():
-            unit = MetricUnit.Percent if name == "utilization" else MetricUnit.Count
-            metrics.add_metric(
-                name=_metric_name(name), unit=unit, value=value * 100 if name == "utilization" else value
-            )
+            if name == "utilization":
+                metrics.add_metric(name="SlotUtilization", unit=MetricUnit.Percent, value=value * 100)
+            else:
+                metrics.add_metric(name=_metric_name(name), unit=MetricUnit.Count, value=value)
         metrics.flush_metrics()
-        if figures != pool.figures:
+        if figures != self.pool.figures:
             try:
-                self.store.record_figures(pool.name, figures, now, _event_id())
+                self.store.record_figures(self.pool.name, figures, self.now, _event_id())
             except StoreConflict as exc:  # the pool went meanwhile
-                report.errors.append(f"figures: {exc}")
-
-    def _publish(self, detail_type: str, detail: dict[str, Any]) -> None:
-        try:
-            self.bus.publish(detail_type, detail)
-        except Exception:  # the history already holds it; the bus is best effort here
-            logger.exception("event not published", extra={"detail_type": detail_type, **detail})
+                self.report.errors.append(f"figures: {exc}")
 
 
 def _metric_name(field_name: str) -> str:
-    """slots_running -> SlotsRunning, utilization -> SlotUtilization."""
-    if field_name == "utilization":
-        return "SlotUtilization"
+    """slots_running -> SlotsRunning."""
     return "".join(part.capitalize() for part in field_name.split("_"))
 
 

@@ -15,9 +15,7 @@ from podslots.model import DNS_LABEL
 
 # Kubernetes names: a DNS label for the namespace, a DNS subdomain for the service account.
 K8sLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
-K8sSubdomain = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", max_length=253)
-]
+K8sSubdomain = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", max_length=253)]
 Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9.]+[a-zA-Z]{0,2}$", max_length=32)]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9._-]{1,63}$")]
@@ -52,9 +50,7 @@ class PodTemplate(BaseModel):
     image: str = Field(min_length=1, max_length=512, pattern=r"^\S+$")
     service_account: K8sSubdomain | None = None
     resources: Resources = Field(default_factory=Resources)
-    env: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(
-        default_factory=dict, max_length=64
-    )
+    env: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(default_factory=dict, max_length=64)
     node_selector: dict[LabelKey, Annotated[str, StringConstraints(max_length=63)]] = Field(
         default_factory=dict, max_length=32
     )

@@ -59,7 +59,8 @@ TASK_PREFIX = "TASK#"
 EVENT_PREFIX = "EVENT#"
 CONFIG_SK = "#CONFIG"
 TASK_SK = "#TASK"
-REGISTRY_PK = "POOLS"  # one item per pool under one key, so listing pools is a Query, not a Scan
+REGISTRY_PK = "POOLS"
+LEASE_SK = "#LEASE#autoscale"  # one item per pool under one key, so listing pools is a Query, not a Scan
 
 
 def pool_pk(pool: str) -> str:
@@ -173,7 +174,15 @@ class EventItem(_Item):
     expires_at = NumberAttribute(null=True)
 
 
-ITEM_KINDS: tuple[type[_Item], ...] = (PodItem, TaskItem, PoolItem, RegistryItem, EventItem)
+class LeaseItem(_Item):
+    """One autoscale run per pool at a time; a crashed run's lease expires at its deadline."""
+
+    holder = UnicodeAttribute()
+    deadline = NumberAttribute()
+    low_since = NumberAttribute(null=True)  # since when utilization has stayed below the down threshold
+
+
+ITEM_KINDS: tuple[type[_Item], ...] = (PodItem, TaskItem, PoolItem, RegistryItem, EventItem, LeaseItem)
 _binding = {"generation": 0}
 
 
@@ -211,6 +220,13 @@ class PoolRecord:
     deleting: bool
     created_at: int
     updated_at: int
+
+
+@dataclass(frozen=True)
+class Lease:
+    pool: str
+    holder: str
+    low_since: int | None
 
 
 @dataclass(frozen=True)
@@ -447,17 +463,13 @@ class SlotStore:
         if previous is None:
             task_condition = TaskItem.pk.does_not_exist()
         else:
-            task_condition = (TaskItem.status == previous.status.value) & (
-                TaskItem.updated_at == previous.updated_at
-            )
+            task_condition = (TaskItem.status == previous.status.value) & (TaskItem.updated_at == previous.updated_at)
         tx.put("task", item, condition=task_condition)
         tx.update(
             "slot",
             _pod_key(pod.pool, pod.name),
             actions=[
-                PodItem.slots[slot].set(
-                    _slot_doc(Slot(SlotStatus.RUNNING, task.task_id, task.task_type, now))
-                ),
+                PodItem.slots[slot].set(_slot_doc(Slot(SlotStatus.RUNNING, task.task_id, task.task_type, now))),
                 PodItem.busy.add(1),
                 PodItem.last_used_at.set(now),
             ],
@@ -495,9 +507,7 @@ class SlotStore:
         ]
         first = previous.waiting_since if previous and previous.status is TaskStatus.PENDING else None
         actions.append(TaskItem.wait_since.set(first if first is not None else now))
-        signal_condition = TaskItem.signalled_at.does_not_exist() | (
-            TaskItem.signalled_at <= now - signal_every_s
-        )
+        signal_condition = TaskItem.signalled_at.does_not_exist() | (TaskItem.signalled_at <= now - signal_every_s)
         try:
             _task_key(task.task_id).update(
                 actions=[*actions, TaskItem.signalled_at.set(now)],
@@ -569,9 +579,7 @@ class SlotStore:
             "slot",
             _pod_key(task.pool, task.pod),
             actions=[
-                PodItem.slots[task.slot].set(
-                    _slot_doc(Slot(SlotStatus.RUNNING, task.task_id, task.task_type, now))
-                ),
+                PodItem.slots[task.slot].set(_slot_doc(Slot(SlotStatus.RUNNING, task.task_id, task.task_type, now))),
                 PodItem.last_used_at.set(now),
             ],
             condition=(PodItem.slots[task.slot]["task_id"] == task.task_id)
@@ -646,9 +654,7 @@ class SlotStore:
         try:
             item.update(
                 actions=actions,
-                condition=PodItem.state.is_in(
-                    PodState.STARTING.value, PodState.READY.value, PodState.UNHEALTHY.value
-                ),
+                condition=PodItem.state.is_in(PodState.STARTING.value, PodState.READY.value, PodState.UNHEALTHY.value),
             )
         except UpdateError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
@@ -748,8 +754,7 @@ class SlotStore:
             "slot",
             _pod_key(pod.pool, pod.name),
             actions=[PodItem.slots[key].set(IDLE_DOC), PodItem.busy.set(PodItem.busy - 1)],
-            condition=(PodItem.slots[key]["task_id"] == slot.task_id)
-            & (PodItem.slots[key]["since"] == slot.since),
+            condition=(PodItem.slots[key]["task_id"] == slot.task_id) & (PodItem.slots[key]["since"] == slot.since),
         )
         tx.put(
             "event",
@@ -807,6 +812,78 @@ class SlotStore:
         except UpdateError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise
+            return False
+
+    # ---- autoscale and expiry ---------------------------------------------------------------------
+
+    def acquire_lease(self, pool: str, holder: str, now: int, ttl_s: int) -> Lease | None:
+        """Take the pool's autoscale lease if it is free or expired; None if another run holds it."""
+        item = LeaseItem(pool_pk(pool), LEASE_SK)
+        try:
+            item.update(
+                actions=[LeaseItem.holder.set(holder), LeaseItem.deadline.set(now + ttl_s)],
+                condition=LeaseItem.pk.does_not_exist() | (LeaseItem.deadline < now) | (LeaseItem.holder == holder),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            return None
+        low = int(item.low_since) if item.low_since is not None else None
+        return Lease(pool, holder, low)
+
+    def release_lease(self, lease: Lease, low_since: int | None) -> None:
+        """Give the lease back, keeping when utilization went low (the scale-down delay's clock)."""
+        actions: list[Action] = [LeaseItem.deadline.set(0)]
+        actions.append(LeaseItem.low_since.set(low_since) if low_since is not None else LeaseItem.low_since.remove())
+        try:
+            LeaseItem(pool_pk(lease.pool), LEASE_SK).update(actions=actions, condition=LeaseItem.holder == lease.holder)
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise  # another run took the expired lease: it decides now
+
+    def waiting(self, pool: str) -> list[Task]:
+        """Tasks that asked and found no slot (the sparse `waiting` index; eventually consistent)."""
+        return [_task_from(item) for item in TaskItem.waiting.query(pool)]
+
+    def forget_waiting(self, task: Task) -> None:
+        """A task that stopped asking leaves the demand (it stays `pending`; a new ask brings it back)."""
+        try:
+            _task_key(task.task_id).update(
+                actions=[TaskItem.wait_pool.remove(), TaskItem.wait_since.remove()],
+                condition=(TaskItem.status == TaskStatus.PENDING.value) & (TaskItem.updated_at == task.updated_at),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+
+    def due_reservations(self, pool: str, now: int) -> list[Task]:
+        """Reserved tasks whose deadline has come (the sparse `reservations` index, not a scan)."""
+        return [_task_from(item) for item in TaskItem.reservations.query(pool, TaskItem.rsv_until <= now)]
+
+    def expire(self, task: Task, now: int) -> bool:
+        """Free a reservation past its deadline; the task becomes `expired`. False if it moved."""
+        assert task.pod and task.slot
+        tx = self._tx()
+        tx.update(
+            "task",
+            _task_key(task.task_id),
+            actions=self._end_actions(TaskStatus.EXPIRED, now),
+            condition=(TaskItem.status == TaskStatus.APPLY_PENDING.value)
+            & (TaskItem.rsv_until <= now)
+            & (TaskItem.pod == task.pod)
+            & (TaskItem.slot == task.slot),
+        )
+        tx.update(
+            "slot",
+            _pod_key(task.pool, task.pod),
+            actions=[PodItem.slots[task.slot].set(IDLE_DOC), PodItem.busy.set(PodItem.busy - 1)],
+            condition=(PodItem.slots[task.slot]["task_id"] == task.task_id)
+            & (PodItem.slots[task.slot]["status"] == SlotStatus.RESERVED.value),
+        )
+        try:
+            tx.commit()
+            return True
+        except StoreConflict:
             return False
 
     # ---- pools ----------------------------------------------------------------------------------

@@ -69,8 +69,7 @@ class TaskStatusService:
         if status is TaskStatus.APPLY_PENDING:
             if task.task_type is not TaskType.PLAN_AND_APPLY:
                 raise Conflict(
-                    f"only a plan_and_apply task can wait for approval; {task.task_id} is "
-                    f"{task.task_type.value}",
+                    f"only a plan_and_apply task can wait for approval; {task.task_id} is {task.task_type.value}",
                     task_id=task.task_id,
                 )
             until = now + self._reservation_ttl(task.pool)

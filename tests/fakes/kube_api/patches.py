@@ -129,6 +129,5 @@ def apply_patch(target: dict[str, Any], content_type: str, patch: Any) -> dict[s
         return result
     raise KubeError(
         415,
-        f"the body of the request was in an unknown format - accepted media types "
-        f"include: {', '.join(PATCH_TYPES)}",
+        f"the body of the request was in an unknown format - accepted media types include: {', '.join(PATCH_TYPES)}",
     )

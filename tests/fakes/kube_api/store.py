@@ -54,9 +54,7 @@ class _Snapshot:
 def _string_map(value: Any, field: str) -> None:
     if value is None:
         return
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise KubeError.bad_request(f"{field} must be a map of strings to strings")
 
 
@@ -249,8 +247,7 @@ class PodStore:
                 if meta.get(field, old_meta[field]) != old_meta[field]:
                     raise KubeError.conflict(
                         name,
-                        "the object has been modified; please apply your changes "
-                        "to the latest version and try again",
+                        "the object has been modified; please apply your changes to the latest version and try again",
                     )
             for field in ("name", "namespace", "uid", "creationTimestamp"):
                 meta[field] = old_meta[field]

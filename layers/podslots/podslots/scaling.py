@@ -1,0 +1,80 @@
+"""The scaling rule of DESIGN.md, as a pure function of a pool's figures and settings.
+
+- capacity: the slots of ready and starting pods; used: their running and reserved slots;
+  waiting: tasks that asked within the last 5 minutes and hold no slot yet.
+- Up when something waits or used / capacity > up: ceil((used + waiting) / (slots_per_pod x up))
+  pods; an empty pool with a waiting task gets a pod at once (cold start).
+- Down only after utilization stayed below `down` for the delay: ceil(used / (slots_per_pod x
+  (up + down) / 2)) pods, the midpoint so the next step does not scale straight back up.
+- Always within [min_pods, max_pods].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+from podslots.settings import PoolSettings
+
+
+class Direction(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Load:
+    pods: int  # ready + starting (unhealthy and draining pods are not capacity)
+    capacity: int  # their slots
+    used: int  # their running + reserved slots
+    waiting: int
+
+    @property
+    def utilization(self) -> float:
+        return self.used / self.capacity if self.capacity else 0.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    direction: Direction
+    target: int
+    reason: str
+    low_since: int | None  # when utilization went below the down threshold (None: it is not low)
+
+    def delta(self, load: Load) -> int:
+        return self.target - load.pods
+
+
+def decide(load: Load, settings: PoolSettings, low_since: int | None, now: int) -> Decision:
+    spp, up, down = settings.slots_per_pod, settings.scale_up_utilization, settings.scale_down_utilization
+    low = load.waiting == 0 and load.utilization < down
+    low_since = (low_since if low_since is not None else now) if low else None
+
+    def bounded(n: int) -> int:
+        return max(settings.min_pods, min(settings.max_pods, n))
+
+    wanted = max(1, math.ceil((load.used + load.waiting) / (spp * up)))
+    busy = load.waiting > 0 or load.utilization > up
+    if load.pods > settings.max_pods:
+        return Decision(Direction.DOWN, settings.max_pods, "above max_pods", low_since)
+    if load.pods < settings.min_pods:
+        return Decision(Direction.UP, bounded(wanted if busy else 0), "below min_pods", low_since)
+    if busy:
+        target = bounded(wanted)
+        if load.capacity == 0 and load.waiting > 0:
+            reason = "cold start: no capacity and a task waits"
+        elif load.waiting:
+            reason = f"{load.waiting} task(s) waiting"
+        else:
+            reason = f"utilization {load.utilization:.0%} above {up:.0%}"
+        if target > load.pods:
+            return Decision(Direction.UP, target, reason, low_since)
+        return Decision(Direction.NONE, load.pods, f"{reason}; at max_pods", low_since)
+    if low and low_since is not None and now - low_since >= settings.scale_down_delay_s:
+        target = bounded(math.ceil(load.used / (spp * (up + down) / 2)))
+        if target < load.pods:
+            reason = f"utilization {load.utilization:.0%} below {down:.0%} for {now - low_since}s"
+            return Decision(Direction.DOWN, target, reason, low_since)
+    return Decision(Direction.NONE, load.pods, "steady", low_since)
