@@ -19,10 +19,11 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster import Cluster, ClusterError
+from podslots.errors import PodSlotsError
 from podslots.model import Pod, PodState
 from podslots.observability import NAMESPACE, logger
 from podslots.podspec import new_pod_name, pod_manifest
-from podslots.scaling import Decision, Direction, Load, decide
+from podslots.scaling import Direction, Load, decide
 from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
 
 DEMAND_WINDOW_S = 300  # a waiting task counts while it asked within the last 5 minutes
@@ -100,32 +101,37 @@ class Autoscaler:
             return report
         low_since = lease.low_since
         try:
-            cluster = self.cluster_for(pool)
+            step = _PoolStep(self, pool, self.cluster_for(pool), now, report)
             pods = self.store.pods(pool.name)
             if pool.deleting:
-                self._drain_pool(pool, cluster, pods, report)
+                step.drain_pool(pods)
                 return report
-            waiting = self._demand(pool.name, now)
-            load = load_of(pods, waiting)
+            load = load_of(pods, self._demand(pool.name, now))
             decision = decide(load, pool.settings, low_since, now)
             low_since = decision.low_since
             report.before, report.after, report.reason = load.pods, load.pods, decision.reason
             if decision.direction is Direction.UP:
-                self._scale_up(pool, cluster, decision, load, now, report)
+                step.scale_up(decision.delta(load))
+                report.after = load.pods + len(report.created)
             elif decision.direction is Direction.DOWN:
-                self._scale_down(pool, cluster, pods, decision, load, report)
+                step.scale_down(pods, -decision.delta(load))
+                report.after = load.pods - sum(
+                    1 for p in pods if p.name in report.removed and p.state is PodState.READY
+                )
                 low_since = now  # a new delay before the next step down
-            if report.direction != Direction.NONE.value:
-                self._announce(pool, report, now)
-        except (ClusterError, StoreConflict) as exc:
+        except PodSlotsError as exc:  # the cluster or the kubeconfig failed part-way
+            report.errors.append(exc.message)
+            logger.warning("scaling step failed part-way", extra={"pool": pool.name, "error": exc.message})
+        except StoreConflict as exc:
             report.errors.append(str(exc))
-            logger.warning("scaling step failed part-way", extra={"pool": pool.name, "error": str(exc)})
         finally:
             self.store.release_lease(lease, low_since)
+        if report.direction != Direction.NONE.value:
+            self._announce(pool, report, now)
         return report
 
     def _demand(self, pool: str, now: int) -> int:
-        """Count the waiting tasks; drop those that stopped asking (they may come back)."""
+        """Count the waiting tasks; drop those that stopped asking (they come back if they ask again)."""
         count = 0
         for task in self.store.waiting(pool):
             if now - task.updated_at > DEMAND_WINDOW_S:
@@ -133,83 +139,6 @@ class Autoscaler:
             else:
                 count += 1
         return count
-
-    def _scale_up(
-        self, pool: RegisteredPool, cluster: Cluster, decision: Decision, load: Load, now: int, report: ScaleReport
-    ) -> None:
-        report.direction = Direction.UP.value
-        for _ in range(decision.delta(load)):
-            name = new_pod_name(pool.name)
-            item = new_pod(pool.name, name, pool.settings.slots_per_pod, now)
-            self.store.put_pod(item)  # the item first: the table always knows every pod
-            try:
-                created = cluster.create_pod(
-                    pool.settings.namespace, pod_manifest(pool.name, name, pool.settings, self.api_base_url)
-                )
-            except ClusterError as exc:
-                self.store.remove_idle_pod(item)
-                report.errors.append(exc.message)
-                self.store.add_event(pool.name, "PodCreateFailed", {"pod": name, "error": exc.message}, now, name)
-                logger.error("pod create failed; item removed", extra={"pool": pool.name, "pod": name})
-                break
-            self.store.observe_pod(item, created.uid, created.pod_ip)
-            report.created.append(name)
-        report.after = load.pods + len(report.created)
-
-    def _scale_down(
-        self,
-        pool: RegisteredPool,
-        cluster: Cluster,
-        pods: list[Pod],
-        decision: Decision,
-        load: Load,
-        report: ScaleReport,
-    ) -> None:
-        report.direction = Direction.DOWN.value
-        wanted = -decision.delta(load)
-        for pod in removal_order(pods):
-            if len(report.removed) == wanted:
-                break
-            if self._drain(pool, cluster, pod, report):
-                report.removed.append(pod.name)
-        removed_capacity = sum(1 for p in pods if p.name in report.removed and p.state is PodState.READY)
-        report.after = load.pods - removed_capacity
-        report.blocked = max(0, wanted - len(report.removed))
-        if report.blocked:
-            logger.info("scale-down blocked: too few idle pods", extra={"pool": pool.name, "blocked": report.blocked})
-
-    def _drain(
-        self,
-        pool: RegisteredPool,
-        cluster: Cluster,
-        pod: Pod,
-        report: ScaleReport,
-        states: tuple[PodState, ...] = (PodState.READY, PodState.UNHEALTHY),
-    ) -> bool:
-        """The drain protocol. False when the pod got a task first (the allocation won the race)."""
-        if pod.state is not PodState.DRAINING and not self.store.start_draining(pool.name, pod.name, states):
-            return False
-        if pod.uid:
-            try:
-                cluster.delete_pod(pool.settings.namespace, pod.name, pod.uid)
-            except ClusterError as exc:
-                report.errors.append(exc.message)  # reconcile retries the delete of a draining pod
-                return True
-        self.store.remove_drained_pod(pool.name, pod.name)
-        return True
-
-    def _drain_pool(self, pool: RegisteredPool, cluster: Cluster, pods: list[Pod], report: ScaleReport) -> None:
-        """A deleted pool: drain every idle pod; busy ones are left until idle; settings go last."""
-        report.before, report.reason = len(pods), "pool deleted"
-        every_state = (PodState.READY, PodState.UNHEALTHY, PodState.STARTING)
-        for pod in pods:
-            if pod.busy == 0 and self._drain(pool, cluster, pod, report, every_state):
-                report.removed.append(pod.name)
-        report.after = report.blocked = len(self.store.pods(pool.name))
-        if report.after == 0:
-            self.store.remove_pool(pool.name)
-        if report.removed:
-            report.direction = Direction.DOWN.value
 
     def _announce(self, pool: RegisteredPool, report: ScaleReport, now: int) -> None:
         detail = {
@@ -234,3 +163,75 @@ class Autoscaler:
             metrics.add_metric(name="ScaleDownBlocked", unit=MetricUnit.Count, value=report.blocked)
         metrics.flush_metrics()
         logger.info("pool scaled", extra=detail)
+
+
+@dataclass
+class _PoolStep:
+    """One pool's scaling step: create pods, or drain idle ones."""
+
+    autoscaler: Autoscaler
+    pool: RegisteredPool
+    cluster: Cluster
+    now: int
+    report: ScaleReport
+
+    @property
+    def store(self) -> SlotStore:
+        return self.autoscaler.store
+
+    def scale_up(self, count: int) -> None:
+        self.report.direction = Direction.UP.value
+        settings = self.pool.settings
+        for _ in range(count):
+            name = new_pod_name(self.pool.name)
+            item = new_pod(self.pool.name, name, settings.slots_per_pod, self.now)
+            self.store.put_pod(item)  # the item first: the table always knows every pod
+            manifest = pod_manifest(self.pool.name, name, settings, self.autoscaler.api_base_url)
+            try:
+                created = self.cluster.create_pod(settings.namespace, manifest)
+            except ClusterError as exc:
+                self.store.remove_idle_pod(item)
+                self.report.errors.append(exc.message)
+                failure = {"pod": name, "error": exc.message}
+                self.store.add_event(self.pool.name, "PodCreateFailed", failure, self.now, name)
+                logger.error("pod create failed; item removed", extra={"pool": self.pool.name, "pod": name})
+                return
+            self.store.observe_pod(item, created.uid, created.pod_ip)
+            self.report.created.append(name)
+
+    def scale_down(self, pods: list[Pod], wanted: int) -> None:
+        self.report.direction = Direction.DOWN.value
+        for pod in removal_order(pods):
+            if len(self.report.removed) == wanted:
+                break
+            if self.drain(pod):
+                self.report.removed.append(pod.name)
+        self.report.blocked = max(0, wanted - len(self.report.removed))
+        if self.report.blocked:
+            logger.info("scale-down blocked: too few idle pods", extra={"pool": self.pool.name})
+
+    def drain(self, pod: Pod, states: tuple[PodState, ...] = (PodState.READY, PodState.UNHEALTHY)) -> bool:
+        """The drain protocol. False when the pod got a task first (the allocation won the race)."""
+        if pod.state is not PodState.DRAINING and not self.store.start_draining(self.pool.name, pod.name, states):
+            return False
+        if pod.uid:
+            try:
+                self.cluster.delete_pod(self.pool.settings.namespace, pod.name, pod.uid)
+            except ClusterError as exc:
+                self.report.errors.append(exc.message)  # reconcile retries the delete of a draining pod
+                return True
+        self.store.remove_drained_pod(self.pool.name, pod.name)
+        return True
+
+    def drain_pool(self, pods: list[Pod]) -> None:
+        """A deleted pool: drain every idle pod; busy ones are left until idle; settings go last."""
+        self.report.before, self.report.reason = len(pods), "pool deleted"
+        every_state = (PodState.READY, PodState.UNHEALTHY, PodState.STARTING)
+        for pod in pods:
+            if pod.busy == 0 and self.drain(pod, every_state):
+                self.report.removed.append(pod.name)
+        self.report.after = self.report.blocked = len(self.store.pods(self.pool.name))
+        if self.report.after == 0:
+            self.store.remove_pool(self.pool.name)
+        if self.report.removed:
+            self.report.direction = Direction.DOWN.value

@@ -1,12 +1,38 @@
-"""The input of the scheduled functions: `{}` for every pool, or `{"pool": name}` for one."""
+"""What wakes the scheduled functions: `{}` (every pool), `{"pool": name}`, or for autoscale a
+CapacityShortage event as EventBridge delivers it (that pool only)."""
 
 from __future__ import annotations
+
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from podslots.model import DNS_LABEL
 
+PoolField = Field(default=None, pattern=DNS_LABEL.pattern, max_length=40)
+
 
 class ScheduledRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    pool: str | None = Field(default=None, pattern=DNS_LABEL.pattern, max_length=40)
+    pool: str | None = PoolField
+
+
+class ShortageDetail(BaseModel):
+    pool: str = Field(pattern=DNS_LABEL.pattern, max_length=40)
+    task_id: str
+    waiting: int = 0
+
+
+class CapacityShortageEvent(BaseModel):
+    """The fields autoscale reads of the EventBridge envelope; the others are not needed."""
+
+    source: Literal["podslots"]
+    detail_type: Literal["CapacityShortage"] = Field(alias="detail-type")
+    detail: ShortageDetail
+
+
+def trigger_pool(event: dict[str, Any]) -> str | None:
+    """The pool a run is for (None: every pool). Raises pydantic.ValidationError on anything else."""
+    if "detail-type" in event:
+        return CapacityShortageEvent.model_validate(event).detail.pool
+    return ScheduledRun.model_validate(event).pool

@@ -1,0 +1,328 @@
+"""Size and import time of the Kubernetes-client layer (KubeLayer), for candidate `kubernetes` versions.
+
+Each candidate is built the way `sam build` builds KubeLayer (layers/kube/Makefile runs
+layers/kube/strip.py: resolved together with the podslots layer, for manylinux2014_aarch64/cp313,
+then stripped), into build/layers/bench/. Sizes are measured on that Lambda build; import times on
+the same procedure run for this machine's platform (aarch64 wheels do not load on x86_64), each in
+fresh interpreters that see only the two layers (`-S`, no bytecode writing, like the read-only /opt).
+
+Baselines measured in the same run: the podslots layer as `sam build` makes it (sizes) and
+`import boto3` (times). Builds are cached (keyed by strip.py and the requirements); pip's cache
+keeps downloads; `--fresh` rebuilds.
+
+    make layer-size        # or: .venv/bin/python -m bench.layer_size [--versions 37.0.1 35.0.0] [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from layers.kube import strip as kube_layer
+from tests.fakes.kube_api import KubeApiStandIn
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "build" / "layers" / "bench"
+KUBE_REQUIREMENTS = ROOT / "layers" / "kube" / "requirements.txt"
+PODSLOTS_REQUIREMENTS = ROOT / "layers" / "podslots" / "requirements.txt"
+# The newest release of each line (pip index versions kubernetes); the pinned one is always added.
+CANDIDATES = ("37.0.1", "36.0.3", "35.0.0", "33.1.0", "31.0.0", "29.0.0")
+RUNS = 5
+POD_SPEC = {"containers": [{"name": "agent", "image": "busybox"}]}
+MIB = 1024 * 1024
+LIMIT = 250 * MIB  # Lambda: function + all its layers, unzipped (262,144,000 bytes)
+
+# What reconcile and autoscale do on a cold start (podslots/cluster.py's KubeGateway call shapes):
+# import the client, build it from a kubeconfig, list (raw JSON), create, patch (merge), delete.
+PROBE = """
+import json, sys, time
+layers, mode = sys.argv[1].split({sep!r}), sys.argv[3]
+sys.path[:0] = layers
+if mode == "import":
+    t = time.perf_counter()
+    import kubernetes.client
+    print(json.dumps({{"s": time.perf_counter() - t}}))
+    raise SystemExit
+if mode == "podslots-deps":
+    t = time.perf_counter()
+    import pydantic, pynamodb.models, aws_lambda_powertools
+    print(json.dumps({{"s": time.perf_counter() - t}}))
+    raise SystemExit
+kubeconfig = json.loads(sys.argv[4])  # the API stand-in runs in the benchmark's own process
+t = time.perf_counter()
+from kubernetes import client, config
+api_client = config.new_client_from_config_dict(kubeconfig)
+core = client.CoreV1Api(api_client)
+raw = dict(_request_timeout=(3.0, 10.0), _preload_content=False)
+listed = json.loads(core.list_namespaced_pod("agents", label_selector="pool=a", limit=500, **raw).data)
+made = json.loads(core.create_namespaced_pod(
+    "agents", {{"metadata": {{"name": "p4", "labels": {{"pool": "a"}}}},
+               "spec": {{"containers": [{{"name": "agent", "image": "busybox"}}]}}}}, **raw).data)
+patch = {{"metadata": {{"annotations": {{"podslots.io/slots": "2"}}}}}}
+try:  # podslots/cluster.py asks for a merge patch by name; clients before 37 have no _content_type
+    core.patch_namespaced_pod("p4", "agents", patch, _content_type="application/merge-patch+json", **raw)
+    as_written = True
+except client.exceptions.ApiTypeError:
+    core.patch_namespaced_pod("p4", "agents", patch, **raw)
+    as_written = False
+core.delete_namespaced_pod("p1", "agents", body={{"preconditions": {{"uid": listed["items"][0]["metadata"]["uid"]}}}}, **raw)
+elapsed = time.perf_counter() - t
+# Not timed: the typed path (model deserialization) works too, and the calls did what they say.
+typed = core.list_namespaced_pod("agents", label_selector="pool=a")
+names = sorted(p.metadata.name for p in typed.items)
+assert names == ["p2", "p3", "p4"], names
+assert (typed.items[-1].metadata.annotations or {{}}).get("podslots.io/slots") == "2"
+api_client.close()
+loaded = sorted({{m.split(".")[0] for m, mod in list(sys.modules.items())
+                 if any((getattr(mod, "__file__", None) or "").startswith(d) for d in layers)}})
+kube_modules = [m for m in sys.modules if m.startswith("kubernetes")]
+print(json.dumps({{"s": elapsed, "as_written": as_written, "loaded": loaded, "kube_modules": len(kube_modules),
+                  "aio": [m for m in sys.modules if m.startswith(("kubernetes.aio", "aiohttp"))]}}))
+"""
+
+
+@dataclass
+class Built:
+    label: str
+    path: Path | None  # the layer's python/ folder
+    result: dict[str, Any]  # kube_layer.Result fields, plus zip bytes; or {"error": ...}
+
+    @property
+    def ok(self) -> bool:
+        return "error" not in self.result
+
+
+def mb(size: float) -> str:
+    return f"{size / MIB:7.1f}"
+
+
+def zipped_bytes(python_dir: Path) -> int:
+    """Size of the layer zip (python/ at its root, deflate as sam package writes it)."""
+    target = python_dir.parent / "layer.zip"
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for folder, _, names in os.walk(python_dir):
+            for name in sorted(names):
+                path = Path(folder, name)
+                archive.write(path, Path("python", path.relative_to(python_dir)))
+    size = target.stat().st_size
+    target.unlink()
+    return size
+
+
+def cache_key(*parts: str | bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+    return digest.hexdigest()
+
+
+def build_kube(version: str, lambda_platform: bool, fresh: bool) -> Built:
+    label = f"kubernetes=={version}"
+    where = BENCH / f"kube-{version}" / ("lambda" if lambda_platform else "host")
+    requirements = where.parent / "requirements.txt"
+    requirements.parent.mkdir(parents=True, exist_ok=True)
+    requirements.write_text(f"{label}\n", encoding="utf-8")
+    key = cache_key(
+        Path(kube_layer.__file__).read_bytes(), PODSLOTS_REQUIREMENTS.read_bytes(), label, str(lambda_platform)
+    )
+    stamp = where / "result.json"
+    if not fresh and stamp.exists():
+        cached = json.loads(stamp.read_text(encoding="utf-8"))
+        if cached.get("key") == key:
+            return Built(label, where / "python" if "error" not in cached else None, cached)
+    shutil.rmtree(where, ignore_errors=True)
+    try:
+        result = kube_layer.build(
+            where / "python", requirements, PODSLOTS_REQUIREMENTS, lambda_platform=lambda_platform
+        ).__dict__
+        if lambda_platform:
+            result["zip"] = zipped_bytes(where / "python")
+    except SystemExit as failed:  # pip cannot resolve it with the podslots layer, or versions differ
+        where.mkdir(parents=True, exist_ok=True)
+        result = {"error": str(failed).splitlines()[-1][:160] if str(failed) else "failed"}
+    result["key"] = key
+    stamp.write_text(json.dumps(result), encoding="utf-8")
+    return Built(label, where / "python" if "error" not in result else None, result)
+
+
+def build_podslots(lambda_platform: bool, fresh: bool) -> Built:
+    """The podslots layer: `sam build` (BuildMethod python3.13) unpacks the wheels, nothing more.
+    For this machine it also gets bytecode, so that the kube timings measure the kube layer alone."""
+    where = BENCH / "podslots" / ("lambda" if lambda_platform else "host")
+    key = cache_key(PODSLOTS_REQUIREMENTS.read_bytes(), str(lambda_platform), "v2")
+    stamp = where / "result.json"
+    if not fresh and stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")).get("key") == key:
+        return Built("podslots layer", where / "python", json.loads(stamp.read_text(encoding="utf-8")))
+    kube_layer.install(where / "python", [PODSLOTS_REQUIREMENTS], lambda_platform)
+    result: dict[str, Any] = {"final": kube_layer.tree_bytes(where / "python"), "key": key}
+    if lambda_platform:
+        result["zip"] = zipped_bytes(where / "python")
+    else:
+        source_only = where / "source-only"
+        shutil.rmtree(source_only, ignore_errors=True)
+        shutil.copytree(where / "python", source_only)
+        kube_layer.compile_unchecked(where / "python")
+    stamp.write_text(json.dumps(result), encoding="utf-8")
+    return Built("podslots layer", where / "python", result)
+
+
+def median_seconds(layers: list[Path], mode: str, python: str = sys.executable) -> tuple[float, dict[str, Any]]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # /opt is read-only on Lambda
+    samples, last = [], {}
+    for _ in range(RUNS):
+        with KubeApiStandIn() as kube:  # a fresh one each run, with three pods of pool "a"
+            for name in ("p1", "p2", "p3"):
+                kube.add_pod("agents", {"metadata": {"name": name, "labels": {"pool": "a"}}, "spec": POD_SPEC})
+            argv = [os.pathsep.join(map(str, layers)), str(ROOT), mode, json.dumps(kube.kubeconfig("agents"))]
+            done = subprocess.run(
+                [python, "-S", "-c", PROBE.format(sep=os.pathsep), *argv],
+                capture_output=True,
+                text=True,
+                check=False,
+                env=env,
+                cwd=ROOT,
+            )
+        if done.returncode != 0:
+            raise RuntimeError(f"{mode} probe failed with {layers}:\n{done.stderr[-2000:]}")
+        last = json.loads(done.stdout.strip().splitlines()[-1])
+        samples.append(last["s"])
+    return statistics.median(samples), last
+
+
+def boto3_import_seconds() -> float:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    code = "import json, time; t = time.perf_counter(); import boto3; print(time.perf_counter() - t)"
+    samples = [
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout)
+        for _ in range(RUNS)
+    ]
+    return statistics.median(samples)
+
+
+def source_only_copy(python_dir: Path) -> Path:
+    """The same layer without its bytecode (what Lambda compiles on every cold start)."""
+    target = python_dir.parent / "source-only"
+    if not target.exists():
+        shutil.copytree(python_dir, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def pinned_version() -> str:
+    for line in KUBE_REQUIREMENTS.read_text(encoding="utf-8").splitlines():
+        if line.strip().startswith("kubernetes=="):
+            return line.split("==", 1)[1].split()[0]
+    raise SystemExit(f"{KUBE_REQUIREMENTS}: no kubernetes== pin")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--versions", nargs="+", default=list(CANDIDATES))
+    parser.add_argument("--fresh", action="store_true", help="rebuild instead of using build/layers/bench")
+    args = parser.parse_args()
+    pinned = pinned_version()
+    versions = [pinned, *(v for v in args.versions if v != pinned)]
+
+    print(f"building {len(versions)} candidates for manylinux2014_aarch64/cp313 and for {os.uname().machine} ...")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        podslots_lambda = pool.submit(build_podslots, True, args.fresh)
+        podslots_host = pool.submit(build_podslots, False, args.fresh)
+        lambda_builds = {v: pool.submit(build_kube, v, True, args.fresh) for v in versions}
+        host_builds = {v: pool.submit(build_kube, v, False, args.fresh) for v in versions}
+    podslots = podslots_lambda.result()
+    podslots_dir = podslots_host.result().path
+    assert podslots_dir is not None
+
+    boto3_s = boto3_import_seconds()
+    timings: dict[str, tuple[float, float, dict[str, Any]]] = {}
+    for version in versions:
+        host = host_builds[version].result()
+        if host.ok and host.path is not None:
+            import_s, _ = median_seconds([host.path, podslots_dir], "import")
+            calls_s, seen = median_seconds([host.path, podslots_dir], "calls")
+            timings[version] = (import_s, calls_s, seen)
+
+    base = podslots.result
+    print(f"\nKubeLayer candidates (MiB; zip = deflate; times: median of {RUNS} fresh python{sys.version.split()[0]})")
+    print("  installed = what the kube requirements pull in, unpacked (no bytecode): a plain `sam build`")
+    print("  layer     = after strip.py, with its unchecked-hash bytecode: what KubeLayer ships")
+    print("  calls     = import + kubeconfig client + list/create/patch/delete against the API stand-in,")
+    print("              the call shapes of podslots/cluster.py (raw JSON answers, merge patch)")
+    head = f"{'':18} {'installed':>9} {'stripped':>8} {'bytecode':>8} {'layer':>7} {'zip':>7} {'x podslots':>10}"
+    print(f"{head} {'import ms':>9} {'x boto3':>7} {'calls ms':>8} {'x boto3':>7}  cluster.py as written")
+    print(
+        f"{'podslots (base)':18} {mb(base['final']):>9} {'':8} {'':8} {mb(base['final'])} {mb(base['zip'])} "
+        f"{1.0:10.2f} {boto3_s * 1000:9.0f} {1.0:7.2f}   (import boto3, from .venv)"
+    )
+    for version in versions:
+        built = lambda_builds[version].result()
+        row = built.result
+        if not built.ok:
+            print(f"{built.label:18} not buildable beside the podslots layer: {row['error']}")
+            continue
+        line = (
+            f"{built.label:18} {mb(row['installed']):>9} {mb(row['stripped']):>8} {mb(row['bytecode']):>8} "
+            f"{mb(row['final'])} {mb(row['zip'])} {row['final'] / base['final']:10.2f}"
+        )
+        if version in timings:
+            import_s, calls_s, seen = timings[version]
+            line += f" {import_s * 1000:9.0f} {import_s / boto3_s:7.2f} {calls_s * 1000:8.0f} {calls_s / boto3_s:7.2f}"
+            line += "  yes" if seen["as_written"] else "  no (no _content_type)"
+        print(line)
+
+    chosen = lambda_builds[pinned].result()
+    if not chosen.ok:
+        raise SystemExit(f"the pinned {chosen.label} does not build: {chosen.result['error']}")
+    row = chosen.result
+    print(f"\n{chosen.label} (pinned in layers/kube/requirements.txt): what strip.py removed")
+    for reason, size in row["removed"].items():
+        print(f"  {mb(size)}  {reason:26} {' '.join(row['dropped'].get(reason, []))}")
+    print(f"  kept: {' '.join(f'{n}=={v}' for n, v in sorted(row['kept'].items()))}")
+
+    host_path = host_builds[pinned].result().path
+    if host_path is not None and pinned in timings:
+        import_s, calls_s, seen = timings[pinned]
+        no_pyc = source_only_copy(host_path)
+        src_import_s, _ = median_seconds([no_pyc, podslots_dir], "import")
+        src_calls_s, _ = median_seconds([no_pyc, podslots_dir], "calls")
+        print(f"\nbytecode or not ({chosen.label}, ms; without it Lambda compiles on every cold start):")
+        print(
+            f"  import kubernetes.client: {import_s * 1000:6.0f} with, {src_import_s * 1000:6.0f} without ({src_import_s / import_s:.1f}x)"
+        )
+        print(
+            f"  import + four calls:      {calls_s * 1000:6.0f} with, {src_calls_s * 1000:6.0f} without ({src_calls_s / calls_s:.1f}x)"
+        )
+        print(
+            f"  the calls loaded {seen['kube_modules']} kubernetes modules; packages from the layers: {' '.join(seen['loaded'])}"
+        )
+        print(f"  asyncio half loaded: {seen['aio'] or 'nothing'}")
+        podslots_src = podslots_dir.parent / "source-only"
+        deps_s, _ = median_seconds([podslots_dir], "podslots-deps")
+        deps_src_s, _ = median_seconds([podslots_src], "podslots-deps")
+        print(
+            f"  podslots layer (sam build ships no bytecode): import pydantic, pynamodb, powertools "
+            f"{deps_s * 1000:.0f} with, {deps_src_s * 1000:.0f} without ({deps_src_s / deps_s:.1f}x)"
+        )
+
+    code = sum(p.stat().st_size for p in (ROOT / "functions").rglob("*.py"))
+    total = base["final"] + row["final"] + code
+    print(
+        f"\nreconcile/autoscale unzipped: podslots layer {mb(base['final']).strip()} + KubeLayer {mb(row['final']).strip()}"
+        f" + function code {code / 1024:.0f} KiB = {mb(total).strip()} MiB of {LIMIT / MIB:.0f} MiB "
+        f"({total / LIMIT:.0%}; {mb(LIMIT - total).strip()} MiB left)"
+    )
+
+
+if __name__ == "__main__":
+    main()

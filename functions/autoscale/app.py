@@ -1,0 +1,40 @@
+"""Autoscale, every minute (schedule, Input `{}`) and at once on each CapacityShortage event.
+
+A shortage event wakes it for that pool only: the rule's input transformer passes
+`{"pool": <detail.pool>}`, so a cold pool gets its first pod within seconds, not at the next minute.
+"""
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from podslots.autoscale import Autoscaler
+from podslots.bus import EventBridgePublisher
+from podslots.clock import SystemClock
+from podslots.cluster import KubeGateway
+from podslots.kubeconfig import ClusterConnections
+from podslots.observability import logger, tracer
+from podslots.schedule import trigger_pool
+from podslots.store import RegisteredPool, SlotStore
+
+connections = ClusterConnections()
+
+
+def cluster_for(pool: RegisteredPool) -> KubeGateway:
+    secret = pool.settings.kubeconfig_secret or os.environ["KUBECONFIG_SECRET"]
+    read_timeout_s = float(os.environ.get("KUBE_READ_TIMEOUT_S", "10"))
+    return KubeGateway(connections.api_client(secret), timeout_s=(3.0, read_timeout_s))
+
+
+autoscaler = Autoscaler(
+    SlotStore(), cluster_for, EventBridgePublisher(), SystemClock(), os.environ.get("API_BASE_URL", "")
+)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    pool = trigger_pool(event)
+    reports = autoscaler.run(pool, time_left_s=lambda: context.get_remaining_time_in_millis() / 1000)
+    return {"pools": [r.summary() | {"pool": r.pool} for r in reports]}

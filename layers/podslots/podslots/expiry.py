@@ -1,0 +1,69 @@
+"""Expiry: a reservation nobody approved is freed at its deadline (24 hours by default).
+
+The due reservations come from the sparse `reservations` index, not a scan. Each is released by a
+conditional write that also requires the deadline to have passed and the task still to wait for
+approval, so a task resumed (or reserved anew) meanwhile is never expired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+from podslots.bus import EventPublisher
+from podslots.clock import Clock
+from podslots.observability import NAMESPACE, logger
+from podslots.store import SlotStore
+
+
+@dataclass
+class ExpiryReport:
+    pool: str
+    expired: list[str] = field(default_factory=list)
+
+
+class Expirer:
+    def __init__(self, store: SlotStore, bus: EventPublisher, clock: Clock) -> None:
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+
+    def run(self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None) -> list[ExpiryReport]:
+        reports = []
+        for pool in self.store.pool_records():
+            if only_pool not in (None, pool.name):
+                continue
+            if time_left_s is not None and time_left_s() < 5:
+                break
+            reports.append(self.expire_pool(pool.name))
+        return reports
+
+    def expire_pool(self, pool: str) -> ExpiryReport:
+        report = ExpiryReport(pool)
+        now = int(self.clock.now())
+        for task in self.store.due_reservations(pool, now):
+            if task.reserved_until is None or task.reserved_until > now:
+                continue  # the index is eventually consistent: trust only the item's own deadline
+            if not self.store.expire(task, now):
+                continue  # resumed, ended or re-reserved meanwhile
+            report.expired.append(task.task_id)
+            detail = {
+                "pool": pool,
+                "pod": task.pod,
+                "slot": task.slot,
+                "task_id": task.task_id,
+                "reserved_until": task.reserved_until,
+            }
+            logger.info("reservation expired", extra=detail)
+            try:
+                self.bus.publish("ReservationExpired", detail)
+            except Exception:
+                logger.exception("ReservationExpired not published", extra=detail)
+        if report.expired:
+            metrics = EphemeralMetrics(namespace=NAMESPACE)
+            metrics.add_dimension(name="pool", value=pool)
+            metrics.add_metric(name="ReservationsExpired", unit=MetricUnit.Count, value=len(report.expired))
+            metrics.flush_metrics()
+        return report
