@@ -177,38 +177,43 @@ def build_podslots(lambda_platform: bool, fresh: bool) -> Built:
     return Built("podslots layer", where / "python", result)
 
 
-def median_seconds(layers: list[Path], mode: str, python: str = sys.executable) -> tuple[float, dict[str, Any]]:
+Job = tuple[str, tuple[Path, ...], str]  # (name, layer folders, probe mode); no folders: boto3
+
+
+def run_once(layers: tuple[Path, ...], mode: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # /opt is read-only on Lambda
-    samples, last = [], {}
+    if not layers:  # the baseline: boto3 from the project venv, with its bytecode
+        code = "import json, time; t = time.perf_counter(); import boto3; print(json.dumps({'s': time.perf_counter() - t}))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+        return dict(json.loads(out))
+    with KubeApiStandIn() as kube:  # a fresh one each run, with three pods of pool "a"
+        for name in ("p1", "p2", "p3"):
+            kube.add_pod("agents", {"metadata": {"name": name, "labels": {"pool": "a"}}, "spec": POD_SPEC})
+        argv = [os.pathsep.join(map(str, layers)), str(ROOT), mode, json.dumps(kube.kubeconfig("agents"))]
+        done = subprocess.run(
+            [sys.executable, "-S", "-c", PROBE.format(sep=os.pathsep), *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+            cwd=ROOT,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode} probe failed with {layers}:\n{done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def timed(jobs: list[Job]) -> dict[str, tuple[float, dict[str, Any]]]:
+    """Median seconds of each job over RUNS fresh interpreters, the jobs interleaved run by run (a
+    busy machine then slows every candidate alike), with the last answer of each."""
+    samples: dict[str, list[float]] = {name: [] for name, _, _ in jobs}
+    last: dict[str, dict[str, Any]] = {}
     for _ in range(RUNS):
-        with KubeApiStandIn() as kube:  # a fresh one each run, with three pods of pool "a"
-            for name in ("p1", "p2", "p3"):
-                kube.add_pod("agents", {"metadata": {"name": name, "labels": {"pool": "a"}}, "spec": POD_SPEC})
-            argv = [os.pathsep.join(map(str, layers)), str(ROOT), mode, json.dumps(kube.kubeconfig("agents"))]
-            done = subprocess.run(
-                [python, "-S", "-c", PROBE.format(sep=os.pathsep), *argv],
-                capture_output=True,
-                text=True,
-                check=False,
-                env=env,
-                cwd=ROOT,
-            )
-        if done.returncode != 0:
-            raise RuntimeError(f"{mode} probe failed with {layers}:\n{done.stderr[-2000:]}")
-        last = json.loads(done.stdout.strip().splitlines()[-1])
-        samples.append(last["s"])
-    return statistics.median(samples), last
-
-
-def boto3_import_seconds() -> float:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    code = "import json, time; t = time.perf_counter(); import boto3; print(time.perf_counter() - t)"
-    samples = [
-        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout)
-        for _ in range(RUNS)
-    ]
-    return statistics.median(samples)
+        for name, layers, mode in jobs:
+            last[name] = run_once(layers, mode)
+            samples[name].append(last[name]["s"])
+    return {name: (statistics.median(values), last[name]) for name, values in samples.items()}
 
 
 def source_only_copy(python_dir: Path) -> Path:
@@ -226,34 +231,53 @@ def pinned_version() -> str:
     raise SystemExit(f"{KUBE_REQUIREMENTS}: no kubernetes== pin")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--versions", nargs="+", default=list(CANDIDATES))
-    parser.add_argument("--fresh", action="store_true", help="rebuild instead of using build/layers/bench")
-    args = parser.parse_args()
-    pinned = pinned_version()
-    versions = [pinned, *(v for v in args.versions if v != pinned)]
+@dataclass
+class Builds:
+    podslots: Built  # for Lambda: sizes
+    podslots_host: Path  # for this machine, with bytecode: beside each kube layer in the timings
+    kube: dict[str, Built]  # version -> Lambda build
+    kube_host: dict[str, Built]
 
+
+def build_all(versions: list[str], fresh: bool) -> Builds:
     print(f"building {len(versions)} candidates for manylinux2014_aarch64/cp313 and for {os.uname().machine} ...")
     with ThreadPoolExecutor(max_workers=3) as pool:
-        podslots_lambda = pool.submit(build_podslots, True, args.fresh)
-        podslots_host = pool.submit(build_podslots, False, args.fresh)
-        lambda_builds = {v: pool.submit(build_kube, v, True, args.fresh) for v in versions}
-        host_builds = {v: pool.submit(build_kube, v, False, args.fresh) for v in versions}
-    podslots = podslots_lambda.result()
-    podslots_dir = podslots_host.result().path
-    assert podslots_dir is not None
+        podslots_lambda = pool.submit(build_podslots, True, fresh)
+        podslots_host = pool.submit(build_podslots, False, fresh)
+        lambda_builds = {v: pool.submit(build_kube, v, True, fresh) for v in versions}
+        host_builds = {v: pool.submit(build_kube, v, False, fresh) for v in versions}
+    host_dir = podslots_host.result().path
+    assert host_dir is not None
+    return Builds(
+        podslots_lambda.result(),
+        host_dir,
+        {v: f.result() for v, f in lambda_builds.items()},
+        {v: f.result() for v, f in host_builds.items()},
+    )
 
-    boto3_s = boto3_import_seconds()
-    timings: dict[str, tuple[float, float, dict[str, Any]]] = {}
-    for version in versions:
-        host = host_builds[version].result()
+
+def time_all(builds: Builds, pinned: str) -> dict[str, tuple[float, dict[str, Any]]]:
+    base = builds.podslots_host
+    jobs: list[Job] = [("boto3", (), "import")]
+    for version, host in builds.kube_host.items():
         if host.ok and host.path is not None:
-            import_s, _ = median_seconds([host.path, podslots_dir], "import")
-            calls_s, seen = median_seconds([host.path, podslots_dir], "calls")
-            timings[version] = (import_s, calls_s, seen)
+            jobs += [
+                (f"{version} import", (host.path, base), "import"),
+                (f"{version} calls", (host.path, base), "calls"),
+            ]
+            if version == pinned:
+                no_pyc = source_only_copy(host.path)
+                jobs += [(f"{version} import, no bytecode", (no_pyc, base), "import")]
+                jobs += [(f"{version} calls, no bytecode", (no_pyc, base), "calls")]
+    jobs += [("podslots deps", (base,), "podslots-deps")]
+    jobs += [("podslots deps, no bytecode", (base.parent / "source-only",), "podslots-deps")]
+    print(f"timing {len(jobs)} probes x {RUNS} runs, interleaved ...")
+    return timed(jobs)
 
-    base = podslots.result
+
+def print_table(builds: Builds, times: dict[str, tuple[float, dict[str, Any]]]) -> None:
+    base = builds.podslots.result
+    boto3_s = times["boto3"][0]
     print(f"\nKubeLayer candidates (MiB; zip = deflate; times: median of {RUNS} fresh python{sys.version.split()[0]})")
     print("  installed = what the kube requirements pull in, unpacked (no bytecode): a plain `sam build`")
     print("  layer     = after strip.py, with its unchecked-hash bytecode: what KubeLayer ships")
@@ -265,8 +289,7 @@ def main() -> None:
         f"{'podslots (base)':18} {mb(base['final']):>9} {'':8} {'':8} {mb(base['final'])} {mb(base['zip'])} "
         f"{1.0:10.2f} {boto3_s * 1000:9.0f} {1.0:7.2f}   (import boto3, from .venv)"
     )
-    for version in versions:
-        built = lambda_builds[version].result()
+    for version, built in builds.kube.items():
         row = built.result
         if not built.ok:
             print(f"{built.label:18} not buildable beside the podslots layer: {row['error']}")
@@ -275,53 +298,68 @@ def main() -> None:
             f"{built.label:18} {mb(row['installed']):>9} {mb(row['stripped']):>8} {mb(row['bytecode']):>8} "
             f"{mb(row['final'])} {mb(row['zip'])} {row['final'] / base['final']:10.2f}"
         )
-        if version in timings:
-            import_s, calls_s, seen = timings[version]
+        if f"{version} calls" in times:
+            import_s, (calls_s, seen) = times[f"{version} import"][0], times[f"{version} calls"]
             line += f" {import_s * 1000:9.0f} {import_s / boto3_s:7.2f} {calls_s * 1000:8.0f} {calls_s / boto3_s:7.2f}"
             line += "  yes" if seen["as_written"] else "  no (no _content_type)"
         print(line)
 
-    chosen = lambda_builds[pinned].result()
-    if not chosen.ok:
-        raise SystemExit(f"the pinned {chosen.label} does not build: {chosen.result['error']}")
+
+def print_pinned(builds: Builds, times: dict[str, tuple[float, dict[str, Any]]], pinned: str) -> None:
+    chosen = builds.kube[pinned]
     row = chosen.result
     print(f"\n{chosen.label} (pinned in layers/kube/requirements.txt): what strip.py removed")
     for reason, size in row["removed"].items():
         print(f"  {mb(size)}  {reason:26} {' '.join(row['dropped'].get(reason, []))}")
     print(f"  kept: {' '.join(f'{n}=={v}' for n, v in sorted(row['kept'].items()))}")
-
-    host_path = host_builds[pinned].result().path
-    if host_path is not None and pinned in timings:
-        import_s, calls_s, seen = timings[pinned]
-        no_pyc = source_only_copy(host_path)
-        src_import_s, _ = median_seconds([no_pyc, podslots_dir], "import")
-        src_calls_s, _ = median_seconds([no_pyc, podslots_dir], "calls")
+    if f"{pinned} calls" in times:
+        import_s, (calls_s, seen) = times[f"{pinned} import"][0], times[f"{pinned} calls"]
+        src_import_s = times[f"{pinned} import, no bytecode"][0]
+        src_calls_s = times[f"{pinned} calls, no bytecode"][0]
         print(f"\nbytecode or not ({chosen.label}, ms; without it Lambda compiles on every cold start):")
         print(
-            f"  import kubernetes.client: {import_s * 1000:6.0f} with, {src_import_s * 1000:6.0f} without ({src_import_s / import_s:.1f}x)"
+            f"  import kubernetes.client: {import_s * 1000:6.0f} with, {src_import_s * 1000:6.0f} without "
+            f"({src_import_s / import_s:.1f}x)"
         )
         print(
-            f"  import + four calls:      {calls_s * 1000:6.0f} with, {src_calls_s * 1000:6.0f} without ({src_calls_s / calls_s:.1f}x)"
+            f"  import + four calls:      {calls_s * 1000:6.0f} with, {src_calls_s * 1000:6.0f} without "
+            f"({src_calls_s / calls_s:.1f}x)"
         )
-        print(
-            f"  the calls loaded {seen['kube_modules']} kubernetes modules; packages from the layers: {' '.join(seen['loaded'])}"
-        )
+        print(f"  the calls loaded {seen['kube_modules']} kubernetes modules, from these packages of the layers:")
+        print(f"    {' '.join(seen['loaded'])}")
         print(f"  asyncio half loaded: {seen['aio'] or 'nothing'}")
-        podslots_src = podslots_dir.parent / "source-only"
-        deps_s, _ = median_seconds([podslots_dir], "podslots-deps")
-        deps_src_s, _ = median_seconds([podslots_src], "podslots-deps")
-        print(
-            f"  podslots layer (sam build ships no bytecode): import pydantic, pynamodb, powertools "
-            f"{deps_s * 1000:.0f} with, {deps_src_s * 1000:.0f} without ({deps_src_s / deps_s:.1f}x)"
-        )
-
-    code = sum(p.stat().st_size for p in (ROOT / "functions").rglob("*.py"))
-    total = base["final"] + row["final"] + code
+    deps_s, deps_src_s = times["podslots deps"][0], times["podslots deps, no bytecode"][0]
     print(
-        f"\nreconcile/autoscale unzipped: podslots layer {mb(base['final']).strip()} + KubeLayer {mb(row['final']).strip()}"
+        f"  podslots layer (sam build ships no bytecode): import pydantic, pynamodb, powertools "
+        f"{deps_s * 1000:.0f} with, {deps_src_s * 1000:.0f} without ({deps_src_s / deps_s:.1f}x)"
+    )
+
+
+def print_total(builds: Builds, pinned: str) -> None:
+    base, kube = builds.podslots.result["final"], builds.kube[pinned].result["final"]
+    code = sum(p.stat().st_size for p in (ROOT / "functions").rglob("*.py"))
+    total = base + kube + code
+    print(
+        f"\nreconcile/autoscale unzipped: podslots layer {mb(base).strip()} + KubeLayer {mb(kube).strip()}"
         f" + function code {code / 1024:.0f} KiB = {mb(total).strip()} MiB of {LIMIT / MIB:.0f} MiB "
         f"({total / LIMIT:.0%}; {mb(LIMIT - total).strip()} MiB left)"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--versions", nargs="+", default=list(CANDIDATES))
+    parser.add_argument("--fresh", action="store_true", help="rebuild instead of using build/layers/bench")
+    args = parser.parse_args()
+    pinned = pinned_version()
+    versions = [pinned, *(v for v in args.versions if v != pinned)]
+    builds = build_all(versions, args.fresh)
+    if not builds.kube[pinned].ok:
+        raise SystemExit(f"the pinned kubernetes=={pinned} does not build: {builds.kube[pinned].result['error']}")
+    times = time_all(builds, pinned)
+    print_table(builds, times)
+    print_pinned(builds, times, pinned)
+    print_total(builds, pinned)
 
 
 if __name__ == "__main__":

@@ -341,11 +341,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         lambda_platform=not args.host,
         bytecode=not args.no_bytecode,
     )
-    mb = 1e6
-    print(f"strip.py: {args.target}: {result.installed / mb:.1f} MB installed -> {result.final / mb:.1f} MB")
+    mib = 1024 * 1024
+    print(f"strip.py: {args.target}: {result.installed / mib:.1f} MiB installed -> {result.final / mib:.1f} MiB")
     for reason, size in result.removed.items():
-        print(f"  removed {size / mb:6.1f} MB  {reason}  {' '.join(result.dropped.get(reason, []))}")
-    print(f"  bytecode {result.bytecode / mb:5.1f} MB  (unchecked-hash, Python {PYTHON_VERSION})")
+        print(f"  removed {size / mib:6.1f} MiB  {reason}  {' '.join(result.dropped.get(reason, []))}")
+    print(f"  bytecode {result.bytecode / mib:5.1f} MiB  (unchecked-hash, Python {PYTHON_VERSION})")
 
 
 if __name__ == "__main__":
