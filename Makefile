@@ -15,7 +15,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 include mk/sam.mk
 
-.PHONY: help venv lint typecheck unit test openapi bench clean
+.PHONY: help venv lint typecheck unit test demo openapi bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ test: lint typecheck lint-template unit ## Everything CI checks: ruff, mypy, tem
 openapi: $(STAMP) ## Write the OpenAPI document the API handlers derive (openapi.json)
 	$(BIN)/python -m tools.openapi > openapi.json
 	@echo "wrote openapi.json"
+
+demo: $(STAMP) ## The whole life cycle on an embedded DynamoDB and cluster, on a virtual clock
+	$(BIN)/python -m local.demo
 
 bench: $(STAMP) ## Benchmarks: DynamoDB requests per call, import times
 	$(BIN)/python -m bench.requests_per_call

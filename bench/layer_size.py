@@ -157,8 +157,9 @@ def build_kube(version: str, lambda_platform: bool, fresh: bool) -> Built:
 
 
 def build_podslots(lambda_platform: bool, fresh: bool) -> Built:
-    """The podslots layer: `sam build` (BuildMethod python3.13) unpacks the wheels, nothing more.
-    For this machine it also gets bytecode, so that the kube timings measure the kube layer alone."""
+    """The podslots layer's requirements: `sam build` (BuildMethod python3.13) unpacks the wheels,
+    nothing more. For this machine they also get bytecode, so that the kube timings measure the kube
+    layer alone (and a copy without, to show what the missing bytecode costs)."""
     where = BENCH / "podslots" / ("lambda" if lambda_platform else "host")
     key = cache_key(PODSLOTS_REQUIREMENTS.read_bytes(), str(lambda_platform), "v2")
     stamp = where / "result.json"
@@ -175,6 +176,22 @@ def build_podslots(lambda_platform: bool, fresh: bool) -> Built:
         kube_layer.compile_unchecked(where / "python")
     stamp.write_text(json.dumps(result), encoding="utf-8")
     return Built("podslots layer", where / "python", result)
+
+
+def add_podslots_package(wheels: Built) -> Built:
+    """The podslots layer as `sam build` makes it: the wheels plus the `podslots` package itself
+    (measured on each run: it changes more often than the requirements)."""
+    target = BENCH / "podslots" / "package" / "python"
+    shutil.rmtree(target.parent, ignore_errors=True)
+    shutil.copytree(
+        ROOT / "layers" / "podslots" / "podslots",
+        target / "podslots",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    result = dict(wheels.result)
+    result["final"] += kube_layer.tree_bytes(target)
+    result["zip"] += zipped_bytes(target)
+    return Built(wheels.label, wheels.path, result)
 
 
 Job = tuple[str, tuple[Path, ...], str]  # (name, layer folders, probe mode); no folders: boto3
@@ -249,7 +266,7 @@ def build_all(versions: list[str], fresh: bool) -> Builds:
     host_dir = podslots_host.result().path
     assert host_dir is not None
     return Builds(
-        podslots_lambda.result(),
+        add_podslots_package(podslots_lambda.result()),
         host_dir,
         {v: f.result() for v, f in lambda_builds.items()},
         {v: f.result() for v, f in host_builds.items()},

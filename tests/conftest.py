@@ -6,11 +6,9 @@ handler module loads.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
@@ -34,6 +32,7 @@ os.environ.update(
 import boto3
 from moto import mock_aws
 
+from local.bus_tap import BusTap
 from local.template import table_definition
 from podslots.clock import ManualClock
 from podslots.store import SlotStore, bind_table
@@ -56,32 +55,6 @@ class LambdaContext:
         return self.remaining_ms
 
 
-class BusTap:
-    """Reads back what reached the bus: a rule on `source = podslots` forwards to an SQS queue."""
-
-    def __init__(self) -> None:
-        events = boto3.client("events")
-        sqs = boto3.client("sqs")
-        events.create_event_bus(Name=BUS)
-        self.queue_url = sqs.create_queue(QueueName="bus-tap")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events.put_rule(Name="tap", EventBusName=BUS, EventPattern=json.dumps({"source": ["podslots"]}))
-        events.put_targets(Rule="tap", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
-        self._sqs = sqs
-        self.seen: list[dict[str, Any]] = []
-
-    def events(self, detail_type: str | None = None) -> list[dict[str, Any]]:
-        while True:
-            got = self._sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
-            messages = got.get("Messages", [])
-            if not messages:
-                break
-            for m in messages:
-                self.seen.append(json.loads(m["Body"]))
-                self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
-        return [e for e in self.seen if detail_type is None or e["detail-type"] == detail_type]
-
-
 @pytest.fixture
 def aws() -> Iterator[None]:
     with mock_aws():
@@ -92,7 +65,7 @@ def aws() -> Iterator[None]:
 
 @pytest.fixture
 def bus(aws: None) -> BusTap:
-    return BusTap()
+    return BusTap(BUS)
 
 
 @pytest.fixture

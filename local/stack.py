@@ -1,0 +1,210 @@
+"""The embedded stack: podslots' real handlers on an embedded AWS (moto) and an embedded cluster
+(the Kubernetes API stand-in), driven by `template.yaml` itself and a virtual clock.
+
+- the table is created from the template's SlotTable, the bus and the kubeconfig secret exist;
+- API calls become API Gateway proxy events for the template's routes, sent to the real handlers;
+- the template's schedules run on the virtual clock, and bus events reach the functions whose
+  EventBridgeRule patterns match them (a CapacityShortage wakes autoscale), as EventBridge would.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+from local.apigw import proxy_event
+from local.routes import api_routes, route_for
+from local.template import table_definition, template
+
+ENV = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "TABLE_NAME": "podslots-local",
+    "EVENT_BUS_NAME": "podslots-local",
+    "KUBECONFIG_SECRET": "podslots/kubeconfig",
+    "API_BASE_URL": "http://127.0.0.1:3000/v1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "PodSlots",
+    "POWERTOOLS_LOG_LEVEL": "ERROR",
+}
+NAMESPACE = "agents"
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class Schedule:
+    function: str
+    every_s: int
+    event: dict[str, Any]
+    next_at: float = 0.0
+
+
+@dataclass
+class Context:
+    function_name: str = "podslots-local"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:podslots-local"
+    aws_request_id: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 55_000
+
+
+def _rate_seconds(expression: str) -> int:
+    match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression)
+    if not match:
+        raise ValueError(f"unsupported schedule {expression!r} (only rate() expressions)")
+    unit = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")]
+    return int(match.group(1)) * unit
+
+
+def schedules() -> list[Schedule]:
+    """Every Schedule event of the template's functions."""
+    found = []
+    for name, res in template()["Resources"].items():
+        if res.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in (res["Properties"].get("Events") or {}).values():
+            if event.get("Type") == "Schedule":
+                props = event["Properties"]
+                found.append(Schedule(name, _rate_seconds(props["Schedule"]), json.loads(props.get("Input", "{}"))))
+    return found
+
+
+def rules() -> list[tuple[str, dict[str, Any]]]:
+    """(function, pattern) of every EventBridgeRule event of the template's functions."""
+    found = []
+    for name, res in template()["Resources"].items():
+        if res.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in (res["Properties"].get("Events") or {}).values():
+            if event.get("Type") == "EventBridgeRule":
+                found.append((name, event["Properties"]["Pattern"]))
+    return found
+
+
+def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge's matching for the flat patterns the template uses (field -> allowed values)."""
+    return all(event.get(field) in allowed for field, allowed in pattern.items())
+
+
+def function_module(logical_id: str) -> ModuleType:
+    code_uri = template()["Resources"][logical_id]["Properties"]["CodeUri"]
+    return importlib.import_module(code_uri.strip("/").replace("/", ".") + ".app")
+
+
+class Stack:
+    """Start with `with Stack(clock) as stack:`; everything lives in this process."""
+
+    def __init__(self, clock: Any, kubeconfig_path: str | None = None) -> None:
+        for key, value in ENV.items():
+            os.environ.setdefault(key, value)
+        self.clock = clock
+        self.kubeconfig_path = kubeconfig_path
+        self.schedules = schedules()
+        self.rules = rules()
+        self.invocations: list[tuple[float, str]] = []
+        self.on_event: list[Callable[[dict[str, Any]], None]] = []
+
+    def __enter__(self) -> Stack:
+        import boto3
+        from moto import mock_aws
+
+        from local.bus_tap import BusTap
+        from podslots.store import bind_table
+        from tests.fakes.kube_api import KubeApiStandIn
+
+        self._mock = mock_aws()
+        self._mock.start()
+        boto3.client("dynamodb").create_table(**table_definition(os.environ["TABLE_NAME"]))
+        bind_table(os.environ["TABLE_NAME"])
+        self.tap = BusTap(os.environ["EVENT_BUS_NAME"])
+        self.kube = KubeApiStandIn(clock=lambda: datetime.fromtimestamp(self.clock.now(), UTC)).start()
+        if self.kubeconfig_path:
+            with open(self.kubeconfig_path) as f:
+                kubeconfig = f.read()
+        else:
+            kubeconfig = json.dumps(self.kube.kubeconfig(NAMESPACE))
+        boto3.client("secretsmanager").create_secret(Name=os.environ["KUBECONFIG_SECRET"], SecretString=kubeconfig)
+        self._wire_clocks()
+        for schedule in self.schedules:
+            schedule.next_at = self.clock.now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kube.stop()
+        self._mock.stop()
+
+    def _wire_clocks(self) -> None:
+        """Every handler's step gets the virtual clock and a bus client made inside the mock."""
+        from aws_lambda_powertools.utilities import parameters
+
+        from podslots.bus import EventBridgePublisher
+        from podslots.kubeconfig import ClusterConnections
+
+        provider = parameters.SecretsProvider()
+        modules = [r.module() for r in api_routes()] + [function_module(s.function) for s in self.schedules]
+        for module in modules:
+            for attr in ("allocator", "service", "reconciler", "autoscaler", "expirer"):
+                step = getattr(module, attr, None)
+                if step is None:
+                    continue
+                step.clock = self.clock
+                if hasattr(step, "bus"):
+                    step.bus = EventBridgePublisher()
+            if hasattr(module, "connections"):
+                setattr(module, "connections", ClusterConnections(provider=provider))  # noqa: B010
+
+    # ---- the API -------------------------------------------------------------------------------
+
+    def call(self, method: str, resource: str, body: Any = None, **path: str) -> Answer:
+        event = proxy_event(method, resource, path, body)
+        raw = route_for(event).module().lambda_handler(event, Context())
+        headers = dict(raw.get("headers") or {})
+        for key, values in (raw.get("multiValueHeaders") or {}).items():
+            headers.setdefault(key, values[-1])
+        answer = Answer(raw["statusCode"], json.loads(raw["body"]) if raw.get("body") else None, headers)
+        self.deliver_events()
+        return answer
+
+    # ---- schedules and the bus ---------------------------------------------------------------
+
+    def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+        self.invocations.append((self.clock.now(), logical_id))
+        result = function_module(logical_id).lambda_handler(event, Context())
+        self.deliver_events()
+        return result
+
+    def deliver_events(self) -> None:
+        """Each new bus event goes to the functions whose rules match it, and to the watchers."""
+        seen = len(self.tap.seen)
+        self.tap.events()
+        for event in self.tap.seen[seen:]:
+            for watcher in self.on_event:
+                watcher(event)
+            for function, pattern in self.rules:
+                if matches(pattern, event):
+                    self.invoke(function, event)
+
+    def run_due_schedules(self) -> None:
+        now = self.clock.now()
+        for schedule in self.schedules:
+            while schedule.next_at <= now:
+                self.invoke(schedule.function, schedule.event)
+                schedule.next_at += schedule.every_s
