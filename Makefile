@@ -50,6 +50,7 @@ demo: $(STAMP) ## The whole life cycle on an embedded DynamoDB and cluster, on a
 bench: $(STAMP) ## Benchmarks: DynamoDB requests per call, import times
 	$(BIN)/python -m bench.requests_per_call
 	$(BIN)/python -m bench.import_time
+	$(BIN)/python -m bench.reconcile_scale
 
 clean: ## Remove the venvs and caches
 	rm -rf $(VENV) .venv-sam .mypy_cache .pytest_cache .ruff_cache .aws-sam

@@ -1,4 +1,4 @@
-"""Import time of each API function's module, next to baselines measured in the same run.
+"""Import time of each function's module, next to baselines measured in the same run.
 
 Each import runs in a fresh interpreter (a cold start imports everything once), five times; the
 median is printed. Baselines: `import boto3` (what any Python Lambda that calls AWS pays) and
@@ -54,7 +54,7 @@ def main() -> None:
     print(f"{'module':32} {'ms':>8} {'x boto3':>8}  imports kubernetes")
     print(f"{'boto3 (baseline)':32} {baseline * 1000:8.1f} {1.0:8.2f}")
     print(f"{'kubernetes (avoided)':32} {kube * 1000:8.1f} {kube / baseline:8.2f}")
-    for name in ("allocate", "task_status", "agents", "pools"):
+    for name in ("allocate", "task_status", "agents", "pools", "expire", "reconcile", "autoscale"):
         seconds, loads_kube = measure(f"functions.{name}.app")
         print(f"{'functions.' + name + '.app':32} {seconds * 1000:8.1f} {seconds / baseline:8.2f}  {loads_kube}")
 
