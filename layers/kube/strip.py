@@ -211,7 +211,7 @@ def strip(site: Path, shared: Mapping[str, str], *, bytecode: bool = True) -> Re
     site = site.resolve()
     result = Result()
     dists = read_dists(site)
-    for _, bytecode_dir in sorted((len(str(p)), p) for p in site.rglob("__pycache__")):
+    for bytecode_dir in list(site.rglob("__pycache__")):
         shutil.rmtree(bytecode_dir, ignore_errors=True)  # pip's timestamp-checked bytecode, if any
 
     shared = {canonical(k): v for k, v in shared.items()}

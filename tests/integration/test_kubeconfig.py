@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+import urllib3
 import yaml
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.credentials import Credentials
@@ -261,3 +262,16 @@ def test_the_default_provider_honours_secretsmanager_endpoint(monkeypatch: pytes
         assert kubeconfig.default_secrets_provider().client.meta.endpoint_url == "http://127.0.0.1:4566"
     finally:
         kubeconfig.default_secrets_provider.cache_clear()
+
+
+def test_a_failed_request_is_not_retried_and_surfaces_as_urllib3s_own_error(
+    secrets: Any, provider: SecretsProvider, kube: KubeApiStandIn
+):
+    secrets.create_secret(Name=SECRET, SecretString=yaml.safe_dump(kube.kubeconfig(namespace=NS)))
+    api_client = ClusterConnections(provider=provider).api_client(SECRET)
+    kube.drop_next(verb="list")
+    with pytest.raises(urllib3.exceptions.HTTPError) as raised:
+        pod_names(api_client)
+    assert not isinstance(raised.value, urllib3.exceptions.MaxRetryError)
+    assert kube.count(verb="list") == 1  # the client's default would have sent it up to 4 times
+    assert pod_names(api_client) == ["agent-1", "agent-2"]  # the next call is fine
