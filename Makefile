@@ -14,6 +14,7 @@ export PYTHONPATH := $(CURDIR)/layers/podslots:$(CURDIR)
 export AWS_DEFAULT_REGION ?= us-east-1
 
 include mk/sam.mk
+include mk/layers.mk
 
 .PHONY: help venv lint typecheck unit test demo openapi bench clean
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from layers.kube import strip as kube_layer
-from tests.fakes.kube_api import KubeApiStandIn
+from local.kube_api import KubeApiStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "build" / "layers" / "bench"

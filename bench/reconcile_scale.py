@@ -24,6 +24,7 @@ import boto3
 from kubernetes.client import CoreV1Api
 from kubernetes.config import new_client_from_config_dict
 
+from local.kube_api import KubeApiStandIn
 from local.moto_server import moto_server
 from local.template import table_definition
 from podslots.bus import RecordingPublisher
@@ -31,7 +32,6 @@ from podslots.clock import ManualClock
 from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, KubeGateway, pool_selector
 from podslots.reconcile import Reconciler
 from podslots.store import SlotStore, bind_table
-from tests.fakes.kube_api import KubeApiStandIn
 from tests.support.pods import given_pool
 
 NS = "agents"
@@ -55,10 +55,19 @@ def seed(server_url: str, table: str, kube: KubeApiStandIn, store: SlotStore, po
             )
             batch.put_item(
                 Item={
-                    "pk": f"POOL#{pool}", "sk": f"POD#{name}", "pool": pool, "name": name,
-                    "uid": created["metadata"]["uid"], "state": "ready",
-                    "slots": {f"s{k}": {"status": "idle"} for k in range(3)}, "busy": 0, "pod_ip": ip,
-                    "created_at": now, "heartbeat_at": now, "held_tasks": [], "last_used_at": now,
+                    "pk": f"POOL#{pool}",
+                    "sk": f"POD#{name}",
+                    "pool": pool,
+                    "name": name,
+                    "uid": created["metadata"]["uid"],
+                    "state": "ready",
+                    "slots": {f"s{k}": {"status": "idle"} for k in range(3)},
+                    "busy": 0,
+                    "pod_ip": ip,
+                    "created_at": now,
+                    "heartbeat_at": now,
+                    "held_tasks": [],
+                    "last_used_at": now,
                 }
             )
 
@@ -66,7 +75,9 @@ def seed(server_url: str, table: str, kube: KubeApiStandIn, store: SlotStore, po
 def main() -> None:
     print(f"reconcile of one idle pool, median of {RUNS} runs (moto server + Kubernetes stand-in, loopback)")
     print("  client LIST: the official client's models; raw LIST: the same request read as JSON (as podslots does)")
-    print(f"{'pods':>6} {'client LIST+Query':>18} {'raw LIST+Query':>15} {'reconcile':>10} {'/client':>8} {'/raw':>6}  (ms)")
+    print(
+        f"{'pods':>6} {'client LIST+Query':>18} {'raw LIST+Query':>15} {'reconcile':>10} {'/client':>8} {'/raw':>6}  (ms)"
+    )
     with moto_server() as server:
         table = "podslots-bench-reconcile"
         boto3.client("dynamodb", endpoint_url=server.url).create_table(**table_definition(table))
@@ -90,7 +101,9 @@ def main() -> None:
                     began = time.perf_counter()
                     token = None
                     while True:  # the same LIST, with the official client's own deserialization
-                        page = core.list_namespaced_pod(NS, label_selector=pool_selector(pool), limit=500, _continue=token)
+                        page = core.list_namespaced_pod(
+                            NS, label_selector=pool_selector(pool), limit=500, _continue=token
+                        )
                         token = page.metadata.var_continue if page.metadata else None
                         if not token:
                             break

@@ -127,8 +127,8 @@ class Stack:
         from moto import mock_aws
 
         from local.bus_tap import BusTap
+        from local.kube_api import KubeApiStandIn
         from podslots.store import bind_table
-        from tests.fakes.kube_api import KubeApiStandIn
 
         self._mock = mock_aws()
         self._mock.start()

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities import parameters
 from kubernetes.config import new_client_from_config_dict
 
 from local.apigw import load_event
+from local.kube_api import KubeApiStandIn
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.autoscale import Autoscaler
 from podslots.bus import EventBridgePublisher, RecordingPublisher
@@ -27,7 +28,6 @@ from podslots.reconcile import Reconciler
 from podslots.store import SlotStore, new_pod
 from podslots.tasks import TaskStatusService
 from tests.conftest import BusTap, LambdaContext
-from tests.fakes.kube_api import KubeApiStandIn
 from tests.integration.conftest import Api
 from tests.support.pods import given_pool
 

@@ -26,10 +26,10 @@ from kubernetes.client import Configuration, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from moto import mock_aws
 
+from local.kube_api import KubeApiStandIn
 from podslots import kubeconfig
 from podslots.clock import ManualClock
 from podslots.kubeconfig import ClusterAccessError, ClusterConnections, eks_token, load_kubeconfig
-from tests.fakes.kube_api import KubeApiStandIn
 
 NS = "agents"
 SECRET = "podslots/kubeconfig"

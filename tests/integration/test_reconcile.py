@@ -18,6 +18,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 
 from local.apigw import load_event
+from local.kube_api import KubeApiStandIn
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import EventBridgePublisher, RecordingPublisher
 from podslots.clock import ManualClock
@@ -25,7 +26,6 @@ from podslots.cluster import DO_NOT_DISRUPT, MANAGED_BY, MANAGED_BY_LABEL, POOL_
 from podslots.model import PodState, TaskStatus, TaskType
 from podslots.store import SlotStore, new_pod
 from tests.conftest import BusTap, LambdaContext
-from tests.fakes.kube_api import KubeApiStandIn
 from tests.support.pods import given_pool
 
 NS = "agents"

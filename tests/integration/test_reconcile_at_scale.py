@@ -13,6 +13,7 @@ import boto3
 import pytest
 from kubernetes.config import new_client_from_config_dict
 
+from local.kube_api import KubeApiStandIn
 from local.moto_server import MotoServer, moto_server
 from local.template import table_definition
 from podslots.bus import RecordingPublisher
@@ -20,7 +21,6 @@ from podslots.clock import ManualClock
 from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, PAGE_SIZE, POOL_LABEL, KubeGateway
 from podslots.reconcile import Reconciler
 from podslots.store import SlotStore, bind_table
-from tests.fakes.kube_api import KubeApiStandIn
 from tests.support.pods import given_pool
 
 pytestmark = pytest.mark.slow

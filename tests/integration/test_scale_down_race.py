@@ -17,6 +17,7 @@ import boto3
 import pytest
 from kubernetes.config import new_client_from_config_dict
 
+from local.kube_api import KubeApiStandIn
 from local.moto_server import MotoServer, moto_server
 from local.template import table_definition
 from podslots.allocation import AllocationRequest, Allocator
@@ -27,7 +28,6 @@ from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, KubeGatew
 from podslots.errors import NoCapacity
 from podslots.model import PodState, TaskType
 from podslots.store import RegisteredPool, SlotStore, bind_table, new_pod
-from tests.fakes.kube_api import KubeApiStandIn
 from tests.support.pods import given_pool
 
 pytestmark = pytest.mark.slow

@@ -34,7 +34,7 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
-from .kube_api import ErrorStatus, KubeApiStandIn
+from local.kube_api import ErrorStatus, KubeApiStandIn
 
 NS = "agents"
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -1,1 +1,0 @@
-"""Stand-ins for external services, for tests and the local stack."""
