@@ -48,10 +48,11 @@ openapi: $(STAMP) ## Write the OpenAPI document the API handlers derive (openapi
 demo: $(STAMP) ## The whole life cycle on an embedded DynamoDB and cluster, on a virtual clock
 	$(BIN)/python -m local.demo
 
-bench: $(STAMP) ## Benchmarks: DynamoDB requests per call, import times
+bench: $(STAMP) ## Benchmarks: requests per call, import times, reconcile at scale, a scripted hour of load
 	$(BIN)/python -m bench.requests_per_call
 	$(BIN)/python -m bench.import_time
 	$(BIN)/python -m bench.reconcile_scale
+	$(BIN)/python -m bench.scripted_hour
 
 clean: ## Remove the venvs and caches
 	rm -rf $(VENV) .venv-sam .mypy_cache .pytest_cache .ruff_cache .aws-sam
