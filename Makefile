@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 include mk/sam.mk
 include mk/layers.mk
 
-.PHONY: help venv lint typecheck unit test demo openapi bench clean
+.PHONY: help venv lint typecheck unit test demo local openapi bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ openapi: $(STAMP) ## Write the OpenAPI document the API handlers derive (openapi
 
 demo: $(STAMP) ## The whole life cycle on an embedded DynamoDB and cluster, on a virtual clock
 	$(BIN)/python -m local.demo
+
+local: $(STAMP) ## Serve the embedded stack on 127.0.0.1:3000 until stopped (ARGS="--speed 10 --kubeconfig PATH")
+	$(BIN)/python -m local.serve $(ARGS)
 
 bench: $(STAMP) ## Benchmarks: requests per call, import times, reconcile at scale, a scripted hour of load
 	$(BIN)/python -m bench.requests_per_call

@@ -47,3 +47,25 @@ def route_for(event: dict[str, Any]) -> Route:
         if route.method == event["httpMethod"] and route.path == event["resource"]:
             return route
     raise LookupError(f"template.yaml has no route {event['httpMethod']} {event['resource']}")
+
+
+def match(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    """The template route a request path falls on, and its path parameters (as API Gateway does)."""
+    parts = path.strip("/").split("/") if path.strip("/") else []
+    for route in api_routes():
+        if route.method != method:
+            continue
+        pattern = route.path.strip("/").split("/")
+        if len(pattern) != len(parts):
+            continue
+        params: dict[str, str] = {}
+        for want, got in zip(pattern, parts, strict=True):
+            if want.startswith("{") and want.endswith("}"):
+                if not got:
+                    break
+                params[want[1:-1]] = got
+            elif want != got:
+                break
+        else:
+            return route, params
+    return None

@@ -1,0 +1,156 @@
+"""`make local`: the embedded stack served on 127.0.0.1, until stopped.
+
+Every route of `template.yaml` answers at http://127.0.0.1:3000/v1/..., each request turned into
+the API Gateway proxy event the real handler gets. The template's schedules run on a clock that
+goes `--speed` times faster than real time, bus events reach the functions whose rules match, and,
+on the embedded cluster, simulated agents start the pods autoscale creates and beat for them.
+`--kubeconfig PATH` points the stack at a real cluster instead (no simulated agents then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from local.apigw import proxy_event
+from local.routes import match
+from local.stack import NAMESPACE, Context, Stack
+
+
+class ScaledClock:
+    """Real time, `speed` times faster, from the moment it starts."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._origin = time.time()
+
+    def now(self) -> float:
+        return self._origin + (time.time() - self._origin) * self.speed
+
+
+def serve(stack: Stack, host: str, port: int, stage: str, agents: bool) -> ThreadingHTTPServer:
+    lock = threading.Lock()  # one request at a time through the handlers, as one Lambda instance would
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._answer()
+
+        do_PUT = do_POST = do_DELETE = do_GET
+
+        def log_message(self, format: str, *args: Any) -> None:
+            print(f"{self.command} {self.path} -> {args[1] if len(args) > 1 else ''}")
+
+        def _answer(self) -> None:
+            url = urlsplit(self.path)
+            path = unquote(url.path)
+            prefix = f"/{stage}"
+            found = match(self.command, path[len(prefix) :]) if path.startswith(prefix + "/") else None
+            if found is None:
+                self._send(403, {"message": "Missing Authentication Token"})  # what API Gateway says
+                return
+            route, params = found
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode("utf-8", errors="replace") if length else None
+            event = proxy_event(
+                self.command,
+                route.path,
+                params,
+                raw_body=body,
+                query=dict(parse_qsl(url.query)) or None,
+                content_type=self.headers.get("Content-Type"),
+                stage=stage,
+            )
+            with lock:
+                raw = route.module().lambda_handler(event, Context())
+                stack.deliver_events()
+            headers = dict(raw.get("headers") or {})
+            for key, values in (raw.get("multiValueHeaders") or {}).items():
+                headers.setdefault(key, values[-1])
+            self._send(raw["statusCode"], raw.get("body") or "", headers)
+
+        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            data = (body if isinstance(body, str) else json.dumps(body)).encode()
+            self.send_response(status)
+            for key, value in (headers or {"Content-Type": "application/json"}).items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+
+    def background() -> None:
+        beats: dict[str, float] = {}
+        while True:
+            time.sleep(1)
+            with lock:
+                stack.run_due_schedules()
+                if agents:
+                    _agents(stack, beats)
+
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=background, daemon=True).start()
+    return server
+
+
+def _agents(stack: Stack, beats: dict[str, float], startup_s: float = 20, every_s: float = 30) -> None:
+    """Simulated agents: a pod runs `startup_s` after it was created, then beats every `every_s`
+    listing the tasks its slots hold (it runs them until the caller reports their status)."""
+    from datetime import datetime
+
+    now = stack.clock.now()
+    for pod in stack.kube.pods(NAMESPACE):
+        meta = pod["metadata"]
+        name, pool = meta["name"], (meta.get("labels") or {}).get("podslots.io/pool")
+        if not pool or meta.get("deletionTimestamp"):
+            continue
+        created = datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00")).timestamp()
+        if (pod.get("status") or {}).get("phase") == "Pending" and now - created >= startup_s:
+            stack.kube.set_phase(NAMESPACE, name, "Running")
+            stack.kube.set_pod_ip(NAMESPACE, name, f"10.42.{len(beats) // 250}.{len(beats) % 250 + 2}")
+        if (stack.kube.pod(NAMESPACE, name) or {}).get("status", {}).get("phase") != "Running":
+            continue
+        if now - beats.get(name, 0) < every_s:
+            continue
+        view = stack.call("GET", "/pools/{pool}", pool=pool).body or {}
+        held = [s["task_id"] for p in view.get("pods", []) if p["pod"] == name for s in p["slots"] if s.get("task_id")]
+        stack.call("POST", "/pools/{pool}/pods/{pod}/heartbeat", {"held_tasks": held}, pool=pool, pod=name)
+        beats[name] = now
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="podslots on 127.0.0.1, on an embedded DynamoDB and cluster")
+    parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--speed", type=float, default=1.0, help="how much faster than real time the schedules run")
+    parser.add_argument(
+        "--kubeconfig", help="a real cluster's kubeconfig (kind, minikube, EKS) instead of the embedded one"
+    )
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", "No application metrics to publish")
+    stack = Stack(ScaledClock(args.speed), kubeconfig_path=args.kubeconfig)
+    with stack:
+        server = serve(stack, "127.0.0.1", args.port, "v1", agents=args.kubeconfig is None)
+        base = f"http://127.0.0.1:{args.port}/v1"
+        print(f"podslots serves {base} (auth: none locally; the deployed API uses IAM)")
+        print(f"""try:
+  curl -X PUT {base}/pools/demo -H 'Content-Type: application/json' -d '{{"pod_template": {{"image": "tf-agent:1.9"}}}}'
+  curl -X POST {base}/pools/demo/allocations -H 'Content-Type: application/json' \\
+       -d '{{"task_id": "run-1", "task_type": "plan"}}'
+  curl {base}/pools/demo          # the 503 woke autoscale; a pod starts in 20 s, then the allocation succeeds
+  curl -X PUT {base}/tasks/run-1/status -H 'Content-Type: application/json' -d '{{"status": "success"}}'
+Ctrl-C stops it.""")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Every file in events/ invokes its function and gets the answer the README documents.
+
+API events go through the template's routes; the schedule and rule events to the function whose
+template event they are. The world is a pool `terraform` with one pod starting, whose agent's
+first beat is the heartbeat file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import pytest
+
+from local.apigw import EVENTS, load_event
+from local.stack import rules, schedules
+from podslots.clock import ManualClock
+from podslots.store import SlotStore, new_pod
+from tests.conftest import BusTap, LambdaContext
+from tests.integration.conftest import Api
+from tests.support.pods import given_pool
+
+# file -> (status, what the body must hold), in the order a deploy would see them
+API_FILES: list[tuple[str, int, dict[str, Any]]] = [
+    ("pool_put.json", 200, {"pool": "terraform"}),
+    ("pool_get.json", 200, {"pool": "terraform", "deleting": False}),
+    ("pools_list.json", 200, {"pools": ["terraform"]}),
+    ("heartbeat.json", 200, {"pod": "terraform-7f3k2", "state": "ready", "pod_ip": "10.0.12.34"}),
+    ("allocate.json", 201, {"task_id": "run-42", "pod": "terraform-7f3k2", "slot": "s0", "status": "running"}),
+    ("status_apply_pending.json", 200, {"status": "apply_pending"}),
+    ("status_running.json", 200, {"status": "running"}),
+    ("status_success.json", 200, {"status": "success"}),
+    ("task_get.json", 200, {"task_id": "run-42", "status": "success"}),
+    ("pool_events.json", 200, {"pool": "terraform"}),
+    ("pool_delete.json", 202, {"pool": "terraform", "status": "deleting"}),
+]
+
+
+def test_every_events_file_is_covered_here():
+    covered = {name for name, *_ in API_FILES} | {
+        "reconcile_schedule.json",
+        "autoscale_schedule.json",
+        "expire_schedule.json",
+        "capacity_shortage.json",
+    }
+    assert {p.name for p in EVENTS.glob("*.json")} == covered
+
+
+def test_every_api_event_file_gets_its_documented_answer(api: Api, store: SlotStore):
+    given_pool(store, "terraform")
+    store.put_pod(new_pod("terraform", "terraform-7f3k2", 3, 1, uid="uid-7f3k2"))  # started, not yet beating
+    for name, status, holds in API_FILES:
+        answer = api.invoke(load_event(name))
+        assert answer.status == status, (name, answer.body)
+        assert {k: answer.body[k] for k in holds} == holds, name
+
+
+def test_the_schedule_files_are_what_the_template_schedules_send():
+    by_function = {s.function: s.event for s in schedules()}
+    assert load_event("reconcile_schedule.json") == by_function["ReconcileFunction"]
+    assert load_event("autoscale_schedule.json") == by_function["AutoscaleFunction"]
+    assert load_event("expire_schedule.json") == by_function["ExpireFunction"]
+    ((function, pattern),) = rules()
+    shortage = load_event("capacity_shortage.json")
+    assert function == "AutoscaleFunction"
+    assert all(shortage[field] in allowed for field, allowed in pattern.items())
+
+
+@pytest.mark.parametrize("module", ["functions.expire.app"])
+def test_a_schedule_file_invokes_its_function(module: str, store: SlotStore, bus: BusTap, clock: ManualClock):
+    given_pool(store, "terraform")
+    handler = importlib.import_module(module)
+    assert handler.lambda_handler(load_event("expire_schedule.json"), LambdaContext()) == {
+        "pools": [{"pool": "terraform", "expired": []}]
+    }
