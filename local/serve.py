@@ -13,6 +13,7 @@ import argparse
 import json
 import threading
 import time
+import traceback
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,12 +42,23 @@ def serve(stack: Stack, host: str, port: int, stage: str, agents: bool) -> Threa
         def do_GET(self) -> None:
             self._answer()
 
-        do_PUT = do_POST = do_DELETE = do_GET
+        def __getattr__(self, name: str) -> Any:
+            # Any other method (PATCH, TRACE, ...) gets what API Gateway answers, not a 501.
+            if name.startswith("do_"):
+                return self._answer
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:
             print(f"{self.command} {self.path} -> {args[1] if len(args) > 1 else ''}")
 
         def _answer(self) -> None:
+            try:
+                self._route()
+            except Exception as exc:  # what Lambda would turn into a 502: show it, never hang up
+                traceback.print_exc()
+                self._send(502, {"message": "Internal server error", "error": repr(exc)})
+
+        def _route(self) -> None:
             url = urlsplit(self.path)
             path = unquote(url.path)
             prefix = f"/{stage}"

@@ -257,3 +257,22 @@ def test_a_base64_body_is_decoded_like_api_gateway_sends_it(world: Api):
     event["body"] = base64.b64encode(event["body"].encode()).decode()
     event["isBase64Encoded"] = True
     assert world.invoke(event).status == 201
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/form-data", "application/x-www-form-urlencoded", "text/plain; charset=utf-8", "application/xml"],
+)
+def test_a_body_in_another_media_type_is_415_never_a_5xx(world: Api, content_type: str):
+    # Found by the fuzzer: multipart/form-data without a boundary made Powertools raise (a 5xx)
+    before = _items()
+    event = proxy_event(
+        "POST",
+        ALLOC,
+        {"pool": "terraform"},
+        raw_body='{"task_id": "a", "task_type": "plan"}',
+        content_type=content_type,
+    )
+    answer = world.invoke(event)
+    assert (answer.status, answer.body["error"]) == (415, "unsupported_media_type")
+    assert _items() == before

@@ -284,10 +284,24 @@ def _proxy_answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def not_json(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A body sent as anything but JSON is a 415 before Powertools tries to parse it as a form.
+
+    (Powertools raises a plain ValueError, a 5xx, for `multipart/form-data` without a boundary.)
+    """
+    if not event.get("body"):
+        return None
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items() if isinstance(v, str)}
+    media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return None
+    return _proxy_answer(415, {"error": "unsupported_media_type", "message": "send the body as application/json"})
+
+
 def resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The API handlers' entry: refuse oversize bodies before parsing, then route."""
+    """The API handlers' entry: refuse oversize or non-JSON bodies before parsing, then route."""
     metrics.clear_metrics()  # a warm container starts each request without the last one's dimensions
-    refused = body_too_large(event)
+    refused = body_too_large(event) or not_json(event)
     if refused is not None:
         logger.info("request refused before routing", extra={"status": refused["statusCode"]})
         return refused
