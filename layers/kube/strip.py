@@ -11,7 +11,9 @@ benchmark (bench/layer_size.py), so the benchmark measures exactly what is deplo
    six, ...), after checking that the podslots layer resolves it to the same version. Both layers
    unpack into /opt/python, so a second copy would only overwrite files of the first, or mix two
    versions of one package. The Lambda runtime's own boto3/botocore/urllib3 sit after /opt/python
-   on sys.path (python3.11 and later): the podslots layer's copies are the ones imported.
+   on sys.path (python3.11 and later): the podslots layer's copies are the ones imported. The
+   podslots layer does not ship RUNTIME_PROVIDED (botocore, jmespath, ...: layers/podslots/build.py
+   removes them), so the kube layer must not need them: checked here.
 3. Remove the asyncio half of the client: `kubernetes/aio` (36.x and later ship a second, asyncio
    client beside the synchronous one; it is as large as the synchronous one) and what only it
    needs: aiohttp, aiohttp-retry and their dependencies (whatever is no longer reachable from the
@@ -56,6 +58,10 @@ TEST_DIRS = frozenset({"test", "tests", "e2e_test"})
 # real module, e.g. annotated_types/test_cases.py).
 TEST_MODULES_IN = ("kubernetes",)
 TEST_MODULE = re.compile(r"(^test_.*|.*_test)\.py$")
+# What the Lambda python3.13 runtime ships itself, and the podslots layer therefore leaves out (its
+# requirements pull in botocore and jmespath: pynamodb, aws-xray-sdk, powertools). Not python-dateutil,
+# six or urllib3: the podslots layer keeps shipping them, and this layer relies on that (step 2).
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath"})
 
 
 def canonical(name: str) -> str:
@@ -224,6 +230,12 @@ def strip(site: Path, shared: Mapping[str, str], *, bytecode: bool = True) -> Re
         raise SystemExit(
             "strip.py: the kube layer and the podslots layer resolve shared distributions differently "
             f"(kube, podslots): {mismatched}; pin them in layers/podslots/requirements.txt"
+        )
+    runtime_only = sorted(closure(dists, roots, ASYNC_ONLY) & RUNTIME_PROVIDED)
+    if runtime_only:
+        raise SystemExit(
+            f"strip.py: the kube layer needs {runtime_only}, which the podslots layer leaves to the Lambda "
+            "runtime (RUNTIME_PROVIDED): ship them in one of the layers"
         )
     needed = closure(dists, roots, ASYNC_ONLY) - shared.keys()
     reasons = {

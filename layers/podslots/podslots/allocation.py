@@ -99,14 +99,12 @@ class Allocator:
             except StoreConflict:
                 return None
             logger.info("apply resumed on its reserved slot", extra=_keys(task, task.pod, task.slot))
-        pod = self.store.get_pod(task.pool, task.pod)
+        pod_ip = task.pod_ip
+        if pod_ip is None:  # the pod had not reported its IP when the slot was given: look again
+            pod = self.store.get_pod(task.pool, task.pod)
+            pod_ip = pod.pod_ip if pod else None
         return Allocation(
-            task_id=task.task_id,
-            pool=task.pool,
-            pod=task.pod,
-            slot=task.slot,
-            pod_ip=pod.pod_ip if pod else None,
-            created=False,
+            task_id=task.task_id, pool=task.pool, pod=task.pod, slot=task.slot, pod_ip=pod_ip, created=False
         )
 
     @staticmethod

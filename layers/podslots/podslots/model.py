@@ -141,6 +141,7 @@ class Task:
     reserved_until: int | None = None
     waiting_since: int | None = None  # first 503 of the current dispatch
     shortage_signalled_at: int | None = None
+    pod_ip: str | None = None  # the pod's IP when the slot was given (a pod keeps its IP for life)
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,7 @@ class TaskItem(_Item):
     status = UnicodeAttribute()
     pod = UnicodeAttribute(null=True)
     slot = UnicodeAttribute(null=True)
+    pod_ip = UnicodeAttribute(null=True)
     allocated_at = NumberAttribute(null=True)
     updated_at = NumberAttribute()
     rsv_pool = UnicodeAttribute(null=True)
@@ -349,6 +350,7 @@ def _task_from(item: TaskItem) -> Task:
         reserved_until=int(item.rsv_until) if item.rsv_until is not None else None,
         waiting_since=int(item.wait_since) if item.wait_since is not None else None,
         shortage_signalled_at=int(item.signalled_at) if item.signalled_at is not None else None,
+        pod_ip=item.pod_ip,
     )
 
 
@@ -457,6 +459,7 @@ class SlotStore:
             status=TaskStatus.RUNNING.value,
             pod=pod.name,
             slot=slot,
+            pod_ip=pod.pod_ip,
             allocated_at=now,
             updated_at=now,
         )
