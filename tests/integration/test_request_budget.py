@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import boto3
 import pytest
@@ -37,7 +37,7 @@ def test_the_allocation_hot_path_stays_within_its_request_budget(server: MotoSer
     given_ready_pods(store, "budget", count=20)
     allocator, tasks = Allocator(store, RecordingPublisher(), clock), TaskStatusService(store, clock)
 
-    def requests_of(step) -> Counter[str]:  # type: ignore[no-untyped-def]
+    def requests_of(step: Callable[[], object]) -> Counter[str]:
         before = server.dispatcher.operations.copy()
         step()
         return server.dispatcher.operations - before

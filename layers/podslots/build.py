@@ -1,0 +1,117 @@
+"""Build the podslots layer (PodSlotsLayer): its requirements and the `podslots` package, with bytecode.
+
+One procedure for `sam build` (layers/podslots/Makefile, target build-PodSlotsLayer) and for the size
+benchmark (bench/layer_size.py); the pieces are layers/kube/strip.py's, which builds KubeLayer:
+
+1. Install requirements.txt (wheels only, for Lambda: manylinux2014_aarch64, cp313; no bytecode yet).
+2. Remove what the Lambda python3.13 runtime ships itself (strip.RUNTIME_PROVIDED: botocore and
+   jmespath, pulled in by pynamodb, aws-xray-sdk and powertools; boto3 and s3transfer if ever). The
+   runtime's copies are found after /opt/python on sys.path, and they satisfy what the layer asks
+   for (pynamodb: botocore>=1.12.54, aws-xray-sdk: botocore>=1.11.3, powertools: jmespath>=1.0.1,<2;
+   the runtime ships boto3 1.3x/1.4x). python-dateutil, six and urllib3 stay: the kube layer leaves
+   them to this one (strip.py removes from it what this layer's requirements resolve to), and
+   the runtime's botocore imports them from here, as it did before.
+3. Remove tests (`tests/` folders) and console scripts (`bin/`: not on PATH in a layer).
+4. Copy the `podslots` package in, without any `__pycache__` of the working tree.
+5. Write unchecked-hash bytecode for everything (strip.compile_unchecked: Lambda cannot write
+   `__pycache__` into the read-only /opt; without it every cold start compiles what it imports).
+
+Each kept distribution keeps its .dist-info; its RECORD lists only the files that are left.
+
+    PYTHONPATH=. python3.13 -m layers.podslots.build --target build/layers/podslots/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from layers.kube import strip as layer
+
+HERE = Path(__file__).resolve().parent
+PACKAGE = "podslots"
+
+
+def strip(site: Path, *, bytecode: bool = True) -> layer.Result:
+    """Strip an installed podslots layer in place (steps 2, 3 and 5 of the module docstring)."""
+    site = site.resolve()
+    result = layer.Result()
+    for bytecode_dir in list(site.rglob("__pycache__")):
+        shutil.rmtree(bytecode_dir, ignore_errors=True)  # pip's timestamp-checked bytecode, if any
+    dists = layer.read_dists(site)
+    result.installed = layer.tree_bytes(site)
+    to_runtime = sorted(n for n in dists if n in layer.RUNTIME_PROVIDED)
+    kept = sorted(n for n in dists if n not in layer.RUNTIME_PROVIDED)
+    result.dropped["in the Lambda runtime"] = [f"{n}=={dists[n].version}" for n in to_runtime]
+    result.removed["in the Lambda runtime"] = sum(
+        layer._remove_files(site, dists[n].files) + layer._remove_tree(dists[n].dist_info) for n in to_runtime
+    )
+    result.removed["tests"] = sum(layer._remove_files(site, layer._test_files(site, dists[n])) for n in kept)
+    result.removed["bin/ (console scripts)"] = layer._remove_tree(site / "bin")
+    for name in kept:
+        layer._rewrite_record(dists[name], site)
+        result.kept[name] = dists[name].version
+    layer._prune_empty(site)
+    result.stripped = layer.tree_bytes(site)
+    if bytecode:
+        layer.compile_unchecked(site)
+    result.final = layer.tree_bytes(site)
+    result.bytecode = result.final - result.stripped
+    return result
+
+
+def add_package(site: Path, package: Path) -> None:
+    """Copy the `podslots` package (source only) into the layer's python/ folder."""
+    target = site / package.name
+    if target.exists():
+        raise SystemExit(f"build.py: {target} exists: a requirement ships a `{package.name}` too")
+    shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def build(
+    target: Path,
+    requirements: Path = HERE / "requirements.txt",
+    package: Path = HERE / PACKAGE,
+    *,
+    lambda_platform: bool = True,
+    bytecode: bool = True,
+) -> layer.Result:
+    """Install, strip and complete the podslots layer in `target` (the layer's `python/` folder,
+    emptied first); `installed` counts the wheels as they unpack, the package not included."""
+    layer.install(target, [requirements], lambda_platform)
+    result = strip(target, bytecode=False)
+    add_package(target, package)
+    result.stripped = layer.tree_bytes(target)
+    if bytecode:
+        layer.compile_unchecked(target)
+    result.final = layer.tree_bytes(target)
+    result.bytecode = result.final - result.stripped
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", type=Path, required=True, help="the layer's python/ folder (emptied first)")
+    parser.add_argument("--requirements", type=Path, default=HERE / "requirements.txt")
+    parser.add_argument("--package", type=Path, default=HERE / PACKAGE, help="the `podslots` package folder")
+    parser.add_argument("--host", action="store_true", help="this machine's platform instead of Lambda's")
+    parser.add_argument("--no-bytecode", action="store_true")
+    args = parser.parse_args(argv)
+    result = build(
+        args.target.resolve(),
+        args.requirements.resolve(),
+        args.package.resolve(),
+        lambda_platform=not args.host,
+        bytecode=not args.no_bytecode,
+    )
+    mib = 1024 * 1024
+    print(f"build.py: {args.target}: {result.installed / mib:.1f} MiB installed -> {result.final / mib:.1f} MiB")
+    for reason, size in result.removed.items():
+        print(f"  removed {size / mib:6.1f} MiB  {reason}  {' '.join(result.dropped.get(reason, []))}")
+    print(f"  bytecode {result.bytecode / mib:5.1f} MiB  (unchecked-hash, Python {layer.PYTHON_VERSION})")
+
+
+if __name__ == "__main__":
+    main()
