@@ -72,6 +72,7 @@ class Story:
     violations: list[str] = field(default_factory=list)
     expired_events: list[dict[str, Any]] = field(default_factory=list)
     scaled: list[dict[str, Any]] = field(default_factory=list)
+    live: Any = None  # a rich Live view when the terminal is a TTY
 
     @property
     def now(self) -> float:
@@ -80,7 +81,11 @@ class Story:
     def say(self, text: str) -> None:
         if not self.quiet:
             minutes, seconds = divmod(int(self.now - self.started), 60)
-            print(f"[+{minutes:4d}:{seconds:02d}] {text}")
+            line = f"[+{minutes:4d}:{seconds:02d}] {text}"
+            if self.live is not None:
+                self.live.console.print(line, markup=False, highlight=False)
+            else:
+                print(line)
 
     # ---- the task queue ----------------------------------------------------------------------
 
@@ -165,6 +170,8 @@ class Story:
             self.queue_step()
             self.stack.run_due_schedules()
             self.check_no_busy_pod_was_deleted()
+            if self.live is not None:
+                self.live.update(self.view())
 
     def check_no_busy_pod_was_deleted(self) -> None:
         live = {p["metadata"]["name"] for p in self.stack.kube.pods(NAMESPACE)}
@@ -175,8 +182,27 @@ class Story:
     def pool(self) -> dict[str, Any]:
         return dict(self.stack.call("GET", "/pools/{pool}", pool=POOL).body)
 
+    def view(self) -> Any:
+        """The pool as a rich table: each pod, its state and its slots."""
+        from rich.table import Table
+
+        glyph = {"running": "[green]■[/]", "reserved": "[yellow]◆[/]", "idle": "[dim]·[/]"}
+        pool = self.pool()
+        f = pool["figures"]
+        minutes = int(self.now - self.started) // 60
+        table = Table(
+            title=f"pool {POOL} at +{minutes} min: {f['pods_total']} pods, utilization {f['utilization']:.0%}",
+            caption="■ running  ◆ reserved (waits for approval)  · idle",
+        )
+        for column in ("pod", "state", "slots", "tasks"):
+            table.add_column(column)
+        for p in pool["pods"]:
+            tasks = ", ".join(s["task_id"] for s in p["slots"] if s.get("task_id"))
+            table.add_row(p["pod"], p["state"], " ".join(glyph[s["status"]] for s in p["slots"]), tasks)
+        return table
+
     def show(self) -> None:
-        if self.quiet:
+        if self.quiet or self.live is not None:
             return
         marks = {"running": "R", "reserved": "r", "idle": "."}
         view = self.pool()
@@ -200,6 +226,11 @@ def play(quiet: bool = False) -> list[Promise]:  # noqa: PLR0915 (the story read
     promises: list[Promise] = []
     with Stack(clock) as stack:
         story = Story(stack, quiet=quiet, started=clock.now())
+        if not quiet and sys.stdout.isatty():
+            from rich.live import Live
+
+            story.live = Live(refresh_per_second=8, transient=False)
+            story.live.start()
         stack.on_event.append(lambda e: _watch(story, e))
         story.say("PUT /pools/demo: 3 slots a pod, 1 to 6 pods, scale up above 80%, down below 20%")
         stack.call("PUT", "/pools/{pool}", dict(SETTINGS, min_pods=0), pool=POOL)
@@ -296,6 +327,8 @@ def play(quiet: bool = False) -> list[Promise]:  # noqa: PLR0915 (the story read
                 f"{figures['pods_total']} pod(s)",
             )
         )
+        if story.live is not None:
+            story.live.stop()
         promises.insert(
             0,
             Promise(
