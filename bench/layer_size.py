@@ -10,7 +10,16 @@ Baselines measured in the same run: the podslots layer as `sam build` makes it (
 `import boto3` (times). Builds are cached (keyed by strip.py and the requirements); pip's cache
 keeps downloads; `--fresh` rebuilds.
 
+The podslots layer itself, before and after layers/podslots/Makefile: `sam build`'s python3.13
+build (the wheels unpacked plus the package: no bytecode, botocore included) against
+layers/podslots/build.py (botocore and jmespath left to the runtime, unchecked-hash bytecode);
+MiB unzipped and zipped, and the imports of the allocate function's cold start (powertools'
+event_handler, pynamodb.models, pydantic, then functions/allocate/app.py) in fresh `-S`
+interpreters whose sys.path is the function's folder, the layer, and a boto3/botocore installed for
+this machine standing in for the runtime's (after the layer on sys.path, as on Lambda).
+
     make layer-size        # or: .venv/bin/python -m bench.layer_size [--versions 37.0.1 35.0.0] [--fresh]
+    .venv/bin/python -m bench.layer_size --podslots-only    # the podslots layer alone
 """
 
 from __future__ import annotations
@@ -30,12 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from layers.kube import strip as kube_layer
+from layers.podslots import build as podslots_layer
 from local.kube_api import KubeApiStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "build" / "layers" / "bench"
 KUBE_REQUIREMENTS = ROOT / "layers" / "kube" / "requirements.txt"
 PODSLOTS_REQUIREMENTS = ROOT / "layers" / "podslots" / "requirements.txt"
+DEV_REQUIREMENTS = ROOT / "requirements-dev.txt"  # its boto3/botocore pins stand in for the runtime's
+ALLOCATE = ROOT / "functions" / "allocate"
 # The newest release of each line (pip index versions kubernetes); the pinned one is always added.
 CANDIDATES = ("37.0.1", "36.0.3", "35.0.0", "33.1.0", "31.0.0", "29.0.0")
 RUNS = 5
@@ -194,12 +206,95 @@ def add_podslots_package(wheels: Built) -> Built:
     return Built(wheels.label, wheels.path, result)
 
 
+def build_podslots_layer(lambda_platform: bool) -> Built:
+    """The podslots layer as layers/podslots/Makefile builds it (build.py); rebuilt on each run."""
+    where = BENCH / "podslots-built" / ("lambda" if lambda_platform else "host")
+    shutil.rmtree(where, ignore_errors=True)
+    result: dict[str, Any] = podslots_layer.build(where / "python", lambda_platform=lambda_platform).__dict__
+    if lambda_platform:
+        result["zip"] = zipped_bytes(where / "python")
+    return Built("podslots layer, build.py", where / "python", result)
+
+
+def runtime_stand_in() -> Path:
+    """boto3 and botocore (with s3transfer, jmespath, python-dateutil, six, urllib3) for this machine,
+    with bytecode, as the Lambda runtime ships them; at requirements-dev.txt's pins."""
+    pins = "".join(
+        f"{line.split('#')[0].strip()}\n"
+        for line in DEV_REQUIREMENTS.read_text(encoding="utf-8").splitlines()
+        if line.startswith(("boto3==", "botocore=="))
+    )
+    where = BENCH / "runtime"
+    requirements = where / "requirements.txt"
+    stamp = where / "installed.txt"  # the pins of the finished install
+    if not (stamp.exists() and stamp.read_text(encoding="utf-8") == pins):
+        where.mkdir(parents=True, exist_ok=True)
+        stamp.unlink(missing_ok=True)
+        requirements.write_text(pins, encoding="utf-8")
+        kube_layer.install(where / "python", [requirements], lambda_platform=False)
+        kube_layer.compile_unchecked(where / "python")
+        stamp.write_text(pins, encoding="utf-8")
+    return where / "python"
+
+
+def function_copy() -> Path:
+    """functions/allocate as /var/task holds it: the source, no bytecode of the working tree."""
+    target = BENCH / "function" / "allocate"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(ALLOCATE, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
+# The allocate function's cold start: its dependencies' entry points, then its own module.
+ALLOCATE_PROBE = """
+import json, sys, time
+sys.path[:] = sys.argv[1].split({sep!r}) + [p for p in sys.path if p not in ("", ".")]
+t = time.perf_counter()
+import aws_lambda_powertools.event_handler, pynamodb.models, pydantic
+deps = time.perf_counter()
+import app
+done = time.perf_counter()
+import botocore
+print(json.dumps({{"s": done - t, "deps": deps - t, "app": done - deps, "botocore": botocore.__file__,
+                  "kubernetes": "kubernetes" in sys.modules}}))
+"""
+ALLOCATE_ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_SERVICE_NAME": "podslots-allocate",
+    "POWERTOOLS_METRICS_NAMESPACE": "PodSlots",
+    "TABLE_NAME": "podslots-bench",
+    "EVENT_BUS_NAME": "podslots-bench",
+}
+
+
+def run_allocate(paths: tuple[Path, ...]) -> dict[str, Any]:
+    """One cold import of the allocate function; `paths`: its folder, the layer(s), the runtime's."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(ALLOCATE_ENV, PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", ALLOCATE_PROBE.format(sep=os.pathsep), os.pathsep.join(map(str, paths))],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=paths[0],
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"allocate probe failed with {paths}:\n{done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 Job = tuple[str, tuple[Path, ...], str]  # (name, layer folders, probe mode); no folders: boto3
 
 
 def run_once(layers: tuple[Path, ...], mode: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # /opt is read-only on Lambda
+    if mode == "allocate":
+        return run_allocate(layers)
     if not layers:  # the baseline: boto3 from the project venv, with its bytecode
         code = "import json, time; t = time.perf_counter(); import boto3; print(json.dumps({'s': time.perf_counter() - t}))"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
@@ -352,22 +447,118 @@ def print_pinned(builds: Builds, times: dict[str, tuple[float, dict[str, Any]]],
     )
 
 
-def print_total(builds: Builds, pinned: str) -> None:
-    base, kube = builds.podslots.result["final"], builds.kube[pinned].result["final"]
+def print_total(builds: Builds, pinned: str, podslots: Built) -> None:
+    base, kube = podslots.result["final"], builds.kube[pinned].result["final"]
     code = sum(p.stat().st_size for p in (ROOT / "functions").rglob("*.py"))
     total = base + kube + code
     print(
-        f"\nreconcile/autoscale unzipped: podslots layer {mb(base).strip()} + KubeLayer {mb(kube).strip()}"
+        f"\nreconcile/autoscale unzipped: podslots layer {mb(base).strip()} (build.py) + KubeLayer {mb(kube).strip()}"
         f" + function code {code / 1024:.0f} KiB = {mb(total).strip()} MiB of {LIMIT / MIB:.0f} MiB "
         f"({total / LIMIT:.0%}; {mb(LIMIT - total).strip()} MiB left)"
     )
+
+
+# ---- the podslots layer: sam build's python3.13 build against layers/podslots/Makefile -----------
+
+
+@dataclass
+class PodSlotsBuilds:
+    before: Built  # sam build's python3.13 build for Lambda: the wheels and the package, no bytecode
+    after: Built  # layers/podslots/build.py for Lambda
+    before_host: tuple[Path, ...]  # the same two for this machine: the wheels (source only), the package
+    after_host: Path
+    runtime: Path  # boto3/botocore for this machine, standing in for the runtime's
+    function: Path  # functions/allocate, source only
+
+
+def build_podslots_pair(fresh: bool) -> PodSlotsBuilds:
+    print(f"building the podslots layer both ways, for manylinux2014_aarch64/cp313 and {os.uname().machine} ...")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        before = pool.submit(build_podslots, True, fresh)
+        before_host = pool.submit(build_podslots, False, fresh)
+        after = pool.submit(build_podslots_layer, True)
+        after_host = pool.submit(build_podslots_layer, False)
+        runtime = pool.submit(runtime_stand_in)
+    wheels_host, after_host_dir = before_host.result().path, after_host.result().path
+    assert wheels_host is not None and after_host_dir is not None
+    package = add_podslots_package(before.result())
+    return PodSlotsBuilds(
+        package,
+        after.result(),
+        (wheels_host.parent / "source-only", BENCH / "podslots" / "package" / "python"),
+        after_host_dir,
+        runtime.result(),
+        function_copy(),
+    )
+
+
+PodSlotsTimes = dict[str, tuple[dict[str, float], dict[str, Any]]]  # name -> (medians by part, last answer)
+
+
+def time_podslots(pb: PodSlotsBuilds) -> PodSlotsTimes:
+    configs = {
+        "sam build python3.13": (pb.function, *pb.before_host, pb.runtime),
+        "build.py, no bytecode": (pb.function, source_only_copy(pb.after_host), pb.runtime),
+        "build.py": (pb.function, pb.after_host, pb.runtime),
+    }
+    print(f"timing the allocate function's imports: {len(configs)} layers x {RUNS} runs, interleaved ...")
+    samples: dict[str, dict[str, list[float]]] = {name: {"s": [], "deps": [], "app": []} for name in configs}
+    last: dict[str, dict[str, Any]] = {}
+    for _ in range(RUNS):
+        for name, paths in configs.items():
+            last[name] = run_allocate(paths)
+            for part, values in samples[name].items():
+                values.append(last[name][part])
+    return {
+        name: ({part: statistics.median(values) for part, values in parts.items()}, last[name])
+        for name, parts in samples.items()
+    }
+
+
+def print_podslots(pb: PodSlotsBuilds, times: PodSlotsTimes) -> None:
+    before, after = pb.before.result, pb.after.result
+    print(
+        f"\nPodSlotsLayer: sam build's BuildMethod python3.13 against layers/podslots/Makefile (MiB, zip = deflate;"
+        f" ms: median of {RUNS} fresh python{sys.version.split()[0]} -S)"
+    )
+    print("  import = powertools' event_handler + pynamodb.models + pydantic, then functions/allocate/app.py;")
+    print("  sys.path: the function's folder, the layer, then boto3/botocore for this machine (the runtime's)")
+    print(f"{'':24} {'unzipped':>8} {'zip':>7} {'deps ms':>8} {'app ms':>7} {'import ms':>9}  botocore from")
+    rows = {"sam build python3.13": (before["final"], before["zip"])}
+    rows["build.py, no bytecode"] = (after["stripped"], None)
+    rows["build.py"] = (after["final"], after["zip"])
+    for name, (size, zipped) in rows.items():
+        medians, seen = times[name]
+        where = "the layer" if "/runtime/" not in seen["botocore"] else "the runtime"
+        zip_text = mb(zipped) if zipped is not None else f"{'':7}"
+        print(
+            f"{name:24} {mb(size):>8} {zip_text} {medians['deps'] * 1000:8.0f} {medians['app'] * 1000:7.0f} "
+            f"{medians['s'] * 1000:9.0f}  {where}"
+        )
+    old, new = times["sam build python3.13"][0], times["build.py"][0]
+    print(
+        f"{'before / after':24} {before['final'] / after['final']:7.2f}x {before['zip'] / after['zip']:6.2f}x "
+        f"{old['deps'] / new['deps']:7.2f}x {old['app'] / new['app']:6.2f}x {old['s'] / new['s']:8.2f}x"
+    )
+    print("build.py removed:")
+    for reason, size in after["removed"].items():
+        print(f"  {mb(size)}  {reason:24} {' '.join(after['dropped'].get(reason, []))}")
+    print(f"  kept: {' '.join(f'{n}=={v}' for n, v in sorted(after['kept'].items()))} + the podslots package")
+    print(f"  bytecode: {mb(after['bytecode']).strip()} MiB (unchecked-hash)")
+    if any(seen["kubernetes"] for _, seen in times.values()):
+        print("  (the allocate function loaded kubernetes: it should not)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--versions", nargs="+", default=list(CANDIDATES))
     parser.add_argument("--fresh", action="store_true", help="rebuild instead of using build/layers/bench")
+    parser.add_argument("--podslots-only", action="store_true", help="only the podslots layer, before and after")
     args = parser.parse_args()
+    podslots = build_podslots_pair(args.fresh)
+    print_podslots(podslots, time_podslots(podslots))
+    if args.podslots_only:
+        return
     pinned = pinned_version()
     versions = [pinned, *(v for v in args.versions if v != pinned)]
     builds = build_all(versions, args.fresh)
@@ -376,7 +567,7 @@ def main() -> None:
     times = time_all(builds, pinned)
     print_table(builds, times)
     print_pinned(builds, times, pinned)
-    print_total(builds, pinned)
+    print_total(builds, pinned, podslots.after)
 
 
 if __name__ == "__main__":

@@ -29,47 +29,13 @@ from local.moto_server import moto_server
 from local.template import table_definition
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, KubeGateway, pool_selector
+from podslots.cluster import KubeGateway, pool_selector
 from podslots.reconcile import Reconciler
 from podslots.store import SlotStore, bind_table
-from tests.support.pods import given_pool
+from tests.support.pods import given_idle_ready_pods_in_bulk
 
 NS = "agents"
 RUNS = 5
-
-
-def seed(server_url: str, table: str, kube: KubeApiStandIn, store: SlotStore, pool: str, pods: int, now: int) -> None:
-    given_pool(store, pool, now=now, max_pods=pods)
-    items = boto3.resource("dynamodb", endpoint_url=server_url).Table(table)
-    with items.batch_writer() as batch:
-        for i in range(pods):
-            name = f"{pool}-{i:04d}"
-            ip = f"10.{i // 62500}.{i // 250 % 250}.{i % 250}"
-            created = kube.add_pod(
-                NS,
-                {
-                    "metadata": {"name": name, "labels": {POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY}},
-                    "spec": {"containers": [{"name": "agent", "image": "x"}]},
-                    "status": {"phase": "Running", "podIP": ip},
-                },
-            )
-            batch.put_item(
-                Item={
-                    "pk": f"POOL#{pool}",
-                    "sk": f"POD#{name}",
-                    "pool": pool,
-                    "name": name,
-                    "uid": created["metadata"]["uid"],
-                    "state": "ready",
-                    "slots": {f"s{k}": {"status": "idle"} for k in range(3)},
-                    "busy": 0,
-                    "pod_ip": ip,
-                    "created_at": now,
-                    "heartbeat_at": now,
-                    "held_tasks": [],
-                    "last_used_at": now,
-                }
-            )
 
 
 def main() -> None:
@@ -90,7 +56,7 @@ def main() -> None:
             reconciler = Reconciler(store, lambda _: gateway, RecordingPublisher(), clock)
             for pods in (100, 1000):
                 pool = f"bench{pods}"
-                seed(server.url, table, kube, store, pool, pods, int(clock.now()))
+                given_idle_ready_pods_in_bulk(server.url, table, kube, store, pool, pods, int(clock.now()))
                 reconciler.run(pool)  # records the figures once
                 bare, raw, ours = [], [], []
                 for _ in range(RUNS):

@@ -48,6 +48,7 @@ class MotoServer:
             "127.0.0.1", 0, self.dispatcher, threaded=True, request_handler=MotoRequestHandler
         )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.table: str | None = None  # the table a caller made on it, if any
 
     @property
     def url(self) -> str:

@@ -1,7 +1,7 @@
 """Autoscale, every minute (schedule, Input `{}`) and at once on each CapacityShortage event.
 
-A shortage event wakes it for that pool only: the rule's input transformer passes
-`{"pool": <detail.pool>}`, so a cold pool gets its first pod within seconds, not at the next minute.
+A shortage event, as EventBridge delivers it, wakes it for that event's pool only, so a cold pool
+gets its first pod within seconds, not at the next minute.
 """
 
 import os
@@ -12,21 +12,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from podslots.autoscale import Autoscaler
 from podslots.bus import EventBridgePublisher
 from podslots.clock import SystemClock
-from podslots.cluster import KubeGateway
+from podslots.gateways import pool_gateways
 from podslots.kubeconfig import ClusterConnections
 from podslots.observability import logger, tracer
 from podslots.schedule import trigger_pool
-from podslots.store import RegisteredPool, SlotStore
+from podslots.store import SlotStore
 
 connections = ClusterConnections()
-
-
-def cluster_for(pool: RegisteredPool) -> KubeGateway:
-    secret = pool.settings.kubeconfig_secret or os.environ["KUBECONFIG_SECRET"]
-    read_timeout_s = float(os.environ.get("KUBE_READ_TIMEOUT_S", "10"))
-    return KubeGateway(connections.api_client(secret), timeout_s=(3.0, read_timeout_s))
-
-
+cluster_for = pool_gateways(lambda: connections)  # read at call time: tests swap `connections`
 autoscaler = Autoscaler(
     SlotStore(), cluster_for, EventBridgePublisher(), SystemClock(), os.environ.get("API_BASE_URL", "")
 )

@@ -3,7 +3,6 @@
 Brings each pool's items in line with its pods in the cluster, within the Lambda's remaining time.
 """
 
-import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser import event_parser
@@ -11,22 +10,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podslots.bus import EventBridgePublisher
 from podslots.clock import SystemClock
-from podslots.cluster import KubeGateway
+from podslots.gateways import pool_gateways
 from podslots.kubeconfig import ClusterConnections
 from podslots.observability import logger, tracer
 from podslots.reconcile import Reconciler
 from podslots.schedule import ScheduledRun
-from podslots.store import RegisteredPool, SlotStore
+from podslots.store import SlotStore
 
 connections = ClusterConnections()
-
-
-def cluster_for(pool: RegisteredPool) -> KubeGateway:
-    secret = pool.settings.kubeconfig_secret or os.environ["KUBECONFIG_SECRET"]
-    read_timeout_s = float(os.environ.get("KUBE_READ_TIMEOUT_S", "10"))
-    return KubeGateway(connections.api_client(secret), timeout_s=(3.0, read_timeout_s))
-
-
+cluster_for = pool_gateways(lambda: connections)  # read at call time: tests swap `connections`
 reconciler = Reconciler(SlotStore(), cluster_for, EventBridgePublisher(), SystemClock())
 
 

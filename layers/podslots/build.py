@@ -34,8 +34,8 @@ HERE = Path(__file__).resolve().parent
 PACKAGE = "podslots"
 
 
-def strip(site: Path, *, bytecode: bool = True) -> layer.Result:
-    """Strip an installed podslots layer in place (steps 2, 3 and 5 of the module docstring)."""
+def strip(site: Path) -> layer.Result:
+    """Strip an installed podslots layer in place (steps 2 and 3 of the module docstring)."""
     site = site.resolve()
     result = layer.Result()
     for bytecode_dir in list(site.rglob("__pycache__")):
@@ -54,11 +54,6 @@ def strip(site: Path, *, bytecode: bool = True) -> layer.Result:
         layer._rewrite_record(dists[name], site)
         result.kept[name] = dists[name].version
     layer._prune_empty(site)
-    result.stripped = layer.tree_bytes(site)
-    if bytecode:
-        layer.compile_unchecked(site)
-    result.final = layer.tree_bytes(site)
-    result.bytecode = result.final - result.stripped
     return result
 
 
@@ -81,7 +76,7 @@ def build(
     """Install, strip and complete the podslots layer in `target` (the layer's `python/` folder,
     emptied first); `installed` counts the wheels as they unpack, the package not included."""
     layer.install(target, [requirements], lambda_platform)
-    result = strip(target, bytecode=False)
+    result = strip(target)
     add_package(target, package)
     result.stripped = layer.tree_bytes(target)
     if bytecode:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
 import pytest
 
 from local.apigw import load_event, proxy_event
+from local.moto_server import MotoServer, moto_server
 from local.routes import api_routes, route_for
+from local.template import table_definition
 from podslots.bus import EventBridgePublisher
 from podslots.clock import ManualClock
-from tests.conftest import BusTap, LambdaContext
+from podslots.store import bind_table
+from tests.conftest import TABLE, BusTap, LambdaContext
 
 
 @dataclass
@@ -83,3 +89,17 @@ class Api:
 @pytest.fixture
 def api(bus: BusTap, clock: ManualClock) -> Api:
     return Api(clock)
+
+
+@pytest.fixture
+def server() -> Iterator[MotoServer]:
+    """moto's HTTP server (dispatcher serialized) with a table of the template's shape, bound.
+
+    moto's backends are process-wide, so each test gets a table of its own (`server.table`).
+    """
+    with moto_server() as running:
+        running.table = f"podslots-{uuid.uuid4().hex[:8]}"
+        boto3.client("dynamodb", endpoint_url=running.url).create_table(**table_definition(running.table))
+        bind_table(running.table, host=running.url)
+        yield running
+    bind_table(TABLE)

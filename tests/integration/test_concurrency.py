@@ -10,35 +10,20 @@ import queue
 import random
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import pytest
 
-from local.moto_server import MotoServer, moto_server
-from local.template import table_definition
+from local.moto_server import MotoServer
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
 from podslots.errors import NoCapacity
 from podslots.model import PodState, TaskStatus, TaskType
-from podslots.store import SlotStore, bind_table
+from podslots.store import SlotStore
 from tests.support.pods import given_pool, given_ready_pods
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def server() -> Iterator[MotoServer]:
-    # moto's backends are process-wide, so each test gets a table of its own
-    table = f"podslots-race-{uuid.uuid4().hex[:8]}"
-    with moto_server() as running:
-        boto3.client("dynamodb", endpoint_url=running.url).create_table(**table_definition(table))
-        bind_table(table, host=running.url)
-        yield running
-    bind_table("podslots-test")
 
 
 @pytest.fixture

@@ -3,32 +3,17 @@ the hot path (a new allocation: one lookup, one Query, one transaction; a repeat
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import boto3
-import pytest
-
-from local.moto_server import MotoServer, moto_server
-from local.template import table_definition
+from local.moto_server import MotoServer
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
 from podslots.model import TaskStatus, TaskType
-from podslots.store import SlotStore, bind_table
+from podslots.store import SlotStore
 from podslots.tasks import TaskStatusService
 from tests.support.pods import given_pool, given_ready_pods
-
-
-@pytest.fixture
-def server() -> Iterator[MotoServer]:
-    table = f"podslots-budget-{uuid.uuid4().hex[:8]}"
-    with moto_server() as running:
-        boto3.client("dynamodb", endpoint_url=running.url).create_table(**table_definition(table))
-        bind_table(table, host=running.url)
-        yield running
-    bind_table("podslots-test")
 
 
 def test_the_allocation_hot_path_stays_within_its_request_budget(server: MotoServer):

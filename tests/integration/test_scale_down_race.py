@@ -8,18 +8,14 @@ import os
 import random
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 from kubernetes.config import new_client_from_config_dict
 
 from local.kube_api import KubeApiStandIn
-from local.moto_server import MotoServer, moto_server
-from local.template import table_definition
+from local.moto_server import MotoServer
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.autoscale import Autoscaler
 from podslots.bus import RecordingPublisher
@@ -27,22 +23,12 @@ from podslots.clock import ManualClock
 from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, KubeGateway
 from podslots.errors import NoCapacity
 from podslots.model import PodState, TaskType
-from podslots.store import RegisteredPool, SlotStore, bind_table, new_pod
+from podslots.store import RegisteredPool, SlotStore, new_pod
 from tests.support.pods import given_pool
 
 pytestmark = pytest.mark.slow
 NS = "agents"
 ROUNDS = int(os.environ.get("RACE_ROUNDS", "200"))
-
-
-@pytest.fixture
-def server() -> Iterator[MotoServer]:
-    table = f"podslots-scale-race-{uuid.uuid4().hex[:8]}"
-    with moto_server() as running:
-        boto3.client("dynamodb", endpoint_url=running.url).create_table(**table_definition(table))
-        bind_table(table, host=running.url)
-        yield running
-    bind_table("podslots-test")
 
 
 def test_allocations_racing_scale_down_never_lose_a_task_to_a_deleted_pod(server: MotoServer):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import boto3
+
+from local.kube_api import KubeApiStandIn
+from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL
 from podslots.settings import PoolSettings
 from podslots.store import SlotStore, new_pod
 
@@ -26,3 +30,40 @@ def given_ready_pods(
         store.heartbeat(pool, name, [], f"10.0.0.{i % 250 + 1}", now)
         names.append(name)
     return names
+
+
+def given_idle_ready_pods_in_bulk(
+    endpoint_url: str, table_name: str, kube: KubeApiStandIn, store: SlotStore, pool: str, count: int, now: int
+) -> None:
+    """`count` running pods in the cluster and their ready, idle, just-beaten items, written in
+    batches (a 1,000-pod pool in seconds): the given of the at-scale test and benchmark."""
+    given_pool(store, pool, now=now, max_pods=count)
+    table = boto3.resource("dynamodb", endpoint_url=endpoint_url).Table(table_name)
+    with table.batch_writer() as batch:
+        for i in range(count):
+            name, ip = f"{pool}-{i:04d}", f"10.{i // 62500}.{i // 250 % 250}.{i % 250}"
+            created = kube.add_pod(
+                "agents",
+                {
+                    "metadata": {"name": name, "labels": {POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY}},
+                    "spec": {"containers": [{"name": "agent", "image": "x"}]},
+                    "status": {"phase": "Running", "podIP": ip},
+                },
+            )
+            batch.put_item(
+                Item={
+                    "pk": f"POOL#{pool}",
+                    "sk": f"POD#{name}",
+                    "pool": pool,
+                    "name": name,
+                    "uid": created["metadata"]["uid"],
+                    "state": "ready",
+                    "slots": {f"s{k}": {"status": "idle"} for k in range(3)},
+                    "busy": 0,
+                    "pod_ip": ip,
+                    "created_at": now,
+                    "heartbeat_at": now,
+                    "held_tasks": [],
+                    "last_used_at": now,
+                }
+            )

@@ -23,6 +23,7 @@ from podslots.errors import PodSlotsError
 from podslots.model import Pod, PodState
 from podslots.observability import NAMESPACE, logger
 from podslots.podspec import new_pod_name, pod_manifest
+from podslots.rounds import pools_in_turn
 from podslots.scaling import Direction, Load, decide
 from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
 
@@ -82,15 +83,7 @@ class Autoscaler:
         self.holder = uuid.uuid4().hex
 
     def run(self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None) -> list[ScaleReport]:
-        reports = []
-        for pool in self.store.pool_records():
-            if only_pool not in (None, pool.name):
-                continue
-            if time_left_s is not None and time_left_s() < 5:
-                logger.warning("out of time; the next run continues", extra={"pool": pool.name})
-                break
-            reports.append(self.scale_pool(pool))
-        return reports
+        return [self.scale_pool(pool) for pool in pools_in_turn(self.store, self.clock, only_pool, time_left_s)]
 
     def scale_pool(self, pool: RegisteredPool) -> ScaleReport:
         report = ScaleReport(pool.name)

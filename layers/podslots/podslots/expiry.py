@@ -15,6 +15,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.observability import NAMESPACE, logger
+from podslots.rounds import pools_in_turn
 from podslots.store import SlotStore
 
 
@@ -31,14 +32,7 @@ class Expirer:
         self.clock = clock
 
     def run(self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None) -> list[ExpiryReport]:
-        reports = []
-        for pool in self.store.pool_records():
-            if only_pool not in (None, pool.name):
-                continue
-            if time_left_s is not None and time_left_s() < 5:
-                break
-            reports.append(self.expire_pool(pool.name))
-        return reports
+        return [self.expire_pool(p.name) for p in pools_in_turn(self.store, self.clock, only_pool, time_left_s)]
 
     def expire_pool(self, pool: str) -> ExpiryReport:
         report = ExpiryReport(pool)

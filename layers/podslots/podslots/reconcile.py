@@ -29,6 +29,7 @@ from podslots.cluster import DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
 from podslots.model import IDLE_SLOT, Pod, PodState, PoolFigures
 from podslots.observability import NAMESPACE, logger
+from podslots.rounds import pools_in_turn
 from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
 
 CREATE_GRACE_S = 60  # a `starting` item may exist briefly before its pod does (item first, then pod)
@@ -65,18 +66,7 @@ class Reconciler:
         self.clock = clock
 
     def run(self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None) -> list[PoolReport]:
-        """Every pool (or one), while time is left; the start rotates each minute so no pool starves."""
-        pools = [p for p in self.store.pool_records() if only_pool in (None, p.name)]
-        if pools:
-            start = int(self.clock.now() // 60) % len(pools)
-            pools = pools[start:] + pools[:start]
-        reports = []
-        for pool in pools:
-            if time_left_s is not None and time_left_s() < 5:
-                logger.warning("out of time; the next run continues", extra={"pool": pool.name})
-                break
-            reports.append(self.reconcile_pool(pool))
-        return reports
+        return [self.reconcile_pool(pool) for pool in pools_in_turn(self.store, self.clock, only_pool, time_left_s)]
 
     def reconcile_pool(self, pool: RegisteredPool) -> PoolReport:
         report = PoolReport(pool.name)
