@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.errors import Conflict, NoCapacity, NotFound
-from podslots.model import Placement, PodState, Task, TaskStatus, TaskType, placement_candidates
+from podslots.model import Placement, Pod, PodState, Task, TaskStatus, TaskType, placement_candidates
 from podslots.observability import count, logger, seconds
 from podslots.store import SlotStore, StoreConflict
 
@@ -170,7 +170,7 @@ class Allocator:
         if record.deleting:
             raise Conflict(f"pool {pool} is being deleted and takes no new tasks", pool=pool)
 
-    def _shortage(self, request: AllocationRequest, previous: Task | None, pods: list) -> None:
+    def _shortage(self, request: AllocationRequest, previous: Task | None, pods: list[Pod]) -> None:
         self._pool_refuses(request.pool)
         now = int(self.clock.now())
         task = Task(request.task_id, request.pool, request.task_type, TaskStatus.PENDING)

@@ -1,0 +1,59 @@
+"""The agent pod's manifest: what reconcile selects on, what the agent needs to beat, nothing that
+lets Kubernetes restart an agent that forgot its tasks."""
+
+from __future__ import annotations
+
+from podslots.podspec import new_pod_name, pod_manifest
+from podslots.settings import PoolSettings
+
+SETTINGS = PoolSettings.model_validate(
+    {
+        "namespace": "agents",
+        "slots_per_pod": 4,
+        "pod_template": {
+            "image": "registry.example/tf-agent:1.9",
+            "service_account": "tf-agent",
+            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
+            "env": {"TF_IN_AUTOMATION": "1"},
+            "node_selector": {"kubernetes.io/arch": "arm64"},
+            "tolerations": [{"key": "agents", "operator": "Exists", "effect": "NoSchedule"}],
+            "labels": {"team": "platform"},
+            "annotations": {"example.com/owner": "platform"},
+            "termination_grace_period_s": 120,
+        },
+    }
+)
+
+
+def test_the_manifest_carries_the_labels_reconcile_selects_on_and_the_template():
+    m = pod_manifest("tf", "tf-abc12", SETTINGS, "https://api.example/v1")
+    meta, spec = m["metadata"], m["spec"]
+    assert (meta["name"], meta["namespace"]) == ("tf-abc12", "agents")
+    assert meta["labels"] == {"team": "platform", "podslots.io/pool": "tf", "app.kubernetes.io/managed-by": "podslots"}
+    assert meta["annotations"] == {"example.com/owner": "platform", "podslots.io/slots": "4"}
+    assert spec["restartPolicy"] == "Never"
+    assert spec["terminationGracePeriodSeconds"] == 120
+    assert spec["serviceAccountName"] == "tf-agent"
+    assert spec["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
+    assert spec["tolerations"] == [{"key": "agents", "operator": "Exists", "effect": "NoSchedule"}]
+    (agent,) = spec["containers"]
+    assert agent["image"] == "registry.example/tf-agent:1.9"
+    assert agent["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
+
+
+def test_the_agent_learns_its_pool_its_name_its_slots_and_where_to_beat():
+    env = {
+        e["name"]: e
+        for e in pod_manifest("tf", "tf-abc12", SETTINGS, "https://api.example/v1/")["spec"]["containers"][0]["env"]
+    }
+    assert env["PODSLOTS_POOL"]["value"] == "tf"
+    assert env["PODSLOTS_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["PODSLOTS_SLOTS"]["value"] == "4"
+    assert env["PODSLOTS_HEARTBEAT_URL"]["value"] == "https://api.example/v1/pools/tf/pods/tf-abc12/heartbeat"
+    assert env["TF_IN_AUTOMATION"]["value"] == "1"
+
+
+def test_pod_names_are_the_pool_and_a_short_random_suffix():
+    names = {new_pod_name("tf") for _ in range(50)}
+    assert len(names) == 50
+    assert all(n.startswith("tf-") and len(n) == 8 for n in names)
