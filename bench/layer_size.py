@@ -480,7 +480,8 @@ def build_podslots_pair(fresh: bool) -> PodSlotsBuilds:
         after_host = pool.submit(build_podslots_layer, False)
         runtime = pool.submit(runtime_stand_in)
     wheels_host, after_host_dir = before_host.result().path, after_host.result().path
-    assert wheels_host is not None and after_host_dir is not None
+    assert wheels_host is not None
+    assert after_host_dir is not None
     package = add_podslots_package(before.result())
     return PodSlotsBuilds(
         package,
