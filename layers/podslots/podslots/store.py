@@ -41,7 +41,6 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from podslots.model import (
-    CALLER_END_STATUSES,
     Pod,
     PodState,
     Slot,
@@ -1006,9 +1005,10 @@ def new_pod(pool: str, name: str, slots: int, now: int, uid: str | None = None) 
 
 
 __all__ = [
-    "CALLER_END_STATUSES",
+    "Lease",
     "PoolEvent",
     "PoolRecord",
+    "RegisteredPool",
     "SlotStore",
     "StoreConflict",
     "bind_table",
