@@ -353,8 +353,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         lambda_platform=not args.host,
         bytecode=not args.no_bytecode,
     )
+    print_report("strip.py", args.target, result)
+
+
+def print_report(tool: str, target: Path, result: Result) -> None:
+    """What a layer build installed, removed (and why), and compiled."""
     mib = 1024 * 1024
-    print(f"strip.py: {args.target}: {result.installed / mib:.1f} MiB installed -> {result.final / mib:.1f} MiB")
+    print(f"{tool}: {target}: {result.installed / mib:.1f} MiB installed -> {result.final / mib:.1f} MiB")
     for reason, size in result.removed.items():
         print(f"  removed {size / mib:6.1f} MiB  {reason}  {' '.join(result.dropped.get(reason, []))}")
     print(f"  bytecode {result.bytecode / mib:5.1f} MiB  (unchecked-hash, Python {PYTHON_VERSION})")

@@ -101,11 +101,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lambda_platform=not args.host,
         bytecode=not args.no_bytecode,
     )
-    mib = 1024 * 1024
-    print(f"build.py: {args.target}: {result.installed / mib:.1f} MiB installed -> {result.final / mib:.1f} MiB")
-    for reason, size in result.removed.items():
-        print(f"  removed {size / mib:6.1f} MiB  {reason}  {' '.join(result.dropped.get(reason, []))}")
-    print(f"  bytecode {result.bytecode / mib:5.1f} MiB  (unchecked-hash, Python {layer.PYTHON_VERSION})")
+    layer.print_report("build.py", args.target, result)
 
 
 if __name__ == "__main__":
