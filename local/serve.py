@@ -35,7 +35,7 @@ class ScaledClock:
         return self._origin + (time.time() - self._origin) * self.speed
 
 
-def serve(stack: Stack, host: str, port: int, stage: str, agents: bool) -> ThreadingHTTPServer:
+def serve(stack: Stack, host: str, port: int, stage: str, agents: bool) -> LocalServer:
     lock = threading.Lock()  # one request at a time through the handlers, as one Lambda instance would
 
     class Handler(BaseHTTPRequestHandler):
@@ -95,20 +95,39 @@ def serve(stack: Stack, host: str, port: int, stage: str, agents: bool) -> Threa
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = LocalServer((host, port), Handler)
 
     def background() -> None:
         beats: dict[str, float] = {}
-        while True:
-            time.sleep(1)
+        while not server.stopping.wait(1):
             with lock:
-                stack.run_due_schedules()
-                if agents:
-                    _agents(stack, beats)
+                try:
+                    stack.run_due_schedules()
+                    if agents:
+                        _agents(stack, beats)
+                except Exception:  # a scheduled run failing is shown, and the next one still runs
+                    traceback.print_exc()
 
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    threading.Thread(target=background, daemon=True).start()
+    server.background = threading.Thread(target=background, daemon=True)
+    server.background.start()
     return server
+
+
+class LocalServer(ThreadingHTTPServer):
+    """The HTTP server, and the schedule thread that must stop with it (before the stack goes)."""
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.stopping = threading.Event()
+        self.background: threading.Thread | None = None
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        if self.background is not None:
+            self.background.join()
+        super().shutdown()
+        self.server_close()
 
 
 def _agents(stack: Stack, beats: dict[str, float], startup_s: float = 20, every_s: float = 30) -> None:
