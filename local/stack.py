@@ -57,13 +57,16 @@ class Schedule:
 
 @dataclass
 class Context:
+    """What Powertools and the scheduled steps read from the Lambda context object."""
+
     function_name: str = "podslots-local"
     memory_limit_in_mb: int = 1024
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:podslots-local"
-    aws_request_id: str = "local"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    remaining_ms: int = 55_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 55_000
+        return self.remaining_ms
 
 
 def _rate_seconds(expression: str) -> int:

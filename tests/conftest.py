@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
@@ -33,6 +32,7 @@ import boto3
 from moto import mock_aws
 
 from local.bus_tap import BusTap
+from local.stack import Context
 from local.template import table_definition
 from podslots.clock import ManualClock
 from podslots.store import SlotStore, bind_table
@@ -41,18 +41,7 @@ TABLE = os.environ["TABLE_NAME"]
 BUS = os.environ["EVENT_BUS_NAME"]
 
 
-@dataclass
-class LambdaContext:
-    """What Powertools reads from the Lambda context object."""
-
-    function_name: str = "podslots-test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:podslots-test"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-    remaining_ms: int = 55_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+LambdaContext = Context  # the local stack's stand-in for the Lambda context object
 
 
 @pytest.fixture
