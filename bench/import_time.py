@@ -54,7 +54,7 @@ def main() -> None:
     print(f"{'module':32} {'ms':>8} {'x boto3':>8}  imports kubernetes")
     print(f"{'boto3 (baseline)':32} {baseline * 1000:8.1f} {1.0:8.2f}")
     print(f"{'kubernetes (avoided)':32} {kube * 1000:8.1f} {kube / baseline:8.2f}")
-    for name in ("allocate", "task_status", "agents", "pools", "expire", "reconcile", "autoscale"):
+    for name in ("allocate", "task_status", "heartbeat", "pools", "expire", "reconcile", "autoscale"):
         seconds, loads_kube = measure(f"functions.{name}.app")
         print(f"{'functions.' + name + '.app':32} {seconds * 1000:8.1f} {seconds / baseline:8.2f}  {loads_kube}")
 

@@ -25,11 +25,11 @@ import boto3
 
 from local.moto_server import moto_server
 from local.template import table_definition
-from podslots.agents import HeartbeatService
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
 from podslots.errors import NoCapacity
+from podslots.heartbeat import HeartbeatService
 from podslots.model import TaskStatus, TaskType
 from podslots.observability import metrics
 from podslots.store import SlotStore, bind_table

@@ -13,8 +13,8 @@ from podslots.bus import EventBridgePublisher
 from podslots.clock import SystemClock
 from podslots.expiry import Expirer
 from podslots.observability import logger, tracer
-from podslots.schedule import ScheduledRun
 from podslots.store import SlotStore
+from podslots.triggers import ScheduledRun
 
 expirer = Expirer(SlotStore(), EventBridgePublisher(), SystemClock())
 

@@ -10,12 +10,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podslots.bus import EventBridgePublisher
 from podslots.clock import SystemClock
-from podslots.gateways import pool_gateways
+from podslots.cluster_gateways import pool_gateways
 from podslots.kubeconfig import ClusterConnections
 from podslots.observability import logger, tracer
 from podslots.reconcile import Reconciler
-from podslots.schedule import ScheduledRun
 from podslots.store import SlotStore
+from podslots.triggers import ScheduledRun
 
 connections = ClusterConnections()
 cluster_for = pool_gateways(lambda: connections)  # read at call time: tests swap `connections`

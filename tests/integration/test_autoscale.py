@@ -76,7 +76,7 @@ class Pool:
         return name
 
     def task_on(self, pod: str, task_id: str, slot: str = "s0") -> None:
-        """Place a task on a chosen pod (the given of the seed's one-task-per-pod scenario)."""
+        """Place a task on a chosen pod (the given of the one-task-per-pod scenario)."""
         item = self.store.get_pod(POOL, pod)
         assert item is not None
         task = Task(task_id, POOL, TaskType.PLAN, TaskStatus.RUNNING)
@@ -189,7 +189,7 @@ def test_cold_start_through_the_api_the_bus_and_the_autoscale_handler(
 
 
 def test_the_events_file_of_a_shortage_parses_as_autoscale_expects():
-    from podslots.schedule import trigger_pool
+    from podslots.triggers import trigger_pool
 
     assert trigger_pool(load_event("capacity_shortage.json")) == POOL
     assert trigger_pool(load_event("autoscale_schedule.json")) is None

@@ -32,7 +32,7 @@ def store(server: MotoServer) -> SlotStore:
 
 
 def assert_slot_invariants(store: SlotStore, pool: str) -> dict[str, tuple[str, str]]:
-    """Every invariant of DESIGN.md that the table can show; returns task -> (pod, slot)."""
+    """Every invariant of docs/architecture.md that the table can show; returns task -> (pod, slot)."""
     holders: dict[str, tuple[str, str]] = {}
     for pod in store.pods(pool):
         assert pod.busy == sum(1 for s in pod.slots.values() if not s.is_idle)

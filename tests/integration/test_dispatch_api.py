@@ -1,4 +1,4 @@
-"""The seed's scenarios through the real handlers, with the `events/` files, on moto."""
+"""The dispatch scenarios of the life cycle through the real handlers, with the `events/` files, on moto."""
 
 from __future__ import annotations
 

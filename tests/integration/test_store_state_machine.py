@@ -1,8 +1,8 @@
 """A hypothesis state machine over the store and the steps, on moto, with a controlled clock.
 
 Any sequence of allocate, reserve, resume, release, drain, heartbeat and time passing keeps every
-invariant of DESIGN.md, checked against the whole table after each step; repeating a call gives
-the same answer and changes nothing.
+invariant of docs/architecture.md ("Invariants"), checked against the whole table after each step;
+repeating a call gives the same answer and changes nothing.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from moto import mock_aws
 
 from local.template import table_definition
-from podslots.agents import HeartbeatService
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
 from podslots.errors import PodSlotsError
+from podslots.heartbeat import HeartbeatService
 from podslots.model import PodState, TaskStatus, TaskType
 from podslots.observability import metrics
 from podslots.store import SlotStore, bind_table, new_pod

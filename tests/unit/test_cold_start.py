@@ -17,7 +17,7 @@ PROBE = (
 )
 
 
-@pytest.mark.parametrize("function", ["allocate", "task_status", "agents", "pools", "expire"])
+@pytest.mark.parametrize("function", ["allocate", "task_status", "heartbeat", "pools", "expire"])
 def test_an_api_function_does_not_import_kubernetes(function: str):
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/podslots'}{os.pathsep}{ROOT}"}
     out = subprocess.run(

@@ -1,4 +1,4 @@
-"""The scaling rule of DESIGN.md as a table of cases, and a steady load that does not oscillate."""
+"""The scaling rule (docs/architecture.md, "Scaling") as a table of cases, and a steady load that does not oscillate."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Allocate on dispatch: give a task a slot, give it back its own slot, or say there is none.
 
-The seed's life cycle, step 2 and step 6: dispatch finds an idle slot (`idle -> running`); a
-`plan_and_apply` whose plan waits for approval comes back for its apply and gets the slot it had
-(`reserved -> running`), on the pod that holds the plan's working directory.
+The slot life cycle (docs/architecture.md, "Life cycle"): dispatch finds an idle slot
+(`idle -> running`); a `plan_and_apply` whose plan waits for approval comes back for its apply and
+gets the slot it had (`reserved -> running`), on the pod that holds the plan's working directory.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ class Allocation:
     slot: str
     pod_ip: str | None
     created: bool  # a new allocation (201) rather than the task's existing slot (200)
-    status: TaskStatus = TaskStatus.RUNNING
 
 
 class Allocator:

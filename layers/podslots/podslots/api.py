@@ -20,22 +20,27 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
-from podslots.errors import Conflict, Gone, InvalidInput, NoCapacity, NotFound, PodSlotsError
+from podslots.errors import Conflict, Gone, NoCapacity, NotFound, PodSlotsError
 from podslots.model import Pod, Task, TaskStatus, TaskType
+from podslots.names import (
+    DNS_SUBDOMAIN,
+    DNS_SUBDOMAIN_MAX,
+    POOL_NAME,
+    POOL_NAME_MAX,
+    TASK_ID,
+    TASK_ID_MAX,
+    TaskIdStr,
+)
 from podslots.observability import logger, metrics
 
 MAX_BODY_BYTES = 64 * 1024
 
-POOL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
-TASK_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
-POD_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
-
-PoolName = Annotated[str, Path(pattern=POOL_PATTERN, max_length=40, description="A DNS label")]
-PodName = Annotated[str, Path(pattern=POD_PATTERN, max_length=253)]
-TaskIdPath = Annotated[str, Path(pattern=TASK_PATTERN, max_length=128)]
-TaskId = Annotated[str, StringConstraints(pattern=TASK_PATTERN, max_length=128)]
+PoolName = Annotated[str, Path(pattern=POOL_NAME, max_length=POOL_NAME_MAX, description="A DNS label")]
+PodName = Annotated[str, Path(pattern=DNS_SUBDOMAIN, max_length=DNS_SUBDOMAIN_MAX)]
+TaskIdPath = Annotated[str, Path(pattern=TASK_ID, max_length=TASK_ID_MAX)]
+TaskId = TaskIdStr
 EventLimit = Annotated[int, Query(ge=1, le=500, description="How many events, newest first")]
 
 
@@ -188,7 +193,6 @@ _STATUS_OF: list[tuple[type[PodSlotsError], HTTPStatus]] = [
     (NotFound, HTTPStatus.NOT_FOUND),
     (Conflict, HTTPStatus.CONFLICT),
     (Gone, HTTPStatus.GONE),
-    (InvalidInput, HTTPStatus.UNPROCESSABLE_ENTITY),
     (NoCapacity, HTTPStatus.SERVICE_UNAVAILABLE),
 ]
 
@@ -200,8 +204,6 @@ def _domain_error(exc: PodSlotsError) -> Response[Any]:
     if isinstance(exc, NoCapacity):
         body["retry_after_s"] = exc.retry_after_s
         headers["Retry-After"] = str(exc.retry_after_s)
-    if isinstance(exc, InvalidInput) and exc.field:
-        body["field"] = exc.field
     body.update({k: v for k, v in exc.details.items() if k not in body})
     return json_answer(int(status), body, headers)
 

@@ -14,16 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster import Cluster, ClusterError
 from podslots.errors import PodSlotsError
 from podslots.model import Pod, PodState
-from podslots.observability import NAMESPACE, logger
+from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.podspec import new_pod_name, pod_manifest
-from podslots.rounds import pools_in_turn
+from podslots.pool_order import pools_in_turn
 from podslots.scaling import Direction, Load, decide
 from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
 
@@ -147,14 +145,16 @@ class Autoscaler:
             self.bus.publish("PoolScaled", detail)
         except Exception:
             logger.exception("PoolScaled not published", extra=detail)
-        metrics = EphemeralMetrics(namespace=NAMESPACE)
-        metrics.add_dimension(name="pool", value=pool.name)
         if report.direction == Direction.UP.value:
-            metrics.add_metric(name="ScaleUp", unit=MetricUnit.Count, value=len(report.created))
+            pool_metrics(pool.name, [("ScaleUp", MetricUnit.Count, len(report.created))])
         else:
-            metrics.add_metric(name="ScaleDown", unit=MetricUnit.Count, value=len(report.removed))
-            metrics.add_metric(name="ScaleDownBlocked", unit=MetricUnit.Count, value=report.blocked)
-        metrics.flush_metrics()
+            pool_metrics(
+                pool.name,
+                [
+                    ("ScaleDown", MetricUnit.Count, len(report.removed)),
+                    ("ScaleDownBlocked", MetricUnit.Count, report.blocked),
+                ],
+            )
         logger.info("pool scaled", extra=detail)
 
 

@@ -41,13 +41,3 @@ class NoCapacity(PodSlotsError):
     def __init__(self, message: str, retry_after_s: int, **details: object) -> None:
         super().__init__(message, **details)
         self.retry_after_s = retry_after_s
-
-
-class InvalidInput(PodSlotsError):
-    """Input that passed the schema but breaks a rule (min above max, a bad name)."""
-
-    code = "invalid"
-
-    def __init__(self, message: str, field: str | None = None, **details: object) -> None:
-        super().__init__(message, **details)
-        self.field = field

@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
-from podslots.observability import NAMESPACE, logger
-from podslots.rounds import pools_in_turn
+from podslots.observability import MetricUnit, logger, pool_metrics
+from podslots.pool_order import pools_in_turn
 from podslots.store import SlotStore
 
 
@@ -56,8 +54,5 @@ class Expirer:
             except Exception:
                 logger.exception("ReservationExpired not published", extra=detail)
         if report.expired:
-            metrics = EphemeralMetrics(namespace=NAMESPACE)
-            metrics.add_dimension(name="pool", value=pool)
-            metrics.add_metric(name="ReservationsExpired", unit=MetricUnit.Count, value=len(report.expired))
-            metrics.flush_metrics()
+            pool_metrics(pool, [("ReservationsExpired", MetricUnit.Count, len(report.expired))])
         return report

@@ -6,14 +6,8 @@ of "idle", "busy", "ended" and "where does the next task go".
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-TASK_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# A pod name is a DNS subdomain; ours are `<pool>-<suffix>`, but adopted pods may be any valid name.
-POD_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 class TaskType(StrEnum):
@@ -114,12 +108,6 @@ class Pod:
     def idle_slot_keys(self) -> list[str]:
         return sorted((k for k, s in self.slots.items() if s.is_idle), key=slot_index)
 
-    def slot_of(self, task_id: str) -> str | None:
-        for key, slot in self.slots.items():
-            if slot.task_id == task_id:
-                return key
-        return None
-
     def with_slot(self, key: str, slot: Slot) -> Pod:
         return replace(self, slots={**self.slots, key: slot})
 
@@ -193,7 +181,7 @@ class PoolFigures:
             reserved = sum(1 for s in pod.slots.values() if s.status is SlotStatus.RESERVED)
             f.slots_running += running
             f.slots_reserved += reserved
-            # Capacity is what ready and starting pods offer (DESIGN, scaling rule).
+            # Capacity is what ready and starting pods offer (docs/architecture.md, "Scaling").
             if pod.state in (PodState.READY, PodState.STARTING):
                 f.slots_total += pod.slot_count
                 f.slots_idle += pod.slot_count - running - reserved

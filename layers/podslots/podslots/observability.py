@@ -6,8 +6,10 @@ template; the metrics namespace is `PodSlots` and every metric carries the `pool
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 NAMESPACE = "PodSlots"
 
@@ -24,4 +26,17 @@ def seconds(name: str, value: float) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)
 
 
-__all__ = ["NAMESPACE", "count", "logger", "metrics", "seconds", "tracer"]
+def pool_metrics(pool: str, values: Iterable[tuple[str, MetricUnit, float]]) -> None:
+    """Emit one pool's metrics at once, with that pool as their only dimension.
+
+    A scheduled run visits many pools; each pool's figures go out in their own EMF record, so the
+    handler's shared `metrics` (one dimension set per invocation) is not the place for them.
+    """
+    record = EphemeralMetrics(namespace=NAMESPACE)
+    record.add_dimension(name="pool", value=pool)
+    for name, unit, value in values:
+        record.add_metric(name=name, unit=unit, value=value)
+    record.flush_metrics()
+
+
+__all__ = ["NAMESPACE", "MetricUnit", "count", "logger", "metrics", "pool_metrics", "seconds", "tracer"]

@@ -21,15 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster import DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
 from podslots.model import IDLE_SLOT, Pod, PodState, PoolFigures
-from podslots.observability import NAMESPACE, logger
-from podslots.rounds import pools_in_turn
+from podslots.observability import MetricUnit, logger, pool_metrics
+from podslots.pool_order import pools_in_turn
 from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
 
 CREATE_GRACE_S = 60  # a `starting` item may exist briefly before its pod does (item first, then pod)
@@ -246,14 +244,15 @@ class _PoolRun:
         """Emit the pool's figures; record them in its history only when they changed."""
         figures = PoolFigures.of(pods).as_dict()
         self.report.figures = figures
-        metrics = EphemeralMetrics(namespace=NAMESPACE)
-        metrics.add_dimension(name="pool", value=self.pool.name)
-        for name, value in figures.items():
-            if name == "utilization":
-                metrics.add_metric(name="SlotUtilization", unit=MetricUnit.Percent, value=value * 100)
-            else:
-                metrics.add_metric(name=_metric_name(name), unit=MetricUnit.Count, value=value)
-        metrics.flush_metrics()
+        pool_metrics(
+            self.pool.name,
+            [
+                ("SlotUtilization", MetricUnit.Percent, value * 100)
+                if name == "utilization"
+                else (_metric_name(name), MetricUnit.Count, value)
+                for name, value in figures.items()
+            ],
+        )
         if figures != self.pool.figures:
             try:
                 self.store.record_figures(self.pool.name, figures, self.now, _event_id())

@@ -1,4 +1,4 @@
-"""The scaling rule of DESIGN.md, as a pure function of a pool's figures and settings.
+"""The scaling rule (docs/architecture.md, "Scaling"), as a pure function of a pool's figures and settings.
 
 - capacity: the slots of ready and starting pods; used: their running and reserved slots;
   waiting: tasks that asked within the last 5 minutes and hold no slot yet.

@@ -10,15 +10,16 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from podslots.errors import InvalidInput
-from podslots.model import DNS_LABEL
-
-# Kubernetes names: a DNS label for the namespace, a DNS subdomain for the service account.
-K8sLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
-K8sSubdomain = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", max_length=253)]
-Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9.]+[a-zA-Z]{0,2}$", max_length=32)]
-EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
-LabelKey = Annotated[str, StringConstraints(pattern=r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9._-]{1,63}$")]
+from podslots.names import (
+    SLOTS_MAX,
+    SLOTS_MIN,
+    DnsLabel,
+    DnsSubdomain,
+    EnvName,
+    LabelValue,
+    QualifiedName,
+    Quantity,
+)
 
 # Environment names podslots sets for the agent itself; a template may not override them.
 RESERVED_ENV = frozenset({"PODSLOTS_POOL", "PODSLOTS_POD_NAME", "PODSLOTS_SLOTS", "PODSLOTS_HEARTBEAT_URL"})
@@ -26,39 +27,31 @@ RESERVED_ENV = frozenset({"PODSLOTS_POOL", "PODSLOTS_POD_NAME", "PODSLOTS_SLOTS"
 
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    requests: dict[Annotated[str, StringConstraints(max_length=64)], Quantity] = Field(
-        default_factory=dict, max_length=16
-    )
-    limits: dict[Annotated[str, StringConstraints(max_length=64)], Quantity] = Field(
-        default_factory=dict, max_length=16
-    )
+    requests: dict[QualifiedName, Quantity] = Field(default_factory=dict, max_length=16)
+    limits: dict[QualifiedName, Quantity] = Field(default_factory=dict, max_length=16)
 
 
 class Toleration(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    key: str | None = Field(default=None, max_length=317)
+    key: QualifiedName | None = None
     operator: str | None = Field(default=None, pattern=r"^(Exists|Equal)$")
-    value: str | None = Field(default=None, max_length=63)
+    value: LabelValue | None = None
     effect: str | None = Field(default=None, pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")
     toleration_seconds: int | None = Field(default=None, ge=0)
 
 
 class PodTemplate(BaseModel):
-    """What every agent pod of the pool is made from (issue: the cluster side builds the manifest)."""
+    """What every agent pod of the pool is made from (`podspec.pod_manifest` builds the manifest)."""
 
     model_config = ConfigDict(extra="forbid")
     image: str = Field(min_length=1, max_length=512, pattern=r"^\S+$")
-    service_account: K8sSubdomain | None = None
+    service_account: DnsSubdomain | None = None
     resources: Resources = Field(default_factory=Resources)
     env: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(default_factory=dict, max_length=64)
-    node_selector: dict[LabelKey, Annotated[str, StringConstraints(max_length=63)]] = Field(
-        default_factory=dict, max_length=32
-    )
+    node_selector: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=32)
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
-    labels: dict[LabelKey, Annotated[str, StringConstraints(max_length=63)]] = Field(
-        default_factory=dict, max_length=32
-    )
-    annotations: dict[LabelKey, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+    labels: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=32)
+    annotations: dict[QualifiedName, Annotated[str, StringConstraints(max_length=4096)]] = Field(
         default_factory=dict, max_length=32
     )
     termination_grace_period_s: int = Field(default=30, ge=0, le=86400)
@@ -75,8 +68,8 @@ class PoolSettings(BaseModel):
     """The whole settings document; fields left out take these defaults."""
 
     model_config = ConfigDict(extra="forbid")
-    namespace: K8sLabel = "agents"
-    slots_per_pod: int = Field(default=3, ge=1, le=32)
+    namespace: DnsLabel = "agents"
+    slots_per_pod: int = Field(default=3, ge=SLOTS_MIN, le=SLOTS_MAX)
     min_pods: int = Field(default=0, ge=0, le=1000)
     max_pods: int = Field(default=10, ge=0, le=1000)
     scale_up_utilization: float = Field(default=0.8, gt=0, le=1)
@@ -108,13 +101,3 @@ class PoolSettings(BaseModel):
     @classmethod
     def from_stored(cls, document: dict[str, Any]) -> PoolSettings:
         return cls.model_validate(document)
-
-
-def validate_pool_name(pool: str) -> str:
-    """A pool name prefixes pod names, so it is a DNS label short enough to leave room for a suffix."""
-    if len(pool) > 40 or not DNS_LABEL.match(pool):
-        raise InvalidInput(
-            "pool must be a DNS label: 1-40 of a-z, 0-9 and '-', starting and ending alphanumeric",
-            field="pool",
-        )
-    return pool

@@ -7,18 +7,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from podslots.model import DNS_LABEL
-
-PoolField = Field(default=None, pattern=DNS_LABEL.pattern, max_length=40)
+from podslots.names import PoolNameStr
 
 
 class ScheduledRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    pool: str | None = PoolField
+    pool: PoolNameStr | None = None
 
 
 class ShortageDetail(BaseModel):
-    pool: str = Field(pattern=DNS_LABEL.pattern, max_length=40)
+    pool: PoolNameStr
     task_id: str
     waiting: int = 0
 

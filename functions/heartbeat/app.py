@@ -11,7 +11,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podslots.agents import HeartbeatService
 from podslots.api import (
     COMMON_ERRORS,
     HeartbeatBody,
@@ -25,6 +24,7 @@ from podslots.api import (
     responses,
 )
 from podslots.clock import SystemClock
+from podslots.heartbeat import HeartbeatService
 from podslots.observability import logger, metrics, tracer
 from podslots.store import SlotStore
 

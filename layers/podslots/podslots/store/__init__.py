@@ -1,0 +1,35 @@
+"""The slot table: the only package that touches DynamoDB.
+
+Every write that changes a slot is conditional on what the caller saw, so that two Lambdas racing
+each other cannot double-book a slot or lose one (docs/architecture.md, "Protocols"). The store
+speaks in `podslots.model` values; PynamoDB items never leave this package.
+
+- `keys`, `items`, `conversions`: the table's layout and what its items mean;
+- `transaction`: conditional writes, the labelled transaction, `StoreConflict`;
+- `tasks`, `pods`, `pools`: one part of the store per aggregate; `SlotStore` is all three.
+"""
+
+from __future__ import annotations
+
+from podslots.store.items import bind_table
+from podslots.store.pods import PodRecords, new_pod
+from podslots.store.pools import PoolRegistry
+from podslots.store.records import Lease, PoolEvent, PoolRecord, RegisteredPool
+from podslots.store.tasks import TaskSlots
+from podslots.store.transaction import StoreConflict
+
+
+class SlotStore(TaskSlots, PodRecords, PoolRegistry):
+    """Reads and conditional writes of the slot table, in the vocabulary of the life cycle."""
+
+
+__all__ = [
+    "Lease",
+    "PoolEvent",
+    "PoolRecord",
+    "RegisteredPool",
+    "SlotStore",
+    "StoreConflict",
+    "bind_table",
+    "new_pod",
+]

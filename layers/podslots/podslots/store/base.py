@@ -1,0 +1,46 @@
+"""What every part of the store shares: the retention settings, the transaction factory, and the
+writes more than one part makes (ending a task, writing a history entry)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.expressions.update import Action
+
+from podslots.model import TaskStatus
+from podslots.store.items import EventItem, TaskItem
+from podslots.store.keys import event_sk, pool_pk
+from podslots.store.transaction import LabelledTransaction, SharedConnection
+
+
+class StoreBase:
+    def __init__(self, event_ttl_s: int = 14 * 86400, task_ttl_s: int = 30 * 86400) -> None:
+        self.event_ttl_s = event_ttl_s
+        self.task_ttl_s = task_ttl_s
+        self._connection = SharedConnection()
+
+    def _tx(self, token: str | None = None) -> LabelledTransaction:
+        return LabelledTransaction(self._connection.get(), token)
+
+    def _end_actions(self, end: TaskStatus, now: int) -> list[Action]:
+        """A task ends: it leaves both sparse indexes and is forgotten after the task TTL."""
+        return [
+            TaskItem.status.set(end.value),
+            TaskItem.updated_at.set(now),
+            TaskItem.expires_at.set(now + self.task_ttl_s),
+            TaskItem.rsv_pool.remove(),
+            TaskItem.rsv_until.remove(),
+            TaskItem.wait_pool.remove(),
+            TaskItem.wait_since.remove(),
+            TaskItem.signalled_at.remove(),
+        ]
+
+    def _event_item(self, pool: str, kind: str, detail: dict[str, Any], now: int, event_id: str) -> EventItem:
+        return EventItem(
+            pool_pk(pool),
+            event_sk(now, event_id),
+            kind=kind,
+            at=now,
+            detail=detail,
+            expires_at=now + self.event_ttl_s,
+        )

@@ -1,0 +1,78 @@
+"""Items to domain values and back: what a slot map, a pod item and a task item mean."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import MapAttribute
+
+from podslots.model import Pod, PodState, Slot, SlotStatus, Task, TaskStatus, TaskType
+from podslots.store.items import PodItem, TaskItem
+from podslots.store.keys import TASK_SK, pod_sk, pool_pk, task_pk
+
+
+def slot_from(raw: dict[str, Any]) -> Slot:
+    return Slot(
+        status=SlotStatus(raw.get("status", "idle")),
+        task_id=raw.get("task_id"),
+        task_type=TaskType(raw["task_type"]) if raw.get("task_type") else None,
+        since=int(raw["since"]) if raw.get("since") is not None else None,
+        reserved_until=int(raw["reserved_until"]) if raw.get("reserved_until") is not None else None,
+    )
+
+
+def slot_doc(slot: Slot) -> dict[str, Any]:
+    doc: dict[str, Any] = {"status": slot.status.value}
+    if slot.task_id is not None:
+        doc["task_id"] = slot.task_id
+    if slot.task_type is not None:
+        doc["task_type"] = slot.task_type.value
+    if slot.since is not None:
+        doc["since"] = slot.since
+    if slot.reserved_until is not None:
+        doc["reserved_until"] = slot.reserved_until
+    return doc
+
+
+IDLE_DOC = {"status": SlotStatus.IDLE.value}
+
+
+def pod_from(item: PodItem) -> Pod:
+    raw_slots = item.slots.as_dict() if isinstance(item.slots, MapAttribute) else dict(item.slots)
+    return Pod(
+        pool=item.pool,
+        name=item.name,
+        state=PodState(item.state),
+        slots={key: slot_from(dict(value)) for key, value in raw_slots.items()},
+        uid=item.uid,
+        pod_ip=item.pod_ip,
+        created_at=int(item.created_at),
+        heartbeat_at=int(item.heartbeat_at) if item.heartbeat_at is not None else None,
+        held_tasks=tuple(item.held_tasks or ()),
+        last_used_at=int(item.last_used_at or 0),
+    )
+
+
+def task_from(item: TaskItem) -> Task:
+    return Task(
+        task_id=item.task_id,
+        pool=item.pool,
+        task_type=TaskType(item.task_type),
+        status=TaskStatus(item.status),
+        pod=item.pod,
+        slot=item.slot,
+        allocated_at=int(item.allocated_at) if item.allocated_at is not None else None,
+        updated_at=int(item.updated_at),
+        reserved_until=int(item.rsv_until) if item.rsv_until is not None else None,
+        waiting_since=int(item.wait_since) if item.wait_since is not None else None,
+        shortage_signalled_at=int(item.signalled_at) if item.signalled_at is not None else None,
+        pod_ip=item.pod_ip,
+    )
+
+
+def pod_key(pool: str, pod: str) -> PodItem:
+    return PodItem(pool_pk(pool), pod_sk(pod))
+
+
+def task_key(task_id: str) -> TaskItem:
+    return TaskItem(task_pk(task_id), TASK_SK)

@@ -1,0 +1,137 @@
+"""The table's item kinds, as PynamoDB models, and the binding of all of them to one table.
+
+These classes never leave the store package: the steps see `podslots.model` values only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+
+class Item(Model):
+    """Base of every item kind: the table is bound at run time by `bind_table`."""
+
+    class Meta:
+        table_name = os.environ.get("TABLE_NAME", "podslots")
+        region = os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+        host = os.environ.get("DYNAMODB_ENDPOINT") or None
+        max_retry_attempts = 3
+        connect_timeout_seconds = 2
+        read_timeout_seconds = 5
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class ReservationIndex(GlobalSecondaryIndex["TaskItem"]):
+    """Sparse: only reserved tasks carry `rsv_pool`/`rsv_until`, so expiry reads just those."""
+
+    class Meta:
+        index_name = "reservations"
+        projection = AllProjection()
+
+    rsv_pool = UnicodeAttribute(hash_key=True)
+    rsv_until = NumberAttribute(range_key=True)
+
+
+class WaitingIndex(GlobalSecondaryIndex["TaskItem"]):
+    """Sparse: only tasks that asked and found no slot carry `wait_pool`/`wait_since`."""
+
+    class Meta:
+        index_name = "waiting"
+        projection = AllProjection()
+
+    wait_pool = UnicodeAttribute(hash_key=True)
+    wait_since = NumberAttribute(range_key=True)
+
+
+class PodItem(Item):
+    pool = UnicodeAttribute()
+    name = UnicodeAttribute()
+    uid = UnicodeAttribute(null=True)
+    state = UnicodeAttribute()
+    slots = MapAttribute[str, Any]()
+    busy = NumberAttribute(default=0)
+    pod_ip = UnicodeAttribute(null=True)
+    created_at = NumberAttribute()
+    heartbeat_at = NumberAttribute(null=True)
+    held_tasks = ListAttribute[str](null=True)
+    last_used_at = NumberAttribute(default=0)
+
+
+class TaskItem(Item):
+    task_id = UnicodeAttribute()
+    pool = UnicodeAttribute()
+    task_type = UnicodeAttribute()
+    status = UnicodeAttribute()
+    pod = UnicodeAttribute(null=True)
+    slot = UnicodeAttribute(null=True)
+    pod_ip = UnicodeAttribute(null=True)
+    allocated_at = NumberAttribute(null=True)
+    updated_at = NumberAttribute()
+    rsv_pool = UnicodeAttribute(null=True)
+    rsv_until = NumberAttribute(null=True)
+    wait_pool = UnicodeAttribute(null=True)
+    wait_since = NumberAttribute(null=True)
+    signalled_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)  # the table's TTL attribute, set once a task ends
+    reservations = ReservationIndex()
+    waiting = WaitingIndex()
+
+
+class PoolItem(Item):
+    pool = UnicodeAttribute()
+    settings = MapAttribute[str, Any]()
+    deleting = BooleanAttribute(default=False)
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+
+
+class RegistryItem(Item):
+    """One per pool under one key: the scheduled functions read every pool's settings in one Query."""
+
+    pool = UnicodeAttribute()
+    settings = MapAttribute[str, Any](null=True)
+    deleting = BooleanAttribute(default=False)
+    figures = MapAttribute[str, Any](null=True)  # the last figures recorded in the pool's history
+
+
+class EventItem(Item):
+    kind = UnicodeAttribute()
+    at = NumberAttribute()
+    detail = MapAttribute[str, Any]()
+    expires_at = NumberAttribute(null=True)
+
+
+class LeaseItem(Item):
+    """One autoscale run per pool at a time; a crashed run's lease expires at its deadline."""
+
+    holder = UnicodeAttribute()
+    deadline = NumberAttribute()
+    low_since = NumberAttribute(null=True)  # since when utilization has stayed below the down threshold
+
+
+ITEM_KINDS: tuple[type[Item], ...] = (PodItem, TaskItem, PoolItem, RegistryItem, EventItem, LeaseItem)
+binding = {"generation": 0}
+
+
+def bind_table(table_name: str, host: str | None = None, region: str | None = None) -> None:
+    """Point every item kind at one table (tests and the local stack use their own endpoint)."""
+    for kind in ITEM_KINDS:
+        kind.Meta.table_name = table_name
+        kind.Meta.host = host
+        if region:
+            kind.Meta.region = region
+        kind._connection = None  # PynamoDB caches the connection per class
+    binding["generation"] += 1

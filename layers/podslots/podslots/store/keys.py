@@ -1,0 +1,30 @@
+"""The table's keys: one partition per pool (settings, pods, history, lease), one per task, and
+one registry partition listing every pool, so no step ever needs a Scan."""
+
+from __future__ import annotations
+
+POOL_PREFIX = "POOL#"
+POD_PREFIX = "POD#"
+TASK_PREFIX = "TASK#"
+EVENT_PREFIX = "EVENT#"
+CONFIG_SK = "#CONFIG"
+TASK_SK = "#TASK"
+REGISTRY_PK = "POOLS"
+LEASE_SK = "#LEASE#autoscale"
+
+
+def pool_pk(pool: str) -> str:
+    return f"{POOL_PREFIX}{pool}"
+
+
+def pod_sk(pod: str) -> str:
+    return f"{POD_PREFIX}{pod}"
+
+
+def task_pk(task_id: str) -> str:
+    return f"{TASK_PREFIX}{task_id}"
+
+
+def event_sk(at: int, event_id: str) -> str:
+    """Newest last in the partition: a Query read backwards gives the history newest first."""
+    return f"{EVENT_PREFIX}{at:012d}#{event_id}"

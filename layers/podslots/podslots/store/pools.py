@@ -1,0 +1,154 @@
+"""Pools: settings, the registry every scheduled step reads, history, and the autoscale lease."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+from pynamodb.expressions.update import Action
+
+from podslots.settings import PoolSettings
+from podslots.store.base import StoreBase
+from podslots.store.items import EventItem, LeaseItem, PoolItem, RegistryItem
+from podslots.store.keys import CONFIG_SK, EVENT_PREFIX, LEASE_SK, REGISTRY_PK, pool_pk
+from podslots.store.records import Lease, PoolEvent, PoolRecord, RegisteredPool
+from podslots.store.transaction import StoreConflict, conditional
+
+
+class PoolRegistry(StoreBase):
+    """Pool settings and everything kept per pool besides its pods."""
+
+    def get_pool(self, pool: str) -> PoolRecord | None:
+        try:
+            item = PoolItem.get(pool_pk(pool), CONFIG_SK, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return PoolRecord(
+            name=item.pool,
+            settings=PoolSettings.from_stored(item.settings.as_dict()),
+            deleting=bool(item.deleting),
+            created_at=int(item.created_at),
+            updated_at=int(item.updated_at),
+        )
+
+    def list_pools(self) -> list[str]:
+        return [item.pool for item in RegistryItem.query(REGISTRY_PK, consistent_read=True)]
+
+    def events(self, pool: str, limit: int) -> list[PoolEvent]:
+        items: Iterator[EventItem] = EventItem.query(
+            pool_pk(pool),
+            EventItem.sk.startswith(EVENT_PREFIX),
+            scan_index_forward=False,
+            limit=limit,
+        )
+        return [PoolEvent(i.kind, int(i.at), i.detail.as_dict()) for i in items]
+
+    def put_pool(self, pool: str, settings: PoolSettings, now: int) -> bool:
+        """Create or replace a pool's settings. True when created. A deleting pool is refused."""
+        existing = self.get_pool(pool)
+        document = settings.model_dump(mode="json", exclude_none=True)
+        created_at = existing.created_at if existing else now
+        tx = self._tx()
+        condition = (
+            PoolItem.pk.does_not_exist()
+            if existing is None
+            else (PoolItem.deleting == False) & (PoolItem.updated_at == existing.updated_at)  # noqa: E712
+        )
+        tx.put(
+            "pool",
+            PoolItem(
+                pool_pk(pool),
+                CONFIG_SK,
+                pool=pool,
+                settings=document,
+                deleting=False,
+                created_at=created_at,
+                updated_at=now,
+            ),
+            condition=condition,
+        )
+        tx.put(
+            "registry",
+            RegistryItem(REGISTRY_PK, pool_pk(pool), pool=pool, settings=document, deleting=False),
+        )
+        tx.commit()
+        return existing is None
+
+    def mark_pool_deleting(self, pool: str, now: int) -> None:
+        tx = self._tx()
+        tx.update(
+            "pool",
+            PoolItem(pool_pk(pool), CONFIG_SK),
+            actions=[PoolItem.deleting.set(True), PoolItem.updated_at.set(now)],
+            condition=PoolItem.pk.exists(),
+        )
+        tx.update(
+            "registry",
+            RegistryItem(REGISTRY_PK, pool_pk(pool)),
+            actions=[RegistryItem.deleting.set(True)],
+            condition=RegistryItem.pk.exists(),
+        )
+        tx.commit()
+
+    def pool_records(self) -> list[RegisteredPool]:
+        """Every pool with its settings and last recorded figures: one consistent Query (its pages)."""
+        return [
+            RegisteredPool(
+                name=item.pool,
+                settings=PoolSettings.from_stored(item.settings.as_dict()),
+                deleting=bool(item.deleting),
+                figures=item.figures.as_dict() if item.figures is not None else None,
+            )
+            for item in RegistryItem.query(REGISTRY_PK, consistent_read=True)
+            if item.settings is not None
+        ]
+
+    def record_figures(self, pool: str, figures: dict[str, Any], now: int, event_id: str) -> None:
+        """Keep the figures on the registry item and in the pool's history (only called on change)."""
+        tx = self._tx()
+        tx.update(
+            "registry",
+            RegistryItem(REGISTRY_PK, pool_pk(pool)),
+            actions=[RegistryItem.figures.set(figures)],
+            condition=RegistryItem.pk.exists(),
+        )
+        tx.put("event", self._event_item(pool, "PoolFigures", figures, now, event_id))
+        tx.commit()
+
+    def remove_pool(self, pool: str) -> None:
+        """Remove a deleting pool's settings once it has no pod left (the check is the caller's)."""
+        tx = self._tx()
+        tx.delete("pool", PoolItem(pool_pk(pool), CONFIG_SK), condition=PoolItem.deleting == True)  # noqa: E712
+        tx.delete("registry", RegistryItem(REGISTRY_PK, pool_pk(pool)))
+        try:
+            tx.commit()
+        except StoreConflict as exc:
+            if not exc.failed("pool"):
+                raise
+
+    def add_event(self, pool: str, kind: str, detail: dict[str, Any], now: int, event_id: str) -> None:
+        """Record one history entry; the same entry written again by a retry is already recorded."""
+        item = self._event_item(pool, kind, detail, now, event_id)
+        conditional(lambda: item.save(condition=EventItem.pk.does_not_exist()))
+
+    def acquire_lease(self, pool: str, holder: str, now: int, ttl_s: int) -> Lease | None:
+        """Take the pool's autoscale lease if it is free or expired; None if another run holds it."""
+        item = LeaseItem(pool_pk(pool), LEASE_SK)
+        if not conditional(
+            lambda: item.update(
+                actions=[LeaseItem.holder.set(holder), LeaseItem.deadline.set(now + ttl_s)],
+                condition=LeaseItem.pk.does_not_exist() | (LeaseItem.deadline < now) | (LeaseItem.holder == holder),
+            )
+        ):
+            return None
+        low = int(item.low_since) if item.low_since is not None else None
+        return Lease(pool, holder, low)
+
+    def release_lease(self, lease: Lease, low_since: int | None) -> None:
+        """Give the lease back, keeping when utilization went low (the scale-down delay's clock)."""
+        actions: list[Action] = [LeaseItem.deadline.set(0)]
+        actions.append(LeaseItem.low_since.set(low_since) if low_since is not None else LeaseItem.low_since.remove())
+        # If another run took the expired lease meanwhile, it decides now: nothing to give back.
+        item = LeaseItem(pool_pk(lease.pool), LEASE_SK)
+        conditional(lambda: item.update(actions=actions, condition=LeaseItem.holder == lease.holder))

@@ -1,0 +1,39 @@
+"""What the store answers besides pods and tasks: pools, their registry entries, history, leases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from podslots.settings import PoolSettings
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    name: str
+    settings: PoolSettings
+    deleting: bool
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class RegisteredPool:
+    name: str
+    settings: PoolSettings
+    deleting: bool
+    figures: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class PoolEvent:
+    kind: str
+    at: int
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Lease:
+    pool: str
+    holder: str
+    low_since: int | None
