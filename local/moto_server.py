@@ -9,6 +9,7 @@ concurrently: they race to be served, and interleave between requests.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import Counter
@@ -20,24 +21,46 @@ from moto.moto_server.threaded_moto_server import MotoRequestHandler
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from local.table_faults import TableFaults
+
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
 
 
 class SerializedDispatcher:
-    """WSGI middleware: one request at a time through moto, and a count of DynamoDB operations."""
+    """WSGI middleware: one request at a time through moto, a count of DynamoDB operations and of
+    the items and bytes they read, and the table faults a test injects (`faults`)."""
 
     def __init__(self, app: Wsgi) -> None:
         self._app = app
         self._lock = threading.Lock()
         self.operations: Counter[str] = Counter()
+        self.items_read: Counter[str] = Counter()
+        self.bytes_read: Counter[str] = Counter()
+        self.faults = TableFaults()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        operation = target.rsplit(".", 1)[-1]
         with self._lock:
-            if target:
-                self.operations[target.rsplit(".", 1)[-1]] += 1
-            # Consume the whole answer inside the lock: moto may build it lazily.
-            return list(self._app(environ, start_response))
+            if not target:
+                return list(self._app(environ, start_response))
+            self.operations[operation] += 1
+            return self.faults.serve(operation, environ, start_response, self._moto)
+
+    def _moto(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        # Consume the whole answer inside the lock: moto may build it lazily.
+        answer = list(self._app(environ, start_response))
+        operation = environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1]
+        if operation in READS:
+            body = b"".join(answer)
+            self.bytes_read[operation] += len(body)
+            try:
+                parsed = json.loads(body or b"{}")
+            except ValueError:
+                parsed = {}
+            self.items_read[operation] += int(parsed.get("Count", 1 if "Item" in parsed else 0))
+        return answer
 
 
 class MotoServer:

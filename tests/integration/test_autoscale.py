@@ -196,7 +196,7 @@ def test_the_events_file_of_a_shortage_parses_as_autoscale_expects():
 
 
 def test_a_failed_create_removes_the_item_records_it_and_the_next_run_converges(pool: Pool):
-    pool.store.record_waiting(Task("w-1", POOL, TaskType.PLAN, TaskStatus.PENDING), None, int(pool.clock.now()), 60)
+    pool.store.record_waiting(Task("w-1", POOL, TaskType.PLAN, TaskStatus.PENDING), int(pool.clock.now()), 60)
     pool.kube.fail_next(500, verb="create")
     report = pool.scale()
     assert report["errors"]
@@ -237,11 +237,9 @@ def test_a_run_that_died_holding_the_lease_blocks_others_only_until_it_expires(p
 def test_demand_drops_tasks_that_got_a_slot_or_stopped_asking(pool: Pool):
     now = int(pool.clock.now())
     for t in ("asks", "stopped"):
-        pool.store.record_waiting(Task(t, POOL, TaskType.PLAN, TaskStatus.PENDING), None, now, 60)
+        pool.store.record_waiting(Task(t, POOL, TaskType.PLAN, TaskStatus.PENDING), now, 60)
     pool.clock.advance(301)
-    pool.store.record_waiting(
-        Task("asks", POOL, TaskType.PLAN, TaskStatus.PENDING), pool.store.get_task("asks"), int(pool.clock.now()), 60
-    )
+    pool.store.record_waiting(Task("asks", POOL, TaskType.PLAN, TaskStatus.PENDING), int(pool.clock.now()), 60)
     report = pool.scale()
     assert report["reason"].startswith("cold start")
     assert len(report["created"]) == 1  # for the one task still asking, not two

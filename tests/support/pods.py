@@ -33,33 +33,39 @@ def given_ready_pods(
 
 
 def given_idle_ready_pods_in_bulk(
-    endpoint_url: str, table_name: str, kube: KubeApiStandIn, store: SlotStore, pool: str, count: int, now: int
+    endpoint_url: str, table_name: str, kube: KubeApiStandIn | None, store: SlotStore, pool: str, count: int, now: int
 ) -> None:
-    """`count` running pods in the cluster and their ready, idle, just-beaten items, written in
-    batches (a 1,000-pod pool in seconds): the given of the at-scale test and benchmark."""
+    """`count` running pods in the cluster (when a cluster is given) and their ready, idle,
+    just-beaten items, written in batches (a 1,000-pod pool in seconds): the given of the at-scale
+    tests and benchmarks. The items are as `put_pod` and a first beat leave them."""
     given_pool(store, pool, now=now, max_pods=count)
     table = boto3.resource("dynamodb", endpoint_url=endpoint_url).Table(table_name)
     with table.batch_writer() as batch:
         for i in range(count):
             name, ip = f"{pool}-{i:04d}", f"10.{i // 62500}.{i // 250 % 250}.{i % 250}"
-            created = kube.add_pod(
-                "agents",
-                {
-                    "metadata": {"name": name, "labels": {POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY}},
-                    "spec": {"containers": [{"name": "agent", "image": "x"}]},
-                    "status": {"phase": "Running", "podIP": ip},
-                },
-            )
+            uid = f"uid-{name}"
+            if kube is not None:
+                created = kube.add_pod(
+                    "agents",
+                    {
+                        "metadata": {"name": name, "labels": {POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY}},
+                        "spec": {"containers": [{"name": "agent", "image": "x"}]},
+                        "status": {"phase": "Running", "podIP": ip},
+                    },
+                )
+                uid = created["metadata"]["uid"]
             batch.put_item(
                 Item={
                     "pk": f"POOL#{pool}",
                     "sk": f"POD#{name}",
                     "pool": pool,
                     "name": name,
-                    "uid": created["metadata"]["uid"],
+                    "uid": uid,
                     "state": "ready",
                     "slots": {f"s{k}": {"status": "idle"} for k in range(3)},
                     "busy": 0,
+                    "idle": 3,
+                    "open_pool": pool,
                     "pod_ip": ip,
                     "created_at": now,
                     "heartbeat_at": now,

@@ -8,16 +8,21 @@ gets the slot it had (`reserved -> running`), on the pod that holds the plan's w
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.errors import Conflict, NoCapacity, NotFound
-from podslots.model import Placement, Pod, PodState, Task, TaskStatus, TaskType, placement_candidates
+from podslots.model import Placement, PodState, Task, TaskStatus, TaskType, placement_candidates
 from podslots.observability import count, logger, seconds
-from podslots.store import SlotStore, StoreConflict
+from podslots.store import SlotStore, StoreConflict, new_token
 
-MAX_ATTEMPTS = 10  # slot races lost before answering 503 (each attempt re-reads the pool)
+MAX_ATTEMPTS = 10  # slot races lost before answering 503 (each attempt reads the open pods again)
+CANDIDATE_PODS = 4  # open pods read per attempt: the fullest few, whatever the pool's size
+BACKOFF_BASE_S = 0.01  # after a lost race: a jittered wait, doubling, before reading again
+BACKOFF_CAP_S = 0.2
 SHORTAGE_SIGNAL_EVERY_S = 60  # at most one CapacityShortage per task per minute
 RETRY_AFTER_STARTING_S = 10  # a pod is already starting: capacity is near
 RETRY_AFTER_COLD_S = 30
@@ -41,7 +46,15 @@ class Allocation:
 
 
 class Allocator:
-    """One allocation step; holds its dependencies so the handler stays a thin adapter."""
+    """One allocation step; holds its dependencies so the handler stays a thin adapter.
+
+    A new allocation is two requests: one read of the few fullest open pods (the `open_slots`
+    index, flat in the pool's size) and one transaction. The task item is read only when that
+    transaction says it exists (a retry, a resume, a re-dispatch), and then from the
+    transaction's own answer. No item is touched by every allocation of a pool, so concurrent
+    allocations conflict only when they pick the same pod; after a lost race, the retry backs off
+    and spreads over the best few pods.
+    """
 
     def __init__(
         self,
@@ -49,30 +62,65 @@ class Allocator:
         bus: EventPublisher,
         clock: Clock,
         rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock
         self.rng = rng or random.Random()  # noqa: S311 (spreads retries; not a secret)
+        self.sleep = sleep
 
     def allocate(self, request: AllocationRequest) -> Allocation:
+        task = Task(request.task_id, request.pool, request.task_type, TaskStatus.RUNNING)
+        known: Task | None = None  # the task item as last seen; None: assumed not to exist
+        races = 0
         for _ in range(MAX_ATTEMPTS):
-            existing = self.store.get_task(request.task_id)
-            if existing is not None and not existing.status.redispatchable:
-                answer = self._existing(request, existing)
-                if answer is not None:
-                    return answer
-                continue  # the task moved while we resumed it: decide again
-            if existing is not None and existing.status is TaskStatus.PENDING:
-                self._same_type(request, existing)
-            answer = self._new(request, existing)
-            if answer is not None:
-                return answer
-        count("AllocationConflictRetry")
-        raise NoCapacity(
-            "every idle slot was taken by a concurrent allocation; try again",
-            retry_after_s=1,
+            candidates = placement_candidates(self.store.open_slots(request.pool, CANDIDATE_PODS))
+            if not candidates:
+                return self._no_capacity(request, known)
+            choice = self._choose(candidates, races)
+            token = new_token()
+            now = int(self.clock.now())
+            try:
+                self.store.allocate(task, choice.pod, choice.slot, known, now, token=token)
+            except StoreConflict as conflict:
+                if conflict.failed("task"):
+                    current = conflict.found.get("task") or self.store.get_task(request.task_id)
+                    if current is not None and current.request_token == token:
+                        return self._placed(task, choice, known, now)  # a retry met its own write
+                    answer = self._task_exists(request, current)
+                    if answer is not None:
+                        return answer
+                    known = current
+                    continue  # a re-dispatch (or a task that moved): try again knowing it
+                races += 1
+                count("AllocationConflictRetry")
+                self.sleep(self.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**races)))
+                continue
+            return self._placed(task, choice, known, now)
+        raise NoCapacity("every idle slot was taken by a concurrent allocation; try again", retry_after_s=1)
+
+    def _placed(self, task: Task, choice: Placement, known: Task | None, now: int) -> Allocation:
+        count("AllocationSucceeded")
+        if known is not None and known.waiting_since is not None:
+            seconds("DispatchWait", max(0, now - known.waiting_since))
+        logger.info("slot allocated", extra=_keys(task, choice.pod.name, choice.slot))
+        return Allocation(
+            task_id=task.task_id,
+            pool=task.pool,
+            pod=choice.pod.name,
+            slot=choice.slot,
+            pod_ip=choice.pod.pod_ip,
+            created=True,
         )
+
+    def _task_exists(self, request: AllocationRequest, current: Task | None) -> Allocation | None:
+        """The task item is there: answer its own slot, refuse, or return None to place it anew."""
+        if current is None or current.status.redispatchable:
+            if current is not None and current.status is TaskStatus.PENDING:
+                self._same_type(request, current)
+            return None
+        return self._existing(request, current)
 
     # ---- the task already holds a slot (or ended) --------------------------------------------
 
@@ -93,10 +141,13 @@ class Allocator:
         assert task.pod and task.slot
         if task.status is TaskStatus.APPLY_PENDING:
             # The approval came: the apply resumes in the slot the plan kept reserved.
+            token = new_token()
             try:
-                self.store.resume(task, int(self.clock.now()))
+                self.store.resume(task, int(self.clock.now()), token=token)
             except StoreConflict:
-                return None
+                current = self.store.get_task(task.task_id)
+                if current is None or current.request_token != token:
+                    return None  # the task moved while we resumed it: decide again
             logger.info("apply resumed on its reserved slot", extra=_keys(task, task.pod, task.slot))
         pod_ip = task.pod_ip
         if pod_ip is None:  # the pod had not reported its IP when the slot was given: look again
@@ -115,77 +166,52 @@ class Allocator:
                 task_type=task.task_type.value,
             )
 
-    # ---- a new allocation ----------------------------------------------------------------------
+    def _choose(self, candidates: list[Placement], races: int) -> Placement:
+        """The best slot first; after a lost race, spread over the best few pods to stop colliding.
 
-    def _new(self, request: AllocationRequest, previous: Task | None) -> Allocation | None:
-        task = Task(request.task_id, request.pool, request.task_type, TaskStatus.RUNNING)
-        pods = self.store.pods(request.pool)
-        attempt = 0
-        while True:
-            candidates = placement_candidates(pods)
-            if not candidates:
-                self._shortage(request, previous, pods)
-            choice = self._choose(candidates, attempt)
-            now = int(self.clock.now())
-            try:
-                self.store.allocate(task, choice.pod, choice.slot, previous, now)
-            except StoreConflict as conflict:
-                if conflict.failed("task"):
-                    return None  # the task moved (a concurrent call placed it): decide again
-                if conflict.failed("pool"):
-                    self._pool_refuses(request.pool)
-                count("AllocationConflictRetry")
-                attempt += 1
-                if attempt >= MAX_ATTEMPTS:
-                    raise NoCapacity(
-                        "every idle slot was taken by a concurrent allocation; try again",
-                        retry_after_s=1,
-                    ) from conflict
-                pods = self.store.pods(request.pool)
-                continue
-            count("AllocationSucceeded")
-            if previous is not None and previous.waiting_since is not None:
-                seconds("DispatchWait", max(0, now - previous.waiting_since))
-            logger.info("slot allocated", extra=_keys(task, choice.pod.name, choice.slot))
-            return Allocation(
-                task_id=task.task_id,
-                pool=task.pool,
-                pod=choice.pod.name,
-                slot=choice.slot,
-                pod_ip=choice.pod.pod_ip,
-                created=True,
-            )
-
-    def _choose(self, candidates: list[Placement], attempt: int) -> Placement:
-        """The best slot first; after a lost race, spread over the best few to stop colliding."""
-        if attempt == 0:
+        On DynamoDB two transactions on one pod item conflict whatever slot they take, so the
+        spread is over pods, each at its first idle slot.
+        """
+        if races == 0:
             return candidates[0]
-        return self.rng.choice(candidates[: min(len(candidates), attempt + 1)])
+        firsts: dict[str, Placement] = {}
+        for placement in candidates:
+            firsts.setdefault(placement.pod.name, placement)
+        best = list(firsts.values())
+        return self.rng.choice(best[: min(len(best), races + 1)])
 
-    def _pool_refuses(self, pool: str) -> None:
-        record = self.store.get_pool(pool)
+    # ---- no open slot ----------------------------------------------------------------------------
+
+    def _no_capacity(self, request: AllocationRequest, known: Task | None) -> Allocation:
+        """No open pod: the task's own slot if it holds one, else 404/409, else wait (503)."""
+        if known is not None:
+            answer = self._task_exists(request, known)
+            if answer is not None:
+                return answer
+        record = self.store.get_pool(request.pool)
         if record is None:
-            raise NotFound(f"pool {pool} does not exist", pool=pool)
+            raise NotFound(f"pool {request.pool} does not exist", pool=request.pool)
         if record.deleting:
-            raise Conflict(f"pool {pool} is being deleted and takes no new tasks", pool=pool)
-
-    def _shortage(self, request: AllocationRequest, previous: Task | None, pods: list[Pod]) -> None:
-        self._pool_refuses(request.pool)
+            raise Conflict(f"pool {request.pool} is being deleted and takes no new tasks", pool=request.pool)
         now = int(self.clock.now())
-        task = Task(request.task_id, request.pool, request.task_type, TaskStatus.PENDING)
+        waiting = Task(request.task_id, request.pool, request.task_type, TaskStatus.PENDING)
         try:
-            signal = self.store.record_waiting(task, previous, now, SHORTAGE_SIGNAL_EVERY_S)
+            signal, since = self.store.record_waiting(waiting, now, SHORTAGE_SIGNAL_EVERY_S)
         except StoreConflict:
-            signal = False  # the task got a slot meanwhile; the caller retries and finds it
+            # The task holds a slot (a repeat in a full pool) or ended: answer what it is.
+            current = self.store.get_task(request.task_id)
+            answer = self._task_exists(request, current)
+            if answer is not None:
+                return answer
+            signal, since = False, now
         count("AllocationNoCapacity")
-        waiting_since = previous.waiting_since if previous and previous.waiting_since else now
         if signal:
             self.bus.publish(
                 "CapacityShortage",
-                {"pool": request.pool, "task_id": request.task_id, "waiting": now - waiting_since},
+                {"pool": request.pool, "task_id": request.task_id, "waiting": now - since},
             )
         logger.info("no idle slot", extra={"pool": request.pool, "task_id": request.task_id})
-        starting = any(p.state is PodState.STARTING for p in pods)
+        starting = any(p.state is PodState.STARTING for p in self.store.pods(request.pool))
         raise NoCapacity(
             f"no ready pod in pool {request.pool} has an idle slot",
             retry_after_s=RETRY_AFTER_STARTING_S if starting else RETRY_AFTER_COLD_S,

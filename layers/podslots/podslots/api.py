@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from http import HTTPStatus
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any, Literal
@@ -36,6 +37,9 @@ from podslots.names import (
 from podslots.observability import logger, metrics
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_DEPTH = 32  # nesting of arrays and objects; the deepest valid body is 4 levels deep
+MAX_INT_DIGITS = 30  # no field takes a number this long; Python refuses past 4,300 digits anyway
+_LONG_NUMBER = re.compile(rf"[0-9]{{{MAX_INT_DIGITS + 1},}}")
 
 PoolName = Annotated[str, Path(pattern=POOL_NAME, max_length=POOL_NAME_MAX, description="A DNS label")]
 PodName = Annotated[str, Path(pattern=DNS_SUBDOMAIN, max_length=DNS_SUBDOMAIN_MAX)]
@@ -290,20 +294,71 @@ def not_json(event: dict[str, Any]) -> dict[str, Any] | None:
     """A body sent as anything but JSON is a 415 before Powertools tries to parse it as a form.
 
     (Powertools raises a plain ValueError, a 5xx, for `multipart/form-data` without a boundary.)
+    Media types are case-insensitive (RFC 9110): the header is lowered here, because Powertools
+    compares it as written.
     """
     if not event.get("body"):
         return None
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items() if isinstance(v, str)}
-    media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    headers = event.get("headers") or {}
+    name = next((k for k, v in headers.items() if k.lower() == "content-type" and isinstance(v, str)), None)
+    raw = headers[name] if name is not None else "application/json"
+    media = raw.split(";")[0].strip().lower()
     if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        if name is not None:
+            headers[name] = raw.lower()
+            for key, values in (event.get("multiValueHeaders") or {}).items():
+                if key.lower() == "content-type" and isinstance(values, list):
+                    event["multiValueHeaders"][key] = [str(v).lower() for v in values]
         return None
     return _proxy_answer(415, {"error": "unsupported_media_type", "message": "send the body as application/json"})
+
+
+def hostile_json(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A body nested deeper than any valid one, or with an absurdly long number, is a 400.
+
+    Parsed before Powertools does: Python's parser raises RecursionError on deep nesting and
+    ValueError past 4,300 digits, which would otherwise be 5xx answers to a 20 KB body.
+    """
+    body = event.get("body")
+    if not body or event.get("isBase64Encoded") or not isinstance(body, str):
+        return None
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    if deepest > MAX_BODY_DEPTH:
+        return _proxy_answer(
+            400, {"error": "invalid_json", "message": f"the body nests deeper than {MAX_BODY_DEPTH} levels"}
+        )
+    if _LONG_NUMBER.search(_outside_strings(body)):
+        return _proxy_answer(
+            400, {"error": "invalid_json", "message": f"the body has a number of more than {MAX_INT_DIGITS} digits"}
+        )
+    return None
+
+
+def _outside_strings(body: str) -> str:
+    """The body with every JSON string emptied (a task id of digits is not a number)."""
+    return re.sub(r'"(?:[^"\\]|\\.)*"', '""', body)
 
 
 def resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The API handlers' entry: refuse oversize or non-JSON bodies before parsing, then route."""
     metrics.clear_metrics()  # a warm container starts each request without the last one's dimensions
-    refused = body_too_large(event) or not_json(event)
+    refused = body_too_large(event) or not_json(event) or hostile_json(event)
     if refused is not None:
         logger.info("request refused before routing", extra={"status": refused["statusCode"]})
         return refused

@@ -16,12 +16,12 @@ from typing import Any
 
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
-from podslots.cluster import Cluster, ClusterError
+from podslots.cluster import Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
-from podslots.model import Pod, PodState
+from podslots.model import CREATE_GRACE_S, POOL_DELETED, Pod, PodState
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.podspec import new_pod_name, pod_manifest
-from podslots.pool_order import pools_in_turn
+from podslots.pool_order import each_pool
 from podslots.scaling import Direction, Load, decide
 from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
 
@@ -81,7 +81,15 @@ class Autoscaler:
         self.holder = uuid.uuid4().hex
 
     def run(self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None) -> list[ScaleReport]:
-        return [self.scale_pool(pool) for pool in pools_in_turn(self.store, self.clock, only_pool, time_left_s)]
+        return each_pool(
+            self.store,
+            self.clock,
+            "autoscale",
+            self.scale_pool,
+            lambda pool, problem: ScaleReport(pool.name, errors=[problem]),
+            only_pool=only_pool,
+            time_left_s=time_left_s,
+        )
 
     def scale_pool(self, pool: RegisteredPool) -> ScaleReport:
         report = ScaleReport(pool.name)
@@ -178,7 +186,10 @@ class _PoolStep:
         for _ in range(count):
             name = new_pod_name(self.pool.name)
             item = new_pod(self.pool.name, name, settings.slots_per_pod, self.now)
-            self.store.put_pod(item)  # the item first: the table always knows every pod
+            # The item first, so the table always knows every pod; only while the pool is not
+            # being deleted (a StoreConflict ends the step), so a DELETE cannot miss this pod.
+            if not self.store.put_pod(item, while_pool_takes_pods=True):
+                continue  # the name was taken: a new name next time round
             manifest = pod_manifest(self.pool.name, name, settings, self.autoscaler.api_base_url)
             try:
                 created = self.cluster.create_pod(settings.namespace, manifest)
@@ -203,13 +214,27 @@ class _PoolStep:
         if self.report.blocked:
             logger.info("scale-down blocked: too few idle pods", extra={"pool": self.pool.name})
 
-    def drain(self, pod: Pod, states: tuple[PodState, ...] = (PodState.READY, PodState.UNHEALTHY)) -> bool:
-        """The drain protocol. False when the pod got a task first (the allocation won the race)."""
+    def drain(
+        self,
+        pod: Pod,
+        states: tuple[PodState, ...] = (PodState.READY, PodState.UNHEALTHY),
+        in_cluster: dict[str, ClusterPod] | None = None,
+    ) -> bool:
+        """The drain protocol. False when the pod got a task first (the allocation won the race).
+
+        A pod whose uid was never recorded (a crash between its create and the record) is looked
+        up in `in_cluster` (the pool's LIST), so its Kubernetes pod is deleted too, not leaked.
+        """
         if pod.state is not PodState.DRAINING and not self.store.start_draining(self.pool.name, pod.name, states):
             return False
-        if pod.uid:
+        uid = pod.uid
+        if uid is None and in_cluster is not None and pod.name in in_cluster:
+            uid = in_cluster[pod.name].uid
+        if uid is None and self.now - pod.created_at < CREATE_GRACE_S:
+            return True  # its create may still be in flight: the item stays (draining) until it is seen
+        if uid:
             try:
-                self.cluster.delete_pod(self.pool.settings.namespace, pod.name, pod.uid)
+                self.cluster.delete_pod(self.pool.settings.namespace, pod.name, uid)
             except ClusterError as exc:
                 self.report.errors.append(exc.message)  # reconcile retries the delete of a draining pod
                 return True
@@ -217,14 +242,27 @@ class _PoolStep:
         return True
 
     def drain_pool(self, pods: list[Pod]) -> None:
-        """A deleted pool: drain every idle pod; busy ones are left until idle; settings go last."""
+        """A deleted pool: cordon every pod, drain the idle ones; busy ones finish first; settings go last.
+
+        The settings go only when no item is left and the cluster holds no pod of the pool, so a
+        pod whose record was lost is deleted here rather than left behind by a pool nothing visits.
+        """
         self.report.before, self.report.reason = len(pods), "pool deleted"
         every_state = (PodState.READY, PodState.UNHEALTHY, PodState.STARTING)
+        namespace = self.pool.settings.namespace
+        in_cluster = {p.name: p for p in self.cluster.list_pool_pods(namespace, self.pool.name)}
         for pod in pods:
-            if pod.busy == 0 and self.drain(pod, every_state):
+            if pod.cordoned is None:
+                self.store.cordon(self.pool.name, pod.name, POOL_DELETED)  # e.g. adopted after the DELETE
+            if pod.busy == 0 and self.drain(pod, every_state, in_cluster):
                 self.report.removed.append(pod.name)
-        self.report.after = self.report.blocked = len(self.store.pods(self.pool.name))
-        if self.report.after == 0:
+        left = self.store.pods(self.pool.name)
+        known = {p.name for p in pods} | {p.name for p in left}
+        for stray in in_cluster.values():
+            if stray.name not in known and not stray.deleting:
+                self.cluster.delete_pod(namespace, stray.name, stray.uid)  # no record: it holds no task
+        self.report.after = self.report.blocked = len(left)
+        if not left and all(p.deleting or p.name in known for p in in_cluster.values()):
             self.store.remove_pool(self.pool.name)
         if self.report.removed:
             self.report.direction = Direction.DOWN.value

@@ -11,6 +11,7 @@ Only reconcile and autoscale import this module; the API functions never load `k
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from podslots.errors import PodSlotsError
+from podslots.names import SLOTS_MAX, SLOTS_MIN
 
 POOL_LABEL = "podslots.io/pool"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -64,8 +66,16 @@ class ClusterPod:
 
     @property
     def slots(self) -> int | None:
-        raw = self.annotations.get(SLOTS_ANNOTATION)
-        return int(raw) if raw and raw.isdigit() else None
+        """The slot count the pod was made with, if its annotation is one podslots could have written.
+
+        ASCII digits only (`str.isdigit` accepts "²", which `int` refuses), within the settings'
+        bounds: anything else is ignored and the pool's own slot count applies.
+        """
+        raw = self.annotations.get(SLOTS_ANNOTATION) or ""
+        if not re.fullmatch(r"[0-9]{1,2}", raw):
+            return None
+        count = int(raw)
+        return count if SLOTS_MIN <= count <= SLOTS_MAX else None
 
     @property
     def protected(self) -> bool:

@@ -27,6 +27,15 @@ class Conflict(PodSlotsError):
     code = "conflict"
 
 
+class UnreadableSettings(Conflict):
+    """A pool's stored settings cannot be read back (written by an older version, or by hand).
+
+    Only that pool is affected: every other pool goes on, and a whole new PUT replaces them.
+    """
+
+    code = "unreadable_settings"
+
+
 class Gone(PodSlotsError):
     """The pod is draining or unknown: its agent should exit."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.observability import MetricUnit, logger, pool_metrics
-from podslots.pool_order import pools_in_turn
+from podslots.pool_order import each_pool
 from podslots.store import SlotStore
 
 
@@ -21,6 +21,7 @@ from podslots.store import SlotStore
 class ExpiryReport:
     pool: str
     expired: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 class Expirer:
@@ -30,7 +31,15 @@ class Expirer:
         self.clock = clock
 
     def run(self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None) -> list[ExpiryReport]:
-        return [self.expire_pool(p.name) for p in pools_in_turn(self.store, self.clock, only_pool, time_left_s)]
+        return each_pool(
+            self.store,
+            self.clock,
+            "expire",
+            lambda pool: self.expire_pool(pool.name),
+            lambda pool, problem: ExpiryReport(pool.name, errors=[problem]),
+            only_pool=only_pool,
+            time_left_s=time_left_s,
+        )
 
     def expire_pool(self, pool: str) -> ExpiryReport:
         report = ExpiryReport(pool)

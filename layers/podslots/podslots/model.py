@@ -60,6 +60,10 @@ class PodState(StrEnum):
     DRAINING = "draining"
 
 
+POOL_DELETED = "pool deleted"  # the cordon reason of every pod of a pool being deleted
+CREATE_GRACE_S = 60  # a `starting` item may exist briefly before its pod does (item first, then pod)
+
+
 def slot_key(index: int) -> str:
     return f"s{index}"
 
@@ -96,6 +100,11 @@ class Pod:
     heartbeat_at: int | None = None
     held_tasks: tuple[str, ...] = ()
     last_used_at: int = 0
+    cordoned: str | None = None  # why it takes no new task; its running and reserved tasks finish
+
+    @property
+    def takes_tasks(self) -> bool:
+        return self.state is PodState.READY and self.cordoned is None
 
     @property
     def busy(self) -> int:
@@ -130,6 +139,7 @@ class Task:
     waiting_since: int | None = None  # first 503 of the current dispatch
     shortage_signalled_at: int | None = None
     pod_ip: str | None = None  # the pod's IP when the slot was given (a pod keeps its IP for life)
+    request_token: str | None = None  # the write that last moved it (a retry of it recognises itself)
 
 
 @dataclass(frozen=True)
@@ -147,7 +157,7 @@ def placement_candidates(pods: list[Pod]) -> list[Placement]:
     stay idle and can be scaled down; within a pod the lowest slot first. Ties go to the pod used
     most recently (its caches are warm), then by name, so the order is deterministic.
     """
-    ready = [p for p in pods if p.state is PodState.READY and p.idle_slot_keys()]
+    ready = [p for p in pods if p.takes_tasks and p.idle_slot_keys()]
     ready.sort(key=lambda p: (len(p.idle_slot_keys()), -p.busy, -p.last_used_at, p.name))
     return [Placement(pod, key) for pod in ready for key in pod.idle_slot_keys()]
 

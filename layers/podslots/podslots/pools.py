@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from podslots.clock import Clock
 from podslots.errors import Conflict, NotFound
-from podslots.model import Pod, PoolFigures
+from podslots.model import POOL_DELETED, Pod, PoolFigures
 from podslots.settings import PoolSettings
 from podslots.store import PoolEvent, PoolRecord, SlotStore, StoreConflict
 
@@ -44,7 +44,7 @@ class PoolService:
     def put(self, pool: str, settings: PoolSettings) -> bool:
         """Create or replace; True when created."""
         for _ in range(3):
-            record = self.store.get_pool(pool)
+            record = self.store.pool_state(pool)
             if record is not None and record.deleting:
                 raise Conflict(f"pool {pool} is being deleted; wait until it is gone", pool=pool)
             try:
@@ -63,18 +63,27 @@ class PoolService:
         return sorted(self.store.list_pools())
 
     def delete(self, pool: str) -> Deletion:
-        if self.store.get_pool(pool) is None:
+        """Refuse new tasks at once: the pool is marked deleting, then every pod is cordoned.
+
+        No allocation reads the pool's settings (that would make one item every allocation
+        touches), so it is the cordon on each pod that turns new tasks away. A repeated DELETE
+        cordons again; autoscale's drain of a deleting pool does too, for pods created meanwhile.
+        """
+        if self.store.pool_state(pool) is None:
             raise NotFound(f"pool {pool} does not exist", pool=pool)
         try:
             self.store.mark_pool_deleting(pool, int(self.clock.now()))
         except StoreConflict as exc:
             raise NotFound(f"pool {pool} does not exist", pool=pool) from exc
-        remaining = len(self.store.pods(pool))
-        if remaining == 0:
+        pods = self.store.pods(pool)
+        for pod in pods:
+            if pod.cordoned is None:
+                self.store.cordon(pool, pod.name, POOL_DELETED)
+        if not pods:
             self.store.remove_pool(pool)
-        return Deletion(pool, remaining)
+        return Deletion(pool, len(pods))
 
     def events(self, pool: str, limit: int) -> list[PoolEvent]:
-        if self.store.get_pool(pool) is None:
+        if self.store.pool_state(pool) is None:
             raise NotFound(f"pool {pool} does not exist", pool=pool)
         return self.store.events(pool, limit)

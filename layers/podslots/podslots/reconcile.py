@@ -25,12 +25,10 @@ from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster import DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
-from podslots.model import IDLE_SLOT, Pod, PodState, PoolFigures
+from podslots.model import CREATE_GRACE_S, IDLE_SLOT, POOL_DELETED, Pod, PodState, PoolFigures
 from podslots.observability import MetricUnit, logger, pool_metrics
-from podslots.pool_order import pools_in_turn
+from podslots.pool_order import each_pool
 from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
-
-CREATE_GRACE_S = 60  # a `starting` item may exist briefly before its pod does (item first, then pod)
 
 
 @dataclass
@@ -64,7 +62,15 @@ class Reconciler:
         self.clock = clock
 
     def run(self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None) -> list[PoolReport]:
-        return [self.reconcile_pool(pool) for pool in pools_in_turn(self.store, self.clock, only_pool, time_left_s)]
+        return each_pool(
+            self.store,
+            self.clock,
+            "reconcile",
+            self.reconcile_pool,
+            lambda pool, problem: PoolReport(pool.name, errors=[problem]),
+            only_pool=only_pool,
+            time_left_s=time_left_s,
+        )
 
     def reconcile_pool(self, pool: RegisteredPool) -> PoolReport:
         report = PoolReport(pool.name)
@@ -180,9 +186,13 @@ class _PoolRun:
         )
 
     def _never_came_up(self, item: Pod, pod: ClusterPod) -> Pod | None:
-        self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
-        if not self.store.remove_idle_pod(item):
+        """The drain protocol, as scale-down does it: unallocatable first (a conditional
+        `starting -> draining` that fails if the pod registered meanwhile), then the delete, then
+        the item. A slow pod that came up and took a task between our read and now is kept."""
+        if not self.store.start_draining(self.pool.name, item.name, (PodState.STARTING,)):
             return item
+        self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
+        self.store.remove_drained_pod(self.pool.name, item.name)
         self.report.removed_pods.append(item.name)
         logger.warning("pod never came up; removed", extra={"pool": self.pool.name, "pod": item.name})
         return None
@@ -234,8 +244,13 @@ class _PoolRun:
             self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
             return None
         slots = pod.slots or self.pool.settings.slots_per_pod
-        adopted = replace(new_pod(self.pool.name, pod.name, slots, self.now, uid=pod.uid), pod_ip=pod.pod_ip)
-        self.store.put_pod(adopted)
+        adopted = replace(
+            new_pod(self.pool.name, pod.name, slots, self.now, uid=pod.uid),
+            pod_ip=pod.pod_ip,
+            cordoned=POOL_DELETED if self.pool.deleting else None,  # adopted to be drained
+        )
+        if not self.store.put_pod(adopted):
+            return None  # an overlapping run adopted it first
         self.report.adopted.append(pod.name)
         logger.info("labelled pod adopted", extra={"pool": self.pool.name, "pod": pod.name})
         return adopted

@@ -7,16 +7,21 @@ a no-op, so the agent and the queue may both report, and retry, without harm.
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from podslots.clock import Clock
-from podslots.errors import Conflict, NotFound
+from podslots.errors import Conflict, NotFound, UnreadableSettings
 from podslots.model import Task, TaskStatus, TaskType
 from podslots.observability import count, logger
-from podslots.store import SlotStore, StoreConflict
+from podslots.store import SlotStore, StoreConflict, new_token
 
 DEFAULT_RESERVATION_TTL_S = 86400
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 10  # reads and writes before a 409: DynamoDB cancels concurrent transactions on one item
+BACKOFF_BASE_S = 0.01
+BACKOFF_CAP_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -26,9 +31,17 @@ class StatusChange:
 
 
 class TaskStatusService:
-    def __init__(self, store: SlotStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: SlotStore,
+        clock: Clock,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 (spreads retries; not a secret)
+        self.sleep = sleep
 
     def get(self, task_id: str) -> Task:
         task = self.store.get_task(task_id)
@@ -37,20 +50,27 @@ class TaskStatusService:
         return task
 
     def set_status(self, task_id: str, status: TaskStatus) -> StatusChange:
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             task = self.get(task_id)
             if task.status is status:
                 return StatusChange(task, changed=False)
+            token = new_token()
             try:
-                return StatusChange(self._move(task, status), changed=True)
+                return StatusChange(self._move(task, status, token), changed=True)
             except StoreConflict as conflict:
-                # Someone else moved the task or its slot between our read and our write (a
-                # retry of this very call, reconcile, expiry): read again and decide afresh.
+                # Someone else moved the task or its slot between our read and our write
+                # (reconcile, expiry, a concurrent call), or DynamoDB refused a concurrent
+                # transaction: read again and decide afresh. A retry of our own write that
+                # met that write is recognised by its token.
+                current = self.store.get_task(task_id)
+                if current is not None and current.request_token == token:
+                    return StatusChange(current, changed=True)
                 if self._slot_lost(task, conflict, status):
                     return StatusChange(self.get(task_id), changed=True)
+                self.sleep(self.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)))
         raise Conflict(f"task {task_id} keeps changing under this update; try again", task_id=task_id)
 
-    def _move(self, task: Task, status: TaskStatus) -> Task:
+    def _move(self, task: Task, status: TaskStatus, token: str) -> Task:
         if task.status.is_end:
             raise Conflict(
                 f"task {task.task_id} already ended with status {task.status.value}",
@@ -60,7 +80,7 @@ class TaskStatusService:
         now = int(self.clock.now())
         if task.status is TaskStatus.PENDING:
             if status.is_end:
-                self.store.close_without_slot(task, status, now)
+                self.store.close_without_slot(task, status, now, token=token)
                 return self._after(task, status)
             raise Conflict(
                 f"task {task.task_id} holds no slot yet (it waits for capacity); allocate it first",
@@ -73,15 +93,15 @@ class TaskStatusService:
                     task_id=task.task_id,
                 )
             until = now + self._reservation_ttl(task.pool)
-            self.store.reserve(task, until, now)
+            self.store.reserve(task, until, now, token=token)
             count("SlotReserved")
             logger.info("slot reserved for approval", extra=_keys(task) | {"reserved_until": until})
             return self._after(task, status, reserved_until=until)
         if status is TaskStatus.RUNNING:  # from apply_pending: the approval came
-            self.store.resume(task, now)
+            self.store.resume(task, now, token=token)
             logger.info("apply resumed on its reserved slot", extra=_keys(task))
             return self._after(task, status)
-        self.store.release(task, status, now)
+        self.store.release(task, status, now, token=token)
         count("SlotReleased")
         logger.info("slot released", extra=_keys(task) | {"status": status.value})
         return self._after(task, status)
@@ -107,7 +127,11 @@ class TaskStatusService:
         return True
 
     def _reservation_ttl(self, pool: str) -> int:
-        record = self.store.get_pool(pool)
+        try:
+            record = self.store.get_pool(pool)
+        except UnreadableSettings:
+            logger.warning("pool settings unreadable; default reservation TTL", extra={"pool": pool})
+            return DEFAULT_RESERVATION_TTL_S
         return record.settings.reservation_ttl_s if record else DEFAULT_RESERVATION_TTL_S
 
     @staticmethod

@@ -16,7 +16,7 @@ from podslots.store.pods import PodRecords, new_pod
 from podslots.store.pools import PoolRegistry
 from podslots.store.records import Lease, PoolEvent, PoolRecord, RegisteredPool
 from podslots.store.tasks import TaskSlots
-from podslots.store.transaction import StoreConflict
+from podslots.store.transaction import StoreConflict, new_token
 
 
 class SlotStore(TaskSlots, PodRecords, PoolRegistry):
@@ -32,4 +32,5 @@ __all__ = [
     "StoreConflict",
     "bind_table",
     "new_pod",
+    "new_token",
 ]

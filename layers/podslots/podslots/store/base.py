@@ -22,9 +22,10 @@ class StoreBase:
     def _tx(self, token: str | None = None) -> LabelledTransaction:
         return LabelledTransaction(self._connection.get(), token)
 
-    def _end_actions(self, end: TaskStatus, now: int) -> list[Action]:
+    def _end_actions(self, end: TaskStatus, now: int, token: str) -> list[Action]:
         """A task ends: it leaves both sparse indexes and is forgotten after the task TTL."""
         return [
+            TaskItem.request_token.set(token),
             TaskItem.status.set(end.value),
             TaskItem.updated_at.set(now),
             TaskItem.expires_at.set(now + self.task_ttl_s),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pynamodb.attributes import MapAttribute
+from pynamodb.expressions.update import Action
 
 from podslots.model import Pod, PodState, Slot, SlotStatus, Task, TaskStatus, TaskType
 from podslots.store.items import PodItem, TaskItem
@@ -50,6 +51,7 @@ def pod_from(item: PodItem) -> Pod:
         heartbeat_at=int(item.heartbeat_at) if item.heartbeat_at is not None else None,
         held_tasks=tuple(item.held_tasks or ()),
         last_used_at=int(item.last_used_at or 0),
+        cordoned=item.cordoned,
     )
 
 
@@ -67,7 +69,30 @@ def task_from(item: TaskItem) -> Task:
         waiting_since=int(item.wait_since) if item.wait_since is not None else None,
         shortage_signalled_at=int(item.signalled_at) if item.signalled_at is not None else None,
         pod_ip=item.pod_ip,
+        request_token=item.request_token,
     )
+
+
+def take_slot(key: str, slot: Slot, now: int) -> list[Action]:
+    """An idle slot takes a task: `busy` up, `idle` down, in the same write."""
+    return [
+        PodItem.slots[key].set(slot_doc(slot)),
+        PodItem.busy.set(PodItem.busy + 1),
+        PodItem.idle.set(PodItem.idle - 1),
+        PodItem.last_used_at.set(now),
+    ]
+
+
+def free_slot(key: str, now: int | None = None) -> list[Action]:
+    """A slot is freed: `busy` down, `idle` up, in the same write."""
+    actions = [
+        PodItem.slots[key].set(IDLE_DOC),
+        PodItem.busy.set(PodItem.busy - 1),
+        PodItem.idle.set(PodItem.idle + 1),
+    ]
+    if now is not None:
+        actions.append(PodItem.last_used_at.set(now))
+    return actions
 
 
 def pod_key(pool: str, pod: str) -> PodItem:

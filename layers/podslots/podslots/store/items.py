@@ -56,6 +56,22 @@ class WaitingIndex(GlobalSecondaryIndex["TaskItem"]):
     wait_since = NumberAttribute(range_key=True)
 
 
+class OpenSlotsIndex(GlobalSecondaryIndex["PodItem"]):
+    """Sparse: only pods that may take a new task carry `open_pool`; `idle` orders them fullest first.
+
+    Allocation reads the first few items with `idle > 0`, so its read stays flat however large the
+    pool. The index is eventually consistent: it only proposes; the conditional write on the pod
+    item decides.
+    """
+
+    class Meta:
+        index_name = "open_slots"
+        projection = AllProjection()
+
+    open_pool = UnicodeAttribute(hash_key=True)
+    idle = NumberAttribute(range_key=True)
+
+
 class PodItem(Item):
     pool = UnicodeAttribute()
     name = UnicodeAttribute()
@@ -68,6 +84,10 @@ class PodItem(Item):
     heartbeat_at = NumberAttribute(null=True)
     held_tasks = ListAttribute[str](null=True)
     last_used_at = NumberAttribute(default=0)
+    idle = NumberAttribute(null=True)  # idle slots: every write that moves `busy` moves this the other way
+    open_pool = UnicodeAttribute(null=True)  # set while ready and not cordoned (the open_slots index)
+    cordoned = UnicodeAttribute(null=True)  # why the pod takes no new task (its tasks finish)
+    open_slots = OpenSlotsIndex()
 
 
 class TaskItem(Item):
@@ -86,6 +106,7 @@ class TaskItem(Item):
     wait_since = NumberAttribute(null=True)
     signalled_at = NumberAttribute(null=True)
     expires_at = NumberAttribute(null=True)  # the table's TTL attribute, set once a task ends
+    request_token = UnicodeAttribute(null=True)  # the write that last moved it: a retry recognises itself
     reservations = ReservationIndex()
     waiting = WaitingIndex()
 
@@ -96,6 +117,7 @@ class PoolItem(Item):
     deleting = BooleanAttribute(default=False)
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
+    request_token = UnicodeAttribute(null=True)  # the PUT that wrote it: a retry recognises itself
 
 
 class RegistryItem(Item):

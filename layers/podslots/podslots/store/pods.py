@@ -8,10 +8,10 @@ from pynamodb.expressions.update import Action
 
 from podslots.model import Pod, PodState, SlotStatus, TaskStatus, empty_slots
 from podslots.store.base import StoreBase
-from podslots.store.conversions import IDLE_DOC, pod_from, pod_key, slot_doc, task_key
-from podslots.store.items import PodItem, TaskItem
-from podslots.store.keys import POD_PREFIX, pod_sk, pool_pk
-from podslots.store.transaction import condition_failed, conditional
+from podslots.store.conversions import free_slot, pod_from, pod_key, slot_doc, task_key
+from podslots.store.items import PodItem, PoolItem, TaskItem
+from podslots.store.keys import CONFIG_SK, POD_PREFIX, pod_sk, pool_pk
+from podslots.store.transaction import StoreConflict, condition_failed, conditional, new_token
 
 
 class PodRecords(StoreBase):
@@ -31,7 +31,11 @@ class PodRecords(StoreBase):
             return None
 
     def heartbeat(self, pool: str, pod: str, held_tasks: list[str], pod_ip: str | None, now: int) -> Pod:
-        """Record a beat; `starting` and `unhealthy` become `ready`. StoreConflict if draining/absent."""
+        """Record a beat; `starting` and `unhealthy` become `ready`. StoreConflict if draining/absent.
+
+        A pod that is not cordoned opens to new tasks (`open_pool`); a cordoned one beats without
+        opening. One write in the common case, a second only for a cordoned pod.
+        """
         actions: list[Action] = [
             PodItem.heartbeat_at.set(now),
             PodItem.held_tasks.set(held_tasks),
@@ -39,19 +43,35 @@ class PodRecords(StoreBase):
         ]
         if pod_ip:
             actions.append(PodItem.pod_ip.set(pod_ip))
+        beating = PodItem.state.is_in(PodState.STARTING.value, PodState.READY.value, PodState.UNHEALTHY.value)
         item = pod_key(pool, pod)
-        condition_failed(
-            "pod",
+        if not conditional(
             lambda: item.update(
-                actions=actions,
-                condition=PodItem.state.is_in(PodState.STARTING.value, PodState.READY.value, PodState.UNHEALTHY.value),
-            ),
-        )
-        return pod_from(item)  # PynamoDB refreshes the instance with ALL_NEW
+                actions=[*actions, PodItem.open_pool.set(pool)], condition=beating & PodItem.cordoned.does_not_exist()
+            )
+        ):
+            condition_failed("pod", lambda: item.update(actions=actions, condition=beating))
+        beaten = pod_from(item)  # PynamoDB refreshes the instance with ALL_NEW
+        if item.idle is None or int(item.idle) != beaten.slot_count - beaten.busy:
+            self._count_idle(beaten)  # an item written before `idle` existed: counted once
+        return beaten
 
-    def put_pod(self, pod: Pod) -> None:
-        """Create a pod item (a new pod starting, or an adopted one); never overwrites."""
-        PodItem(
+    def _count_idle(self, pod: Pod) -> None:
+        """Set `idle` from the slots, conditional on `busy` being what was read."""
+        conditional(
+            lambda: pod_key(pod.pool, pod.name).update(
+                actions=[PodItem.idle.set(pod.slot_count - pod.busy)], condition=PodItem.busy == pod.busy
+            )
+        )
+
+    def put_pod(self, pod: Pod, *, while_pool_takes_pods: bool = False) -> bool:
+        """Create a pod item (a new pod starting, or an adopted one); never overwrites.
+
+        `while_pool_takes_pods`: only while the pool exists and is not being deleted (a scale-up
+        racing a DELETE must not add a pod nothing will visit again). True when this call created
+        it, also when a retry met its own earlier write; False when another caller's item is there.
+        """
+        item = PodItem(
             pool_pk(pod.pool),
             pod_sk(pod.name),
             pool=pod.pool,
@@ -60,21 +80,61 @@ class PodRecords(StoreBase):
             state=pod.state.value,
             slots={k: slot_doc(s) for k, s in pod.slots.items()},
             busy=pod.busy,
+            idle=pod.slot_count - pod.busy,
             pod_ip=pod.pod_ip,
             created_at=pod.created_at,
             heartbeat_at=pod.heartbeat_at,
             held_tasks=list(pod.held_tasks),
             last_used_at=pod.last_used_at,
-        ).save(condition=PodItem.pk.does_not_exist())
+            cordoned=pod.cordoned,
+            open_pool=pod.pool if pod.takes_tasks else None,
+        )
+        if while_pool_takes_pods:
+            tx = self._tx()
+            tx.put("pod", item, condition=PodItem.pk.does_not_exist())
+            tx.condition_check(
+                "pool",
+                PoolItem,
+                pool_pk(pod.pool),
+                CONFIG_SK,
+                PoolItem.pk.exists() & (PoolItem.deleting == False),  # noqa: E712 (a DynamoDB condition)
+            )
+            try:
+                tx.commit()
+                return True
+            except StoreConflict as conflict:
+                if not conflict.failed("pod"):
+                    raise
+        elif conditional(lambda: item.save(condition=PodItem.pk.does_not_exist())):
+            return True
+        there = self.get_pod(pod.pool, pod.name)
+        return there is not None and there.created_at == pod.created_at and there.uid == pod.uid
 
     def start_draining(self, pool: str, pod: str, from_states: tuple[PodState, ...]) -> bool:
-        """`-> draining` only while nothing runs or is reserved on it. False if it became busy."""
-        return conditional(
+        """`-> draining` only while nothing runs or is reserved on it. False if it became busy.
+
+        Draining closes the pod to new tasks; a retry that meets its own write finds it draining.
+        """
+        if conditional(
             lambda: pod_key(pool, pod).update(
-                actions=[PodItem.state.set(PodState.DRAINING.value)],
+                actions=[PodItem.state.set(PodState.DRAINING.value), PodItem.open_pool.remove()],
                 condition=PodItem.state.is_in(*(s.value for s in from_states)) & (PodItem.busy == 0),
             )
-        )
+        ):
+            return True
+        there = self.get_pod(pool, pod)
+        return there is not None and there.state is PodState.DRAINING
+
+    def cordon(self, pool: str, pod: str, reason: str) -> Pod | None:
+        """The pod takes no new task; its running and reserved tasks finish. None if it is gone."""
+        item = pod_key(pool, pod)
+        if not conditional(
+            lambda: item.update(
+                actions=[PodItem.cordoned.set(reason), PodItem.open_pool.remove()], condition=PodItem.pk.exists()
+            )
+        ):
+            return None
+        return pod_from(item)
 
     def remove_drained_pod(self, pool: str, pod: str) -> None:
         """Delete a drained pod's item (its Kubernetes pod is gone). Idempotent."""
@@ -88,7 +148,8 @@ class PodRecords(StoreBase):
         after a crash finds nothing left to lose, and no task is reported lost twice.
         Returns (slot, task_id) of each task lost; raises StoreConflict if anything moved.
         """
-        tx = self._tx()
+        token = new_token()
+        tx = self._tx(token)
         lost: list[tuple[str, str]] = []
         for key, slot in sorted(pod.slots.items()):
             if slot.is_idle or slot.task_id is None:
@@ -97,7 +158,7 @@ class PodRecords(StoreBase):
             tx.update(
                 f"task:{slot.task_id}",
                 task_key(slot.task_id),
-                actions=self._end_actions(TaskStatus.LOST, now),
+                actions=self._end_actions(TaskStatus.LOST, now, token),
                 condition=(TaskItem.pod == pod.name)
                 & (TaskItem.slot == key)
                 & (TaskItem.pool == pod.pool)
@@ -121,18 +182,19 @@ class PodRecords(StoreBase):
         """Free a slot whose task the agent no longer holds; the task becomes `lost` (recorded)."""
         slot = pod.slots[key]
         assert slot.task_id and slot.task_type
-        tx = self._tx()
+        token = new_token()
+        tx = self._tx(token)
         held = TaskStatus.APPLY_PENDING if slot.status is SlotStatus.RESERVED else TaskStatus.RUNNING
         tx.update(
             "task",
             task_key(slot.task_id),
-            actions=self._end_actions(TaskStatus.LOST, now),
+            actions=self._end_actions(TaskStatus.LOST, now, token),
             condition=(TaskItem.status == held.value) & (TaskItem.pod == pod.name) & (TaskItem.slot == key),
         )
         tx.update(
             "slot",
             pod_key(pod.pool, pod.name),
-            actions=[PodItem.slots[key].set(IDLE_DOC), PodItem.busy.set(PodItem.busy - 1)],
+            actions=free_slot(key),
             condition=(PodItem.slots[key]["task_id"] == slot.task_id) & (PodItem.slots[key]["since"] == slot.since),
         )
         tx.put(
@@ -161,7 +223,9 @@ class PodRecords(StoreBase):
             else PodItem.heartbeat_at.does_not_exist()
         )
         return self._conditional_update(
-            pod, [PodItem.state.set(PodState.UNHEALTHY.value)], (PodItem.state == PodState.READY.value) & beat
+            pod,
+            [PodItem.state.set(PodState.UNHEALTHY.value), PodItem.open_pool.remove()],
+            (PodItem.state == PodState.READY.value) & beat,
         )
 
     def observe_pod(self, pod: Pod, uid: str | None, pod_ip: str | None) -> bool:

@@ -2,35 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from pydantic import ValidationError
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.update import Action
 
+from podslots.errors import UnreadableSettings
 from podslots.settings import PoolSettings
 from podslots.store.base import StoreBase
 from podslots.store.items import EventItem, LeaseItem, PoolItem, RegistryItem
 from podslots.store.keys import CONFIG_SK, EVENT_PREFIX, LEASE_SK, REGISTRY_PK, pool_pk
-from podslots.store.records import Lease, PoolEvent, PoolRecord, RegisteredPool
-from podslots.store.transaction import StoreConflict, conditional
+from podslots.store.records import Lease, PoolEvent, PoolRecord, PoolState, RegisteredPool
+from podslots.store.transaction import StoreConflict, conditional, new_token
 
 
 class PoolRegistry(StoreBase):
     """Pool settings and everything kept per pool besides its pods."""
 
     def get_pool(self, pool: str) -> PoolRecord | None:
-        try:
-            item = PoolItem.get(pool_pk(pool), CONFIG_SK, consistent_read=True)
-        except DoesNotExist:
+        """The pool's settings; UnreadableSettings if the stored document no longer validates."""
+        item = self._pool_item(pool)
+        if item is None:
             return None
         return PoolRecord(
             name=item.pool,
-            settings=PoolSettings.from_stored(item.settings.as_dict()),
+            settings=_settings(pool, item.settings.as_dict()),
             deleting=bool(item.deleting),
             created_at=int(item.created_at),
             updated_at=int(item.updated_at),
         )
+
+    def pool_state(self, pool: str) -> PoolState | None:
+        """Whether the pool exists and is being deleted, without reading its settings."""
+        item = self._pool_item(pool)
+        if item is None:
+            return None
+        return PoolState(int(item.created_at), int(item.updated_at), bool(item.deleting))
+
+    @staticmethod
+    def _pool_item(pool: str) -> PoolItem | None:
+        try:
+            return PoolItem.get(pool_pk(pool), CONFIG_SK, consistent_read=True)
+        except DoesNotExist:
+            return None
 
     def list_pools(self) -> list[str]:
         return [item.pool for item in RegistryItem.query(REGISTRY_PK, consistent_read=True)]
@@ -45,11 +61,16 @@ class PoolRegistry(StoreBase):
         return [PoolEvent(i.kind, int(i.at), i.detail.as_dict()) for i in items]
 
     def put_pool(self, pool: str, settings: PoolSettings, now: int) -> bool:
-        """Create or replace a pool's settings. True when created. A deleting pool is refused."""
-        existing = self.get_pool(pool)
+        """Create or replace a pool's settings. True when created. A deleting pool is refused.
+
+        Conditional on the item read (none, or its `updated_at`); a retry that meets its own
+        earlier write recognises it by the request token it left on the item.
+        """
+        existing = self.pool_state(pool)
         document = settings.model_dump(mode="json", exclude_none=True)
         created_at = existing.created_at if existing else now
-        tx = self._tx()
+        token = new_token()
+        tx = self._tx(token)
         condition = (
             PoolItem.pk.does_not_exist()
             if existing is None
@@ -65,6 +86,7 @@ class PoolRegistry(StoreBase):
                 deleting=False,
                 created_at=created_at,
                 updated_at=now,
+                request_token=token,
             ),
             condition=condition,
         )
@@ -72,7 +94,12 @@ class PoolRegistry(StoreBase):
             "registry",
             RegistryItem(REGISTRY_PK, pool_pk(pool), pool=pool, settings=document, deleting=False),
         )
-        tx.commit()
+        try:
+            tx.commit()
+        except StoreConflict:
+            item = self._pool_item(pool)
+            if item is None or item.request_token != token:
+                raise
         return existing is None
 
     def mark_pool_deleting(self, pool: str, now: int) -> None:
@@ -91,18 +118,25 @@ class PoolRegistry(StoreBase):
         )
         tx.commit()
 
-    def pool_records(self) -> list[RegisteredPool]:
-        """Every pool with its settings and last recorded figures: one consistent Query (its pages)."""
-        return [
-            RegisteredPool(
-                name=item.pool,
-                settings=PoolSettings.from_stored(item.settings.as_dict()),
-                deleting=bool(item.deleting),
-                figures=item.figures.as_dict() if item.figures is not None else None,
-            )
-            for item in RegistryItem.query(REGISTRY_PK, consistent_read=True)
-            if item.settings is not None
-        ]
+    def pool_records(self, unreadable: Callable[[str, str], None] | None = None) -> list[RegisteredPool]:
+        """Every pool with its settings and last recorded figures: one consistent Query (its pages).
+
+        A pool whose settings no longer validate is left out and reported to `unreadable`
+        (name, problem): one pool's document never stops the others.
+        """
+        records = []
+        for item in RegistryItem.query(REGISTRY_PK, consistent_read=True):
+            if item.settings is None:
+                continue
+            try:
+                settings = _settings(item.pool, item.settings.as_dict())
+            except UnreadableSettings as exc:
+                if unreadable is not None:
+                    unreadable(item.pool, exc.message)
+                continue
+            figures = item.figures.as_dict() if item.figures is not None else None
+            records.append(RegisteredPool(item.pool, settings, bool(item.deleting), figures))
+        return records
 
     def record_figures(self, pool: str, figures: dict[str, Any], now: int, event_id: str) -> None:
         """Keep the figures on the registry item and in the pool's history (only called on change)."""
@@ -152,3 +186,14 @@ class PoolRegistry(StoreBase):
         # If another run took the expired lease meanwhile, it decides now: nothing to give back.
         item = LeaseItem(pool_pk(lease.pool), LEASE_SK)
         conditional(lambda: item.update(actions=actions, condition=LeaseItem.holder == lease.holder))
+
+
+def _settings(pool: str, document: dict[str, Any]) -> PoolSettings:
+    try:
+        return PoolSettings.from_stored(document)
+    except (ValidationError, ValueError, TypeError) as exc:
+        problem = str(exc).splitlines()[0]
+        raise UnreadableSettings(
+            f"the stored settings of pool {pool} cannot be read ({problem}); PUT a whole new document",
+            pool=pool,
+        ) from exc

@@ -18,6 +18,15 @@ class PoolRecord:
 
 
 @dataclass(frozen=True)
+class PoolState:
+    """What a write of the settings needs to know of the item there, without reading its settings."""
+
+    created_at: int
+    updated_at: int
+    deleting: bool
+
+
+@dataclass(frozen=True)
 class RegisteredPool:
     name: str
     settings: PoolSettings

@@ -2,6 +2,9 @@
 
 Every write that moves a slot is a transaction of the task item and the pod item, each conditional
 on what the caller read, so two Lambdas racing each other cannot double-book a slot or lose one.
+Each transaction carries a client request token, and the task item keeps it: DynamoDB makes a
+retried transaction idempotent by its token, and where a retry still meets its own earlier write
+(a lost answer), the caller recognises the token instead of reporting a conflict.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from pynamodb.expressions.update import Action
 
 from podslots.model import Pod, PodState, Slot, SlotStatus, Task, TaskStatus
 from podslots.store.base import StoreBase
-from podslots.store.conversions import IDLE_DOC, pod_key, slot_doc, task_from, task_key
-from podslots.store.items import PodItem, PoolItem, TaskItem
-from podslots.store.keys import CONFIG_SK, TASK_SK, pool_pk, task_pk
-from podslots.store.transaction import StoreConflict, condition_failed, conditional
+from podslots.store.conversions import free_slot, pod_from, pod_key, take_slot, task_from, task_key
+from podslots.store.items import PodItem, TaskItem
+from podslots.store.keys import TASK_SK, task_pk
+from podslots.store.transaction import StoreConflict, condition_failed, conditional, new_token
 
 
 class TaskSlots(StoreBase):
@@ -26,13 +29,27 @@ class TaskSlots(StoreBase):
         except DoesNotExist:
             return None
 
-    def allocate(self, task: Task, pod: Pod, slot: str, previous: Task | None, now: int) -> None:
+    def open_slots(self, pool: str, pods: int) -> list[Pod]:
+        """The fullest pods of the pool that have an idle slot, at most `pods` of them.
+
+        One Query of the sparse `open_slots` index (eventually consistent): it reads `pods` items
+        however large the pool is. What it proposes may be stale; the allocation's conditions decide.
+        """
+        query = PodItem.open_slots.query(pool, PodItem.idle > 0, limit=pods, page_size=pods)
+        return [pod_from(item) for item in query]
+
+    def allocate(
+        self, task: Task, pod: Pod, slot: str, previous: Task | None, now: int, *, token: str | None = None
+    ) -> None:
         """Put the task in the slot, atomically. Raises StoreConflict naming what moved.
 
-        `previous` is the task item the caller read (None if there was none): a re-dispatch of a
-        lost, expired or waiting task is conditional on it still being in that status.
+        `previous` is the task item the caller knows of (None: it assumes there is none). A
+        re-dispatch of a lost, expired or waiting task is conditional on it still being as read.
+        When the task's own condition fails, the conflict carries the task as it is
+        (`found["task"]`), read by the same request: a new allocation never reads the task first.
         """
-        tx = self._tx()
+        token = token or new_token()
+        tx = self._tx(token)
         item = TaskItem(
             task_pk(task.task_id),
             TASK_SK,
@@ -45,37 +62,35 @@ class TaskSlots(StoreBase):
             pod_ip=pod.pod_ip,
             allocated_at=now,
             updated_at=now,
+            request_token=token,
         )
         if previous is None:
             task_condition = TaskItem.pk.does_not_exist()
         else:
             task_condition = (TaskItem.status == previous.status.value) & (TaskItem.updated_at == previous.updated_at)
-        tx.put("task", item, condition=task_condition)
+        tx.put("task", item, condition=task_condition, return_old=True)
         tx.update(
             "slot",
             pod_key(pod.pool, pod.name),
-            actions=[
-                PodItem.slots[slot].set(slot_doc(Slot(SlotStatus.RUNNING, task.task_id, task.task_type, now))),
-                PodItem.busy.add(1),
-                PodItem.last_used_at.set(now),
-            ],
+            actions=take_slot(slot, Slot(SlotStatus.RUNNING, task.task_id, task.task_type, now), now),
             condition=(PodItem.state == PodState.READY.value)
+            & PodItem.cordoned.does_not_exist()
             & (PodItem.slots[slot]["status"] == SlotStatus.IDLE.value),
         )
-        tx.condition_check(
-            "pool",
-            PoolItem,
-            pool_pk(task.pool),
-            CONFIG_SK,
-            PoolItem.pk.exists() & (PoolItem.deleting == False),  # noqa: E712 (a DynamoDB condition)
-        )
-        tx.commit()
+        try:
+            tx.commit()
+        except StoreConflict as conflict:
+            raw = conflict.raw_items.get("task")
+            if raw is not None:
+                conflict.found["task"] = task_from(TaskItem.from_raw_data(raw))
+            raise
 
-    def record_waiting(self, task: Task, previous: Task | None, now: int, signal_every_s: int) -> bool:
-        """Record that the task asked and found no slot. True when a shortage should be signalled.
+    def record_waiting(self, task: Task, now: int, signal_every_s: int) -> tuple[bool, int]:
+        """Record that the task asked and found no slot: (signal a shortage?, waiting since).
 
         The task item turns `pending` (with the sparse `waiting` index keys), unless it holds a
-        slot or ended meanwhile. The signal is rate-limited per task through `signalled_at`.
+        slot or ended meanwhile (StoreConflict). Its first wait is kept across asks; the signal is
+        rate-limited per task through `signalled_at`.
         """
         base_condition = TaskItem.pk.does_not_exist() | TaskItem.status.is_in(
             *(s.value for s in TaskStatus if s.redispatchable)
@@ -87,12 +102,11 @@ class TaskSlots(StoreBase):
             TaskItem.status.set(TaskStatus.PENDING.value),
             TaskItem.updated_at.set(now),
             TaskItem.wait_pool.set(task.pool),
+            TaskItem.wait_since.set(TaskItem.wait_since | now),  # if_not_exists: the first ask counts
             TaskItem.expires_at.remove(),
             TaskItem.pod.remove(),
             TaskItem.slot.remove(),
         ]
-        first = previous.waiting_since if previous and previous.status is TaskStatus.PENDING else None
-        actions.append(TaskItem.wait_since.set(first if first is not None else now))
         signal_condition = TaskItem.signalled_at.does_not_exist() | (TaskItem.signalled_at <= now - signal_every_s)
         item = task_key(task.task_id)
         if conditional(
@@ -100,14 +114,17 @@ class TaskSlots(StoreBase):
                 actions=[*actions, TaskItem.signalled_at.set(now)], condition=base_condition & signal_condition
             )
         ):
-            return True
+            return True, int(item.wait_since or now)
         condition_failed("task", lambda: item.update(actions=actions, condition=base_condition))
-        return False
+        return False, int(item.wait_since or now)  # PynamoDB refreshes the item with ALL_NEW
 
-    def reserve(self, task: Task, until: int, now: int) -> None:
+    # ---- the slot life cycle of an allocated task ------------------------------------------------
+
+    def reserve(self, task: Task, until: int, now: int, *, token: str | None = None) -> None:
         """running -> reserved (apply_pending), both conditional on the slot holding the task."""
         assert task.pod and task.slot
-        tx = self._tx()
+        token = token or new_token()
+        tx = self._tx(token)
         tx.update(
             "task",
             task_key(task.task_id),
@@ -116,6 +133,7 @@ class TaskSlots(StoreBase):
                 TaskItem.updated_at.set(now),
                 TaskItem.rsv_pool.set(task.pool),
                 TaskItem.rsv_until.set(until),
+                TaskItem.request_token.set(token),
             ],
             condition=(TaskItem.status == TaskStatus.RUNNING.value)
             & (TaskItem.pod == task.pod)
@@ -125,9 +143,9 @@ class TaskSlots(StoreBase):
             "slot",
             pod_key(task.pool, task.pod),
             actions=[
-                PodItem.slots[task.slot].set(
-                    slot_doc(Slot(SlotStatus.RESERVED, task.task_id, task.task_type, now, until))
-                ),
+                PodItem.slots[task.slot]["status"].set(SlotStatus.RESERVED.value),
+                PodItem.slots[task.slot]["since"].set(now),
+                PodItem.slots[task.slot]["reserved_until"].set(until),
                 PodItem.last_used_at.set(now),
             ],
             condition=(PodItem.slots[task.slot]["task_id"] == task.task_id)
@@ -135,10 +153,11 @@ class TaskSlots(StoreBase):
         )
         tx.commit()
 
-    def resume(self, task: Task, now: int) -> None:
+    def resume(self, task: Task, now: int, *, token: str | None = None) -> None:
         """reserved -> running: the apply runs on the pod and slot that ran the plan."""
         assert task.pod and task.slot
-        tx = self._tx()
+        token = token or new_token()
+        tx = self._tx(token)
         tx.update(
             "task",
             task_key(task.task_id),
@@ -147,6 +166,7 @@ class TaskSlots(StoreBase):
                 TaskItem.updated_at.set(now),
                 TaskItem.rsv_pool.remove(),
                 TaskItem.rsv_until.remove(),
+                TaskItem.request_token.set(token),
             ],
             condition=(TaskItem.status == TaskStatus.APPLY_PENDING.value)
             & (TaskItem.pod == task.pod)
@@ -156,7 +176,9 @@ class TaskSlots(StoreBase):
             "slot",
             pod_key(task.pool, task.pod),
             actions=[
-                PodItem.slots[task.slot].set(slot_doc(Slot(SlotStatus.RUNNING, task.task_id, task.task_type, now))),
+                PodItem.slots[task.slot]["status"].set(SlotStatus.RUNNING.value),
+                PodItem.slots[task.slot]["since"].set(now),
+                PodItem.slots[task.slot]["reserved_until"].remove(),
                 PodItem.last_used_at.set(now),
             ],
             condition=(PodItem.slots[task.slot]["task_id"] == task.task_id)
@@ -164,14 +186,15 @@ class TaskSlots(StoreBase):
         )
         tx.commit()
 
-    def release(self, task: Task, end: TaskStatus, now: int) -> None:
-        """End the task and free its slot in one write; `busy - 1` in the same write."""
+    def release(self, task: Task, end: TaskStatus, now: int, *, token: str | None = None) -> None:
+        """End the task and free its slot in one transaction; `busy` and `idle` move with it."""
         assert task.pod and task.slot and end.is_end
-        tx = self._tx()
+        token = token or new_token()
+        tx = self._tx(token)
         tx.update(
             "task",
             task_key(task.task_id),
-            actions=self._end_actions(end, now),
+            actions=self._end_actions(end, now, token),
             condition=(TaskItem.status == task.status.value)
             & (TaskItem.pod == task.pod)
             & (TaskItem.slot == task.slot),
@@ -179,25 +202,22 @@ class TaskSlots(StoreBase):
         tx.update(
             "slot",
             pod_key(task.pool, task.pod),
-            actions=[
-                PodItem.slots[task.slot].set(IDLE_DOC),
-                PodItem.busy.set(PodItem.busy - 1),
-                PodItem.last_used_at.set(now),
-            ],
+            actions=free_slot(task.slot, now),
             condition=(PodItem.slots[task.slot]["task_id"] == task.task_id)
             & (PodItem.slots[task.slot]["status"] != SlotStatus.IDLE.value),
         )
         tx.commit()
 
-    def close_without_slot(self, task: Task, end: TaskStatus, now: int) -> None:
+    def close_without_slot(self, task: Task, end: TaskStatus, now: int, *, token: str | None = None) -> None:
         """End a task that holds no slot: a waiting task, or one whose pod item is gone.
 
         Conditional on the task being exactly as the caller read it (status and updated_at).
         """
+        token = token or new_token()
         condition_failed(
             "task",
             lambda: task_key(task.task_id).update(
-                actions=self._end_actions(end, now),
+                actions=self._end_actions(end, now, token),
                 condition=(TaskItem.status == task.status.value) & (TaskItem.updated_at == task.updated_at),
             ),
         )
@@ -219,14 +239,15 @@ class TaskSlots(StoreBase):
         """Reserved tasks whose deadline has come (the sparse `reservations` index, not a scan)."""
         return [task_from(item) for item in TaskItem.reservations.query(pool, TaskItem.rsv_until <= now)]
 
-    def expire(self, task: Task, now: int) -> bool:
+    def expire(self, task: Task, now: int, *, token: str | None = None) -> bool:
         """Free a reservation past its deadline; the task becomes `expired`. False if it moved."""
         assert task.pod and task.slot
-        tx = self._tx()
+        token = token or new_token()
+        tx = self._tx(token)
         tx.update(
             "task",
             task_key(task.task_id),
-            actions=self._end_actions(TaskStatus.EXPIRED, now),
+            actions=self._end_actions(TaskStatus.EXPIRED, now, token),
             condition=(TaskItem.status == TaskStatus.APPLY_PENDING.value)
             & (TaskItem.rsv_until <= now)
             & (TaskItem.pod == task.pod)
@@ -235,12 +256,17 @@ class TaskSlots(StoreBase):
         tx.update(
             "slot",
             pod_key(task.pool, task.pod),
-            actions=[PodItem.slots[task.slot].set(IDLE_DOC), PodItem.busy.set(PodItem.busy - 1)],
+            actions=free_slot(task.slot),
             condition=(PodItem.slots[task.slot]["task_id"] == task.task_id)
             & (PodItem.slots[task.slot]["status"] == SlotStatus.RESERVED.value),
         )
         try:
             tx.commit()
-            return True
         except StoreConflict:
-            return False
+            return self._written_by(task.task_id, token)
+        return True
+
+    def _written_by(self, task_id: str, token: str) -> bool:
+        """Was the task last moved by the write with this token (a retry met its own write)?"""
+        current = self.get_task(task_id)
+        return current is not None and current.request_token == token

@@ -4,6 +4,7 @@ the connection that transactions share."""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -21,13 +22,20 @@ CONDITION_FAILED = "ConditionalCheckFailed"
 class StoreConflict(Exception):
     """A conditional write lost: `reasons` names each item whose condition failed (or that conflicted)."""
 
-    def __init__(self, reasons: dict[str, str]) -> None:
+    def __init__(self, reasons: dict[str, str], raw_items: dict[str, Any] | None = None) -> None:
         super().__init__(", ".join(f"{k}: {v}" for k, v in reasons.items()) or "conflict")
         self.reasons = reasons
+        self.raw_items = raw_items or {}  # an item as it was, where the write asked for it (ALL_OLD)
+        self.found: dict[str, Any] = {}  # the same, as domain values (the store fills it in)
 
     def failed(self, label: str) -> bool:
         """Did this item's own condition fail (as opposed to a TransactionConflict or a throttle)?"""
         return self.reasons.get(label) == CONDITION_FAILED
+
+
+def new_token() -> str:
+    """A client request token: DynamoDB applies a transaction retried with the same token once."""
+    return uuid.uuid4().hex
 
 
 def conditional(write: Callable[[], Any]) -> bool:
@@ -69,8 +77,9 @@ class LabelledTransaction:
         self._tx.condition_check(kind, pk, sk, condition=condition)
         self._labels["condition_check"].append(label)
 
-    def put(self, label: str, item: Item, condition: Condition | None = None) -> None:
-        self._tx.save(item, condition=condition)
+    def put(self, label: str, item: Item, condition: Condition | None = None, return_old: bool = False) -> None:
+        """`return_old`: if the condition fails, the cancellation carries the item as it is."""
+        self._tx.save(item, condition=condition, return_values="ALL_OLD" if return_old else None)
         self._labels["put"].append(label)
 
     def update(self, label: str, item: Item, actions: list[Action], condition: Condition | None) -> None:
@@ -88,12 +97,10 @@ class LabelledTransaction:
             if exc.cause_response_code not in ("TransactionCanceledException",):
                 raise
             order = [label for kind in self._ORDER for label in self._labels[kind]]
-            reasons = {
-                label: reason.code
-                for label, reason in zip(order, exc.cancellation_reasons, strict=False)
-                if reason is not None
-            }
-            raise StoreConflict(reasons) from exc
+            found = [(label, r) for label, r in zip(order, exc.cancellation_reasons, strict=False) if r is not None]
+            reasons = {label: reason.code for label, reason in found}
+            raw = {label: reason.raw_item for label, reason in found if reason.raw_item}
+            raise StoreConflict(reasons, raw) from exc
 
 
 class SharedConnection:
