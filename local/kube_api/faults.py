@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-# What a request does, as Kubernetes names it; "discovery" and "unknown" are never faulted on purpose.
+# What a request does, as Kubernetes names it, plus "discovery" and "unknown" (a route not served).
 VERBS = frozenset({"create", "get", "list", "watch", "delete", "patch", "discovery", "unknown"})
 
 

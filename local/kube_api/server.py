@@ -64,9 +64,8 @@ class _Server(ThreadingHTTPServer):
 class KubeApiStandIn:
     """Start it with `with` or start(); `token`, if set, is the one bearer token accepted (else 401)."""
 
-    def __init__(self, *, token: str | None = None, clock: Clock = utc_now, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, *, token: str | None = None, clock: Clock = utc_now) -> None:
         self.token = token
-        self._address = (host, port)
         self._store = PodStore(clock)
         self._faults = FaultBook()
         self._calls: Counter[str] = Counter()
@@ -81,7 +80,7 @@ class KubeApiStandIn:
         self._stopping.clear()
         self._store.open()
         handler = type("StandInHandler", (Handler,), {"stand_in": self})
-        self._server = _Server(self._address, handler)
+        self._server = _Server(("127.0.0.1", 0), handler)  # an ephemeral port: tests run side by side
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.01},
