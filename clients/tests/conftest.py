@@ -51,7 +51,9 @@ def scripted() -> Iterator[Scripted]:
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             state.received.append(
-                Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
+                Received(
+                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
+                )
             )
             answer = state.answers.pop(0) if state.answers else (500, {"message": "nothing scripted"}, {})
             if answer == DROP:
