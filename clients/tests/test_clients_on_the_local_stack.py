@@ -7,6 +7,8 @@ manifest carries.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import LocalApi
 
-from podslots_client import Agent, AgentExit, Forbidden, Gone, Pod, QueueClient
+from podslots_client import Agent, AgentExit, Forbidden, Gone, Pod, QueueClient, cli
 
 
 def eventually(check: Callable[[], bool], within_s: float = 10) -> None:
@@ -168,3 +170,63 @@ def test_a_queue_client_pointed_at_the_wrong_stage_gets_forbidden_as_api_gateway
     with pytest.raises(Forbidden) as raised:
         wrong.get_task("run-1")
     assert (raised.value.status, raised.value.message) == (403, "Missing Authentication Token")
+
+
+def test_the_cli_puts_gets_lists_and_deletes_a_pool_in_json_and_in_tables(
+    local_api: LocalApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a settings file and the API's URL in PODSLOTS_URL
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"max_pods": 4, "pod_template": {"image": "tf-agent:1.9"}}))
+    env = {"PODSLOTS_URL": local_api.url}
+
+    def podslots(*argv: str) -> str:
+        out = io.StringIO()
+        assert cli.main([*argv, "--no-sign"], env=env, out=out) == 0
+        return out.getvalue()
+
+    # When an operator creates, replaces, reads, lists and deletes a pool
+    created = podslots("pools", "put", "ops", "--file", str(settings))
+    replaced = json.loads(podslots("pools", "put", "ops", "--file", str(settings), "--json"))
+    view = json.loads(podslots("--json", "pools", "get", "ops"))
+    table = podslots("pools", "get", "ops")
+    names = json.loads(podslots("pools", "list", "--json"))
+    listed = podslots("pools", "list")
+    events = json.loads(podslots("events", "ops", "--limit", "5", "--json"))
+    deleted = podslots("pools", "delete", "ops")
+
+    # Then each answer is the API's, as JSON for scripts and as text for people
+    assert created == "pool ops created\n"
+    assert replaced["settings"]["max_pods"] == 4
+    assert replaced["settings"]["slots_per_pod"] == 3  # the server's default, filled in
+    assert (view["pool"], view["deleting"], view["pods"]) == ("ops", False, [])
+    assert "pods      0-4 of 3 slots" in table
+    assert "image     tf-agent:1.9" in table
+    assert "ops" in names["pools"]
+    assert "ops" in listed.splitlines()
+    assert events == []
+    assert deleted == "pool ops deleted\n"
+
+    # And an error answer is a message on stderr and exit status 1
+    assert cli.main(["pools", "get", "ops", "--no-sign"], env=env, out=io.StringIO()) == 1
+    assert "404 not_found: pool ops does not exist" in capsys.readouterr().err
+
+
+def test_the_cli_shows_a_pools_pods_and_a_tasks_place(local_api: LocalApi) -> None:
+    pod, _ = local_api.ready_pod("shown")
+    local_api.queue().allocate("shown", "run-9", "plan")
+    out = io.StringIO()
+    assert cli.main(["--url", local_api.url, "--no-sign", "pools", "get", "shown"], env={}, out=out) == 0
+    assert f"{pod}  ready" in out.getvalue()
+    assert "s0:running(run-9) s1:idle s2:idle" in out.getvalue()
+    out = io.StringIO()
+    assert cli.main(["--url", local_api.url, "--no-sign", "task", "run-9"], env={}, out=out) == 0
+    assert f"pod       {pod}" in out.getvalue()
+    assert "status    running" in out.getvalue()
+
+
+def test_python_m_podslots_client_is_the_cli(local_api: LocalApi) -> None:
+    command = [sys.executable, "-m", "podslots_client", "pools", "list", "--url", local_api.url, "--no-sign"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == local_api.pools().names()
