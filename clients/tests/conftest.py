@@ -131,7 +131,7 @@ class LocalApi:
         return pod, url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # its moto mock must end before other modules run
 def local_api() -> Iterator[LocalApi]:
     from local.serve import serve
     from local.stack import Stack, function_module
