@@ -10,7 +10,6 @@ PYTHON ?= $(shell \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export PYTHONPATH := $(CURDIR)/layers/podslots:$(CURDIR)
 export AWS_DEFAULT_REGION ?= us-east-1
 
 include mk/sam.mk
@@ -21,10 +20,15 @@ include mk/layers.mk
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
+# podslots-dev.pth puts the layer's package (layers/podslots) and the repository root on the venv's
+# sys.path: `.venv/bin/python -m bench.X` (or local.demo, tools.X, a REPL, the hooks pre-commit
+# runs) works without make or PYTHONPATH.
 $(STAMP): requirements-dev.txt layers/podslots/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	printf '%s\n' "$(CURDIR)/layers/podslots" "$(CURDIR)" \
+		> "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/podslots-dev.pth"
 	touch $@
 
 venv: $(STAMP) ## Create the venv with the pinned dependencies

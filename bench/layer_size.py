@@ -18,7 +18,8 @@ event_handler, pynamodb.models, pydantic, then functions/allocate/app.py) in fre
 interpreters whose sys.path is the function's folder, the layer, and a boto3/botocore installed for
 this machine standing in for the runtime's (after the layer on sys.path, as on Lambda).
 
-    make layer-size        # or: .venv/bin/python -m bench.layer_size [--versions 37.0.1 35.0.0] [--fresh]
+    make layer-size        # or, from the repository root:
+    .venv/bin/python -m bench.layer_size [--versions 37.0.1 35.0.0] [--fresh]
     .venv/bin/python -m bench.layer_size --podslots-only    # the podslots layer alone
 """
 
