@@ -15,7 +15,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 include mk/sam.mk
 include mk/layers.mk
 
-.PHONY: help venv lint typecheck unit test demo local openapi bench clean
+.PHONY: help venv lint typecheck layers unit test demo local openapi bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -40,10 +40,13 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy
 	$(BIN)/mypy
 
+layers: $(STAMP) ## import-linter: the layering contracts of pyproject.toml ([tool.importlinter])
+	$(BIN)/lint-imports
+
 unit: $(STAMP) ## pytest only
 	$(BIN)/pytest
 
-test: lint typecheck lint-template unit ## Everything CI checks: ruff, mypy, template lint, pytest
+test: lint typecheck layers lint-template unit ## Everything CI checks: ruff, mypy, import contracts, template lint, pytest
 
 openapi: $(STAMP) ## Write the OpenAPI document the API handlers derive (openapi.json)
 	$(BIN)/python -m tools.openapi > openapi.json
@@ -62,4 +65,4 @@ bench: $(STAMP) ## Benchmarks: requests per call, import times, reconcile at sca
 	$(BIN)/python -m bench.scripted_hour
 
 clean: ## Remove the venvs and caches
-	rm -rf $(VENV) .venv-sam .mypy_cache .pytest_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) .venv-sam .mypy_cache .pytest_cache .ruff_cache .import_linter_cache .aws-sam
