@@ -15,7 +15,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 include mk/sam.mk
 include mk/layers.mk
 
-.PHONY: help venv lint typecheck layers unit test demo local openapi bench clean
+.PHONY: help venv lint typecheck layers unit pytest test demo local openapi bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -43,10 +43,13 @@ typecheck: $(STAMP) ## mypy
 layers: $(STAMP) ## import-linter: the layering contracts of pyproject.toml ([tool.importlinter])
 	$(BIN)/lint-imports
 
-unit: $(STAMP) ## pytest only
+unit: $(STAMP) ## The fast tests: pytest without those marked slow (races, fuzz, demo, reconcile at scale)
+	$(BIN)/pytest -m "not slow"
+
+pytest: $(STAMP) ## The whole pytest suite
 	$(BIN)/pytest
 
-test: lint typecheck layers lint-template unit ## Everything CI checks: ruff, mypy, import contracts, template lint, pytest
+test: lint typecheck layers lint-template pytest ## Everything CI checks: ruff, mypy, import contracts, template lint, pytest
 
 openapi: $(STAMP) ## Write the OpenAPI document the API handlers derive (openapi.json)
 	$(BIN)/python -m tools.openapi > openapi.json
