@@ -65,10 +65,15 @@ def serve(stack: Stack, host: str, port: int, stage: str, agents: bool) -> Local
             prefix = f"/{stage}"
             found = match(self.command, path[len(prefix) :]) if path.startswith(prefix + "/") else None
             if found is None:
-                self._send(403, {"message": "Missing Authentication Token"})  # what API Gateway says
+                # What API Gateway answers, through the template's DEFAULT_4XX gateway response.
+                self._send(403, {"error": "MISSING_AUTHENTICATION_TOKEN", "message": "Missing Authentication Token"})
                 return
             route, params = found
-            length = int(self.headers.get("Content-Length") or 0)
+            raw_length = self.headers.get("Content-Length") or "0"
+            if not raw_length.isascii() or not raw_length.isdigit():
+                self._send(400, {"error": "BAD_REQUEST_BODY", "message": "Content-Length is not a number"})
+                return
+            length = int(raw_length)
             body = self.rfile.read(length).decode("utf-8", errors="replace") if length else None
             event = proxy_event(
                 self.command,

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNCTIONS = ("allocate", "task_status", "agents", "pools")
+FUNCTIONS = ("allocate", "task_status", "heartbeat", "pools")
 
 
 def document() -> str:

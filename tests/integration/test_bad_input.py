@@ -276,3 +276,44 @@ def test_a_body_in_another_media_type_is_415_never_a_5xx(world: Api, content_typ
     answer = world.invoke(event)
     assert (answer.status, answer.body["error"]) == (415, "unsupported_media_type")
     assert _items() == before
+
+
+BODY_ROUTES = [
+    ("POST", ALLOC, {"pool": "terraform"}),
+    ("PUT", "/tasks/{task_id}/status", {"task_id": "t-1"}),
+    ("POST", "/pools/{pool}/pods/{pod}/heartbeat", {"pool": "terraform", "pod": "terraform-0000"}),
+    ("PUT", POOL, {"pool": "terraform"}),
+]
+HOSTILE_BODIES = [
+    pytest.param("[" * 10_000 + "]" * 10_000, "nests deeper", id="10,000 nested arrays"),
+    pytest.param('{"task_id": "a", "task_type": ' + "9" * 5000 + "}", "digits", id="a 5,000-digit integer"),
+    pytest.param('{"held_tasks": ' + "[" * 40 + "]" * 40 + "}", "nests deeper", id="40 levels"),
+]
+
+
+@pytest.mark.parametrize(("method", "resource", "params"), BODY_ROUTES)
+@pytest.mark.parametrize(("raw", "words"), HOSTILE_BODIES)
+def test_a_small_hostile_body_is_a_400_that_names_the_problem_on_every_body_route(
+    world: Api, method: str, resource: str, params: dict[str, str], raw: str, words: str
+):
+    # Given a body that would crash a parser (recursion, or Python's 4,300-digit limit)
+    before = _items()
+    # When it is sent to a route that reads a body
+    answer = world.invoke(proxy_event(method, resource, params, raw_body=raw))
+    # Then it is a 400 naming the problem, and nothing is written
+    assert (answer.status, answer.body["error"]) == (400, "invalid_json")
+    assert words in answer.body["message"]
+    assert _items() == before
+
+
+def test_a_task_id_of_many_digits_is_a_string_not_a_number(world: Api):
+    raw = json.dumps({"task_id": "1" * 100, "task_type": "plan"})
+    answer = world.invoke(proxy_event("POST", ALLOC, {"pool": "terraform"}, raw_body=raw))
+    assert answer.status == 201, answer.body
+
+
+@pytest.mark.parametrize("content_type", ["APPLICATION/JSON", "Application/Json; Charset=UTF-8"])
+def test_media_types_are_compared_case_insensitively(world: Api, content_type: str):
+    raw = '{"task_id": "ci", "task_type": "plan"}'
+    event = proxy_event("POST", ALLOC, {"pool": "terraform"}, raw_body=raw, content_type=content_type)
+    assert world.invoke(event).status == 201
