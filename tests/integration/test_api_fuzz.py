@@ -62,24 +62,22 @@ def test_no_answer_is_a_5xx_or_breaks_the_document(case: Any, base_url: str) -> 
 
 
 HOSTILE = [
-    pytest.param("application/json", "[" * 10_000 + "]" * 10_000, 400, id="10,000 nested arrays"),
-    pytest.param("application/json", '{"task_id": ' + "7" * 5000 + "}", 400, id="a 5,000-digit integer"),
-    pytest.param("APPLICATION/JSON", '{"task_id": "upper", "task_type": "plan"}', 201, id="media type in capitals"),
+    pytest.param("application/json", "[" * 10_000 + "]" * 10_000, {400}, id="10,000 nested arrays"),
+    pytest.param("application/json", '{"task_id": ' + "7" * 5000 + "}", {400}, id="a 5,000-digit integer"),
+    # Accepted as JSON: the pool has no pod, so the documented answer is the 503 of no capacity.
+    pytest.param("APPLICATION/JSON", '{"task_id": "upper", "task_type": "plan"}', {503}, id="media type in capitals"),
 ]
 
 
-@pytest.mark.parametrize(("content_type", "body", "status"), HOSTILE)
+@pytest.mark.parametrize(("content_type", "body", "statuses"), HOSTILE)
 def test_the_cases_the_fuzzer_does_not_generate_answer_as_documented(
-    base_url: str, content_type: str, body: str, status: int
+    base_url: str, content_type: str, body: str, statuses: set[int]
 ) -> None:
-    # Given a ready pod, so that a valid allocation can be 201
     response = SESSION.post(
         f"{base_url}/pools/terraform/allocations", data=body.encode(), headers={"Content-Type": content_type}
     )
-    if response.status_code == 503:
-        pytest.skip("no capacity in the local stack's pool: only the body checks are in question here")
-    assert response.status_code == status, response.text
-    assert "error" in response.json() or status == 201
+    assert response.status_code in statuses, response.text
+    assert response.json()["error"]
 
 
 def test_a_content_length_that_is_not_a_number_is_a_400(base_url: str) -> None:
