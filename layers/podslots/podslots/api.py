@@ -242,15 +242,15 @@ def make_resolver() -> APIGatewayRestResolver:
     """A REST resolver with validation on and our error mapping registered."""
     app = APIGatewayRestResolver(enable_validation=True)
 
-    @app.exception_handler(PodSlotsError)
+    @app.exception_handler(PodSlotsError)  # type: ignore[untyped-decorator]  # Powertools' decorator is untyped
     def _on_domain(exc: PodSlotsError) -> Response[Any]:
         return _domain_error(exc)
 
-    @app.exception_handler(RequestUnsupportedContentType)
+    @app.exception_handler(RequestUnsupportedContentType)  # type: ignore[untyped-decorator]  # Powertools' decorator is untyped
     def _on_content_type(exc: RequestUnsupportedContentType) -> Response[Any]:
         return error_answer(415, "unsupported_media_type", "send the body as application/json")
 
-    @app.exception_handler(RequestValidationError)
+    @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]  # Powertools' decorator is untyped
     def _on_validation(exc: RequestValidationError) -> Response[Any]:
         return _validation_error(exc)
 

@@ -77,7 +77,7 @@ class PodItem(Item):
     name = UnicodeAttribute()
     uid = UnicodeAttribute(null=True)
     state = UnicodeAttribute()
-    slots = MapAttribute[str, Any]()
+    slots = MapAttribute[str, Any]()  # type: ignore[no-untyped-call]
     busy = NumberAttribute(default=0)
     pod_ip = UnicodeAttribute(null=True)
     created_at = NumberAttribute()
@@ -114,7 +114,7 @@ class TaskItem(Item):
 
 class PoolItem(Item):
     pool = UnicodeAttribute()
-    settings = MapAttribute[str, Any]()
+    settings = MapAttribute[str, Any]()  # type: ignore[no-untyped-call]
     deleting = BooleanAttribute(default=False)
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
@@ -125,15 +125,16 @@ class RegistryItem(Item):
     """One per pool under one key: the scheduled functions read every pool's settings in one Query."""
 
     pool = UnicodeAttribute()
-    settings = MapAttribute[str, Any](null=True)
+    settings = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]
     deleting = BooleanAttribute(default=False)
-    figures = MapAttribute[str, Any](null=True)  # the last figures recorded in the pool's history
+    # The last figures recorded in the pool's history.
+    figures = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]
 
 
 class EventItem(Item):
     kind = UnicodeAttribute()
     at = NumberAttribute()
-    detail = MapAttribute[str, Any]()
+    detail = MapAttribute[str, Any]()  # type: ignore[no-untyped-call]
     expires_at = NumberAttribute(null=True)
 
 
