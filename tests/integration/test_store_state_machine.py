@@ -176,7 +176,9 @@ class SlotLifeCycle(RuleBasedStateMachine):
 
     @initialize()
     def a_pool_with_one_ready_pod(self) -> None:
-        given_pool(self.store, POOL, reservation_ttl_s=3600)
+        # Reservations short enough that steps of time passing cross them; autoscale steps down
+        # whenever half the capacity is idle, so its drains happen often among a few small pods
+        given_pool(self.store, POOL, reservation_ttl_s=3600, scale_down_delay_s=0, scale_down_utilization=0.5)
         self.a_pod_starts(PODS[0], 2)
         self.agents.beat(POOL, PODS[0], [], None)
 
