@@ -1,15 +1,18 @@
-"""Races over moto's HTTP server (its dispatcher serialized: see tests/support/moto_server.py).
+"""Races over moto's HTTP server, its dispatcher serialized by one lock (local/moto_server.py):
+moto checks a condition and applies the update in separate steps, so without the lock two
+concurrent conditional writes could both succeed there, which DynamoDB never allows. The lock
+must stay, or these tests would test moto instead of podslots' conditions.
 
 Many threads, each with its own HTTP connection, call the real store and steps at once. What is
 checked is the table afterwards: no slot holds two tasks, no task holds two slots, `busy` is true.
+The race of an allocation and a drain of the same pod is in test_scale_down_race.py, through
+autoscale's whole scaling step.
 """
 
 from __future__ import annotations
 
 import queue
-import random
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -19,7 +22,7 @@ from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
 from podslots.errors import NoCapacity
-from podslots.model import PodState, TaskStatus, TaskType
+from podslots.model import TaskType
 from podslots.store import SlotStore
 from tests.support.pods import given_pool, given_ready_pods
 
@@ -103,54 +106,3 @@ def test_one_task_from_8_threads_at_once_gets_one_slot(store: SlotStore):
     assert len({(pod, slot) for pod, slot, _ in answers}) == 1
     assert sum(created for *_, created in answers) == 1
     assert len(assert_slot_invariants(store, "race")) == 1
-
-
-def test_allocation_racing_a_drain_of_the_same_pod_never_both(store: SlotStore):
-    allocator = Allocator(store, RecordingPublisher(), ManualClock())
-    outcomes = {"allocated": 0, "drained": 0}
-    jitter = random.Random(7)
-
-    def allocate(pool: str, start: threading.Barrier) -> bool:
-        start.wait()
-        try:
-            allocator.allocate(AllocationRequest(pool, f"{pool}-task", TaskType.PLAN))
-            return True
-        except NoCapacity:
-            return False
-
-    def drain(pool: str, pod: str, start: threading.Barrier, delay: float) -> bool:
-        start.wait()
-        time.sleep(delay)
-        return store.start_draining(pool, pod, (PodState.READY,))
-
-    with ThreadPoolExecutor(max_workers=2) as ex:
-        # The allocation reads twice before it writes, so the drain alone would nearly always win:
-        # measure one allocation here, then give the drain a head start varied over that span,
-        # so that both orders, and the close calls between them, happen over the rounds.
-        given_pool(store, "warm-up")
-        given_ready_pods(store, "warm-up")
-        began = time.perf_counter()
-        assert ex.submit(allocate, "warm-up", threading.Barrier(1)).result()
-        span = (time.perf_counter() - began) * 1.5
-        for round_ in range(200):
-            # Given a pool whose only pod is ready and idle
-            pool = f"r{round_}"
-            given_pool(store, pool)
-            (pod,) = given_ready_pods(store, pool)
-            start = threading.Barrier(2)
-            # When an allocation and a scale-down's drain race for it
-            got_slot = ex.submit(allocate, pool, start)
-            drained = ex.submit(drain, pool, pod, start, jitter.uniform(0, span))
-            allocated, was_drained = got_slot.result(), drained.result()
-            # Then exactly one of them won: the pod is drained or it holds the task, never both
-            assert allocated != was_drained, f"round {round_}: allocated={allocated} drained={was_drained}"
-            (item,) = store.pods(pool)
-            assert (item.state is PodState.DRAINING) == was_drained
-            assert item.busy == (1 if allocated else 0)
-            task = store.get_task(f"{pool}-task")
-            assert task is not None
-            assert task.status is (TaskStatus.RUNNING if allocated else TaskStatus.PENDING)
-            outcomes["allocated" if allocated else "drained"] += 1
-    # Both orders happened, so the race was real
-    assert outcomes["allocated"] > 0, outcomes
-    assert outcomes["drained"] > 0, outcomes

@@ -248,3 +248,18 @@ def test_an_unknown_pool_is_404_and_nothing_is_written(api: Api, store: SlotStor
 def test_an_unknown_task_is_404(api: Api):
     assert api.task("never-seen").status == 404
     assert api.status("never-seen", "success").status == 404
+
+
+def test_a_base64_body_is_decoded_like_api_gateway_sends_it(api: Api, store: SlotStore, pool: str):
+    import base64
+
+    from local.apigw import proxy_event
+
+    # Given a ready pod
+    given_ready_pods(store, pool)
+    # When an allocation arrives base64-encoded, as API Gateway sends a binary body
+    event = proxy_event("POST", "/pools/{pool}/allocations", {"pool": pool}, {"task_id": "b64", "task_type": "plan"})
+    event["body"] = base64.b64encode(event["body"].encode()).decode()
+    event["isBase64Encoded"] = True
+    # Then it is decoded and served like any other
+    assert api.invoke(event).status == 201

@@ -316,3 +316,66 @@ def test_a_run_for_one_pool_leaves_the_others(world: ClusterWorld, store: SlotSt
     given_pool(store, "other")
     result = world.handler.lambda_handler({"pool": "other"}, LambdaContext())
     assert [p["pool"] for p in result["pools"]] == ["other"]
+
+
+# ---- a pod being deleted in the cluster (deletionTimestamp set) ------------------------------------
+
+
+def test_a_pod_someone_else_is_deleting_has_its_tasks_reported_lost_and_its_item_removed(
+    world: ClusterWorld, bus: BusTap
+):
+    # Given a running pod with a task
+    pod = world.pod(f"{POOL}-a")
+    world.allocate("t1")
+    # When someone else deletes it (a drain of its node, `kubectl delete`): it is still Running,
+    # but its deletionTimestamp is set, so it will not run the task to its end
+    world.kube.mark_deleting(NS, pod)
+    world.kube.clear_requests()
+    report = world.reconcile()
+    # Then its task is lost, for that reason, and its item goes
+    assert report["lost_tasks"] == ["t1"]
+    assert [(e["task_id"], e["reason"]) for e in lost_events(bus)] == [("t1", "deleted")]
+    assert world.store.get_task("t1").status is TaskStatus.LOST  # type: ignore[union-attr]
+    assert world.store.get_pod(POOL, pod) is None
+    # And reconcile does not delete it a second time: its delete is already under way
+    assert world.kube.count(verb="delete") == 0
+    assert world.kube.pod(NS, pod) is not None
+
+
+def test_a_draining_pod_whose_delete_is_under_way_is_not_deleted_again_and_goes_once_it_is_gone(
+    world: ClusterWorld,
+):
+    # Given a draining pod whose delete (graceful: it terminates for its grace period) was sent
+    pod = world.pod(f"{POOL}-a")
+    world.kube.set_graceful_deletion(NS, pod)
+    assert world.store.start_draining(POOL, pod, (PodState.READY,))
+    assert world.reconcile()["deletes_retried"] == [pod]
+    terminating = world.kube.pod(NS, pod)
+    assert terminating is not None
+    assert terminating["metadata"].get("deletionTimestamp")
+    # When reconcile runs again while the pod is still terminating
+    world.kube.clear_requests()
+    report = world.reconcile()
+    # Then no second delete is sent, and the item waits, still draining
+    assert world.kube.count(verb="delete") == 0
+    assert "deletes_retried" not in report
+    assert "removed_pods" not in report
+    assert world.store.get_pod(POOL, pod).state is PodState.DRAINING  # type: ignore[union-attr]
+    # And once the pod is gone, the next run removes its item
+    world.kube.finish_deletion(NS, pod)
+    assert world.reconcile()["removed_pods"] == [pod]
+    assert world.store.get_pod(POOL, pod) is None
+
+
+def test_a_labelled_pod_being_deleted_without_an_item_is_not_adopted(world: ClusterWorld):
+    # Given a labelled pod without an item (its item went with a scale-down) that is still terminating
+    pod = world.pod(f"{POOL}-leaving", labelled_only=True)
+    world.kube.mark_deleting(NS, pod)
+    world.kube.clear_requests()
+    # When reconcile runs
+    report = world.reconcile()
+    # Then it is not adopted: no item is written for a pod on its way out, and it is not deleted again
+    assert "adopted" not in report
+    assert world.store.get_pod(POOL, pod) is None
+    assert world.kube.count(verb="delete") == 0
+    assert report["figures"]["pods_total"] == 0

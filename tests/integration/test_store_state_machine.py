@@ -1,30 +1,42 @@
 """A hypothesis state machine over the store and the steps, on moto, with a controlled clock.
 
-Any sequence of allocate, reserve, resume, release, drain, heartbeat and time passing keeps every
-invariant of docs/architecture.md ("Invariants"), checked against the whole table after each step;
-repeating a call gives the same answer and changes nothing.
+Any sequence of allocate, reserve, resume, release, drain, heartbeat, time passing, a pod lost
+(reconcile), a leaked slot freed (reconcile), reservations expiring (expire) and autoscale's
+scaling step keeps every invariant of docs/architecture.md ("Invariants"), checked against the
+whole table after each step; repeating a call gives the same answer and changes nothing.
 """
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+from unittest import mock
+
 import boto3
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from moto import mock_aws
 
 from local.template import table_definition
+from podslots import autoscale
 from podslots.allocation import AllocationRequest, Allocator
+from podslots.autoscale import DEMAND_WINDOW_S, Autoscaler
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
+from podslots.cluster import ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
+from podslots.expiry import Expirer
 from podslots.heartbeat import HeartbeatService
 from podslots.model import PodState, TaskStatus, TaskType
 from podslots.observability import metrics
-from podslots.store import SlotStore, bind_table, new_pod
+from podslots.store import SlotStore, StoreConflict, bind_table, new_pod
 from podslots.tasks import TaskStatusService
 from tests.conftest import TABLE
 from tests.support.pods import given_pool
+
+pytestmark = pytest.mark.slow
 
 POOL = "machine"
 TASKS = [f"t{i}" for i in range(8)]
@@ -37,12 +49,52 @@ KIND = {
 }
 
 
+class InMemoryCluster:
+    """The `Cluster` protocol over a dict of pods, for autoscale in the machine.
+
+    Its delete is where scale-down's promise would break, so it checks it there: the table must
+    show the pod draining and holding nothing at the moment its delete is sent.
+    """
+
+    def __init__(self, store: SlotStore) -> None:
+        self.store = store
+        self.pods: dict[str, ClusterPod] = {}
+
+    def add(self, name: str, uid: str, phase: str = "Running") -> ClusterPod:
+        self.pods[name] = ClusterPod(name, uid, phase, None, False, 0.0)
+        return self.pods[name]
+
+    def list_pool_pods(self, namespace: str, pool: str) -> list[ClusterPod]:
+        return list(self.pods.values())
+
+    def create_pod(self, namespace: str, manifest: dict[str, Any]) -> ClusterPod:
+        name = manifest["metadata"]["name"]
+        return self.add(name, f"uid-{name}", "Pending")
+
+    def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
+        item = self.store.get_pod(POOL, name)
+        assert item is not None, f"{name}: deleted without an item"
+        assert item.state is PodState.DRAINING, f"{name}: deleted while {item.state.value}"
+        assert item.busy == 0, f"{name}: deleted while holding {item.busy} task(s)"
+        pod = self.pods.get(name)
+        if pod is None:
+            return False
+        if pod.uid != uid:
+            raise ClusterError("delete pod", "uid precondition failed", 409)
+        del self.pods[name]
+        return True
+
+    def patch_annotations(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+        """Annotations are not part of what this machine checks."""
+
+
 class SlotLifeCycle(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.mock = mock_aws()
         self.mock.start()
-        boto3.client("dynamodb").create_table(**table_definition(TABLE))
+        self.dynamodb = boto3.client("dynamodb")  # one client: making one costs more than a scan here
+        self.dynamodb.create_table(**table_definition(TABLE))
         bind_table(TABLE)
         self.clock = ManualClock()
         self.store = SlotStore()
@@ -50,12 +102,29 @@ class SlotLifeCycle(RuleBasedStateMachine):
         self.allocator = Allocator(self.store, self.bus, self.clock)
         self.tasks = TaskStatusService(self.store, self.clock)
         self.agents = HeartbeatService(self.store, self.clock)
+        self.cluster = InMemoryCluster(self.store)
+        self.autoscaler = Autoscaler(self.store, lambda _: self.cluster, self.bus, self.clock, "https://api.example/v1")
+        self.expirer = Expirer(self.store, self.bus, self.clock)
+        # Scale-up's pod names are random; the machine's are numbered, so a failure replays.
+        numbered = (f"{POOL}-up{i}" for i in itertools.count())
+        self.names = mock.patch.object(autoscale, "new_pod_name", side_effect=lambda pool: next(numbered))
+        self.names.start()
         self.created_pods: list[str] = []
+        self.draining: list[str] = []
         self.dispatched: list[str] = []
+        self.forgotten: set[str] = set()  # pending tasks autoscale dropped from the demand
+        self.event_ids = itertools.count()
 
     def teardown(self) -> None:
+        self.names.stop()
         metrics.clear_metrics()
         self.mock.stop()
+
+    def _now(self) -> int:
+        return int(self.clock.now())
+
+    def _event_id(self) -> str:
+        return f"e{next(self.event_ids)}"
 
     def _outcome(self, call):
         try:
@@ -63,10 +132,18 @@ class SlotLifeCycle(RuleBasedStateMachine):
         except PodSlotsError as exc:
             return (type(exc).__name__, exc.message)
 
-    def _snapshot(self):
-        """The whole table, in one read (the test's view; the code under test never scans)."""
-        items = boto3.client("dynamodb").scan(TableName=TABLE, ConsistentRead=True)["Items"]
+    def _snapshot(self, only: str | None = None, values: dict[str, Any] | None = None):
+        """The whole table, in one read (the test's view; the code under test never scans), or the
+        items that match a filter (moto's cost is in writing out the answer: the history is long)."""
+        kwargs: dict[str, Any] = {"TableName": TABLE, "ConsistentRead": True}
+        if only is not None:
+            kwargs |= {"FilterExpression": only, "ExpressionAttributeValues": values}
+        items = self.dynamodb.scan(**kwargs)["Items"]
         return sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"]))
+
+    def _tasks_in_table(self) -> dict[str, dict[str, Any]]:
+        tasks = self._snapshot("sk = :task", {":task": {"S": "#TASK"}})
+        return {i["task_id"]["S"]: i for i in tasks}
 
     def _twice(self, call):
         """Do it, then do it again: the second answer equals the first and changes nothing."""
@@ -90,9 +167,18 @@ class SlotLifeCycle(RuleBasedStateMachine):
             assert self._snapshot() == after_first
         return first
 
+    def _retry_conflicts_and_changes_nothing(self, call) -> None:
+        """A retry of a write that already happened (a run that crashed after it) is refused whole."""
+        before = self._snapshot()
+        with pytest.raises(StoreConflict):
+            call()
+        assert self._snapshot() == before
+
     @initialize()
     def a_pool_with_one_ready_pod(self) -> None:
-        given_pool(self.store, POOL, reservation_ttl_s=3600)
+        # Reservations short enough that steps of time passing cross them; autoscale steps down
+        # whenever half the capacity is idle, so its drains happen often among a few small pods
+        given_pool(self.store, POOL, reservation_ttl_s=3600, scale_down_delay_s=0, scale_down_utilization=0.5)
         self.a_pod_starts(PODS[0], 2)
         self.agents.beat(POOL, PODS[0], [], None)
 
@@ -100,7 +186,8 @@ class SlotLifeCycle(RuleBasedStateMachine):
     def a_pod_starts(self, pod: str, slots: int) -> None:
         if pod in self.created_pods:
             return
-        self.store.put_pod(new_pod(POOL, pod, slots, int(self.clock.now()), uid=f"uid-{pod}"))
+        self.store.put_pod(new_pod(POOL, pod, slots, self._now(), uid=f"uid-{pod}"))
+        self.cluster.add(pod, f"uid-{pod}")
         self.created_pods.append(pod)
 
     @precondition(lambda self: bool(self.created_pods))
@@ -113,6 +200,7 @@ class SlotLifeCycle(RuleBasedStateMachine):
     @rule(task=st.sampled_from(TASKS))
     def dispatch(self, task: str) -> None:
         self._twice(lambda: self.allocator.allocate(AllocationRequest(POOL, task, KIND[task])))
+        self.forgotten.discard(task)  # it asked again (or got a slot)
         if task not in self.dispatched:
             self.dispatched.append(task)
 
@@ -136,16 +224,110 @@ class SlotLifeCycle(RuleBasedStateMachine):
 
     @precondition(lambda self: bool(self.created_pods))
     @rule(data=st.data())
-    def scale_down_drains_and_removes(self, data: st.DataObject) -> None:
+    def scale_down_drains_a_pod(self, data: st.DataObject) -> None:
+        """The drain protocol's first write, left in place so later steps meet a draining pod."""
         pod = data.draw(st.sampled_from(self.created_pods))
         before = self.store.get_pod(POOL, pod)
+        assert before is not None
         drained = self.store.start_draining(POOL, pod, (PodState.READY, PodState.UNHEALTHY))
-        if before is not None and before.busy > 0:
+        if before.busy > 0:
             assert not drained, "a busy pod must never start draining"
         if drained:
             assert self.store.get_pod(POOL, pod).busy == 0  # type: ignore[union-attr]
-            self.store.remove_drained_pod(POOL, pod)
-            self.created_pods.remove(pod)
+            if pod not in self.draining:
+                self.draining.append(pod)
+
+    @precondition(lambda self: bool(self.draining))
+    @rule(data=st.data())
+    def a_drained_pod_is_deleted_and_its_item_removed(self, data: st.DataObject) -> None:
+        """The drain protocol's end: the delete (the cluster checks it is idle), then the item."""
+        pod = data.draw(st.sampled_from(self.draining))
+        assert self.cluster.delete_pod("agents", pod, f"uid-{pod}")
+        self.store.remove_drained_pod(POOL, pod)
+        self.store.remove_drained_pod(POOL, pod)  # idempotent: a retry is harmless
+        assert self.store.get_pod(POOL, pod) is None
+        self.draining.remove(pod)
+        self.created_pods.remove(pod)
+
+    @rule()
+    def autoscale_runs(self) -> None:
+        """Autoscale's whole step (lease, demand, the rule, create or drain) on the in-memory cluster."""
+        before = {p.name: p for p in self.store.pods(POOL)}
+        waiting = {t for t, i in self._tasks_in_table().items() if "wait_since" in i}
+        (report,) = self.autoscaler.run(POOL)
+        assert report.errors == []
+        after = {p.name: p for p in self.store.pods(POOL)}
+        for name in report.removed:
+            # only a pod that held nothing went, from the table and the cluster both
+            assert before[name].busy == 0
+            assert name not in after
+            assert name not in self.cluster.pods
+            self.created_pods.remove(name)
+        for name in report.created:
+            assert after[name].state is PodState.STARTING
+            assert self.cluster.pods[name].uid == after[name].uid
+            self.created_pods.append(name)
+        tasks = self._tasks_in_table()
+        for task_id in waiting - {t for t, i in tasks.items() if "wait_since" in i}:
+            # a task leaves the demand only when it stopped asking; it stays pending
+            assert tasks[task_id]["status"]["S"] == TaskStatus.PENDING.value
+            assert self._now() - int(tasks[task_id]["updated_at"]["N"]) > DEMAND_WINDOW_S
+            self.forgotten.add(task_id)
+
+    @precondition(lambda self: any(p not in self.draining for p in self.created_pods))
+    @rule(data=st.data())
+    def a_pod_vanishes_and_reconcile_loses_it(self, data: st.DataObject) -> None:
+        """Reconcile's `lose_pod` for a pod gone from the cluster (a draining one has its own path)."""
+        pod = data.draw(st.sampled_from([p for p in self.created_pods if p not in self.draining]))
+        item = self.store.get_pod(POOL, pod)
+        assert item is not None
+        held = {(key, slot.task_id) for key, slot in item.slots.items() if not slot.is_idle}
+        del self.cluster.pods[pod]
+        lost = self.store.lose_pod(item, "vanished", self._now(), self._event_id())
+        # every task it held is lost, and its item is gone
+        assert set(lost) == held
+        for _, task_id in lost:
+            assert self.store.get_task(task_id).status is TaskStatus.LOST  # type: ignore[union-attr]
+        assert self.store.get_pod(POOL, pod) is None
+        self.created_pods.remove(pod)
+        # and a retry loses nothing twice
+        self._retry_conflicts_and_changes_nothing(
+            lambda: self.store.lose_pod(item, "vanished", self._now(), self._event_id())
+        )
+
+    @rule(data=st.data())
+    def reconcile_frees_a_leaked_slot(self, data: st.DataObject) -> None:
+        """Reconcile's `release_leaked` for a slot whose task the agent no longer holds."""
+        held = [(p, k) for p in self.store.pods(POOL) for k, s in sorted(p.slots.items()) if not s.is_idle]
+        if not held:
+            return
+        pod, key = data.draw(st.sampled_from(held))
+        task_id = pod.slots[key].task_id
+        assert task_id is not None
+        self.store.release_leaked(pod, key, self._now(), self._event_id())
+        # the task is lost and its slot idle, on a pod that keeps its other slots
+        assert self.store.get_task(task_id).status is TaskStatus.LOST  # type: ignore[union-attr]
+        assert self.store.get_pod(POOL, pod.name).slots[key].is_idle  # type: ignore[union-attr]
+        self._retry_conflicts_and_changes_nothing(
+            lambda: self.store.release_leaked(pod, key, self._now(), self._event_id())
+        )
+
+    @rule()
+    def expiry_runs(self) -> None:
+        """Expire frees exactly the reservations whose deadline has come, and each once."""
+        now = self._now()
+        reserved = {
+            t: int(i["rsv_until"]["N"])
+            for t, i in self._tasks_in_table().items()
+            if i["status"]["S"] == TaskStatus.APPLY_PENDING.value
+        }
+        due = sorted(t for t, until in reserved.items() if until <= now)
+        assert sorted(self.expirer.expire_pool(POOL).expired) == due
+        tasks = self._tasks_in_table()
+        for task_id, until in reserved.items():
+            expected = TaskStatus.EXPIRED if until <= now else TaskStatus.APPLY_PENDING
+            assert tasks[task_id]["status"]["S"] == expected.value
+        assert self.expirer.expire_pool(POOL).expired == []
 
     @rule(seconds=st.integers(1, 4000))
     def time_passes(self, seconds: int) -> None:
@@ -154,10 +336,13 @@ class SlotLifeCycle(RuleBasedStateMachine):
     @invariant()
     def the_table_keeps_every_invariant(self) -> None:
         """Checked on the raw items, read in one scan, independently of the store's own parsing."""
-        items = self._snapshot()
+        items = self._snapshot("begins_with(sk, :pod) OR sk = :task", {":pod": {"S": "POD#"}, ":task": {"S": "#TASK"}})
         pods = [i for i in items if i["sk"]["S"].startswith("POD#")]
         tasks = {i["task_id"]["S"]: i for i in items if i["sk"]["S"] == "#TASK"}
         holders: dict[str, tuple[str, str]] = {}
+        # every pod item has its pod in the cluster and the other way round (items first, deletes
+        # before the item goes, a lost pod loses both)
+        assert {p["name"]["S"] for p in pods} == set(self.cluster.pods)
         for pod in pods:
             slots = pod["slots"]["M"]
             busy = sum(1 for s in slots.values() if s["M"]["status"]["S"] != "idle")
@@ -186,16 +371,19 @@ class SlotLifeCycle(RuleBasedStateMachine):
             status = TaskStatus(task["status"]["S"])
             # a task that holds a slot is found in one; pending and ended tasks hold none
             assert (task_id in holders) == status.holds_slot
-            # the sparse indexes' keys exist exactly while they mean something
+            # the sparse indexes' keys exist exactly while they mean something: a reservation's
+            # deadline while reserved; a wait while pending, unless autoscale dropped it from the
+            # demand because it stopped asking
             assert ("rsv_until" in task) == (status is TaskStatus.APPLY_PENDING)
-            assert ("wait_since" in task) == (status is TaskStatus.PENDING)
+            waits = status is TaskStatus.PENDING and task_id not in self.forgotten
+            assert ("wait_since" in task) == waits
             assert ("expires_at" in task) == status.is_end
 
 
 TestSlotLifeCycle = SlotLifeCycle.TestCase
 TestSlotLifeCycle.settings = settings(
-    max_examples=20,
-    stateful_step_count=25,
+    max_examples=10,
+    stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
