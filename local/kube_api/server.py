@@ -158,6 +158,18 @@ class KubeApiStandIn:
         """The pod vanishes, as if someone else deleted it."""
         return self._store.remove(namespace, name)
 
+    def mark_deleting(self, namespace: str, name: str) -> Pod:
+        """Someone else deleted the pod and it is terminating: its deletionTimestamp is set."""
+        return self._store.terminate(namespace, name, graceful=False)
+
+    def set_graceful_deletion(self, namespace: str, name: str) -> Pod:
+        """A DELETE of this pod leaves it terminating (deletionTimestamp set) until `finish_deletion`."""
+        return self._store.terminate(namespace, name, graceful=True)
+
+    def finish_deletion(self, namespace: str, name: str) -> Pod:
+        """The terminating pod's grace period is over: it goes."""
+        return self._store.remove(namespace, name)
+
     # ---- requests and faults -----------------------------------------------------------------
 
     def _record(self, verb: str) -> None:

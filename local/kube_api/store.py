@@ -68,6 +68,7 @@ class PodStore:
         self._resource_version = 0
         self._watches = 0
         self._closed = False
+        self._graceful: set[tuple[str, str]] = set()  # pods a DELETE leaves terminating
 
     def _change(self, kind: str, namespace: str, pod: Pod) -> Pod:
         """Give the pod the next resource version, store or drop it, and wake the watches."""
@@ -134,7 +135,8 @@ class PodStore:
         return {"kind": "PodList", "apiVersion": "v1", "metadata": metadata, "items": items}
 
     def delete(self, namespace: str, name: str, options: Mapping[str, Any]) -> Pod:
-        """Deletes at once; a `preconditions.uid` that is not the pod's is a 409."""
+        """Deletes at once, or, for a pod set to terminate gracefully, sets its deletionTimestamp
+        (it goes when a test finishes the deletion); a `preconditions.uid` not the pod's is a 409."""
         with self._changed:
             pod = self._find(namespace, name)
             wanted = (options.get("preconditions") or {}).get("uid")
@@ -144,7 +146,23 @@ class PodStore:
                     f"UID in precondition: {wanted}, UID in object meta: {pod['metadata']['uid']}"
                 )
                 raise KubeError(409, message, name=name)
+            if (namespace, name) in self._graceful:
+                return self._terminating(namespace, pod)
             return self._change("DELETED", namespace, pod)
+
+    def _terminating(self, namespace: str, pod: Pod) -> Pod:
+        if pod["metadata"].get("deletionTimestamp"):
+            return copy.deepcopy(pod)
+        pod = copy.deepcopy(pod)
+        pod["metadata"]["deletionTimestamp"] = rfc3339(self.clock())
+        return self._change("MODIFIED", namespace, pod)
+
+    def terminate(self, namespace: str, name: str, graceful: bool) -> Pod:
+        """Mark the pod as being deleted now (graceful) or from its next DELETE on."""
+        with self._changed:
+            pod = self._find(namespace, name)
+            self._graceful.add((namespace, name))
+            return self._terminating(namespace, pod) if not graceful else copy.deepcopy(pod)
 
     def patch(self, namespace: str, name: str, patch: Any) -> Pod:
         """A merge patch; a patch that changes nothing keeps the resource version, as the server does."""
