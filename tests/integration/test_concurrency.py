@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from local.moto_server import MotoServer
+from local.table_faults import Fault
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
@@ -52,11 +53,18 @@ def assert_slot_invariants(store: SlotStore, pool: str) -> dict[str, tuple[str, 
     return holders
 
 
-def test_32_threads_allocating_100_tasks_into_30_slots(store: SlotStore):
-    # Given 10 ready pods of 3 slots
+CHAOS = {Fault.TRANSACTION_CONFLICT: 0.05, Fault.THROTTLE: 0.03, Fault.ANSWER_LOST: 0.03}
+
+
+@pytest.mark.parametrize("faults", ["no faults", "table faults"])
+def test_32_threads_allocating_100_tasks_into_30_slots(store: SlotStore, server: MotoServer, faults: str):
+    # Given 10 ready pods of 3 slots (and, in the second run, a table that cancels transactions
+    # for conflicts, throttles, and loses answers of writes it applied, as DynamoDB can)
     given_pool(store, "race", max_pods=10)
     given_ready_pods(store, "race", count=10)
     allocator = Allocator(store, RecordingPublisher(), ManualClock())
+    if faults == "table faults":
+        server.dispatcher.faults.chaos(CHAOS, seed=5)
     tasks: queue.Queue[str] = queue.Queue()
     for i in range(100):
         tasks.put(f"task-{i:03d}")
@@ -74,7 +82,10 @@ def test_32_threads_allocating_100_tasks_into_30_slots(store: SlotStore):
                 done = allocator.allocate(AllocationRequest("race", task_id, TaskType.PLAN))
                 with lock:
                     placed.append((task_id, done.pod, done.slot))
-            except NoCapacity:
+            except NoCapacity as exc:
+                if exc.details.get("contended"):
+                    tasks.put(task_id)  # lost every race this time: the queue asks again
+                    continue
                 with lock:
                     refused.append(task_id)
 
@@ -82,6 +93,7 @@ def test_32_threads_allocating_100_tasks_into_30_slots(store: SlotStore):
     with ThreadPoolExecutor(max_workers=32) as pool:
         for _ in range(32):
             pool.submit(worker)
+    server.dispatcher.faults.clear()
     # Then exactly 30 got a slot, each a different one, and the table agrees
     assert len(placed) == 30
     assert len(refused) == 70

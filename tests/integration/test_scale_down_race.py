@@ -25,6 +25,7 @@ from kubernetes.config import new_client_from_config_dict
 
 from local.kube_api import KubeApiStandIn
 from local.moto_server import MotoServer
+from local.table_faults import Fault
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.autoscale import Autoscaler, ScaleReport
 from podslots.bus import RecordingPublisher
@@ -45,7 +46,14 @@ NS = "agents"
 ROUNDS = int(os.environ.get("RACE_ROUNDS", "60"))
 
 
-def test_a_dispatch_racing_scale_down_for_the_same_idle_pod_never_both_win(server: MotoServer):
+CHAOS = {Fault.TRANSACTION_CONFLICT: 0.05, Fault.THROTTLE: 0.03, Fault.ANSWER_LOST: 0.03}
+
+
+@pytest.mark.parametrize("faults", ["no faults", "table faults"])
+def test_a_dispatch_racing_scale_down_for_the_same_idle_pod_never_both_win(server: MotoServer, faults: str):
+    """With table faults (transaction conflicts, throttling, lost answers, injected at moto's
+    server as DynamoDB gives them) during each race, either side may also lose to a fault; the
+    promise is the same: never both, and never a busy pod deleted."""
     clock = ManualClock()
     store = SlotStore()
     jitter = random.Random(11)
@@ -95,12 +103,20 @@ def test_a_dispatch_racing_scale_down_for_the_same_idle_pod_never_both_win(serve
                 start = threading.Barrier(2)
                 record = RegisteredPool(pool, settings, False, None)
                 spread = jitter.uniform(-0.01, 0.01)
+                if faults == "table faults":
+                    server.dispatcher.faults.chaos(CHAOS, seed=round_)
                 got = ex.submit(allocate, pool, start, max(0.0, lead + spread))
                 scaled = ex.submit(scale_down, record, start, max(0.0, -lead - spread))
                 allocated, (report, took) = got.result(), scaled.result()
+                server.dispatcher.faults.clear()
                 lead += took / 5 if allocated else -took / 5
-                # Then exactly one of them won
-                assert allocated != bool(report.removed), f"round {round_}: allocated={allocated} {report}"
+                # Then never both won; without faults, exactly one did
+                assert not (allocated and report.removed), f"round {round_}: both won {report}"
+                if faults == "no faults" or report.removed or allocated:
+                    assert allocated != bool(report.removed), f"round {round_}: allocated={allocated} {report}"
+                else:
+                    outcomes["both lost to a fault"] += 1
+                    continue
                 item = store.get_pod(pool, name)
                 task = store.get_task(f"{pool}-task")
                 assert task is not None

@@ -346,8 +346,12 @@ class SlotLifeCycle(RuleBasedStateMachine):
         for pod in pods:
             slots = pod["slots"]["M"]
             busy = sum(1 for s in slots.values() if s["M"]["status"]["S"] != "idle")
-            # busy is the number of non-idle slots
+            # busy is the number of non-idle slots, and idle (the open_slots index's order) the rest
             assert int(pod["busy"]["N"]) == busy
+            assert int(pod["idle"]["N"]) == len(slots) - busy
+            # a pod is in the open_slots index exactly while it may take a new task
+            takes_tasks = pod["state"]["S"] == PodState.READY.value and "cordoned" not in pod
+            assert ("open_pool" in pod) == takes_tasks, f"{pod['name']['S']}: open_pool out of step"
             # a draining pod was idle when drained, and nothing can be allocated onto it
             if pod["state"]["S"] == PodState.DRAINING.value:
                 assert busy == 0

@@ -98,7 +98,9 @@ class Allocator:
                 self.sleep(self.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**races)))
                 continue
             return self._placed(task, choice, known, now)
-        raise NoCapacity("every idle slot was taken by a concurrent allocation; try again", retry_after_s=1)
+        raise NoCapacity(
+            "every idle slot was taken by a concurrent allocation; try again", retry_after_s=1, contended=True
+        )
 
     def _placed(self, task: Task, choice: Placement, known: Task | None, now: int) -> Allocation:
         count("AllocationSucceeded")
