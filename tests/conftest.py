@@ -7,9 +7,15 @@ handler module loads.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
+
+# SWITCH_INTERVAL=1e-5 makes threads switch a thousand times more often than Python's default
+# (5 ms), so the race tests interleave their threads at many more points.
+if os.environ.get("SWITCH_INTERVAL"):
+    sys.setswitchinterval(float(os.environ["SWITCH_INTERVAL"]))
 
 os.environ.update(
     {
