@@ -6,12 +6,14 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 
 from local.apigw import load_event, proxy_event
+from local.kube_api import KubeApiStandIn
 from local.moto_server import MotoServer, moto_server
 from local.routes import api_routes, route_for
 from local.template import table_definition
@@ -103,3 +105,10 @@ def server() -> Iterator[MotoServer]:
         bind_table(running.table, host=running.url)
         yield running
     bind_table(TABLE)
+
+
+@pytest.fixture
+def kube(clock: ManualClock) -> Iterator[KubeApiStandIn]:
+    """The Kubernetes API stand-in on the test's clock (pod ages and deletion times follow it)."""
+    with KubeApiStandIn(clock=lambda: datetime.fromtimestamp(clock.now(), UTC)) as k:
+        yield k

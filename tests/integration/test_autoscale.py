@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -88,12 +86,6 @@ class Pool:
 
     def pod_names(self) -> set[str]:
         return {p.name for p in self.store.pods(POOL)} | {p["metadata"]["name"] for p in self.kube.pods(NS)}
-
-
-@pytest.fixture
-def kube(clock: ManualClock) -> Iterator[KubeApiStandIn]:
-    with KubeApiStandIn(clock=lambda: datetime.fromtimestamp(clock.now(), UTC)) as k:
-        yield k
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ invocation slipped in between its read and its write.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -84,12 +83,6 @@ class World:
 
     def cluster_names(self) -> set[str]:
         return {p["metadata"]["name"] for p in self.kube.pods(NS)}
-
-
-@pytest.fixture
-def kube(clock: ManualClock) -> Iterator[KubeApiStandIn]:
-    with KubeApiStandIn(clock=lambda: datetime.fromtimestamp(clock.now(), UTC)) as k:
-        yield k
 
 
 @pytest.fixture
