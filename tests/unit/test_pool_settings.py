@@ -87,3 +87,58 @@ def test_kubernetes_names_and_quantities_people_write_are_accepted():
         }
     )
     assert settings.pod_template.resources.requests["nvidia.com/gpu"] == "1"
+
+
+# ---- kubeconfig_secret: this environment's secrets only -------------------------------------------
+
+OWN_ARN = "arn:aws:secretsmanager:us-east-1:111122223333:secret:podslots/dev/team-a-AbCdEf"
+
+
+@pytest.mark.parametrize("secret", ["podslots/dev/team-a", "podslots/dev/clusters/eu-1", OWN_ARN])
+def test_given_the_dev_environment_a_secret_under_its_prefix_or_its_arn_is_accepted(
+    secret: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("PODSLOTS_ENVIRONMENT", "dev")
+    settings = PoolSettings.model_validate({"pod_template": TEMPLATE, "kubeconfig_secret": secret})
+    assert settings.kubeconfig_secret == secret
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "podslots/prod/kubeconfig",  # another environment's
+        "podslots/kubeconfig",  # the old, environment-wide prefix
+        "podslots/dev/",  # no name
+        "other/dev/kubeconfig",
+        "podslots/dev/../prod/x y",
+        OWN_ARN.replace("podslots/dev/", "podslots/prod/"),
+        "arn:aws:ssm:us-east-1:111122223333:parameter/podslots/dev/x",
+    ],
+)
+def test_given_the_dev_environment_a_secret_outside_its_prefix_is_refused_naming_the_field(
+    secret: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("PODSLOTS_ENVIRONMENT", "dev")
+    with pytest.raises(ValidationError) as raised:
+        PoolSettings.model_validate({"pod_template": TEMPLATE, "kubeconfig_secret": secret})
+    assert [e["loc"] for e in raised.value.errors()] == [("kubeconfig_secret",)]
+    assert "podslots/dev/" in raised.value.errors()[0]["msg"]
+
+
+def test_given_the_prod_environment_when_a_pool_names_a_prod_secret_then_it_is_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setenv("PODSLOTS_ENVIRONMENT", "prod")
+    document = {"pod_template": TEMPLATE, "kubeconfig_secret": "podslots/prod/kubeconfig"}
+    assert PoolSettings.model_validate(document).kubeconfig_secret == "podslots/prod/kubeconfig"
+    with pytest.raises(ValidationError):
+        PoolSettings.model_validate({**document, "kubeconfig_secret": "podslots/dev/kubeconfig"})
+
+
+def test_given_a_stored_pool_with_an_old_secret_name_when_read_back_then_it_still_loads(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # Its reads are refused by IAM, for that pool alone; the pool itself stays readable and deletable.
+    monkeypatch.setenv("PODSLOTS_ENVIRONMENT", "dev")
+    stored = {"pod_template": TEMPLATE, "kubeconfig_secret": "podslots/kubeconfig"}
+    assert PoolSettings.from_stored(stored).kubeconfig_secret == "podslots/kubeconfig"

@@ -8,6 +8,7 @@ import pytest
 
 from local.template import template
 from tests.support.cfn import Resolver
+from tests.support.iam_eval import Request, is_allowed
 
 
 def rules_refusing(parameters: dict[str, str]) -> list[str]:
@@ -31,3 +32,51 @@ def test_given_an_environment_and_auth_mode_when_deployed_then_only_api_keys_in_
 ):
     refused = rules_refusing({"Environment": environment, "AuthMode": auth_mode})
     assert bool(refused) is (environment == "prod" and auth_mode == "API_KEY"), refused
+
+
+# ---- secrets per environment ------------------------------------------------------------------
+
+CLUSTER_FUNCTIONS = ("ReconcileFunction", "AutoscaleFunction")
+
+
+def secret_arn(name: str) -> str:
+    return f"arn:aws:secretsmanager:us-east-1:111122223333:secret:{name}-AbCdEf"  # Secrets Manager's suffix
+
+
+def function_policies(resolver: Resolver, function: str) -> list[dict[str, object]]:
+    return resolver.resolve(template()["Resources"][function]["Properties"].get("Policies", []))
+
+
+@pytest.mark.parametrize("function", CLUSTER_FUNCTIONS)
+@pytest.mark.parametrize(("environment", "other"), [("dev", "prod"), ("prod", "dev"), ("test", "prod")])
+def test_given_a_cluster_function_of_one_environment_then_it_reads_its_own_secrets_and_not_anothers(
+    function: str, environment: str, other: str
+):
+    resolver = Resolver({"Environment": environment})
+    policies = function_policies(resolver, function)
+    default_secret = resolver.resolve(
+        template()["Resources"][function]["Properties"]["Environment"]["Variables"]["KUBECONFIG_SECRET"]
+    )
+    assert default_secret == f"podslots/{environment}/kubeconfig"
+
+    def may_read(name: str) -> bool:
+        return is_allowed(policies, Request("secretsmanager:GetSecretValue", secret_arn(name)))
+
+    assert may_read(default_secret)
+    assert may_read(f"podslots/{environment}/team-a")
+    assert not may_read(f"podslots/{other}/kubeconfig")
+    assert not may_read("podslots/kubeconfig")
+
+
+def test_given_no_other_function_then_none_may_read_a_secret():
+    resolver = Resolver()
+    for name, resource in template()["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function" or name in CLUSTER_FUNCTIONS:
+            continue
+        request = Request("secretsmanager:GetSecretValue", secret_arn("podslots/dev/kubeconfig"))
+        assert not is_allowed(function_policies(resolver, name), request), name
+
+
+def test_given_the_template_then_every_function_knows_its_environment_for_the_pool_secret_check():
+    variables = template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["PODSLOTS_ENVIRONMENT"] == {"Ref": "Environment"}

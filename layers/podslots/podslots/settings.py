@@ -6,9 +6,11 @@ down threshold below up) live in exactly one place and every error names its fie
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from podslots.names import (
     SLOTS_MAX,
@@ -20,6 +22,29 @@ from podslots.names import (
     QualifiedName,
     Quantity,
 )
+
+# The deployment environment (template.yaml sets it from its Environment parameter). The cluster
+# functions may read the secrets under podslots/<environment>/ only, so a pool may name no other.
+ENVIRONMENT_VAR = "PODSLOTS_ENVIRONMENT"
+DEFAULT_ENVIRONMENT = "dev"  # outside Lambda (the local stack, tests), where nothing sets it
+_SECRET_LEAF = r"[A-Za-z0-9/_+=.@-]+"  # noqa: S105 (a name pattern, not a secret)
+_SECRET_ARN_HEAD = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"  # noqa: S105
+
+
+def environment() -> str:
+    return os.environ.get(ENVIRONMENT_VAR) or DEFAULT_ENVIRONMENT
+
+
+def secret_prefix(env: str | None = None) -> str:
+    """`podslots/<environment>/`: the only secrets this deployment's cluster functions may read."""
+    return f"podslots/{env or environment()}/"
+
+
+def is_own_secret(name: str, env: str | None = None) -> bool:
+    """A secret name under this environment's prefix, or the ARN of one."""
+    prefix = re.escape(secret_prefix(env))
+    return bool(re.fullmatch(f"(?:{_SECRET_ARN_HEAD})?{prefix}{_SECRET_LEAF}", name))
+
 
 # Environment names podslots sets for the agent itself; a template may not override them.
 RESERVED_ENV = frozenset({"PODSLOTS_POOL", "PODSLOTS_POD_NAME", "PODSLOTS_SLOTS", "PODSLOTS_HEARTBEAT_URL"})
@@ -83,9 +108,25 @@ class PoolSettings(BaseModel):
         default=None,
         min_length=1,
         max_length=512,
-        description="Secrets Manager name or ARN of this pool's kubeconfig (default: the stack's).",
+        description=(
+            "Secrets Manager name or ARN of this pool's kubeconfig (default: the stack's); "
+            "under podslots/<environment>/, the only secrets the cluster functions may read."
+        ),
     )
     pod_template: PodTemplate
+
+    @field_validator("kubeconfig_secret")
+    @classmethod
+    def _own_environments_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A stored document was checked when it was put; an old one under another prefix is left to
+        # IAM (its reads are refused, for that pool alone) rather than making the pool unreadable.
+        stored = bool(info.context and info.context.get("stored"))
+        if value is not None and not stored and not is_own_secret(value):
+            raise ValueError(
+                f"kubeconfig_secret must be a secret name (or its ARN) under {secret_prefix()}: "
+                "the only secrets this deployment may read"
+            )
+        return value
 
     @model_validator(mode="after")
     def _coherent(self) -> PoolSettings:
@@ -100,4 +141,4 @@ class PoolSettings(BaseModel):
 
     @classmethod
     def from_stored(cls, document: dict[str, Any]) -> PoolSettings:
-        return cls.model_validate(document)
+        return cls.model_validate(document, context={"stored": True})
