@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
@@ -65,6 +65,39 @@ class Toleration(BaseModel):
     toleration_seconds: int | None = Field(default=None, ge=0)
 
 
+# The ServiceAccount podslots itself runs as in the cluster (k8s/rbac.yaml): it may create and delete
+# pods. An agent pod must never run as it.
+CONTROLLER_SERVICE_ACCOUNT = "podslots"
+
+Capability = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z_]{0,31}$")]
+
+
+class SecurityContext(BaseModel):
+    """The agent container's security context; every field left out keeps the restricted default.
+
+    What it can never do: run privileged, or keep a capability it does not name (`capabilities: drop
+    ALL` always; `capabilities_add` names the few it needs back).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    run_as_non_root: bool = True
+    run_as_user: int | None = Field(default=None, ge=0, le=2147483647)
+    run_as_group: int | None = Field(default=None, ge=0, le=2147483647)
+    fs_group: int | None = Field(default=None, ge=0, le=2147483647)  # pod level: volume ownership
+    allow_privilege_escalation: bool = False
+    read_only_root_filesystem: bool = False
+    capabilities_add: list[Capability] = Field(default_factory=list, max_length=8)
+    seccomp_profile: Literal["RuntimeDefault", "Unconfined"] = "RuntimeDefault"
+
+    @model_validator(mode="after")
+    def _non_root_means_it(self) -> SecurityContext:
+        if self.run_as_non_root and self.run_as_user == 0:
+            raise ValueError("security_context.run_as_user 0 is root; set run_as_non_root false to allow it")
+        if "SYS_ADMIN" in self.capabilities_add or "ALL" in self.capabilities_add:
+            raise ValueError("security_context.capabilities_add may not add ALL or SYS_ADMIN")
+        return self
+
+
 class PodTemplate(BaseModel):
     """What every agent pod of the pool is made from (`podspec.pod_manifest` builds the manifest)."""
 
@@ -80,6 +113,10 @@ class PodTemplate(BaseModel):
         default_factory=dict, max_length=32
     )
     termination_grace_period_s: int = Field(default=30, ge=0, le=86400)
+    # The agent talks to podslots over the API with its own IAM identity, not to Kubernetes: no token
+    # unless the pool asks for one.
+    automount_service_account_token: bool = False
+    security_context: SecurityContext = Field(default_factory=SecurityContext)
 
     @model_validator(mode="after")
     def _no_reserved_env(self) -> PodTemplate:
@@ -87,6 +124,16 @@ class PodTemplate(BaseModel):
         if clash:
             raise ValueError(f"pod_template.env may not set {', '.join(clash)}: podslots sets them")
         return self
+
+    @field_validator("service_account")
+    @classmethod
+    def _not_the_controllers(cls, value: str | None) -> str | None:
+        if value == CONTROLLER_SERVICE_ACCOUNT:
+            raise ValueError(
+                f"service_account may not be {CONTROLLER_SERVICE_ACCOUNT!r}: that is podslots' own account, "
+                "which may create and delete pods; give the agents an account of their own"
+            )
+        return value
 
 
 class PoolSettings(BaseModel):
