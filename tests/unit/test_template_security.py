@@ -80,3 +80,16 @@ def test_given_no_other_function_then_none_may_read_a_secret():
 def test_given_the_template_then_every_function_knows_its_environment_for_the_pool_secret_check():
     variables = template()["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["PODSLOTS_ENVIRONMENT"] == {"Ref": "Environment"}
+
+
+# ---- what traces and logs hold ------------------------------------------------------------------
+
+
+def test_given_every_function_then_the_tracer_records_no_handler_response():
+    # Powertools reads this for every capture_method and capture_lambda_handler left at its default.
+    variables = template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+    for name, resource in template()["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            own = resource["Properties"].get("Environment", {}).get("Variables", {})
+            assert "POWERTOOLS_TRACER_CAPTURE_RESPONSE" not in own, name  # no function turns it back on
