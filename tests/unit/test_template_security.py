@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 
@@ -93,3 +94,19 @@ def test_given_every_function_then_the_tracer_records_no_handler_response():
         if resource["Type"] == "AWS::Serverless::Function":
             own = resource["Properties"].get("Environment", {}).get("Variables", {})
             assert "POWERTOOLS_TRACER_CAPTURE_RESPONSE" not in own, name  # no function turns it back on
+
+
+def test_given_the_api_then_each_request_is_access_logged_with_the_callers_arn_and_no_body():
+    api = template()["Resources"]["PodSlotsApi"]["Properties"]
+    setting = api["AccessLogSetting"]
+    # Given the destination, Then it is the template's own log group, kept as long as the functions' logs
+    assert Resolver().resolve(setting["DestinationArn"]) == Resolver().resolve({"Fn::GetAtt": "ApiAccessLogGroup.Arn"})
+    group = template()["Resources"]["ApiAccessLogGroup"]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    # And each line is JSON naming the caller, the route and the answer, and nothing a caller sent
+    line = json.loads(setting["Format"])
+    assert line["userArn"] == "$context.identity.userArn"
+    for field in ("requestId", "httpMethod", "resourcePath", "status", "apiKeyId"):
+        assert field in line, field
+    assert not any("requestBody" in v or "$input" in v or "header" in v.lower() for v in line.values())
