@@ -10,21 +10,25 @@ PYTHON ?= $(shell \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export PYTHONPATH := $(CURDIR)/layers/podslots:$(CURDIR)
 export AWS_DEFAULT_REGION ?= us-east-1
 
 include mk/sam.mk
 include mk/layers.mk
 
-.PHONY: help venv lint typecheck unit test demo local openapi bench clean
+.PHONY: help venv lint typecheck layers unit pytest test demo local openapi bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
+# podslots-dev.pth puts the layer's package (layers/podslots) and the repository root on the venv's
+# sys.path: `.venv/bin/python -m bench.X` (or local.demo, tools.X, a REPL, the hooks pre-commit
+# runs) works without make or PYTHONPATH.
 $(STAMP): requirements-dev.txt layers/podslots/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	printf '%s\n' "$(CURDIR)/layers/podslots" "$(CURDIR)" \
+		> "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/podslots-dev.pth"
 	touch $@
 
 venv: $(STAMP) ## Create the venv with the pinned dependencies
@@ -36,10 +40,16 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy
 	$(BIN)/mypy
 
-unit: $(STAMP) ## pytest only
+layers: $(STAMP) ## import-linter: the layering contracts of pyproject.toml ([tool.importlinter])
+	$(BIN)/lint-imports
+
+unit: $(STAMP) ## The fast tests: pytest without those marked slow (races, fuzz, demo, reconcile at scale)
+	$(BIN)/pytest -m "not slow"
+
+pytest: $(STAMP) ## The whole pytest suite
 	$(BIN)/pytest
 
-test: lint typecheck lint-template unit ## Everything CI checks: ruff, mypy, template lint, pytest
+test: lint typecheck layers lint-template pytest ## Everything CI checks: ruff, mypy, import contracts, template lint, pytest
 
 openapi: $(STAMP) ## Write the OpenAPI document the API handlers derive (openapi.json)
 	$(BIN)/python -m tools.openapi > openapi.json
@@ -58,4 +68,4 @@ bench: $(STAMP) ## Benchmarks: requests per call, import times, reconcile at sca
 	$(BIN)/python -m bench.scripted_hour
 
 clean: ## Remove the venvs and caches
-	rm -rf $(VENV) .venv-sam .mypy_cache .pytest_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) .venv-sam .mypy_cache .pytest_cache .ruff_cache .import_linter_cache .aws-sam

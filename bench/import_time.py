@@ -4,7 +4,7 @@ Each import runs in a fresh interpreter (a cold start imports everything once), 
 median is printed. Baselines: `import boto3` (what any Python Lambda that calls AWS pays) and
 `import kubernetes` (what the API functions avoid by never importing it).
 
-    make bench            # or: .venv/bin/python -m bench.import_time
+    make bench            # or, from the repository root: .venv/bin/python -m bench.import_time
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ the same procedure run for this machine's platform (aarch64 wheels do not load o
 fresh interpreters that see only the two layers (`-S`, no bytecode writing, like the read-only /opt).
 
 Baselines measured in the same run: the podslots layer as `sam build` makes it (sizes) and
-`import boto3` (times). Builds are cached (keyed by strip.py and the requirements); pip's cache
-keeps downloads; `--fresh` rebuilds.
+`import boto3` (times). Builds are cached (keyed by strip.py, layers/layer_build.py and the
+requirements); pip's cache keeps downloads; `--fresh` rebuilds.
 
 The podslots layer itself, before and after layers/podslots/Makefile: `sam build`'s python3.13
 build (the wheels unpacked plus the package: no bytecode, botocore included) against
@@ -18,7 +18,8 @@ event_handler, pynamodb.models, pydantic, then functions/allocate/app.py) in fre
 interpreters whose sys.path is the function's folder, the layer, and a boto3/botocore installed for
 this machine standing in for the runtime's (after the layer on sys.path, as on Lambda).
 
-    make layer-size        # or: .venv/bin/python -m bench.layer_size [--versions 37.0.1 35.0.0] [--fresh]
+    make layer-size        # or, from the repository root:
+    .venv/bin/python -m bench.layer_size [--versions 37.0.1 35.0.0] [--fresh]
     .venv/bin/python -m bench.layer_size --podslots-only    # the podslots layer alone
 """
 
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layers import layer_build
 from layers.kube import strip as kube_layer
 from layers.podslots import build as podslots_layer
 from local.kube_api import KubeApiStandIn
@@ -108,7 +110,7 @@ print(json.dumps({{"s": elapsed, "as_written": as_written, "loaded": loaded, "ku
 class Built:
     label: str
     path: Path | None  # the layer's python/ folder
-    result: dict[str, Any]  # kube_layer.Result fields, plus zip bytes; or {"error": ...}
+    result: dict[str, Any]  # layer_build.Result fields, plus zip bytes; or {"error": ...}
 
     @property
     def ok(self) -> bool:
@@ -146,7 +148,11 @@ def build_kube(version: str, lambda_platform: bool, fresh: bool) -> Built:
     requirements.parent.mkdir(parents=True, exist_ok=True)
     requirements.write_text(f"{label}\n", encoding="utf-8")
     key = cache_key(
-        Path(kube_layer.__file__).read_bytes(), PODSLOTS_REQUIREMENTS.read_bytes(), label, str(lambda_platform)
+        Path(kube_layer.__file__).read_bytes(),
+        Path(layer_build.__file__).read_bytes(),
+        PODSLOTS_REQUIREMENTS.read_bytes(),
+        label,
+        str(lambda_platform),
     )
     stamp = where / "result.json"
     if not fresh and stamp.exists():
@@ -177,15 +183,15 @@ def build_podslots(lambda_platform: bool, fresh: bool) -> Built:
     stamp = where / "result.json"
     if not fresh and stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")).get("key") == key:
         return Built("podslots layer", where / "python", json.loads(stamp.read_text(encoding="utf-8")))
-    kube_layer.install(where / "python", [PODSLOTS_REQUIREMENTS], lambda_platform)
-    result: dict[str, Any] = {"final": kube_layer.tree_bytes(where / "python"), "key": key}
+    layer_build.install(where / "python", [PODSLOTS_REQUIREMENTS], lambda_platform)
+    result: dict[str, Any] = {"final": layer_build.tree_bytes(where / "python"), "key": key}
     if lambda_platform:
         result["zip"] = zipped_bytes(where / "python")
     else:
         source_only = where / "source-only"
         shutil.rmtree(source_only, ignore_errors=True)
         shutil.copytree(where / "python", source_only)
-        kube_layer.compile_unchecked(where / "python")
+        layer_build.compile_unchecked(where / "python")
     stamp.write_text(json.dumps(result), encoding="utf-8")
     return Built("podslots layer", where / "python", result)
 
@@ -201,7 +207,7 @@ def add_podslots_package(wheels: Built) -> Built:
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
     result = dict(wheels.result)
-    result["final"] += kube_layer.tree_bytes(target)
+    result["final"] += layer_build.tree_bytes(target)
     result["zip"] += zipped_bytes(target)
     return Built(wheels.label, wheels.path, result)
 
@@ -231,8 +237,8 @@ def runtime_stand_in() -> Path:
         where.mkdir(parents=True, exist_ok=True)
         stamp.unlink(missing_ok=True)
         requirements.write_text(pins, encoding="utf-8")
-        kube_layer.install(where / "python", [requirements], lambda_platform=False)
-        kube_layer.compile_unchecked(where / "python")
+        layer_build.install(where / "python", [requirements], lambda_platform=False)
+        layer_build.compile_unchecked(where / "python")
         stamp.write_text(pins, encoding="utf-8")
     return where / "python"
 

@@ -4,7 +4,7 @@
 DynamoDB is moto's HTTP server and the cluster the Kubernetes API stand-in, both on loopback, so
 the absolute figures are this machine's, not AWS's; the ratio is the portable part.
 
-    make bench            # or: .venv/bin/python -m bench.reconcile_scale
+    make bench            # or, from the repository root: .venv/bin/python -m bench.reconcile_scale
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """DynamoDB requests per API step, counted at moto's HTTP server, and the time per allocation next
 to the bare requests it is made of (a baseline measured in the same run, on the same server).
 
-    make bench            # or: .venv/bin/python -m bench.requests_per_call
+    make bench            # or, from the repository root: .venv/bin/python -m bench.requests_per_call
 """
 
 from __future__ import annotations

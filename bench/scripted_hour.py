@@ -5,7 +5,7 @@ The load: 2 dispatches a minute for 10 minutes, 4 a minute for 15, 1 a minute fo
 plans of 4 to 9 minutes, every fifth a plan_and_apply approved 10 minutes after its plan ends.
 Pods start in 20 s. Autoscale and reconcile run every minute, expire every 5, as the template says.
 
-    make bench            # or: .venv/bin/python -m bench.scripted_hour
+    make bench            # or, from the repository root: .venv/bin/python -m bench.scripted_hour
 """
 
 from __future__ import annotations

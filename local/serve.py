@@ -16,6 +16,7 @@ import time
 import traceback
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -169,6 +170,11 @@ def main() -> None:
         server = serve(stack, "127.0.0.1", args.port, "v1", agents=args.kubeconfig is None)
         base = f"http://127.0.0.1:{args.port}/v1"
         print(f"podslots serves {base} (auth: none locally; the deployed API uses IAM)")
+        if args.kubeconfig is None:  # so a person can watch the embedded cluster's pods
+            kubeconfig = Path(__file__).resolve().parent.parent / ".local" / "kubeconfig"
+            kubeconfig.parent.mkdir(exist_ok=True)
+            kubeconfig.write_text(json.dumps(stack.kube.kubeconfig(NAMESPACE)), encoding="utf-8")
+            print(f"the embedded cluster's pods: kubectl --kubeconfig {kubeconfig} get pods -n {NAMESPACE} -w")
         print(f"""try:
   curl -X PUT {base}/pools/demo -H 'Content-Type: application/json' -d '{{"pod_template": {{"image": "tf-agent:1.9"}}}}'
   curl -X POST {base}/pools/demo/allocations -H 'Content-Type: application/json' \\

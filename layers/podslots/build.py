@@ -1,19 +1,19 @@
 """Build the podslots layer (PodSlotsLayer): its requirements and the `podslots` package, with bytecode.
 
 One procedure for `sam build` (layers/podslots/Makefile, target build-PodSlotsLayer) and for the size
-benchmark (bench/layer_size.py); the pieces are layers/kube/strip.py's, which builds KubeLayer:
+benchmark (bench/layer_size.py); the pieces are layers/layer_build.py's, which KubeLayer's build shares:
 
 1. Install requirements.txt (wheels only, for Lambda: manylinux2014_aarch64, cp313; no bytecode yet).
-2. Remove what the Lambda python3.13 runtime ships itself (strip.RUNTIME_PROVIDED: botocore and
+2. Remove what the Lambda python3.13 runtime ships itself (layer_build.RUNTIME_PROVIDED: botocore and
    jmespath, pulled in by pynamodb, aws-xray-sdk and powertools; boto3 and s3transfer if ever). The
    runtime's copies are found after /opt/python on sys.path, and they satisfy what the layer asks
    for (pynamodb: botocore>=1.12.54, aws-xray-sdk: botocore>=1.11.3, powertools: jmespath>=1.0.1,<2;
    the runtime ships boto3 1.3x/1.4x). python-dateutil, six and urllib3 stay: the kube layer leaves
-   them to this one (strip.py removes from it what this layer's requirements resolve to), and
-   the runtime's botocore imports them from here, as it did before.
+   them to this one (layers/kube/strip.py removes from it what this layer's requirements resolve
+   to), and the runtime's botocore imports them from here, as it did before.
 3. Remove tests (`tests/` folders) and console scripts (`bin/`: not on PATH in a layer).
 4. Copy the `podslots` package in, without any `__pycache__` of the working tree.
-5. Write unchecked-hash bytecode for everything (strip.compile_unchecked: Lambda cannot write
+5. Write unchecked-hash bytecode for everything (layer_build.compile_unchecked: Lambda cannot write
    `__pycache__` into the read-only /opt; without it every cold start compiles what it imports).
 
 Each kept distribution keeps its .dist-info; its RECORD lists only the files that are left.
@@ -28,32 +28,32 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from layers.kube import strip as layer
+from layers import layer_build
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = "podslots"
 
 
-def strip(site: Path) -> layer.Result:
+def strip(site: Path) -> layer_build.Result:
     """Strip an installed podslots layer in place (steps 2 and 3 of the module docstring)."""
     site = site.resolve()
-    result = layer.Result()
+    result = layer_build.Result()
     for bytecode_dir in list(site.rglob("__pycache__")):
         shutil.rmtree(bytecode_dir, ignore_errors=True)  # pip's timestamp-checked bytecode, if any
-    dists = layer.read_dists(site)
-    result.installed = layer.tree_bytes(site)
-    to_runtime = sorted(n for n in dists if n in layer.RUNTIME_PROVIDED)
-    kept = sorted(n for n in dists if n not in layer.RUNTIME_PROVIDED)
+    dists = layer_build.read_dists(site)
+    result.installed = layer_build.tree_bytes(site)
+    to_runtime = sorted(n for n in dists if n in layer_build.RUNTIME_PROVIDED)
+    kept = sorted(n for n in dists if n not in layer_build.RUNTIME_PROVIDED)
     result.dropped["in the Lambda runtime"] = [f"{n}=={dists[n].version}" for n in to_runtime]
     result.removed["in the Lambda runtime"] = sum(
-        layer._remove_files(site, dists[n].files) + layer._remove_tree(dists[n].dist_info) for n in to_runtime
+        layer_build.remove_files(site, dists[n].files) + layer_build.remove_tree(dists[n].dist_info) for n in to_runtime
     )
-    result.removed["tests"] = sum(layer._remove_files(site, layer._test_files(site, dists[n])) for n in kept)
-    result.removed["bin/ (console scripts)"] = layer._remove_tree(site / "bin")
+    result.removed["tests"] = sum(layer_build.remove_files(site, layer_build.tests_of(site, dists[n])) for n in kept)
+    result.removed["bin/ (console scripts)"] = layer_build.remove_tree(site / "bin")
     for name in kept:
-        layer._rewrite_record(dists[name], site)
+        layer_build.rewrite_record(dists[name], site)
         result.kept[name] = dists[name].version
-    layer._prune_empty(site)
+    layer_build.prune_empty(site)
     return result
 
 
@@ -72,16 +72,16 @@ def build(
     *,
     lambda_platform: bool = True,
     bytecode: bool = True,
-) -> layer.Result:
+) -> layer_build.Result:
     """Install, strip and complete the podslots layer in `target` (the layer's `python/` folder,
     emptied first); `installed` counts the wheels as they unpack, the package not included."""
-    layer.install(target, [requirements], lambda_platform)
+    layer_build.install(target, [requirements], lambda_platform)
     result = strip(target)
     add_package(target, package)
-    result.stripped = layer.tree_bytes(target)
+    result.stripped = layer_build.tree_bytes(target)
     if bytecode:
-        layer.compile_unchecked(target)
-    result.final = layer.tree_bytes(target)
+        layer_build.compile_unchecked(target)
+    result.final = layer_build.tree_bytes(target)
     result.bytecode = result.final - result.stripped
     return result
 
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lambda_platform=not args.host,
         bytecode=not args.no_bytecode,
     )
-    layer.print_report("build.py", args.target, result)
+    layer_build.print_report("build.py", args.target, result)
 
 
 if __name__ == "__main__":

@@ -183,12 +183,18 @@ class Allocator:
     # ---- no open slot ----------------------------------------------------------------------------
 
     def _no_capacity(self, request: AllocationRequest, known: Task | None) -> Allocation:
-        """No open pod: the task's own slot if it holds one, else 404/409, else wait (503)."""
-        if known is not None:
-            answer = self._task_exists(request, known)
+        """No open pod: the task's own slot if it holds one, else 404/409, else wait (503).
+
+        The task is looked at first, so a repeat or a resume still finds its slot in a full pool
+        or in one being deleted (its pods cordoned). This path may cost more requests: it is the
+        one that answers 503.
+        """
+        current = known if known is not None else self.store.get_task(request.task_id)
+        if current is not None:
+            answer = self._task_exists(request, current)
             if answer is not None:
                 return answer
-        record = self.store.get_pool(request.pool)
+        record = self.store.pool_state(request.pool)
         if record is None:
             raise NotFound(f"pool {request.pool} does not exist", pool=request.pool)
         if record.deleting:
@@ -206,10 +212,11 @@ class Allocator:
             signal, since = False, now
         count("AllocationNoCapacity")
         if signal:
-            self.bus.publish(
-                "CapacityShortage",
-                {"pool": request.pool, "task_id": request.task_id, "waiting": now - since},
-            )
+            detail = {"pool": request.pool, "task_id": request.task_id, "waiting": now - since}
+            try:
+                self.bus.publish("CapacityShortage", detail)
+            except Exception:  # the wait is recorded: autoscale's schedule sees the demand anyway
+                logger.exception("CapacityShortage not published", extra=detail)
         logger.info("no idle slot", extra={"pool": request.pool, "task_id": request.task_id})
         starting = any(p.state is PodState.STARTING for p in self.store.pods(request.pool))
         raise NoCapacity(

@@ -88,6 +88,7 @@ class PodItem(Item):
     idle = NumberAttribute(null=True)  # idle slots: every write that moves `busy` moves this the other way
     open_pool = UnicodeAttribute(null=True)  # set while ready and not cordoned (the open_slots index)
     cordoned = UnicodeAttribute(null=True)  # why the pod takes no new task (its tasks finish)
+    request_token = UnicodeAttribute(null=True)  # the put that created it: a retry recognises itself
     open_slots = OpenSlotsIndex()
 
 

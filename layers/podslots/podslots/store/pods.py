@@ -75,6 +75,7 @@ class PodRecords(StoreBase):
         racing a DELETE must not add a pod nothing will visit again). True when this call created
         it, also when a retry met its own earlier write; False when another caller's item is there.
         """
+        token = new_token()
         item = PodItem(
             pool_pk(pod.pool),
             pod_sk(pod.name),
@@ -92,6 +93,7 @@ class PodRecords(StoreBase):
             last_used_at=pod.last_used_at,
             cordoned=pod.cordoned,
             open_pool=pod.pool if pod.takes_tasks else None,
+            request_token=token,
         )
         if while_pool_takes_pods:
             tx = self._tx()
@@ -111,8 +113,11 @@ class PodRecords(StoreBase):
                     raise
         elif conditional(lambda: item.save(condition=PodItem.pk.does_not_exist())):
             return True
-        there = self.get_pod(pod.pool, pod.name)
-        return there is not None and there.created_at == pod.created_at and there.uid == pod.uid
+        try:
+            there = PodItem.get(pool_pk(pod.pool), pod_sk(pod.name), consistent_read=True)
+        except DoesNotExist:
+            return False
+        return there.request_token == token
 
     def start_draining(self, pool: str, pod: str, from_states: tuple[PodState, ...]) -> bool:
         """`-> draining` only while nothing runs or is reserved on it. False if it became busy.

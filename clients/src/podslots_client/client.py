@@ -1,0 +1,169 @@
+"""The task queue's client (`QueueClient`) and the operators' (`PoolsClient`).
+
+`url` is the API's base, stage included: `https://{api-id}.execute-api.{region}.amazonaws.com/v1`,
+or `http://127.0.0.1:3000/v1` for `make local` (with `auth=None`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote
+
+from podslots_client.auth import SIGV4_DEFAULT, Auth
+from podslots_client.errors import NoCapacity, UnexpectedAnswer
+from podslots_client.models import Allocation, Pool, PoolDeletion, PoolEvent, PoolPut, StatusChange, Task
+from podslots_client.retry import Backoff, capacity_wait
+from podslots_client.transport import Answer, Transport, checked_url
+
+log = logging.getLogger("podslots_client")
+
+
+def _segment(name: str) -> str:
+    """A path segment: a name that is not a valid one gets a 400 from the API, not another route."""
+    return quote(name, safe="")
+
+
+@contextmanager
+def _reading(answer: Answer) -> Iterator[None]:
+    """A success answer missing what the contract promises is an `UnexpectedAnswer`, not a KeyError."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UnexpectedAnswer(
+            f"the answer lacks {exc}: is the URL podslots' API?", status=answer.status, body=answer.body
+        ) from exc
+
+
+class _Api:
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: Auth | None = SIGV4_DEFAULT,
+        timeout_s: float = 10.0,
+        retries: int = 3,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.url = checked_url(url)
+        self._sleep = sleep
+        self._rand = rand
+        self._transport = Transport(auth, timeout_s=timeout_s, retries=retries, backoff=backoff, sleep=sleep, rand=rand)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, auth={self._transport.auth!r})"
+
+
+class QueueClient(_Api):
+    """What a task queue calls: a slot at dispatch, the task's status as it changes, where it is.
+
+    `allocate` rides out 503 no_capacity (a cold pool's first pod takes a while to start): it waits
+    what `Retry-After` asks, at most `max_wait_s`, plus jitter, until `allocate_deadline_s` has
+    passed, then raises `NoCapacity`. Other failures (connections, 5xx) are retried `retries` times.
+    `sleep`, `clock` and `rand` are injectable so tests need not wait.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: Auth | None = SIGV4_DEFAULT,
+        timeout_s: float = 10.0,
+        retries: int = 3,
+        backoff: Backoff | None = None,
+        allocate_deadline_s: float = 600.0,
+        max_wait_s: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(url, auth=auth, timeout_s=timeout_s, retries=retries, backoff=backoff, sleep=sleep, rand=rand)
+        self.allocate_deadline_s = allocate_deadline_s
+        self.max_wait_s = max_wait_s
+        self._clock = clock
+
+    def allocate(self, pool: str, task_id: str, task_type: str, *, deadline_s: float | None = None) -> Allocation:
+        """A slot for the task (`plan`, `apply` or `plan_and_apply`); the slot it holds if it has one.
+
+        Raises `NoCapacity` once `deadline_s` (default `allocate_deadline_s`) has passed without one.
+        """
+        budget = self.allocate_deadline_s if deadline_s is None else deadline_s
+        started = self._clock()
+        url = f"{self.url}/pools/{_segment(pool)}/allocations"
+        attempt = 0
+        while True:
+            try:
+                answer = self._transport.request("POST", url, {"task_id": task_id, "task_type": task_type})
+            except NoCapacity as exc:
+                waited = self._clock() - started
+                remaining = budget - waited
+                if remaining <= 0:
+                    raise NoCapacity(
+                        f"{exc.message} (gave up after {attempt + 1} attempts in {waited:.0f} s)",
+                        status=exc.status,
+                        body=exc.body,
+                        headers=exc.headers,
+                    ) from exc
+                wait = capacity_wait(
+                    exc.retry_after_s,
+                    attempt,
+                    self._rand(),
+                    max_wait_s=self.max_wait_s,
+                    backoff=self._transport.backoff,
+                )
+                log.info("no capacity in pool %s for task %s; trying again in %.1f s", pool, task_id, wait)
+                self._sleep(min(wait, remaining))
+                attempt += 1
+                continue
+            with _reading(answer):
+                return Allocation.from_json(answer.body, created=answer.status == 201)
+
+    def set_status(self, task_id: str, status: str) -> StatusChange:
+        """`apply_pending` reserves the slot, `running` resumes it, an end status frees it."""
+        answer = self._transport.request("PUT", f"{self.url}/tasks/{_segment(task_id)}/status", {"status": status})
+        with _reading(answer):
+            return StatusChange.from_json(answer.body)
+
+    def get_task(self, task_id: str) -> Task:
+        answer = self._transport.request("GET", f"{self.url}/tasks/{_segment(task_id)}")
+        with _reading(answer):
+            return Task.from_json(answer.body)
+
+
+class PoolsClient(_Api):
+    """What operators call: pool settings, live figures and pods, history."""
+
+    def put(self, pool: str, settings: Mapping[str, Any]) -> PoolPut:
+        """Create or replace the whole settings document; fields left out take their defaults."""
+        answer = self._transport.request("PUT", f"{self.url}/pools/{_segment(pool)}", dict(settings))
+        with _reading(answer):
+            return PoolPut.from_json(answer.body, created=answer.status == 201)
+
+    def get(self, pool: str) -> Pool:
+        answer = self._transport.request("GET", f"{self.url}/pools/{_segment(pool)}")
+        with _reading(answer):
+            return Pool.from_json(answer.body)
+
+    def names(self) -> list[str]:
+        """Every pool's name."""
+        answer = self._transport.request("GET", f"{self.url}/pools")
+        with _reading(answer):
+            return [str(name) for name in answer.body["pools"]]
+
+    def delete(self, pool: str) -> PoolDeletion:
+        """New allocations are refused at once; the settings go with the pool's last pod."""
+        answer = self._transport.request("DELETE", f"{self.url}/pools/{_segment(pool)}")
+        with _reading(answer):
+            return PoolDeletion.from_json(answer.body)
+
+    def events(self, pool: str, limit: int = 50) -> list[PoolEvent]:
+        """The pool's scaling and repair history, newest first (`limit` 1 to 500)."""
+        answer = self._transport.request("GET", f"{self.url}/pools/{_segment(pool)}/events", query={"limit": limit})
+        with _reading(answer):
+            return [PoolEvent.from_json(e) for e in answer.body["events"]]

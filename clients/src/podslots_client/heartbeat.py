@@ -1,0 +1,129 @@
+"""The heartbeat loop of an agent pod, as a library; `python -m podslots_client.agent` is the
+sidecar command around it.
+
+The first beat registers the pod (it becomes ready and may take tasks); each beat lists the tasks
+the agent holds, which is how podslots finds a slot whose task the agent no longer runs. A 410
+means the pod is draining, cordoned or unknown: the agent takes no more work and the process exits.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from podslots_client.auth import SIGV4_DEFAULT, Auth
+from podslots_client.errors import BadRequest, Gone, PodSlotsError
+from podslots_client.models import Pod
+from podslots_client.retry import Backoff
+from podslots_client.transport import Transport, checked_url
+
+log = logging.getLogger("podslots_client.agent")
+
+
+class AgentExit(enum.Enum):
+    STOPPED = "stopped"  # `stop()` was called (SIGTERM, in the command)
+    GONE = "gone"  # podslots answered 410: exit, and take no more work
+
+
+class Agent:
+    """Beats every `interval_s` until stopped or told to go; on errors, backs off (exponential,
+    capped at `backoff.cap_s`, jittered) instead.
+
+    `held_tasks` is asked before each beat. If it raises, that beat is skipped, never sent with a
+    guess: an empty list would tell podslots the agent's running tasks are gone, and their slots
+    would be freed for other tasks.
+    """
+
+    def __init__(
+        self,
+        heartbeat_url: str,
+        held_tasks: Callable[[], Iterable[str]],
+        *,
+        auth: Auth | None = SIGV4_DEFAULT,
+        interval_s: float = 30.0,
+        pod_ip: str | None = None,
+        slots: int | None = None,
+        on_gone: Callable[[Gone], None] | None = None,
+        on_beat: Callable[[Pod], None] | None = None,
+        backoff: Backoff | None = None,
+        timeout_s: float = 10.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.heartbeat_url = checked_url(heartbeat_url)
+        self.held_tasks = held_tasks
+        self.interval_s = interval_s
+        self.pod_ip = pod_ip
+        self.slots = slots
+        self.on_gone = on_gone
+        self.on_beat = on_beat
+        self.backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
+        self.rand = rand
+        self.registered = False
+        self.gone: Gone | None = None
+        # No retries inside a beat: the loop's own backoff is the one policy, and `stop()` is never
+        # held up by a retry's sleep.
+        self._transport = Transport(auth, timeout_s=timeout_s, retries=0)
+        self._stopping = threading.Event()
+
+    def beat(self) -> Pod:
+        """One beat with the tasks held now. Raises `Gone` on a 410, and what the call raised else."""
+        held = sorted(set(self.held_tasks()))
+        if self.slots is not None and len(held) > self.slots:
+            log.warning("%d tasks held on a pod of %d slots", len(held), self.slots)
+        body: dict[str, object] = {"held_tasks": held}
+        if self.pod_ip:
+            body["pod_ip"] = self.pod_ip
+        answer = self._transport.request("POST", self.heartbeat_url, body)
+        pod = Pod.from_json(answer.body)
+        if not self.registered:
+            log.info("registered: pod %s of pool %s is %s", pod.pod, pod.pool, pod.state)
+            self.registered = True
+        if self.on_beat is not None:
+            self.on_beat(pod)
+        return pod
+
+    def run(self) -> AgentExit:
+        """Beat until `stop()` or a 410. Raises `BadRequest` (a beat that can never succeed)."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                self.beat()
+            except Gone as exc:
+                log.warning("told to go: %s", exc.message)
+                self.gone = exc
+                if self.on_gone is not None:
+                    self.on_gone(exc)
+                return AgentExit.GONE
+            except BadRequest:
+                raise
+            except Exception as exc:  # the API unreachable or failing, or held_tasks failing: try later
+                wait = self.backoff.delay(failures, self.rand())
+                failures += 1
+                log.warning("heartbeat %d failed (%s); next in %.1f s", failures, _describe(exc), wait)
+            else:
+                failures = 0
+                wait = self.interval_s
+            self._stopping.wait(wait)
+        return AgentExit.STOPPED
+
+    def stop(self) -> None:
+        """End `run()` now, from any thread or a signal handler; no further beat is sent."""
+        self._stopping.set()
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, PodSlotsError) else f"{type(exc).__name__}: {exc}"
+
+
+def held_in(directory: Path) -> Callable[[], list[str]]:
+    """The task ids a directory holds, one file each (dot files are ignored, so a writer can write
+    `.run-42` and rename it). A missing directory raises: the beat is skipped, not sent empty."""
+
+    def held() -> list[str]:
+        return sorted(p.name for p in directory.iterdir() if not p.name.startswith(".") and p.is_file())
+
+    return held

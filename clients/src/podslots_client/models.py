@@ -1,0 +1,202 @@
+"""The API's answers as frozen dataclasses.
+
+Each keeps the whole answer in `raw`, read-only: fields the server adds later (a pod's
+`cordoned`, say) are there before this package learns their names, and unknown fields never fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+def _raw(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(data))
+
+
+def _opt_int(value: Any) -> int | None:
+    return int(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A task's slot. `created` is False when the task already held it (a reserved slot resumed)."""
+
+    task_id: str
+    pool: str
+    pod: str
+    slot: str
+    pod_ip: str | None
+    status: str
+    created: bool
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, created: bool) -> Allocation:
+        return cls(
+            task_id=data["task_id"],
+            pool=data["pool"],
+            pod=data["pod"],
+            slot=data["slot"],
+            pod_ip=data.get("pod_ip"),
+            status=data["status"],
+            created=created,
+            raw=_raw(data),
+        )
+
+
+@dataclass(frozen=True)
+class Task:
+    """Where a task is. A waiting (`pending`), `lost` or `expired` task has no pod or slot."""
+
+    task_id: str
+    pool: str
+    pod: str | None
+    slot: str | None
+    task_type: str
+    status: str
+    reserved_until: int | None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Task:
+        return cls(
+            task_id=data["task_id"],
+            pool=data["pool"],
+            pod=data.get("pod"),
+            slot=data.get("slot"),
+            task_type=data["task_type"],
+            status=data["status"],
+            reserved_until=_opt_int(data.get("reserved_until")),
+            raw=_raw(data),
+        )
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """The task after a status report; `changed` is False when it already had that status."""
+
+    task: Task
+    changed: bool
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StatusChange:
+        return cls(task=Task.from_json(data), changed=bool(data["changed"]))
+
+
+@dataclass(frozen=True)
+class Slot:
+    slot: str
+    status: str
+    task_id: str | None
+    task_type: str | None
+    since: int | None
+    reserved_until: int | None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Slot:
+        return cls(
+            slot=data["slot"],
+            status=data["status"],
+            task_id=data.get("task_id"),
+            task_type=data.get("task_type"),
+            since=_opt_int(data.get("since")),
+            reserved_until=_opt_int(data.get("reserved_until")),
+            raw=_raw(data),
+        )
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A pod and its slots: the heartbeat's answer, and each pod of a pool's view."""
+
+    pool: str
+    pod: str
+    state: str
+    busy: int
+    pod_ip: str | None
+    heartbeat_at: int | None
+    slots: tuple[Slot, ...]
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Pod:
+        return cls(
+            pool=data["pool"],
+            pod=data["pod"],
+            state=data["state"],
+            busy=int(data["busy"]),
+            pod_ip=data.get("pod_ip"),
+            heartbeat_at=_opt_int(data.get("heartbeat_at")),
+            slots=tuple(Slot.from_json(s) for s in data.get("slots") or ()),
+            raw=_raw(data),
+        )
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A pool's settings (the server's whole document, defaults filled in), live figures and pods."""
+
+    pool: str
+    deleting: bool
+    settings: Mapping[str, Any]
+    figures: Mapping[str, Any]
+    pods: tuple[Pod, ...]
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Pool:
+        return cls(
+            pool=data["pool"],
+            deleting=bool(data.get("deleting")),
+            settings=_raw(data["settings"]),
+            figures=_raw(data.get("figures") or {}),
+            pods=tuple(Pod.from_json(p) for p in data.get("pods") or ()),
+            raw=_raw(data),
+        )
+
+
+@dataclass(frozen=True)
+class PoolPut:
+    """The settings as stored, defaults filled in; `created` is False when they replaced others."""
+
+    pool: str
+    settings: Mapping[str, Any]
+    created: bool
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, created: bool) -> PoolPut:
+        return cls(pool=data["pool"], settings=_raw(data["settings"]), created=created, raw=_raw(data))
+
+
+@dataclass(frozen=True)
+class PoolDeletion:
+    """`status` is `deleted`, or `deleting` while `pods_remaining` pods drain."""
+
+    pool: str
+    status: str
+    pods_remaining: int
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PoolDeletion:
+        return cls(pool=data["pool"], status=data["status"], pods_remaining=int(data["pods_remaining"]), raw=_raw(data))
+
+
+@dataclass(frozen=True)
+class PoolEvent:
+    """One entry of a pool's history: its kind, when (epoch seconds), and the rest as `detail`."""
+
+    kind: str
+    at: int
+    detail: Mapping[str, Any]
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PoolEvent:
+        detail = {k: v for k, v in data.items() if k not in ("kind", "at")}
+        return cls(kind=data["kind"], at=int(data["at"]), detail=_raw(detail), raw=_raw(data))

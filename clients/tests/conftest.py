@@ -1,0 +1,153 @@
+"""Fixtures for the client's tests: a scripted HTTP server (unit tests), and `make local`'s real
+server on a free port (integration tests).
+
+Only the tests touch the server code (`local`, `podslots`): the client package never imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from podslots_client import Agent, NoCapacity, PoolsClient, QueueClient
+
+# ---- a scripted HTTP server -----------------------------------------------------------------------
+
+DROP = "drop"  # a scripted "answer" that closes the connection without one
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+
+@dataclass
+class Scripted:
+    """Answers each request with the next scripted (status, body, headers), or drops it."""
+
+    url: str
+    answers: list[Any] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+
+    def script(self, *answers: Any) -> None:
+        self.answers.extend(answers)
+
+
+@pytest.fixture
+def scripted() -> Iterator[Scripted]:
+    state = Scripted(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            state.received.append(
+                Received(
+                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
+                )
+            )
+            answer = state.answers.pop(0) if state.answers else (500, {"message": "nothing scripted"}, {})
+            if answer == DROP:
+                self.close_connection = True
+                return
+            status, body, headers = answer
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for key, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_PUT = do_POST = do_DELETE = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+# ---- make local's server ----------------------------------------------------------------------------
+
+
+@dataclass
+class LocalApi:
+    """`make local`'s HTTP server on a virtual clock that moves only when a test moves it."""
+
+    url: str
+    stack: Any  # local.stack.Stack
+    clock: Any  # podslots.clock.ManualClock
+
+    def queue(self, **options: Any) -> QueueClient:
+        return QueueClient(self.url, auth=None, **options)
+
+    def pools(self) -> PoolsClient:
+        return PoolsClient(self.url, auth=None)
+
+    def manifest_env(self, pod: str) -> dict[str, str]:
+        """The agent container's environment as Kubernetes would set it from the pod's manifest."""
+        from local.stack import NAMESPACE
+
+        manifest = self.stack.kube.pod(NAMESPACE, pod)
+        env = {}
+        for var in manifest["spec"]["containers"][0]["env"]:
+            if "value" in var:
+                env[var["name"]] = var["value"]
+            elif var["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name":
+                env[var["name"]] = pod
+        return env
+
+    def starting_pod(self, pool: str) -> str:
+        """A new pool's first pod: a refused allocation wakes autoscale, which creates it (`starting`)."""
+        self.pools().put(pool, {"pod_template": {"image": "tf-agent:1.9"}})
+        with pytest.raises(NoCapacity):
+            self.queue().allocate(pool, f"{pool}-waker", "plan", deadline_s=0)
+        self.queue().set_status(f"{pool}-waker", "cancelled")
+        (pod,) = self.pools().get(pool).pods
+        return pod.pod
+
+    def ready_pod(self, pool: str) -> tuple[str, str]:
+        """(name, heartbeat URL) of a pool's pod, registered by its agent's first beat."""
+        from local.stack import NAMESPACE
+
+        pod = self.starting_pod(pool)
+        self.stack.kube.set_phase(NAMESPACE, pod, "Running")
+        url = self.manifest_env(pod)["PODSLOTS_HEARTBEAT_URL"]
+        Agent(url, lambda: [], auth=None).beat()
+        return pod, url
+
+
+@pytest.fixture(scope="module")  # its moto mock must end before other modules run
+def local_api() -> Iterator[LocalApi]:
+    from local.serve import serve
+    from local.stack import Stack, function_module
+
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+    from podslots.clock import ManualClock
+
+    clock = ManualClock()
+    with Stack(clock) as stack:
+        server = serve(stack, "127.0.0.1", 0, "v1", agents=False)
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        # The pods' PODSLOTS_HEARTBEAT_URL must name this server (Stack's API_BASE_URL says :3000).
+        autoscaler = function_module("AutoscaleFunction").autoscaler
+        before, autoscaler.api_base_url = autoscaler.api_base_url, url
+        try:
+            yield LocalApi(url, stack, clock)
+        finally:
+            autoscaler.api_base_url = before
+            server.shutdown()

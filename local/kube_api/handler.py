@@ -1,0 +1,176 @@
+"""HTTP for the stand-in: routes a request to a verb, applies faults, answers JSON or streams a watch."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .discovery import discovery_document
+from .errors import KubeError, status_body
+from .faults import DropConnection, ErrorStatus, SlowAnswer
+from .store import Event
+from .table import table, wants_table
+
+if TYPE_CHECKING:
+    from .server import KubeApiStandIn
+
+_COLLECTION = re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/?")
+_ITEM = re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)")
+_ITEM_VERBS = {"GET": "get", "PATCH": "patch", "DELETE": "delete"}
+
+
+def route(method: str, path: str, query: Mapping[str, str]) -> tuple[str, str | None, str | None]:
+    """(verb, namespace, name) of a request; "unknown" for what is not served."""
+    if m := _ITEM.fullmatch(path):
+        return _ITEM_VERBS.get(method, "unknown"), unquote(m["ns"]), unquote(m["name"])
+    if m := _COLLECTION.fullmatch(path):
+        if method == "GET":
+            return ("watch" if query.get("watch") in ("1", "true") else "list"), unquote(m["ns"]), None
+        return ("create" if method == "POST" else "unknown"), unquote(m["ns"]), None
+    if method == "GET" and path.rstrip("/") in ("/version", "/api", "/api/v1", "/apis"):
+        return "discovery", None, None
+    return "unknown", None, None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave at once: no 40 ms stalls
+    stand_in: KubeApiStandIn  # set on the subclass each server makes
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PATCH = do_DELETE = do_PUT = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: tests count requests with KubeApiStandIn.count instead
+
+    def _handle(self) -> None:
+        stand_in, url = self.stand_in, urlsplit(self.path)
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        length = int(self.headers.get("Content-Length") or 0)
+        raw_body = self.rfile.read(length) if length else b""
+        verb, namespace, name = route(self.command, url.path, query)
+        stand_in._record(verb)
+
+        fault = stand_in._faults.take(verb)
+        if isinstance(fault, DropConnection) or (
+            isinstance(fault, SlowAnswer) and stand_in._stopping.wait(fault.seconds)  # stopping: no answer
+        ):
+            self.close_connection = True
+            return
+        if isinstance(fault, ErrorStatus):
+            self._send(fault.status, status_body(fault.status, f"injected fault: HTTP {fault.status}"))
+            return
+
+        try:
+            stand_in._check_token(self.headers.get("Authorization"))
+            if verb == "watch":
+                assert namespace is not None
+                self._watch(namespace, query)
+                return
+            code, body = self._answer(verb, namespace, name, query, raw_body)
+        except KubeError as error:
+            code, body = error.code, error.body
+        except Exception as error:  # a bug in the stand-in: say so, loudly
+            code, body = 500, status_body(500, f"stand-in error: {error!r}")
+        self._send(code, body)
+
+    def _answer(
+        self, verb: str, namespace: str | None, name: str | None, query: Mapping[str, str], raw_body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        store = self.stand_in._store
+        if verb == "discovery":
+            document = discovery_document(urlsplit(self.path).path, self.headers.get("Host", ""))
+            assert document is not None
+            return 200, document
+        if namespace is None:
+            raise KubeError(404, "the server could not find the requested resource")
+        if verb == "unknown":
+            raise KubeError(405, f"the server does not allow this method: {self.command}")
+        if verb == "create":
+            return 201, store.create(namespace, _json(raw_body))
+        if verb == "list":
+            listed = store.list_pods(
+                namespace, query.get("labelSelector"), _int(query, "limit") or 0, query.get("continue")
+            )
+            return 200, self._as_table(listed["items"], listed["metadata"]) or listed
+        assert name is not None
+        if verb == "get":
+            pod = store.get(namespace, name)
+            return 200, self._as_table([pod], {"resourceVersion": pod["metadata"]["resourceVersion"]}) or pod
+        if verb == "patch":
+            if "merge-patch+json" not in (self.headers.get("Content-Type") or ""):
+                raise KubeError(415, "the stand-in serves merge patches (and strategic ones, as merge patches)")
+            return 200, store.patch(namespace, name, _json(raw_body))
+        return 200, store.delete(namespace, name, _json(raw_body) or {})
+
+    def _as_table(self, pods: list[Any], metadata: dict[str, Any]) -> dict[str, Any] | None:
+        if not wants_table(self.headers.get("Accept")):
+            return None
+        return table(pods, metadata, self.stand_in._store.clock())
+
+    def _watch(self, namespace: str, query: Mapping[str, str]) -> None:
+        """A chunked stream of one JSON event a line, until timeoutSeconds or the server stops."""
+        store, selector = self.stand_in._store, query.get("labelSelector")
+        after, events = store.watch_start(namespace, selector, _int(query, "resourceVersion"))
+        timeout = _int(query, "timeoutSeconds")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.close_connection = True
+        with store.watching():
+            try:
+                while True:
+                    for event in events:
+                        self._chunk(json.dumps(self._event(event)).encode() + b"\n")
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        break
+                    got = store.events_after(namespace, selector, after, remaining)
+                    if got is None:
+                        break
+                    after, events = got
+                self._chunk(b"")  # the last chunk: the stream ends cleanly
+            except OSError:
+                pass  # the client went away
+
+    def _event(self, event: Event) -> dict[str, Any]:
+        metadata = {"resourceVersion": str(event.resource_version)}
+        return {"type": event.type, "object": self._as_table([event.pod], metadata) or event.pod}
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _send(self, code: int, body: Mapping[str, Any]) -> None:
+        payload = json.dumps(body).encode()
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True  # the client gave up waiting
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError as error:
+        raise KubeError(400, f"the request body is not JSON: {error}") from None
+
+
+def _int(query: Mapping[str, str], name: str) -> int | None:
+    try:
+        return int(query[name]) if query.get(name) else None
+    except ValueError:
+        raise KubeError(400, f"{name} must be an integer") from None
