@@ -2,7 +2,10 @@
 PodSlotsLayer, and bench/layer_size.py measures both with the same code.
 
 - install: pip for the Lambda platform (manylinux2014_aarch64, cp313, wheels only), no bytecode yet;
-  resolve: what pip would install, installing nothing.
+  resolve: what pip would install, installing nothing. With a lock (layers/requirements.lock, both
+  layers' requirements resolved together, every distribution with its hashes: `make lock`), a layer
+  installs exactly the locked versions of what its own requirements need, each wheel checked against
+  its hash (`--require-hashes`): nothing is resolved afresh at build time.
 - read_dists: the installed distributions from their .dist-info (files, Requires-Dist, REQUESTED).
 - remove_files, remove_tree, test_files, rewrite_record, prune_empty: removal that keeps each kept
   distribution's RECORD true to the files that are left.
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PYTHON_VERSION = "3.13"
+LOCK = Path(__file__).resolve().parent / "requirements.lock"
 LAMBDA_PLATFORM = ("--platform", "manylinux2014_aarch64", "--implementation", "cp")
 TEST_DIRS = frozenset({"test", "tests", "e2e_test"})
 # Test modules are recognised by name only inside these packages (elsewhere a `test_*.py` can be a
@@ -188,22 +192,105 @@ def platform_args(lambda_platform: bool) -> list[str]:
     return [*LAMBDA_PLATFORM, "--python-version", PYTHON_VERSION, "--only-binary=:all:"]
 
 
-def resolve(requirements: Sequence[Path], lambda_platform: bool = True) -> dict[str, str]:
-    """name -> version that pip resolves `requirements` to, installing nothing."""
+def resolve(requirements: Sequence[Path], lambda_platform: bool = True, lock: Path | None = None) -> dict[str, str]:
+    """name -> version that pip resolves `requirements` to (within `lock`'s pins), installing nothing."""
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch, "report.json")
         args = ["install", "--quiet", "--dry-run", "--ignore-installed", "--report", str(report)]
+        if lock is not None:
+            args.append(f"-c{_write_pins(read_lock(lock), Path(scratch))}")
         _pip([*args, *platform_args(lambda_platform), *(f"-r{r}" for r in requirements)])
         answer = json.loads(report.read_text(encoding="utf-8"))
     return {canonical(i["metadata"]["name"]): i["metadata"]["version"] for i in answer["install"]}
 
 
-def install(target: Path, requirements: Sequence[Path], lambda_platform: bool = True) -> None:
-    """pip install --target, wheels as they unpack (no bytecode); `target` is emptied first."""
+def install(target: Path, requirements: Sequence[Path], lambda_platform: bool = True, lock: Path | None = None) -> None:
+    """pip install --target, wheels as they unpack (no bytecode); `target` is emptied first.
+
+    With `lock`: the locked entries (with their hashes) of every distribution `requirements` need,
+    installed with `--require-hashes`; a wheel whose hash is not in the lock fails the build, and so
+    does a requirement the lock lacks. Only what `requirements` name is marked REQUESTED, as a plain
+    `pip install -r` marks it (the builds' roots for what they keep).
+    """
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     args = ["install", "--quiet", "--no-compile", "--target", str(target)]
-    _pip([*args, *platform_args(lambda_platform), *(f"-r{r}" for r in requirements)])
+    if lock is None:
+        _pip([*args, *platform_args(lambda_platform), *(f"-r{r}" for r in requirements)])
+        return
+    entries = read_lock(lock)
+    needed = resolve(requirements, lambda_platform, lock)
+    missing = sorted(set(needed) - entries.keys())
+    if missing:
+        raise SystemExit(f"layer_build.py: {missing} are not in {lock}: run `make lock`")
+    with tempfile.TemporaryDirectory() as scratch:
+        locked = Path(scratch, "locked.txt")
+        locked.write_text("".join(entries[name].text for name in sorted(needed)), encoding="utf-8")
+        _pip([*args, "--require-hashes", *platform_args(lambda_platform), f"-r{locked}"])
+    roots = set().union(*(requirement_names(r) for r in requirements))
+    for dist in read_dists(target).values():
+        if dist.name not in roots:
+            (dist.dist_info / "REQUESTED").unlink(missing_ok=True)
+
+
+# ---- the lock -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Locked:
+    name: str  # canonical
+    version: str
+    text: str  # the entry as pip reads it: `name==version \` and its `--hash=sha256:...` lines
+
+
+_LOCK_HEAD = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
+_REQUIREMENT_NAME = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def read_lock(lock: Path) -> dict[str, Locked]:
+    """The lock's entries by canonical name; each must pin one version and carry its hashes."""
+    entries: dict[str, Locked] = {}
+    lines: list[str] = []
+
+    def close() -> None:
+        if not lines:
+            return
+        head = _LOCK_HEAD.match(lines[0])
+        text = "".join(lines)
+        if head is None or "--hash=sha256:" not in text:
+            raise SystemExit(f"layer_build.py: {lock}: not a pinned, hashed entry: {lines[0].strip()}")
+        name = canonical(head.group("name"))
+        entries[name] = Locked(name, head.group("version"), text.rstrip().rstrip("\\").rstrip() + "\n")
+        lines.clear()
+
+    for line in lock.read_text(encoding="utf-8").splitlines(keepends=True):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if line[0].isspace():
+            lines.append(line)
+        else:
+            close()
+            lines.append(line)
+    close()
+    return entries
+
+
+def requirement_names(requirements: Path) -> set[str]:
+    """The canonical names a requirements file asks for (its own lines; no -r/-c includes)."""
+    names = set()
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        match = _REQUIREMENT_NAME.match(line.split("#", 1)[0])
+        if match and not line.lstrip().startswith("-"):
+            names.add(canonical(match.group("name")))
+    return names
+
+
+def _write_pins(entries: dict[str, Locked], folder: Path) -> Path:
+    """The lock as a constraints file (name==version; pip takes no hashes in constraints)."""
+    pins = folder / "lock-pins.txt"
+    pins.write_text("".join(f"{e.name}=={e.version}\n" for e in entries.values()), encoding="utf-8")
+    return pins
 
 
 # ---- bytecode and the report -------------------------------------------------------------------

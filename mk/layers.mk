@@ -10,11 +10,18 @@
 #                     build-KubeLayer (what `sam build` runs), with the venv's python3.13.
 #   build-podslots-layer  PodSlotsLayer in build/layers/podslots/python: layers/podslots/Makefile's
 #                     build-PodSlotsLayer (what `sam build` runs), with the venv's python3.13.
+#   lock              layers/requirements.lock: both layers' requirements resolved together for the
+#                     Lambda platform (manylinux2014_aarch64, cp313, wheels only), every distribution
+#                     pinned with its hashes (uv pip compile). Both layer builds install from it with
+#                     pip --require-hashes; run it after changing either requirements.txt.
 
 KUBE_LAYER_OUT := $(CURDIR)/build/layers/kube
 PODSLOTS_LAYER_OUT := $(CURDIR)/build/layers/podslots
 
-.PHONY: layer-size build-kube-layer build-podslots-layer
+LAYER_LOCK := layers/requirements.lock
+LAYER_REQUIREMENTS := layers/podslots/requirements.txt layers/kube/requirements.txt
+
+.PHONY: layer-size build-kube-layer build-podslots-layer lock
 
 layer-size: $(STAMP) ## PodSlotsLayer before/after; KubeLayer per kubernetes version: MiB, import ms, total vs 250 MB
 	$(BIN)/python -m bench.layer_size
@@ -32,3 +39,8 @@ build-podslots-layer: $(STAMP) ## Build PodSlotsLayer into build/layers/podslots
 ifdef STAMP
 $(STAMP): layers/kube/requirements.txt
 endif
+
+lock: $(STAMP) ## Re-lock both layers' requirements, with hashes, for Lambda (layers/requirements.lock)
+	$(BIN)/uv pip compile $(LAYER_REQUIREMENTS) --generate-hashes --quiet \
+		--python-platform aarch64-manylinux2014 --python-version 3.13 --only-binary :all: \
+		--custom-compile-command "make lock" --annotation-style line -o $(LAYER_LOCK)

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from layers.layer_build import (
+    LOCK,
     RUNTIME_PROVIDED,
     Dist,
     Result,
@@ -143,10 +144,12 @@ def build(
     *,
     lambda_platform: bool = True,
     bytecode: bool = True,
+    lock: Path | None = None,
 ) -> Result:
-    """Install and strip the kube layer into `target` (the layer's `python/` folder)."""
-    shared = resolve([shared_requirements], lambda_platform)
-    install(target, [shared_requirements, requirements], lambda_platform)
+    """Install and strip the kube layer into `target` (the layer's `python/` folder); with `lock`,
+    exactly its locked, hash-checked versions (layers/layer_build.py)."""
+    shared = resolve([shared_requirements], lambda_platform, lock)
+    install(target, [shared_requirements, requirements], lambda_platform, lock)
     return strip(target, shared, bytecode=bytecode)
 
 
@@ -162,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--host", action="store_true", help="this machine's platform instead of Lambda's")
     parser.add_argument("--no-bytecode", action="store_true")
+    parser.add_argument(
+        "--lock", type=Path, default=LOCK, help="hashed lock of both layers (default: layers/requirements.lock)"
+    )
+    parser.add_argument("--no-lock", action="store_true", help="resolve afresh, without hashes (benchmarks only)")
     args = parser.parse_args(argv)
     result = build(
         args.target.resolve(),
@@ -169,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.shared_requirements.resolve(),
         lambda_platform=not args.host,
         bytecode=not args.no_bytecode,
+        lock=None if args.no_lock else args.lock.resolve(),
     )
     print_report("strip.py", args.target, result)
 

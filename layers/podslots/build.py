@@ -72,10 +72,11 @@ def build(
     *,
     lambda_platform: bool = True,
     bytecode: bool = True,
+    lock: Path | None = None,
 ) -> layer_build.Result:
     """Install, strip and complete the podslots layer in `target` (the layer's `python/` folder,
     emptied first); `installed` counts the wheels as they unpack, the package not included."""
-    layer_build.install(target, [requirements], lambda_platform)
+    layer_build.install(target, [requirements], lambda_platform, lock)
     result = strip(target)
     add_package(target, package)
     result.stripped = layer_build.tree_bytes(target)
@@ -93,6 +94,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--package", type=Path, default=HERE / PACKAGE, help="the `podslots` package folder")
     parser.add_argument("--host", action="store_true", help="this machine's platform instead of Lambda's")
     parser.add_argument("--no-bytecode", action="store_true")
+    parser.add_argument(
+        "--lock",
+        type=Path,
+        default=layer_build.LOCK,
+        help="hashed lock of both layers (default: layers/requirements.lock)",
+    )
+    parser.add_argument("--no-lock", action="store_true", help="resolve afresh, without hashes (benchmarks only)")
     args = parser.parse_args(argv)
     result = build(
         args.target.resolve(),
@@ -100,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.package.resolve(),
         lambda_platform=not args.host,
         bytecode=not args.no_bytecode,
+        lock=None if args.no_lock else args.lock.resolve(),
     )
     layer_build.print_report("build.py", args.target, result)
 

@@ -48,7 +48,9 @@ def test_every_events_file_is_covered_here():
 
 def test_every_api_event_file_gets_its_documented_answer(api: Api, store: SlotStore):
     given_pool(store, "terraform")
-    store.put_pod(new_pod("terraform", "terraform-7f3k2", 3, 1, uid="uid-7f3k2"))  # started, not yet beating
+    pod = new_pod("terraform", "terraform-7f3k2", 3, 1, uid="uid-7f3k2")
+    store.put_pod(pod)  # started, not yet beating
+    store.observe_pod(pod, pod.uid, "10.0.12.34")  # the cluster reported its IP (a beat cannot)
     for name, status, holds in API_FILES:
         answer = api.invoke(load_event(name))
         assert answer.status == status, (name, answer.body)

@@ -255,6 +255,44 @@ def test_a_secret_that_is_no_kubeconfig_is_refused_without_quoting_it(
     assert raised.value.__suppress_context__ or raised.value.__context__ is None
 
 
+@pytest.mark.parametrize("user", ["token", "eks"])
+@pytest.mark.parametrize(
+    ("cluster_setting", "named"),
+    [
+        ({"insecure-skip-tls-verify": True}, "insecure-skip-tls-verify"),
+        ({"insecure-skip-tls-verify": "true"}, "insecure-skip-tls-verify"),
+        ({"proxy-url": "http://proxy.example:3128"}, "proxy-url"),
+    ],
+)
+def test_given_a_token_or_eks_user_when_its_server_is_not_verified_then_the_kubeconfig_is_refused(
+    secrets: Any,
+    provider: SecretsProvider,
+    kube: KubeApiStandIn,
+    user: str,
+    cluster_setting: dict[str, Any],
+    named: str,
+):
+    # Given a kubeconfig whose token would go to a server nobody verified (or through a proxy)
+    config = eks_kubeconfig(kube) if user == "eks" else kube.kubeconfig(namespace=NS)
+    config["clusters"][0]["cluster"].update(cluster_setting)
+    secrets.create_secret(Name=SECRET, SecretString=yaml.safe_dump(config))
+    # When a client is made from it, Then it is refused, naming the setting and not the token
+    with pytest.raises(ClusterAccessError, match=named) as raised:
+        ClusterConnections(provider=provider, credentials=CREDS).api_client(SECRET)
+    assert "s3cret" not in str(raised.value)
+
+
+def test_given_a_client_certificate_user_then_skip_tls_verify_is_left_to_the_loader():
+    # No reusable secret goes over the wire with a client certificate: not this check's concern.
+    config = {
+        "clusters": [{"name": "c", "cluster": {"server": "https://k.example", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"client-certificate-data": "Y2VydA==", "client-key-data": "a2V5"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    kubeconfig.refuse_unverified_server(config)
+
+
 def test_the_default_provider_honours_secretsmanager_endpoint(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SECRETSMANAGER_ENDPOINT", "http://127.0.0.1:4566")
     kubeconfig.default_secrets_provider.cache_clear()

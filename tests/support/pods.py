@@ -22,12 +22,15 @@ def given_pool(store: SlotStore, pool: str = "terraform", now: int = 1, **settin
 def given_ready_pods(
     store: SlotStore, pool: str = "terraform", count: int = 1, slots: int = 3, now: int = 1
 ) -> list[str]:
-    """Pods whose item exists and whose agent has sent its first beat (so they take tasks)."""
+    """Pods whose item exists, whose IP the cluster reported, and whose agent has sent its first
+    beat (so they take tasks)."""
     names = []
     for i in range(count):
-        name = f"{pool}-{i:04d}"
-        store.put_pod(new_pod(pool, name, slots, now, uid=f"uid-{name}"))
-        store.heartbeat(pool, name, [], f"10.0.0.{i % 250 + 1}", now)
+        name, ip = f"{pool}-{i:04d}", f"10.0.0.{i % 250 + 1}"
+        pod = new_pod(pool, name, slots, now, uid=f"uid-{name}")
+        store.put_pod(pod)
+        store.observe_pod(pod, pod.uid, ip)  # what reconcile records from the cluster
+        store.heartbeat(pool, name, [], ip, now)
         names.append(name)
     return names
 

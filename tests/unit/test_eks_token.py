@@ -412,7 +412,6 @@ def static_kubeconfig() -> dict[str, Any]:
                 "cluster": {
                     "server": "https://10.0.0.1:6443",
                     "certificate-authority-data": b64("ca"),
-                    "insecure-skip-tls-verify": True,
                 },
             }
         ],
@@ -432,8 +431,25 @@ def test_token_and_client_certificate_kubeconfigs_work_as_they_are():
     assert configuration.auth_settings()["BearerToken"]["value"] == "Bearer static-tok"
     assert Path(configuration.cert_file).read_text() == "cert"
     assert Path(configuration.key_file).read_text() == "key"
-    assert configuration.verify_ssl is False
+    assert configuration.verify_ssl is True
     assert configuration.retries is False
+
+
+def test_given_a_client_certificate_user_without_a_token_then_skip_tls_verify_still_goes_to_the_loader():
+    # Given a user that sends no bearer credential (the key never leaves the client)
+    config = static_kubeconfig()
+    del config["users"][0]["user"]["token"]
+    config["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = True
+    # When a client is made, Then the loader's own reading stands
+    assert api_client_from_kubeconfig(config).configuration.verify_ssl is False
+
+
+def test_given_a_token_user_when_its_cluster_skips_tls_verify_then_no_client_is_made():
+    config = static_kubeconfig()
+    config["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = True
+    with pytest.raises(ClusterAccessError, match="insecure-skip-tls-verify") as raised:
+        api_client_from_kubeconfig(config)
+    assert "static-tok" not in str(raised.value)
 
 
 def test_a_token_beside_an_exec_block_wins_as_in_the_loader():

@@ -57,3 +57,52 @@ def test_pod_names_are_the_pool_and_a_short_random_suffix():
     names = {new_pod_name("tf") for _ in range(50)}
     assert len(names) == 50
     assert all(n.startswith("tf-") and len(n) == 8 for n in names)
+
+
+# ---- the agent pod's own privileges -------------------------------------------------------------
+
+MINIMAL = PoolSettings.model_validate({"pod_template": {"image": "registry.example/tf-agent:1.9"}})
+
+
+def test_given_default_settings_the_agent_runs_restricted_and_without_a_service_account_token():
+    # Given a pool that says nothing about security
+    spec = pod_manifest("tf", "tf-abc12", MINIMAL, "https://api.example/v1")["spec"]
+    # Then the agent gets no Kubernetes token, and its container the restricted profile
+    assert spec["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in spec  # the namespace's default account, never podslots'
+    (agent,) = spec["containers"]
+    assert agent["securityContext"] == {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert "securityContext" not in spec
+
+
+def test_given_a_pool_that_asks_for_a_token_and_its_own_context_then_the_manifest_says_so():
+    # Given a pool that needs its token and a fixed user, a writable volume group and one capability
+    settings = PoolSettings.model_validate(
+        {
+            "pod_template": {
+                "image": "registry.example/tf-agent:1.9",
+                "automount_service_account_token": True,
+                "security_context": {
+                    "run_as_user": 1000,
+                    "run_as_group": 1000,
+                    "fs_group": 2000,
+                    "read_only_root_filesystem": True,
+                    "capabilities_add": ["NET_BIND_SERVICE"],
+                },
+            }
+        }
+    )
+    spec = pod_manifest("tf", "tf-abc12", settings, "https://api.example/v1")["spec"]
+    # Then the manifest carries exactly that, and still drops every other capability
+    assert spec["automountServiceAccountToken"] is True
+    assert spec["securityContext"] == {"fsGroup": 2000}
+    context = spec["containers"][0]["securityContext"]
+    assert context["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    assert (context["runAsUser"], context["runAsGroup"], context["readOnlyRootFilesystem"]) == (1000, 1000, True)
+    assert (context["runAsNonRoot"], context["allowPrivilegeEscalation"], context["privileged"]) == (True, False, False)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
+from local.template import ROOT
 from podslots.names import is_pool_name
 from podslots.settings import PoolSettings
 
@@ -87,3 +89,116 @@ def test_kubernetes_names_and_quantities_people_write_are_accepted():
         }
     )
     assert settings.pod_template.resources.requests["nvidia.com/gpu"] == "1"
+
+
+# ---- kubeconfig_secret: this environment's secrets only -------------------------------------------
+
+OWN_ARN = "arn:aws:secretsmanager:us-east-1:111122223333:secret:podslots/dev/team-a-AbCdEf"
+
+
+@pytest.mark.parametrize("secret", ["podslots/dev/team-a", "podslots/dev/clusters/eu-1", OWN_ARN])
+def test_given_the_dev_environment_a_secret_under_its_prefix_or_its_arn_is_accepted(
+    secret: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("PODSLOTS_ENVIRONMENT", "dev")
+    settings = PoolSettings.model_validate({"pod_template": TEMPLATE, "kubeconfig_secret": secret})
+    assert settings.kubeconfig_secret == secret
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "podslots/prod/kubeconfig",  # another environment's
+        "podslots/kubeconfig",  # the old, environment-wide prefix
+        "podslots/dev/",  # no name
+        "other/dev/kubeconfig",
+        "podslots/dev/../prod/x y",
+        OWN_ARN.replace("podslots/dev/", "podslots/prod/"),
+        "arn:aws:ssm:us-east-1:111122223333:parameter/podslots/dev/x",
+    ],
+)
+def test_given_the_dev_environment_a_secret_outside_its_prefix_is_refused_naming_the_field(
+    secret: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("PODSLOTS_ENVIRONMENT", "dev")
+    with pytest.raises(ValidationError) as raised:
+        PoolSettings.model_validate({"pod_template": TEMPLATE, "kubeconfig_secret": secret})
+    assert [e["loc"] for e in raised.value.errors()] == [("kubeconfig_secret",)]
+    assert "podslots/dev/" in raised.value.errors()[0]["msg"]
+
+
+def test_given_the_prod_environment_when_a_pool_names_a_prod_secret_then_it_is_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setenv("PODSLOTS_ENVIRONMENT", "prod")
+    document = {"pod_template": TEMPLATE, "kubeconfig_secret": "podslots/prod/kubeconfig"}
+    assert PoolSettings.model_validate(document).kubeconfig_secret == "podslots/prod/kubeconfig"
+    with pytest.raises(ValidationError):
+        PoolSettings.model_validate({**document, "kubeconfig_secret": "podslots/dev/kubeconfig"})
+
+
+def test_given_a_stored_pool_with_an_old_secret_name_when_read_back_then_it_still_loads(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # Its reads are refused by IAM, for that pool alone; the pool itself stays readable and deletable.
+    monkeypatch.setenv("PODSLOTS_ENVIRONMENT", "dev")
+    stored = {"pod_template": TEMPLATE, "kubeconfig_secret": "podslots/kubeconfig"}
+    assert PoolSettings.from_stored(stored).kubeconfig_secret == "podslots/kubeconfig"
+
+
+# ---- the agent pod's own privileges -------------------------------------------------------------
+
+
+def controller_service_account() -> str:
+    """The ServiceAccount k8s/rbac.yaml binds to the Role that creates and deletes pods."""
+    documents = list(yaml.safe_load_all((ROOT / "k8s" / "rbac.yaml").read_text()))
+    (binding,) = [d for d in documents if d["kind"] == "RoleBinding"]
+    (subject,) = binding["subjects"]
+    assert subject["kind"] == "ServiceAccount"
+    return str(subject["name"])
+
+
+def test_given_a_pool_when_its_agents_would_run_as_the_controllers_service_account_then_it_is_refused():
+    name = controller_service_account()
+    # When a pool asks for podslots' own account, Then the settings refuse it, naming the field
+    with pytest.raises(ValidationError) as raised:
+        PoolSettings.model_validate({"pod_template": {**TEMPLATE, "service_account": name}})
+    assert [e["loc"] for e in raised.value.errors()] == [("pod_template", "service_account")]
+    # And a stored document that names it is unreadable too: no agent pod is ever made from it
+    with pytest.raises(ValidationError):
+        PoolSettings.from_stored({"pod_template": {**TEMPLATE, "service_account": name}})
+    # And another account is fine
+    settings = PoolSettings.model_validate({"pod_template": {**TEMPLATE, "service_account": "tf-agent"}})
+    assert settings.pod_template.service_account == "tf-agent"
+
+
+def test_given_no_security_settings_then_the_defaults_are_restricted_and_tokenless():
+    template = PoolSettings.model_validate({"pod_template": TEMPLATE}).pod_template
+    assert template.automount_service_account_token is False
+    context = template.security_context
+    assert (context.run_as_non_root, context.allow_privilege_escalation) == (True, False)
+    assert (context.capabilities_add, context.seccomp_profile) == ([], "RuntimeDefault")
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"privileged": True},  # not offered at all
+        {"run_as_user": 0},  # root while run_as_non_root holds
+        {"capabilities_add": ["SYS_ADMIN"]},
+        {"capabilities_add": ["ALL"]},
+        {"capabilities_add": ["net_admin"]},  # not a capability name
+        {"seccomp_profile": "Localhost"},
+        {"run_as_user": -1},
+    ],
+)
+def test_given_a_security_context_outside_its_small_shape_then_it_is_refused(context: dict[str, object]):
+    with pytest.raises(ValidationError) as raised:
+        PoolSettings.model_validate({"pod_template": {**TEMPLATE, "security_context": context}})
+    assert all(e["loc"][:2] == ("pod_template", "security_context") for e in raised.value.errors())
+
+
+def test_given_a_pool_that_runs_its_agent_as_root_on_purpose_then_it_may():
+    context = {"run_as_non_root": False, "run_as_user": 0}
+    settings = PoolSettings.model_validate({"pod_template": {**TEMPLATE, "security_context": context}})
+    assert settings.pod_template.security_context.run_as_user == 0

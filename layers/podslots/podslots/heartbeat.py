@@ -4,6 +4,12 @@ The first beat of a pod turns its item from `starting` to `ready` (it may take t
 brings an `unhealthy` pod back. The beat also says which tasks the agent still holds, which is
 how reconcile finds a slot whose task the agent has forgotten. A draining or unknown pod is told
 to go (410): it must exit, and take no more work.
+
+A beat speaks for the pod its path names, and only that one: IAM lets an agent of EKS Pod Identity
+call its own pod's path alone (template.yaml, `AgentInvokePolicy`). What a beat cannot change is
+what the cluster says: the pod's IP comes from reconcile and autoscale. The IP the agent reports
+is kept as `reported_ip`, and one that differs from the cluster's is counted
+(`HeartbeatIpMismatch`) and logged, never used.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from __future__ import annotations
 from podslots.clock import Clock
 from podslots.errors import Gone
 from podslots.model import Pod
-from podslots.observability import logger
+from podslots.observability import count, logger
 from podslots.store import SlotStore, StoreConflict
+
+IP_MISMATCH_METRIC = "HeartbeatIpMismatch"
 
 
 class HeartbeatService:
@@ -20,10 +28,10 @@ class HeartbeatService:
         self.store = store
         self.clock = clock
 
-    def beat(self, pool: str, pod: str, held_tasks: list[str], pod_ip: str | None) -> Pod:
+    def beat(self, pool: str, pod: str, held_tasks: list[str], reported_ip: str | None) -> Pod:
         now = int(self.clock.now())
         try:
-            answer = self.store.heartbeat(pool, pod, sorted(set(held_tasks)), pod_ip, now)
+            answer = self.store.heartbeat(pool, pod, sorted(set(held_tasks)), reported_ip, now)
         except StoreConflict as exc:
             logger.info("heartbeat from a draining or unknown pod", extra={"pool": pool, "pod": pod})
             raise Gone(
@@ -31,4 +39,10 @@ class HeartbeatService:
                 pool=pool,
                 pod=pod,
             ) from exc
+        if reported_ip and answer.pod_ip and reported_ip != answer.pod_ip:
+            count(IP_MISMATCH_METRIC)
+            logger.warning(
+                "heartbeat reports an IP the cluster does not; the cluster's is kept",
+                extra={"pool": pool, "pod": pod, "reported_ip": reported_ip, "cluster_ip": answer.pod_ip},
+            )
         return answer

@@ -372,16 +372,49 @@ class EksTokenSource:
 # ---- ApiClient -----------------------------------------------------------------------------------
 
 
-def _active_user(config: dict[str, Any], context: str | None) -> dict[str, Any] | None:
-    """The `user` mapping the context names (inside `config`, so it can be edited), or None."""
+def _active(config: dict[str, Any], context: str | None, kind: str) -> dict[str, Any] | None:
+    """The `user` or `cluster` mapping the context names (inside `config`, so it can be edited), or None."""
     name = context or config.get("current-context")
     entries = [c for c in config.get("contexts") or [] if isinstance(c, dict) and c.get("name") == name]
     ctx = entries[0].get("context") if entries else None
     if not isinstance(ctx, dict):
         return None  # the loader reports a missing context in its own words
-    users = [u for u in config.get("users") or [] if isinstance(u, dict) and u.get("name") == ctx.get("user")]
-    user = users[0].get("user") if users else None
-    return user if isinstance(user, dict) else None
+    named = [e for e in config.get(f"{kind}s") or [] if isinstance(e, dict) and e.get("name") == ctx.get(kind)]
+    value = named[0].get(kind) if named else None
+    return value if isinstance(value, dict) else None
+
+
+def _active_user(config: dict[str, Any], context: str | None) -> dict[str, Any] | None:
+    return _active(config, context, "user")
+
+
+# A user of these kinds sends a bearer credential with every request: a token (or one made from the
+# function's IAM role for EKS), a password. It must only ever go to the server the CA vouches for.
+_BEARER_USER_KEYS = ("token", "tokenFile", "exec", "auth-provider", "password")
+
+
+def refuse_unverified_server(config: dict[str, Any], context: str | None = None) -> None:
+    """ClusterAccessError if a bearer credential would go to a server that was never verified.
+
+    `insecure-skip-tls-verify` lets anyone on the path answer as the API server, and `proxy-url` sends
+    every request through a host the kubeconfig names: either way a token (an EKS token is good for
+    15 minutes for the function's role on any cluster that maps it) could reach someone else. A
+    client-certificate user sends no reusable secret, so it is left to the loader.
+    """
+    user = _active(config, context, "user")
+    cluster = _active(config, context, "cluster")
+    if user is None or cluster is None or not any(user.get(k) for k in _BEARER_USER_KEYS):
+        return
+    if cluster.get("insecure-skip-tls-verify") in (True, "true", "True"):
+        raise ClusterAccessError(
+            "the kubeconfig's cluster sets insecure-skip-tls-verify with a token or EKS user: the token "
+            "would go to a server nobody verified. Give its certificate-authority-data instead."
+        )
+    if cluster.get("proxy-url"):
+        raise ClusterAccessError(
+            "the kubeconfig's cluster sets proxy-url with a token or EKS user: podslots sends a token "
+            "only straight to the API server. Remove proxy-url (reach the cluster from the VPC instead)."
+        )
 
 
 def api_client_from_kubeconfig(
@@ -394,12 +427,14 @@ def api_client_from_kubeconfig(
 ) -> ApiClient:
     """An ApiClient for the kubeconfig's context (default: current-context), on its own Configuration.
 
-    Token, client-certificate, CA and insecure-skip-tls-verify kubeconfigs go to the kubernetes loader
-    unchanged. An EKS exec user gets an `EksTokenSource` instead (`credentials`/`sts_client` sign its
-    tokens; default: the function's own). The first token is made here, so a signing problem shows now.
+    Token, client-certificate and CA kubeconfigs go to the kubernetes loader unchanged; a token or EKS
+    user with `insecure-skip-tls-verify` or `proxy-url` is refused (`refuse_unverified_server`). An
+    EKS exec user gets an `EksTokenSource` instead (`credentials`/`sts_client` sign its tokens;
+    default: the function's own). The first token is made here, so a signing problem shows now.
     The loader writes `*-data` certificates and keys to temp files, as it always does (Lambda: /tmp).
     """
     config_dict = copy.deepcopy(dict(config))  # the caller's dict stays as it was
+    refuse_unverified_server(config_dict, context)
     user = _active_user(config_dict, context)
     source: EksTokenSource | None = None
     # The loader prefers a token to exec; so does podslots.
@@ -506,4 +541,5 @@ __all__ = [
     "new_sts_client",
     "parse_kubeconfig",
     "read_secret_text",
+    "refuse_unverified_server",
 ]

@@ -95,7 +95,8 @@ class Pod:
     state: PodState
     slots: dict[str, Slot]
     uid: str | None = None
-    pod_ip: str | None = None
+    pod_ip: str | None = None  # as the cluster reports it; None until it does
+    reported_ip: str | None = None  # what the agent's last beat claimed: compared, never handed out
     created_at: int = 0
     heartbeat_at: int | None = None
     held_tasks: tuple[str, ...] = ()

@@ -4,6 +4,12 @@ podslots creates bare pods (no Deployment, so nothing else picks which pod dies)
 the labels reconcile selects on, the slot count it was made with, and what the agent needs to beat:
 the pool, its own name (downward API) and the heartbeat URL. `restartPolicy: Never`: an agent that
 exits is gone, and reconcile reports its tasks lost instead of a restarted agent that forgot them.
+
+The agent talks to podslots' API with its own IAM identity, never to Kubernetes, so by default it
+gets no service account token (`automountServiceAccountToken: false`) and a restricted container:
+non-root, no privilege escalation, every capability dropped, the runtime's default seccomp profile.
+A pool may loosen these (`automount_service_account_token`, `security_context`), never to privileged;
+settings.py refuses podslots' own service account for the agents.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import string
 from typing import Any
 
 from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, SLOTS_ANNOTATION
-from podslots.settings import PoolSettings
+from podslots.settings import PoolSettings, SecurityContext
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -27,6 +33,26 @@ def heartbeat_url(api_base_url: str, pool: str, pod: str) -> str:
     return f"{api_base_url.rstrip('/')}/pools/{pool}/pods/{pod}/heartbeat"
 
 
+def container_security_context(context: SecurityContext) -> dict[str, Any]:
+    """Restricted by default (the Pod Security Standards' `restricted` profile); the pool may loosen it."""
+    out: dict[str, Any] = {
+        "runAsNonRoot": context.run_as_non_root,
+        "allowPrivilegeEscalation": context.allow_privilege_escalation,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": context.seccomp_profile},
+    }
+    if context.capabilities_add:
+        out["capabilities"]["add"] = sorted(set(context.capabilities_add))
+    if context.read_only_root_filesystem:
+        out["readOnlyRootFilesystem"] = True
+    if context.run_as_user is not None:
+        out["runAsUser"] = context.run_as_user
+    if context.run_as_group is not None:
+        out["runAsGroup"] = context.run_as_group
+    return out
+
+
 def pod_manifest(pool: str, name: str, settings: PoolSettings, api_base_url: str) -> dict[str, Any]:
     template = settings.pod_template
     env: list[dict[str, Any]] = [
@@ -36,15 +62,23 @@ def pod_manifest(pool: str, name: str, settings: PoolSettings, api_base_url: str
         {"name": "PODSLOTS_HEARTBEAT_URL", "value": heartbeat_url(api_base_url, pool, name)},
     ]
     env += [{"name": key, "value": value} for key, value in sorted(template.env.items())]
-    container: dict[str, Any] = {"name": "agent", "image": template.image, "env": env}
+    container: dict[str, Any] = {
+        "name": "agent",
+        "image": template.image,
+        "env": env,
+        "securityContext": container_security_context(template.security_context),
+    }
     resources = template.resources.model_dump(exclude_defaults=True)
     if resources:
         container["resources"] = resources
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": template.termination_grace_period_s,
+        "automountServiceAccountToken": template.automount_service_account_token,
         "containers": [container],
     }
+    if template.security_context.fs_group is not None:
+        spec["securityContext"] = {"fsGroup": template.security_context.fs_group}
     if template.service_account:
         spec["serviceAccountName"] = template.service_account
     if template.node_selector:

@@ -6,9 +6,11 @@ down threshold below up) live in exactly one place and every error names its fie
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import os
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from podslots.names import (
     SLOTS_MAX,
@@ -20,6 +22,29 @@ from podslots.names import (
     QualifiedName,
     Quantity,
 )
+
+# The deployment environment (template.yaml sets it from its Environment parameter). The cluster
+# functions may read the secrets under podslots/<environment>/ only, so a pool may name no other.
+ENVIRONMENT_VAR = "PODSLOTS_ENVIRONMENT"
+DEFAULT_ENVIRONMENT = "dev"  # outside Lambda (the local stack, tests), where nothing sets it
+_SECRET_LEAF = r"[A-Za-z0-9/_+=.@-]+"  # noqa: S105 (a name pattern, not a secret)
+_SECRET_ARN_HEAD = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"  # noqa: S105
+
+
+def environment() -> str:
+    return os.environ.get(ENVIRONMENT_VAR) or DEFAULT_ENVIRONMENT
+
+
+def secret_prefix(env: str | None = None) -> str:
+    """`podslots/<environment>/`: the only secrets this deployment's cluster functions may read."""
+    return f"podslots/{env or environment()}/"
+
+
+def is_own_secret(name: str, env: str | None = None) -> bool:
+    """A secret name under this environment's prefix, or the ARN of one."""
+    prefix = re.escape(secret_prefix(env))
+    return bool(re.fullmatch(f"(?:{_SECRET_ARN_HEAD})?{prefix}{_SECRET_LEAF}", name))
+
 
 # Environment names podslots sets for the agent itself; a template may not override them.
 RESERVED_ENV = frozenset({"PODSLOTS_POOL", "PODSLOTS_POD_NAME", "PODSLOTS_SLOTS", "PODSLOTS_HEARTBEAT_URL"})
@@ -40,6 +65,39 @@ class Toleration(BaseModel):
     toleration_seconds: int | None = Field(default=None, ge=0)
 
 
+# The ServiceAccount podslots itself runs as in the cluster (k8s/rbac.yaml): it may create and delete
+# pods. An agent pod must never run as it.
+CONTROLLER_SERVICE_ACCOUNT = "podslots"
+
+Capability = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z_]{0,31}$")]
+
+
+class SecurityContext(BaseModel):
+    """The agent container's security context; every field left out keeps the restricted default.
+
+    What it can never do: run privileged, or keep a capability it does not name (`capabilities: drop
+    ALL` always; `capabilities_add` names the few it needs back).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    run_as_non_root: bool = True
+    run_as_user: int | None = Field(default=None, ge=0, le=2147483647)
+    run_as_group: int | None = Field(default=None, ge=0, le=2147483647)
+    fs_group: int | None = Field(default=None, ge=0, le=2147483647)  # pod level: volume ownership
+    allow_privilege_escalation: bool = False
+    read_only_root_filesystem: bool = False
+    capabilities_add: list[Capability] = Field(default_factory=list, max_length=8)
+    seccomp_profile: Literal["RuntimeDefault", "Unconfined"] = "RuntimeDefault"
+
+    @model_validator(mode="after")
+    def _non_root_means_it(self) -> SecurityContext:
+        if self.run_as_non_root and self.run_as_user == 0:
+            raise ValueError("security_context.run_as_user 0 is root; set run_as_non_root false to allow it")
+        if "SYS_ADMIN" in self.capabilities_add or "ALL" in self.capabilities_add:
+            raise ValueError("security_context.capabilities_add may not add ALL or SYS_ADMIN")
+        return self
+
+
 class PodTemplate(BaseModel):
     """What every agent pod of the pool is made from (`podspec.pod_manifest` builds the manifest)."""
 
@@ -55,6 +113,10 @@ class PodTemplate(BaseModel):
         default_factory=dict, max_length=32
     )
     termination_grace_period_s: int = Field(default=30, ge=0, le=86400)
+    # The agent talks to podslots over the API with its own IAM identity, not to Kubernetes: no token
+    # unless the pool asks for one.
+    automount_service_account_token: bool = False
+    security_context: SecurityContext = Field(default_factory=SecurityContext)
 
     @model_validator(mode="after")
     def _no_reserved_env(self) -> PodTemplate:
@@ -62,6 +124,16 @@ class PodTemplate(BaseModel):
         if clash:
             raise ValueError(f"pod_template.env may not set {', '.join(clash)}: podslots sets them")
         return self
+
+    @field_validator("service_account")
+    @classmethod
+    def _not_the_controllers(cls, value: str | None) -> str | None:
+        if value == CONTROLLER_SERVICE_ACCOUNT:
+            raise ValueError(
+                f"service_account may not be {CONTROLLER_SERVICE_ACCOUNT!r}: that is podslots' own account, "
+                "which may create and delete pods; give the agents an account of their own"
+            )
+        return value
 
 
 class PoolSettings(BaseModel):
@@ -83,9 +155,25 @@ class PoolSettings(BaseModel):
         default=None,
         min_length=1,
         max_length=512,
-        description="Secrets Manager name or ARN of this pool's kubeconfig (default: the stack's).",
+        description=(
+            "Secrets Manager name or ARN of this pool's kubeconfig (default: the stack's); "
+            "under podslots/<environment>/, the only secrets the cluster functions may read."
+        ),
     )
     pod_template: PodTemplate
+
+    @field_validator("kubeconfig_secret")
+    @classmethod
+    def _own_environments_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A stored document was checked when it was put; an old one under another prefix is left to
+        # IAM (its reads are refused, for that pool alone) rather than making the pool unreadable.
+        stored = bool(info.context and info.context.get("stored"))
+        if value is not None and not stored and not is_own_secret(value):
+            raise ValueError(
+                f"kubeconfig_secret must be a secret name (or its ARN) under {secret_prefix()}: "
+                "the only secrets this deployment may read"
+            )
+        return value
 
     @model_validator(mode="after")
     def _coherent(self) -> PoolSettings:
@@ -100,4 +188,4 @@ class PoolSettings(BaseModel):
 
     @classmethod
     def from_stored(cls, document: dict[str, Any]) -> PoolSettings:
-        return cls.model_validate(document)
+        return cls.model_validate(document, context={"stored": True})

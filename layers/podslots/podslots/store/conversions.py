@@ -47,6 +47,7 @@ def pod_from(item: PodItem) -> Pod:
         slots={key: slot_from(dict(value)) for key, value in raw_slots.items()},
         uid=item.uid,
         pod_ip=item.pod_ip,
+        reported_ip=item.reported_ip,
         created_at=int(item.created_at),
         heartbeat_at=int(item.heartbeat_at) if item.heartbeat_at is not None else None,
         held_tasks=tuple(item.held_tasks or ()),

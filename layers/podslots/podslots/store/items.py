@@ -79,7 +79,8 @@ class PodItem(Item):
     state = UnicodeAttribute()
     slots = MapAttribute[str, Any]()  # type: ignore[no-untyped-call]
     busy = NumberAttribute(default=0)
-    pod_ip = UnicodeAttribute(null=True)
+    pod_ip = UnicodeAttribute(null=True)  # the cluster's word (reconcile, autoscale's create), never a beat's
+    reported_ip = UnicodeAttribute(null=True)  # what the agent's last beat claimed; never handed out
     created_at = NumberAttribute()
     heartbeat_at = NumberAttribute(null=True)
     held_tasks = ListAttribute[str](null=True)

@@ -30,8 +30,12 @@ class PodRecords(StoreBase):
         except DoesNotExist:
             return None
 
-    def heartbeat(self, pool: str, pod: str, held_tasks: list[str], pod_ip: str | None, now: int) -> Pod:
+    def heartbeat(self, pool: str, pod: str, held_tasks: list[str], reported_ip: str | None, now: int) -> Pod:
         """Record a beat; `starting` and `unhealthy` become `ready`. StoreConflict if draining/absent.
+
+        The IP the agent reports is kept apart (`reported_ip`): `pod_ip`, which allocation hands to
+        the task queue, is only ever what the cluster says (`observe_pod`), so a beat cannot point
+        the queue at another address.
 
         A pod that is not cordoned opens to new tasks (`open_pool`); a cordoned one beats without
         opening. One write in the common case, a second only for a cordoned pod.
@@ -41,8 +45,8 @@ class PodRecords(StoreBase):
             PodItem.held_tasks.set(held_tasks),
             PodItem.state.set(PodState.READY.value),
         ]
-        if pod_ip:
-            actions.append(PodItem.pod_ip.set(pod_ip))
+        if reported_ip:
+            actions.append(PodItem.reported_ip.set(reported_ip))
         beating = PodItem.state.is_in(PodState.STARTING.value, PodState.READY.value, PodState.UNHEALTHY.value)
         item = pod_key(pool, pod)
         if not conditional(

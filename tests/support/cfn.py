@@ -1,0 +1,125 @@
+"""Resolve the CloudFormation intrinsics of a piece of template.yaml with fixed values, for tests.
+
+`local.template` reads the template with its intrinsics kept as data ({"Fn::Sub": ...}); this turns
+such a piece into what CloudFormation would deploy for given parameters, pseudo parameters and
+resource ids. Only what the template uses: Ref, Fn::Sub (both forms, `${!literal}`), Fn::GetAtt,
+Fn::Join, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition, AWS::NoValue. Anything else
+raises, so a new intrinsic is noticed rather than passed through.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from local.template import template
+
+ACCOUNT = "111122223333"
+REGION = "us-east-1"
+API_ID = "a1b2c3d4e5"
+
+PSEUDO = {
+    "AWS::AccountId": ACCOUNT,
+    "AWS::Region": REGION,
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackName": "podslots",
+}
+
+_NO_VALUE = object()
+_SUB = re.compile(r"\$\{([^}]*)\}")
+
+
+@dataclass
+class Resolver:
+    """Parameters default to the template's defaults; `ids` are the resources' Ref values."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=lambda: {"PodSlotsApi": API_ID})
+
+    def __post_init__(self) -> None:
+        declared = template()["Parameters"]
+        values: dict[str, Any] = {}
+        for name, spec in declared.items():
+            value = self.parameters.get(name, spec.get("Default"))
+            if spec["Type"] == "CommaDelimitedList" and isinstance(value, str):
+                value = [v.strip() for v in value.split(",")]
+            values[name] = value
+        self.parameters = values
+
+    def ref(self, name: str) -> Any:
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in PSEUDO:
+            return PSEUDO[name]
+        if name == "AWS::NoValue":
+            return _NO_VALUE
+        if name in self.ids:
+            return self.ids[name]
+        if name in template()["Resources"]:
+            return f"{name}-id"
+        raise KeyError(f"Ref to unknown {name}")
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(template()["Conditions"][name]))
+
+    def _sub(self, text: str, local: Mapping[str, Any]) -> str:
+        def one(match: re.Match[str]) -> str:
+            inner = match.group(1)
+            if inner.startswith("!"):
+                return "${" + inner[1:] + "}"  # `${!x}` is the literal `${x}`
+            if inner in local:
+                return str(local[inner])
+            if "." in inner:
+                resource, attribute = inner.split(".", 1)
+                return str(self._get_att(resource, attribute))
+            return str(self.ref(inner))
+
+        return _SUB.sub(one, text)
+
+    def _get_att(self, resource: str, attribute: str) -> str:
+        if attribute == "Arn":
+            return f"arn:aws:service:{REGION}:{ACCOUNT}:{resource}"
+        return f"{resource}.{attribute}"
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, list):
+            items = [self.resolve(item) for item in node]
+            return [item for item in items if item is not _NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((key, arg),) = node.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Fn::Sub":
+                if isinstance(arg, str):
+                    return self._sub(arg, {})
+                text, local = arg
+                return self._sub(text, {k: self.resolve(v) for k, v in local.items()})
+            if key == "Fn::GetAtt":
+                resource, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self._get_att(resource, attribute)
+            if key == "Fn::Join":
+                separator, values = arg
+                return separator.join(str(v) for v in self.resolve(values))
+            if key == "Fn::If":
+                name, then, otherwise = arg
+                return self.resolve(then if self.condition(name) else otherwise)
+            if key == "Fn::Equals":
+                left, right = (self.resolve(a) for a in arg)
+                return left == right
+            if key == "Fn::Not":
+                return not self.resolve(arg[0])
+            if key == "Fn::And":
+                return all(self.resolve(a) for a in arg)
+            if key == "Fn::Or":
+                return any(self.resolve(a) for a in arg)
+            if key == "Condition" and isinstance(arg, str):
+                return self.condition(arg)
+            if key.startswith("Fn::"):
+                raise NotImplementedError(f"intrinsic {key} is not resolved by tests/support/cfn.py")
+        resolved = {key: self.resolve(value) for key, value in node.items()}
+        return {key: value for key, value in resolved.items() if value is not _NO_VALUE}

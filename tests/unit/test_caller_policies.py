@@ -1,0 +1,173 @@
+"""Each caller's identity may call exactly its routes: the template's policies, evaluated.
+
+The managed policies and the API's resource policy are read from template.yaml, their intrinsics
+resolved with fixed values (tests/support/cfn.py), and evaluated (tests/support/iam_eval.py) for a
+concrete request to each route the template declares, as API Gateway authorises it: the action
+`execute-api:Invoke` on `arn:aws:execute-api:<region>:<account>:<api>/<stage>/<METHOD>/<path>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from local.template import template
+from tests.support.cfn import ACCOUNT, API_ID, REGION, Resolver
+from tests.support.iam_eval import Decision, Request, evaluate, is_allowed
+
+STAGE = "v1"
+POD = "terraform-7f3k2"
+PARAMS = {"pool": "terraform", "pod": POD, "task_id": "run-42"}
+
+TASK_QUEUE = {"POST /pools/{pool}/allocations", "PUT /tasks/{task_id}/status", "GET /tasks/{task_id}"}
+AGENTS = {"POST /pools/{pool}/pods/{pod}/heartbeat"}
+OPERATORS = {
+    "PUT /pools/{pool}",
+    "GET /pools/{pool}",
+    "DELETE /pools/{pool}",
+    "GET /pools",
+    "GET /pools/{pool}/events",
+}
+OPERATOR_ROLE = f"arn:aws:iam::{ACCOUNT}:role/podslots-operator"
+
+
+def routes() -> set[str]:
+    """Every API route of the template, as `METHOD /path`."""
+    found = set()
+    for resource in template()["Resources"].values():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for event in resource["Properties"].get("Events", {}).values():
+            if event["Type"] == "Api":
+                found.add(f"{event['Properties']['Method'].upper()} {event['Properties']['Path']}")
+    return found
+
+
+def route_arn(route: str, **params: str) -> str:
+    method, path = route.split(" ", 1)
+    for name, value in {**PARAMS, **params}.items():
+        path = path.replace("{" + name + "}", value)
+    return f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/{method}{path}"
+
+
+def managed_policy(name: str, resolver: Resolver | None = None) -> dict[str, Any]:
+    resource = template()["Resources"][name]
+    assert resource["Type"] == "AWS::IAM::ManagedPolicy"
+    return dict((resolver or Resolver()).resolve(resource["Properties"]["PolicyDocument"]))
+
+
+def resource_policy(resolver: Resolver) -> dict[str, Any]:
+    """The API's resource policy as SAM writes it, `execute-api:/` expanded as API Gateway does."""
+    auth = resolver.resolve(template()["Resources"]["PodSlotsApi"]["Properties"]["Auth"])
+    statements = auth.get("ResourcePolicy", {}).get("CustomStatements", [])
+    prefix = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/"
+
+    def expand(resource: str) -> str:
+        return prefix + resource.removeprefix("execute-api:/") if resource.startswith("execute-api:/") else resource
+
+    for statement in statements:
+        resources = statement["Resource"]
+        statement["Resource"] = [expand(r) for r in (resources if isinstance(resources, list) else [resources])]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def allowed_routes(policy: dict[str, Any], context: dict[str, str] | None = None) -> set[str]:
+    return {
+        route
+        for route in routes()
+        if is_allowed([policy], Request("execute-api:Invoke", route_arn(route), context or {}))
+    }
+
+
+def test_given_the_template_the_three_callers_routes_are_every_route_and_none_twice():
+    assert routes() == TASK_QUEUE | AGENTS | OPERATORS
+    assert not TASK_QUEUE & AGENTS
+    assert not TASK_QUEUE & OPERATORS
+    assert not AGENTS & OPERATORS
+
+
+def test_given_the_task_queues_policy_when_it_calls_each_route_then_only_allocations_and_tasks_are_allowed():
+    assert allowed_routes(managed_policy("TaskQueueInvokePolicy")) == TASK_QUEUE
+
+
+def test_given_the_operators_policy_when_it_calls_each_route_then_only_the_pool_routes_are_allowed():
+    assert allowed_routes(managed_policy("OperatorInvokePolicy")) == OPERATORS
+
+
+def test_given_an_agent_of_pod_identity_when_it_calls_each_route_then_only_its_own_heartbeat_is_allowed():
+    # EKS Pod Identity tags the agent's session with its pod's name.
+    agent = {"aws:PrincipalTag/kubernetes-pod-name": POD, "aws:PrincipalTag/kubernetes-namespace": "agents"}
+    assert allowed_routes(managed_policy("AgentInvokePolicy"), agent) == AGENTS
+
+
+def test_given_an_agent_when_it_beats_for_another_pod_then_it_is_denied():
+    policy = managed_policy("AgentInvokePolicy")
+    agent = {"aws:PrincipalTag/kubernetes-pod-name": POD}
+    beat = "POST /pools/{pool}/pods/{pod}/heartbeat"
+    assert is_allowed([policy], Request("execute-api:Invoke", route_arn(beat), agent))
+    for other in ("terraform-other", "terraform-7f3k", f"{POD}x", "*"):
+        assert not is_allowed([policy], Request("execute-api:Invoke", route_arn(beat, pod=other), agent)), other
+
+
+def test_given_a_role_without_the_pod_identity_tag_when_it_beats_then_it_is_denied():
+    # IRSA sessions carry no kubernetes-pod-name tag: the agents' policy cannot tell their pods apart.
+    policy = managed_policy("AgentInvokePolicy")
+    beat = route_arn("POST /pools/{pool}/pods/{pod}/heartbeat")
+    assert not is_allowed([policy], Request("execute-api:Invoke", beat, {}))
+
+
+def test_given_the_agent_pod_identity_role_then_it_carries_the_agents_policy_and_trusts_eks_pod_identity():
+    role = Resolver().resolve(template()["Resources"]["AgentPodIdentityRole"])["Properties"]
+    assert role["ManagedPolicyArns"] == ["AgentInvokePolicy-id"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}  # TagSession: the pod-name tag
+
+
+@pytest.mark.parametrize(
+    ("output", "resource"),
+    [
+        ("TaskQueuePolicyArn", "TaskQueueInvokePolicy"),
+        ("AgentPolicyArn", "AgentInvokePolicy"),
+        ("OperatorPolicyArn", "OperatorInvokePolicy"),
+    ],
+)
+def test_given_the_stack_outputs_then_each_callers_policy_is_named(output: str, resource: str):
+    assert template()["Outputs"][output]["Value"] == {"Ref": resource}
+
+
+# ---- the API's resource policy ------------------------------------------------------------------
+
+ADMIN = {"PUT /pools/{pool}", "DELETE /pools/{pool}"}
+ALLOW_ALL = {"Statement": [{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}]}
+
+
+def decisions(resolver: Resolver, principal: str) -> dict[str, Decision]:
+    """Each route for a principal whose identity policy allows everything, with the resource policy."""
+    policies = [ALLOW_ALL, resource_policy(resolver)]
+    context = {"aws:PrincipalArn": principal}
+    return {route: evaluate(policies, Request("execute-api:Invoke", route_arn(route), context)) for route in routes()}
+
+
+def test_given_operator_roles_when_another_principal_administers_pools_then_the_resource_policy_denies_it():
+    resolver = Resolver({"OperatorRoleArns": f"{OPERATOR_ROLE},arn:aws:iam::{ACCOUNT}:role/break-glass-*"})
+    # Given a role that is no operator, even with an identity policy that allows every route
+    agent = decisions(resolver, f"arn:aws:iam::{ACCOUNT}:role/podslots-agent")
+    # Then pool administration is explicitly denied, and nothing else is
+    assert {r for r, d in agent.items() if d is Decision.EXPLICIT_DENY} == ADMIN
+    # And the named operators (a wildcard too) may
+    for operator in (OPERATOR_ROLE, f"arn:aws:iam::{ACCOUNT}:role/break-glass-2"):
+        assert all(d is Decision.ALLOW for d in decisions(resolver, operator).values()), operator
+
+
+def test_given_no_operator_role_when_anyone_administers_pools_then_it_is_denied_fail_closed():
+    resolver = Resolver({"OperatorRoleArns": ""})
+    for principal in (OPERATOR_ROLE, f"arn:aws:iam::{ACCOUNT}:root"):
+        denied = {r for r, d in decisions(resolver, principal).items() if d is Decision.EXPLICIT_DENY}
+        assert denied == ADMIN
+
+
+def test_given_api_key_mode_then_no_resource_policy_is_attached_and_iam_mode_has_one():
+    assert resource_policy(Resolver({"AuthMode": "API_KEY"}))["Statement"] == []
+    assert resource_policy(Resolver({"AuthMode": "IAM"}))["Statement"] != []
