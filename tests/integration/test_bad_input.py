@@ -322,6 +322,6 @@ def test_a_task_id_of_many_digits_is_a_string_not_a_number(world: Api):
 
 @pytest.mark.parametrize("content_type", ["APPLICATION/JSON", "Application/Json; Charset=UTF-8"])
 def test_media_types_are_compared_case_insensitively(world: Api, content_type: str):
-    raw = '{"task_id": "ci", "task_type": "plan"}'
+    raw = json.dumps({"task_id": f"ci-{len(content_type)}", "task_type": "plan"})
     event = proxy_event("POST", ALLOC, {"pool": "terraform"}, raw_body=raw, content_type=content_type)
     assert world.invoke(event).status == 201

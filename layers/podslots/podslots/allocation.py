@@ -169,18 +169,22 @@ class Allocator:
             )
 
     def _choose(self, candidates: list[Placement], races: int) -> Placement:
-        """The best slot first; after a lost race, spread over the best few pods to stop colliding.
+        """One of the fullest pods, at its first idle slot; after lost races, one of the best few.
 
         On DynamoDB two transactions on one pod item conflict whatever slot they take, so the
-        spread is over pods, each at its first idle slot.
+        spread is over pods. The first try picks at random among the pods tied for fullest (a
+        burst into an empty pool spreads at once, and sequential tasks still pack one pod: after
+        the first, that pod is the only fullest); each lost race doubles how many pods it may use.
         """
-        if races == 0:
-            return candidates[0]
         firsts: dict[str, Placement] = {}
         for placement in candidates:
             firsts.setdefault(placement.pod.name, placement)
         best = list(firsts.values())
-        return self.rng.choice(best[: min(len(best), races + 1)])
+        if races == 0:
+            fullest = len(best[0].pod.idle_slot_keys())
+            best = [p for p in best if len(p.pod.idle_slot_keys()) == fullest]
+            return self.rng.choice(best)
+        return self.rng.choice(best[: min(len(best), 2**races)])
 
     # ---- no open slot ----------------------------------------------------------------------------
 
