@@ -151,7 +151,7 @@ def contention(server: MotoServer, store: SlotStore, tasks: int, threads: int, p
             given_idle_ready_pods_in_bulk(server.url, table, None, store, f"burst-{tag}", pods, now=1)
             if chaos:
                 server.dispatcher.faults.chaos(chaos, seed=seed + 1)
-            ours = burst(server, store, f"burst-{tag}", tasks, threads, seed)
+            ours = burst(server, store, table, f"burst-{tag}", tasks, threads, seed)
         finally:
             server.dispatcher.faults.clear()
         show_burst(label, ours, bare)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from bench import bare_allocation
@@ -30,7 +32,7 @@ from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
 from podslots.errors import NoCapacity
-from podslots.model import TaskType
+from podslots.model import TaskStatus, TaskType
 from podslots.store import SlotStore
 from tests.support.pods import given_idle_ready_pods_in_bulk
 
@@ -78,7 +80,9 @@ def _run(threads: int, work: Callable[[int], None]) -> float:
     return time.perf_counter() - began
 
 
-def burst(server: MotoServer, store: SlotStore, pool: str, tasks: int, threads: int, seed: int) -> BurstResult:
+def burst(
+    server: MotoServer, store: SlotStore, table: str, pool: str, tasks: int, threads: int, seed: int
+) -> BurstResult:
     """`tasks` new allocations into `pool` from `threads` threads, each with its own Allocator."""
     result, lock = BurstResult(), threading.Lock()
     todo: queue.Queue[str] = queue.Queue()
@@ -120,7 +124,7 @@ def burst(server: MotoServer, store: SlotStore, pool: str, tasks: int, threads: 
     result.server_transactions = server.dispatcher.operations["TransactWriteItems"] - before
     result.injected = Counter({str(f.value): n for f, n in (server.dispatcher.faults.injected - injected).items()})
     result.placed = len(placed)
-    result.check = check_table(store, pool, placed)
+    result.check = check_table(server.url, table, pool, placed)
     return result
 
 
@@ -153,21 +157,39 @@ def bare_burst(client: Any, table: str, prefix: str, tasks: int, threads: int) -
     return result
 
 
-def check_table(store: SlotStore, pool: str, placed: list[tuple[str, str, str]]) -> TableCheck:
+def check_table(endpoint: str, table: str, pool: str, placed: list[tuple[str, str, str]]) -> TableCheck:
+    """Read the pool's pod items and their tasks' items (consistent reads, a patient client: the
+    server may still be draining a burst on a busy machine)."""
+    client = boto3.client(
+        "dynamodb", endpoint_url=endpoint, config=Config(read_timeout=120, retries={"max_attempts": 10})
+    )
     check = TableCheck()
     holders: dict[str, tuple[str, str]] = {}
-    for pod in store.pods(pool):
-        busy = [(key, slot) for key, slot in pod.slots.items() if not slot.is_idle]
+    pages = client.get_paginator("query").paginate(
+        TableName=table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :pod)",
+        ExpressionAttributeValues={":pk": {"S": f"POOL#{pool}"}, ":pod": {"S": "POD#"}},
+        ConsistentRead=True,
+    )
+    for item in (item for page in pages for item in page["Items"]):
+        slots = {key: value["M"] for key, value in item["slots"]["M"].items()}
+        busy = [(key, slot.get("task_id", {}).get("S")) for key, slot in slots.items() if slot["status"]["S"] != "idle"]
         check.busy_slots += len(busy)
-        check.counters_off += pod.busy != len(busy)
-        for key, slot in busy:
-            if slot.task_id is None or slot.task_id in holders:
+        check.counters_off += int(item["busy"]["N"]) != len(busy) or int(item["idle"]["N"]) != len(slots) - len(busy)
+        for key, task_id in busy:
+            if task_id is None or task_id in holders:
                 check.task_in_two_slots += 1
                 continue
-            holders[slot.task_id] = (pod.name, key)
+            holders[task_id] = (item["name"]["S"], key)
     for task_id, (pod_name, key) in holders.items():
-        task = store.get_task(task_id)
-        check.dangling += task is None or not task.status.holds_slot or (task.pod, task.slot) != (pod_name, key)
+        task = client.get_item(
+            TableName=table, Key={"pk": {"S": f"TASK#{task_id}"}, "sk": {"S": "#TASK"}}, ConsistentRead=True
+        ).get("Item")
+        points_back = task is not None and (task.get("pod", {}).get("S"), task.get("slot", {}).get("S")) == (
+            pod_name,
+            key,
+        )
+        check.dangling += not (points_back and task is not None and TaskStatus(task["status"]["S"]).holds_slot)
     answers = Counter((pod_name, key) for _, pod_name, key in placed)
     check.slot_claimed_twice = sum(n - 1 for n in answers.values())
     check.dangling += sum(1 for task_id, pod_name, key in placed if holders.get(task_id) != (pod_name, key))

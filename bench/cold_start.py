@@ -65,7 +65,7 @@ if sys.argv[2] != "baseline":
     EventBridgePublisher().client
 clients = time.perf_counter() - began
 print(json.dumps({{"init": init, "clients": clients, "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "xray": "aws_xray_sdk" in sys.modules, "kubernetes": any(m.startswith("kubernetes") for m in sys.modules)}}))
+                  "xray": "aws_xray_sdk.core" in sys.modules, "kubernetes": any(m.startswith("kubernetes") for m in sys.modules)}}))
 """
 
 
