@@ -17,13 +17,19 @@ import boto3
 from local.moto_server import MotoServer
 from local.template import table_definition
 from podslots.store import bind_table
+from podslots.store.items import ITEM_KINDS
+
+READ_TIMEOUT_S = 120  # moto on a busy 2-core machine can take longer than podslots' 5 s for a 1,000-item page
 
 
 def make_table(server: MotoServer, name: str) -> Any:
-    """A table as the template declares it, on `server`, with every item kind bound to it; the
-    boto3 client it was made with is returned for the bare requests."""
+    """A table as the template declares it, on `server`, with every item kind bound to it (and a
+    patient read timeout: a timeout here measures the machine, not podslots); the boto3 client it
+    was made with is returned for the bare requests."""
     client = boto3.client("dynamodb", endpoint_url=server.url)
     client.create_table(**table_definition(name))
+    for kind in ITEM_KINDS:  # before bind_table: the connections are built again with it
+        kind.Meta.read_timeout_seconds = READ_TIMEOUT_S
     bind_table(name, host=server.url)
     server.table = name
     return client
