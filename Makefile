@@ -61,11 +61,14 @@ demo: $(STAMP) ## The whole life cycle on an embedded DynamoDB and cluster, on a
 local: $(STAMP) ## Serve the embedded stack on 127.0.0.1:3000 until stopped (ARGS="--speed 10 --kubeconfig PATH")
 	$(BIN)/python -m local.serve $(ARGS)
 
-bench: $(STAMP) ## Benchmarks: requests per call, import times, reconcile at scale, a scripted hour of load
+bench: $(STAMP) ## Benchmarks (quick by default; see each bench's --help for bigger runs): requests, import times, reconcile, a scripted hour, allocation floor, cold start, steps at scale
 	$(BIN)/python -m bench.requests_per_call
 	$(BIN)/python -m bench.import_time
 	$(BIN)/python -m bench.reconcile_scale
 	$(BIN)/python -m bench.scripted_hour
+	$(BIN)/python -m bench.allocation_floor
+	$(BIN)/python -m bench.cold_start
+	$(BIN)/python -m bench.steps_at_scale
 
 clean: ## Remove the venvs and caches
 	rm -rf $(VENV) .venv-sam .mypy_cache .pytest_cache .ruff_cache .import_linter_cache .aws-sam

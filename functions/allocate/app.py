@@ -31,6 +31,15 @@ from podslots.store import SlotStore
 app = make_resolver()
 allocator = Allocator(SlotStore(), EventBridgePublisher(), SystemClock())
 
+try:  # SnapStart's runtime hooks: in Lambda's Python runtimes, absent elsewhere
+    from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+except ImportError:
+    pass
+else:
+    # Every environment restored from one snapshot would share its random state, and so the same
+    # spread of retries after a lost race; each reseeds from the OS on restore instead.
+    register_after_restore(allocator.rng.seed)
+
 
 @app.post(
     "/pools/<pool>/allocations",

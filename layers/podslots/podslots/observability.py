@@ -2,19 +2,72 @@
 
 Service name and log level come from POWERTOOLS_* environment variables set per function in the
 template; the metrics namespace is `PodSlots` and every metric carries the `pool` dimension.
+
+The X-Ray SDK is the largest single import of a cold start, and Powertools' Tracer imports it even
+when tracing is off. So when tracing is off (POWERTOOLS_TRACE_DISABLED, or outside Lambda, as
+Powertools decides) the Tracer gets a provider that does nothing and the SDK is never loaded; when
+it is on, only what podslots calls is patched (botocore: DynamoDB and EventBridge; httplib: the
+Kubernetes API), not every library the SDK knows, each of which it would import to patch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import AsyncGenerator, Generator, Iterable, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 NAMESPACE = "PodSlots"
+TRACED_MODULES = ("botocore", "httplib")
+
+
+class _NoSegment(BaseSegment):
+    def close(self, end_time: int | None = None) -> None: ...
+    def add_subsegment(self, subsegment: Any) -> None: ...
+    def remove_subsegment(self, subsegment: Any) -> None: ...
+    def put_annotation(self, key: str, value: Any) -> None: ...
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
+    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None: ...
+
+
+class NoTracing(BaseProvider):
+    """A tracing provider that records nothing: the Tracer's decorators stay, the SDK stays unloaded."""
+
+    @contextmanager
+    def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Generator[BaseSegment]:
+        yield _NoSegment()
+
+    @asynccontextmanager
+    async def in_subsegment_async(self, name: str | None = None, **kwargs: Any) -> AsyncGenerator[BaseSegment]:
+        yield _NoSegment()
+
+    def put_annotation(self, key: str, value: Any) -> None: ...
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
+    def patch(self, modules: Sequence[str]) -> None: ...
+    def patch_all(self) -> None: ...
+
+
+def tracing_on() -> bool:
+    """Powertools' own rule: on in Lambda (not SAM local, not Chalice) unless POWERTOOLS_TRACE_DISABLED."""
+    disabled = os.getenv("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in ("1", "true", "yes", "on", "y", "t")
+    in_lambda = bool(os.getenv("LAMBDA_TASK_ROOT")) and not (
+        os.getenv("AWS_SAM_LOCAL") or os.getenv("AWS_CHALICE_CLI_MODE")
+    )
+    return in_lambda and not disabled
+
+
+def make_tracer() -> Tracer:
+    if tracing_on():
+        return Tracer(patch_modules=TRACED_MODULES)
+    return Tracer(disabled=True, auto_patch=False, provider=NoTracing())
+
 
 logger = Logger(utc=True)
-tracer = Tracer()
+tracer = make_tracer()
 metrics = Metrics(namespace=NAMESPACE)
 
 
@@ -39,4 +92,15 @@ def pool_metrics(pool: str, values: Iterable[tuple[str, MetricUnit, float]]) -> 
     record.flush_metrics()
 
 
-__all__ = ["NAMESPACE", "MetricUnit", "count", "logger", "metrics", "pool_metrics", "seconds", "tracer"]
+__all__ = [
+    "NAMESPACE",
+    "MetricUnit",
+    "NoTracing",
+    "count",
+    "logger",
+    "metrics",
+    "pool_metrics",
+    "seconds",
+    "tracer",
+    "tracing_on",
+]
