@@ -59,12 +59,12 @@ class Step:
     runs: int = 0
 
     def measure(self, server: MotoServer, kube: KubeApiStandIn, run: Callable[[], object]) -> None:
-        before, calls = server.dispatcher.operations.copy(), len(kube.requests)
+        before, calls = server.dispatcher.operations.copy(), kube.calls()
         began = time.perf_counter()
         run()
         self.seconds.append(time.perf_counter() - began)
         self.dynamodb.update(server.dispatcher.operations - before)
-        self.kube.update(Counter(f"{c.method} {c.verb}" for c in kube.requests[calls:]))
+        self.kube.update(kube.calls() - calls)
         self.runs += 1
 
     def requests(self) -> str:

@@ -181,6 +181,11 @@ class KubeApiStandIn:
         with self._calls_lock:
             return self._calls.total() if verb is None else self._calls[verb]
 
+    def calls(self) -> Counter[str]:
+        """A copy of the requests received so far, by verb."""
+        with self._calls_lock:
+            return self._calls.copy()
+
     def clear_requests(self) -> None:
         with self._calls_lock:
             self._calls.clear()
