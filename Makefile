@@ -51,11 +51,12 @@ demo: $(STAMP) ## The whole life cycle on an embedded DynamoDB and cluster, on a
 local: $(STAMP) ## Serve the embedded stack on 127.0.0.1:3000 until stopped (ARGS="--speed 10 --kubeconfig PATH")
 	$(BIN)/python -m local.serve $(ARGS)
 
-bench: $(STAMP) ## Benchmarks: requests per call, import times, reconcile at scale, a scripted hour of load
+bench: $(STAMP) ## Benchmarks: requests per call, import times, reconcile at scale, a scripted hour of load, a short day of four policies
 	$(BIN)/python -m bench.requests_per_call
 	$(BIN)/python -m bench.import_time
 	$(BIN)/python -m bench.reconcile_scale
 	$(BIN)/python -m bench.scripted_hour
+	$(BIN)/python -m bench.day --hours 2 --start-hour 9 --drain-hours 1 --out /tmp/podslots-bench-day
 
 clean: ## Remove the venvs and caches
 	rm -rf $(VENV) .venv-sam .mypy_cache .pytest_cache .ruff_cache .aws-sam
