@@ -29,6 +29,7 @@ from bench.day.scaledjob import ScaledJobModel
 from bench.day.traffic import HOUR, Trace, make_trace
 
 LAST_PODSLOTS: list[PodslotsModel] = []
+PROGRESS_EVERY_H = [6.0]
 
 
 def _deployment(trace: Trace, seed: int) -> Ledger:
@@ -44,7 +45,7 @@ def _job(trace: Trace, seed: int) -> Ledger:
 
 
 def _podslots(trace: Trace, seed: int) -> Ledger:
-    model = PodslotsModel(trace, seed)
+    model = PodslotsModel(trace, seed, progress_every_h=PROGRESS_EVERY_H[0])
     LAST_PODSLOTS[:] = [model]  # for the notes printed after its row
     return model.run()
 
@@ -69,6 +70,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=common.DRAIN_S / HOUR,
         help="simulated after the last arrival, so reservations can expire (default 25)",
     )
+    parser.add_argument(
+        "--progress-hours", type=float, default=6, help="podslots prints its cost this often (0: never)"
+    )
     parser.add_argument("--policies", default=",".join(POLICIES), help=f"a subset of {','.join(POLICIES)}")
     parser.add_argument(
         "--out", type=Path, default=Path("bench/results"), help="where to write (default bench/results)"
@@ -79,6 +83,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     common.DRAIN_S = args.drain_hours * HOUR
+    PROGRESS_EVERY_H[0] = args.progress_hours
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m bench.day " + shlex.join(sys.argv[1:] if argv is None else argv)
     rows: list[Figures] = []
@@ -100,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
             if key == "podslots":
                 _podslots_notes(LAST_PODSLOTS[0])
-            runs.append({"figures": asdict(figures), "cpu_s": cpu, "samples": ledger.samples})
+            run: dict[str, object] = {"figures": asdict(figures), "cpu_s": cpu, "samples": ledger.samples}
+            if key == "podslots":
+                run["progress"] = LAST_PODSLOTS[0].progress
+            runs.append(run)
             stem = f"day-seed{seed}-{key}"
             policy_png(args.out / f"{stem}.png", f"{name}, seed {seed}", ledger.samples, ledger.slots_per_pod)
         slots = common.pool_settings().slots_per_pod

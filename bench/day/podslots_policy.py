@@ -47,13 +47,16 @@ class _Agent:
 
 
 class PodslotsModel:
-    def __init__(self, trace: Trace, seed: int, beat_s: float = BEAT_S) -> None:
+    def __init__(self, trace: Trace, seed: int, beat_s: float = BEAT_S, progress_every_h: float = 6.0) -> None:
         self.trace = trace
+        self.progress_every_s = progress_every_h * 3600
+        self.progress: list[tuple[float, float, float, int]] = []  # simulated h, CPU s, wall s, API calls
         self.beat_s = beat_s
         self.settings = pool_settings()
         self.ledger = Ledger(trace.pools, self.settings.slots_per_pod)
         self.startup = StartupDraws(seed)
         self.runs = {t.task_id: Run(t) for t in trace.tasks}
+        self.active: set[Run] = set()  # the runs that hold a slot (a few dozen, not the whole trace)
         self.agents: dict[str, _Agent] = {}
         self.gone: set[str] = set()
         self.heap: list[tuple[float, int, Callable[[Run], None], Run]] = []
@@ -79,13 +82,26 @@ class PodslotsModel:
             body = self.settings.model_dump(mode="json", exclude_none=True)
             for pool in self.trace.pools:
                 self.call("PUT", "/pools/{pool}", body, pool=pool)
+            self.began = (time.process_time(), time.perf_counter())
             while (t := self.next_time(stack)) <= end:
+                self.note_progress(t)
                 self.ledger.advance(t)
                 self.now = t
                 clock.set(T0 + t)
                 self.step(stack)
             self.ledger.advance(end)
         return self.ledger
+
+    def note_progress(self, t: float) -> None:
+        """The cost so far, every `progress_every_h` of simulated time: how it grows with the run."""
+        if not self.progress_every_s or t < (len(self.progress) + 1) * self.progress_every_s:
+            return
+        cpu, wall = time.process_time() - self.began[0], time.perf_counter() - self.began[1]
+        self.progress.append((t / 3600, cpu, wall, self.calls))
+        print(
+            f"    podslots at {t / 3600:6.1f} h simulated: {cpu:7.1f} s CPU, {wall:7.1f} s wall, {self.calls} calls",
+            flush=True,
+        )
 
     def next_time(self, stack: Stack) -> float:
         candidates = [s.next_at - T0 for s in stack.schedules]
@@ -133,6 +149,7 @@ class PodslotsModel:
             self.violations.append(f"dispatch of {task.task_id}: {answer.status} {answer.body}")
             return
         run.pod, run.slot, run.phase = answer.body["pod"], answer.body["slot"], "running"
+        self.active.add(run)
         self.ledger.fate(task.task_id).wait_s = self.now - task.arrival
         self.at(self.now + task.run_s, self.finish, run)
 
@@ -184,7 +201,7 @@ class PodslotsModel:
         self.beat(agent)
 
     def beat(self, agent: _Agent) -> None:
-        held = [r.task.task_id for r in self.runs.values() if r.pod == agent.pod and r.holds_slot]
+        held = [r.task.task_id for r in self.active if r.pod == agent.pod and r.holds_slot]
         answer = self.call(
             "POST",
             "/pools/{pool}/pods/{pod}/heartbeat",
@@ -213,8 +230,9 @@ class PodslotsModel:
             self.gone.add(name)
         running: dict[str, int] = dict.fromkeys(self.trace.pools, 0)
         reserved: dict[str, int] = dict.fromkeys(self.trace.pools, 0)
-        for run in self.runs.values():
+        for run in list(self.active):
             if not run.holds_slot:
+                self.active.discard(run)
                 continue
             if run.pod in self.gone:
                 self.interrupt(run)
