@@ -61,7 +61,7 @@ demo: $(STAMP) ## The whole life cycle on an embedded DynamoDB and cluster, on a
 local: $(STAMP) ## Serve the embedded stack on 127.0.0.1:3000 until stopped (ARGS="--speed 10 --kubeconfig PATH")
 	$(BIN)/python -m local.serve $(ARGS)
 
-bench: $(STAMP) ## Benchmarks (quick by default; see each bench's --help for bigger runs): requests, import times, reconcile, a scripted hour, allocation floor, cold start, steps at scale
+bench: $(STAMP) ## Benchmarks (quick by default; each has --help for bigger runs): requests, import times, reconcile, a scripted hour, allocation floor, cold start, steps at scale, a short day of four policies
 	$(BIN)/python -m bench.requests_per_call
 	$(BIN)/python -m bench.import_time
 	$(BIN)/python -m bench.reconcile_scale
@@ -69,6 +69,7 @@ bench: $(STAMP) ## Benchmarks (quick by default; see each bench's --help for big
 	$(BIN)/python -m bench.allocation_floor
 	$(BIN)/python -m bench.cold_start
 	$(BIN)/python -m bench.steps_at_scale
+	$(BIN)/python -m bench.day --hours 2 --start-hour 9 --drain-hours 1 --out /tmp/podslots-bench-day
 
 clean: ## Remove the venvs and caches
 	rm -rf $(VENV) .venv-sam .mypy_cache .pytest_cache .ruff_cache .import_linter_cache .aws-sam

@@ -1,0 +1,147 @@
+"""`python -m bench.day`: one seeded trace of Terraform traffic, replayed under four policies.
+
+    python -m bench.day                                 # a weekday, one pool, seed 1
+    python -m bench.day --hours 2 --start-hour 9        # the short form `make bench` runs
+    python -m bench.day --hours 168 --pools 10          # a week, ten pools
+
+Prints one row of figures per policy and seed, and writes to --out: a JSON of the figures and
+samples, a markdown table, one PNG per policy and one comparing the four.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.day import common
+from bench.day.deployment import DeploymentModel
+from bench.day.figures import Figures, figures_of, table
+from bench.day.ledger import Ledger
+from bench.day.plots import compare_png, policy_png
+from bench.day.podslots_policy import PodslotsModel
+from bench.day.scaledjob import ScaledJobModel
+from bench.day.traffic import HOUR, Trace, make_trace
+
+LAST_PODSLOTS: list[PodslotsModel] = []
+PROGRESS_EVERY_H = [6.0]
+
+
+def _deployment(trace: Trace, seed: int) -> Ledger:
+    return DeploymentModel(trace, graceful=False, seed=seed).run()
+
+
+def _graceful(trace: Trace, seed: int) -> Ledger:
+    return DeploymentModel(trace, graceful=True, seed=seed).run()
+
+
+def _job(trace: Trace, seed: int) -> Ledger:
+    return ScaledJobModel(trace, seed).run()
+
+
+def _podslots(trace: Trace, seed: int) -> Ledger:
+    model = PodslotsModel(trace, seed, progress_every_h=PROGRESS_EVERY_H[0])
+    LAST_PODSLOTS[:] = [model]  # for the notes printed after its row
+    return model.run()
+
+
+POLICIES: dict[str, tuple[str, Callable[[Trace, int], Ledger]]] = {
+    "deployment": ("(a) Deployment", _deployment),
+    "graceful": ("(b) Deployment, graceful", _graceful),
+    "job": ("(c) pod per task", _job),
+    "podslots": ("(d) podslots", _podslots),
+}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.day", description=__doc__.split("\n")[0])
+    parser.add_argument("--hours", type=float, default=24, help="hours of traffic (default 24)")
+    parser.add_argument("--pools", type=int, default=1, help="pools, each with its own traffic (default 1)")
+    parser.add_argument("--seed", type=int, nargs="+", default=[1], help="one trace per seed (default 1)")
+    parser.add_argument("--start-hour", type=int, default=0, help="hour of the (Monday) day the run starts")
+    parser.add_argument(
+        "--drain-hours",
+        type=float,
+        default=common.DRAIN_S / HOUR,
+        help="simulated after the last arrival, so reservations can expire (default 25)",
+    )
+    parser.add_argument(
+        "--progress-hours", type=float, default=6, help="podslots prints its cost this often (0: never)"
+    )
+    parser.add_argument("--policies", default=",".join(POLICIES), help=f"a subset of {','.join(POLICIES)}")
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench/results"), help="where to write (default bench/results)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    common.DRAIN_S = args.drain_hours * HOUR
+    PROGRESS_EVERY_H[0] = args.progress_hours
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "python -m bench.day " + shlex.join(sys.argv[1:] if argv is None else argv)
+    rows: list[Figures] = []
+    for seed in args.seed:
+        trace = make_trace(seed, args.hours, args.pools, args.start_hour)
+        print(
+            f"seed {seed}: {len(trace.tasks)} tasks over {args.hours:g} h on {args.pools} pool(s), "
+            f"then {args.drain_hours:g} h of drain",
+            flush=True,
+        )
+        runs = []
+        for key in args.policies.split(","):
+            name, play = POLICIES[key]
+            wall, cpu = time.perf_counter(), time.process_time()
+            ledger = play(trace, seed)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            figures = figures_of(name, trace, ledger, wall)
+            rows.append(figures)
+            print(f"  {name}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
+            if key == "podslots":
+                _podslots_notes(LAST_PODSLOTS[0])
+            run: dict[str, object] = {"figures": asdict(figures), "cpu_s": cpu, "samples": ledger.samples}
+            if key == "podslots":
+                run["progress"] = LAST_PODSLOTS[0].progress
+            runs.append(run)
+            stem = f"day-seed{seed}-{key}"
+            policy_png(args.out / f"{stem}.png", f"{name}, seed {seed}", ledger.samples, ledger.slots_per_pod)
+        slots = common.pool_settings().slots_per_pod
+        compare_png(args.out / f"day-seed{seed}-compare.png", f"four policies, seed {seed}", runs, slots)
+        document = {
+            "command": command,
+            "seed": seed,
+            "tasks": len(trace.tasks),
+            "args": vars(args) | {"out": str(args.out)},
+            "runs": runs,
+        }
+        (args.out / f"day-seed{seed}.json").write_text(json.dumps(document))
+    print()
+    print(table(rows))
+    seeds = "-".join(str(s) for s in args.seed)
+    (args.out / f"table-h{args.hours:g}-p{args.pools}-s{seeds}.md").write_text(
+        f"`{command}`\n\n{table(rows, markdown=True)}\n"
+    )
+    return 0
+
+
+def _podslots_notes(model: PodslotsModel) -> None:
+    spent = sorted(model.sim_wall.items(), key=lambda kv: -kv[1])
+    print(f"    {model.calls} API calls; " + ", ".join(f"{k} {v:.0f} s" for k, v in spent[:3]))
+    invocations: dict[str, int] = {}
+    for _, function in model.stack.invocations:
+        invocations[function] = invocations.get(function, 0) + 1
+    print("    invocations: " + ", ".join(f"{k} {v}" for k, v in sorted(invocations.items())))
+    for violation in model.violations[:5]:
+        print(f"    ! {violation}")
+    if len(model.violations) > 5:
+        print(f"    ! ... {len(model.violations) - 5} more")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
