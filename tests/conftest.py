@@ -29,6 +29,7 @@ os.environ.update(
         "EVENT_BUS_NAME": "podslots-test",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "PodSlots",
+        "POWERTOOLS_METRICS_DISABLED": "false",  # tests read metrics; the local stack only sets a default
         "POWERTOOLS_SERVICE_NAME": "podslots-tests",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
     }

@@ -44,7 +44,7 @@ def world() -> Iterator[Api]:
         BusTap(BUS)
         store, api = SlotStore(), Api(ManualClock())
         given_pool(store, "terraform")
-        given_ready_pods(store, "terraform")
+        given_ready_pods(store, "terraform", count=3)  # room for the tests that allocate
         assert api.allocate("terraform", "held-1", "plan_and_apply").status == 201
         yield api
         metrics.clear_metrics()
