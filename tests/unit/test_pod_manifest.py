@@ -3,7 +3,7 @@ lets Kubernetes restart an agent that forgot its tasks."""
 
 from __future__ import annotations
 
-from podslots.podspec import new_pod_name, pod_manifest
+from podslots.podspec import new_pod_name, pod_manifest, template_revision
 from podslots.settings import PoolSettings
 
 SETTINGS = PoolSettings.model_validate(
@@ -29,7 +29,12 @@ def test_the_manifest_carries_the_labels_reconcile_selects_on_and_the_template()
     m = pod_manifest("tf", "tf-abc12", SETTINGS, "https://api.example/v1")
     meta, spec = m["metadata"], m["spec"]
     assert (meta["name"], meta["namespace"]) == ("tf-abc12", "agents")
-    assert meta["labels"] == {"team": "platform", "podslots.io/pool": "tf", "app.kubernetes.io/managed-by": "podslots"}
+    assert meta["labels"] == {
+        "team": "platform",
+        "podslots.io/pool": "tf",
+        "app.kubernetes.io/managed-by": "podslots",
+        "podslots.io/revision": template_revision(SETTINGS),
+    }
     assert meta["annotations"] == {"example.com/owner": "platform", "podslots.io/slots": "4"}
     assert spec["restartPolicy"] == "Never"
     assert spec["terminationGracePeriodSeconds"] == 120
@@ -106,3 +111,17 @@ def test_given_a_pool_that_asks_for_a_token_and_its_own_context_then_the_manifes
     assert context["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
     assert (context["runAsUser"], context["runAsGroup"], context["readOnlyRootFilesystem"]) == (1000, 1000, True)
     assert (context["runAsNonRoot"], context["allowPrivilegeEscalation"], context["privileged"]) == (True, False, False)
+
+
+def test_the_revision_follows_the_template_and_the_slot_count_only():
+    # Given the pool's settings, and the same settings with only scaling fields changed
+    scaled = SETTINGS.model_copy(update={"min_pods": 3, "max_pods": 40, "max_surge": 5, "scale_up_utilization": 0.9})
+    # And the same settings with a new image, or another slot count
+    new_image = SETTINGS.model_copy(
+        update={"pod_template": SETTINGS.pod_template.model_copy(update={"image": "registry.example/tf-agent:1.10"})}
+    )
+    more_slots = SETTINGS.model_copy(update={"slots_per_pod": 5})
+    # Then scaling keeps the revision, and what shapes a pod changes it
+    assert template_revision(scaled) == template_revision(SETTINGS)
+    assert len({template_revision(SETTINGS), template_revision(new_image), template_revision(more_slots)}) == 3
+    assert all(c in "0123456789abcdef" for c in template_revision(SETTINGS))

@@ -28,6 +28,7 @@ POOL_LABEL = "podslots.io/pool"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "podslots"
 SLOTS_ANNOTATION = "podslots.io/slots"
+REVISION_LABEL = "podslots.io/revision"  # the pool template's revision the pod was made from
 # Node consolidation (Karpenter, cluster-autoscaler) may only take pods without these.
 DO_NOT_DISRUPT: dict[str, str] = {
     "karpenter.sh/do-not-disrupt": "true",
@@ -76,6 +77,12 @@ class ClusterPod:
             return None
         count = int(raw)
         return count if SLOTS_MIN <= count <= SLOTS_MAX else None
+
+    @property
+    def revision(self) -> str | None:
+        """The template revision podslots made it from; None for a pod made before revisions, or adopted."""
+        raw = self.labels.get(REVISION_LABEL) or ""
+        return raw if re.fullmatch(r"[0-9a-f]{10}", raw) else None
 
     @property
     def protected(self) -> bool:

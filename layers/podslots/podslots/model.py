@@ -60,7 +60,15 @@ class PodState(StrEnum):
     DRAINING = "draining"
 
 
-POOL_DELETED = "pool deleted"  # the cordon reason of every pod of a pool being deleted
+class Cordon(StrEnum):
+    """Why a pod takes no new task (its running and reserved tasks finish, then it is drained)."""
+
+    POOL_DELETED = "pool deleted"  # every pod of a pool being deleted
+    OUTDATED = "outdated revision"  # a roll-out retires it: enough current capacity is ready
+    OPERATOR = "operator"  # POST /pools/{pool}/pods/{pod}/cordon; only this one can be taken back
+
+
+POOL_DELETED = Cordon.POOL_DELETED.value
 CREATE_GRACE_S = 60  # a `starting` item may exist briefly before its pod does (item first, then pod)
 
 
@@ -101,11 +109,24 @@ class Pod:
     heartbeat_at: int | None = None
     held_tasks: tuple[str, ...] = ()
     last_used_at: int = 0
-    cordoned: str | None = None  # why it takes no new task; its running and reserved tasks finish
+    cordoned: str | None = None  # why it takes no new task (a `Cordon`); its running and reserved tasks finish
+    revision: str | None = None  # the pool template's revision it was made from (None: made before revisions)
+    second_choice: bool = False  # open, but only when no current pod has an idle slot (an outdated pod)
 
     @property
     def takes_tasks(self) -> bool:
         return self.state is PodState.READY and self.cordoned is None
+
+    @property
+    def in_service(self) -> bool:
+        """Counts as the pool's capacity: ready or starting, and not cordoned."""
+        return self.state in (PodState.READY, PodState.STARTING) and self.cordoned is None
+
+    def outdated(self, revision: str) -> bool:
+        """Made from another template than the pool's current one. A pod from before revisions is
+        taken as current until reconcile records one for it (it cannot tell, and rolling every pool
+        on an upgrade of podslots would surprise everyone)."""
+        return self.revision is not None and self.revision != revision
 
     @property
     def busy(self) -> int:
@@ -179,21 +200,25 @@ class PoolFigures:
     pods_ready: int = 0
     pods_unhealthy: int = 0
     pods_draining: int = 0
+    pods_cordoned: int = 0
+    pods_outdated: int = 0  # made from an older template: a roll-out is replacing them
     utilization: float = 0.0
     by_state: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, pods: list[Pod]) -> PoolFigures:
+    def of(cls, pods: list[Pod], revision: str | None = None) -> PoolFigures:
         f = cls()
         for pod in pods:
             f.pods_total += 1
+            f.pods_cordoned += pod.cordoned is not None
+            f.pods_outdated += revision is not None and pod.outdated(revision)
             f.by_state[pod.state.value] = f.by_state.get(pod.state.value, 0) + 1
             running = sum(1 for s in pod.slots.values() if s.status is SlotStatus.RUNNING)
             reserved = sum(1 for s in pod.slots.values() if s.status is SlotStatus.RESERVED)
             f.slots_running += running
             f.slots_reserved += reserved
-            # Capacity is what ready and starting pods offer (docs/architecture.md, "Scaling").
-            if pod.state in (PodState.READY, PodState.STARTING):
+            # Capacity is what ready and starting pods in service offer (docs/architecture.md, "Scaling").
+            if pod.in_service:
                 f.slots_total += pod.slot_count
                 f.slots_idle += pod.slot_count - running - reserved
             busy = running + reserved

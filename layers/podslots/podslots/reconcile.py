@@ -27,6 +27,7 @@ from podslots.cluster import DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
 from podslots.model import CREATE_GRACE_S, IDLE_SLOT, POOL_DELETED, Pod, PodState, PoolFigures
 from podslots.observability import MetricUnit, logger, pool_metrics
+from podslots.podspec import template_revision
 from podslots.pool_order import each_pool
 from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
 
@@ -257,15 +258,19 @@ class _PoolRun:
 
     def figures(self, pods: list[Pod]) -> None:
         """Emit the pool's figures; record them in its history only when they changed."""
-        figures = PoolFigures.of(pods).as_dict()
+        figures = PoolFigures.of(pods, template_revision(self.pool.settings)).as_dict()
         self.report.figures = figures
+        lost = len(self.report.lost_tasks) + len(self.report.released)
         pool_metrics(
             self.pool.name,
             [
-                ("SlotUtilization", MetricUnit.Percent, value * 100)
-                if name == "utilization"
-                else (_metric_name(name), MetricUnit.Count, value)
-                for name, value in figures.items()
+                *(
+                    ("SlotUtilization", MetricUnit.Percent, value * 100)
+                    if name == "utilization"
+                    else (_metric_name(name), MetricUnit.Count, value)
+                    for name, value in figures.items()
+                ),
+                ("TasksLost", MetricUnit.Count, lost),
             ],
         )
         if figures != self.pool.figures:

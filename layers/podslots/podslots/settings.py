@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
@@ -136,6 +137,24 @@ class PodTemplate(BaseModel):
         return value
 
 
+class PoolMode(StrEnum):
+    """How far podslots may act on a pool's cluster (docs/architecture.md, "Staged enablement").
+
+    - `active`: everything (the default);
+    - `observe`: records pods and slots, and what it would do (scale steps, deletions), as history
+      and metrics, but creates, deletes and patches nothing in the cluster;
+    - `paused`: no scale step and no deletion (for an incident); allocation goes on.
+    """
+
+    ACTIVE = "active"
+    OBSERVE = "observe"
+    PAUSED = "paused"
+
+    @property
+    def acts(self) -> bool:
+        return self is PoolMode.ACTIVE
+
+
 class PoolSettings(BaseModel):
     """The whole settings document; fields left out take these defaults."""
 
@@ -161,6 +180,22 @@ class PoolSettings(BaseModel):
         ),
     )
     pod_template: PodTemplate
+    max_surge: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="During a roll-out, how many pods the pool may have above its target size (new pods first).",
+    )
+    mode: PoolMode = PoolMode.ACTIVE
+    adopt_selector: dict[QualifiedName, LabelValue] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description=(
+            "Labels (all must match) of pods podslots did not create, e.g. an existing Deployment's, "
+            "that this pool adopts and counts as its own; see docs/architecture.md, 'Migration'."
+        ),
+    )
 
     @field_validator("kubeconfig_secret")
     @classmethod

@@ -14,7 +14,7 @@ from __future__ import annotations
 from podslots.store.items import bind_table
 from podslots.store.pods import PodRecords, new_pod
 from podslots.store.pools import PoolRegistry
-from podslots.store.records import Lease, PoolEvent, PoolRecord, RegisteredPool
+from podslots.store.records import Lease, PoolEvent, PoolRecord, RegisteredPool, Rollout
 from podslots.store.tasks import TaskSlots
 from podslots.store.transaction import StoreConflict, new_token
 
@@ -28,6 +28,7 @@ __all__ = [
     "PoolEvent",
     "PoolRecord",
     "RegisteredPool",
+    "Rollout",
     "SlotStore",
     "StoreConflict",
     "bind_table",

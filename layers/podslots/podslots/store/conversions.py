@@ -9,7 +9,7 @@ from pynamodb.expressions.update import Action
 
 from podslots.model import Pod, PodState, Slot, SlotStatus, Task, TaskStatus, TaskType
 from podslots.store.items import PodItem, TaskItem
-from podslots.store.keys import TASK_SK, pod_sk, pool_pk, task_pk
+from podslots.store.keys import SECOND_CHOICE, TASK_SK, pod_sk, pool_pk, task_pk
 
 
 def slot_from(raw: dict[str, Any]) -> Slot:
@@ -53,6 +53,8 @@ def pod_from(item: PodItem) -> Pod:
         held_tasks=tuple(item.held_tasks or ()),
         last_used_at=int(item.last_used_at or 0),
         cordoned=item.cordoned,
+        revision=item.revision,
+        second_choice=bool(item.open_pool and item.open_pool.endswith(SECOND_CHOICE)),
     )
 
 

@@ -88,6 +88,8 @@ class PodItem(Item):
     idle = NumberAttribute(null=True)  # idle slots: every write that moves `busy` moves this the other way
     open_pool = UnicodeAttribute(null=True)  # set while ready and not cordoned (the open_slots index)
     cordoned = UnicodeAttribute(null=True)  # why the pod takes no new task (its tasks finish)
+    revision = UnicodeAttribute(null=True)  # the template revision it was made from
+    noted = UnicodeAttribute(null=True)  # observe/paused: what podslots last recorded it would do to it
     request_token = UnicodeAttribute(null=True)  # the put that created it: a retry recognises itself
     open_slots = OpenSlotsIndex()
 
@@ -145,6 +147,8 @@ class LeaseItem(Item):
     holder = UnicodeAttribute()
     deadline = NumberAttribute()
     low_since = NumberAttribute(null=True)  # since when utilization has stayed below the down threshold
+    rollout = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]  # {revision, started_at} while rolling
+    noted = UnicodeAttribute(null=True)  # observe/paused: the scale step it last recorded it would take
 
 
 ITEM_KINDS: tuple[type[Item], ...] = (PodItem, TaskItem, PoolItem, RegistryItem, EventItem, LeaseItem)

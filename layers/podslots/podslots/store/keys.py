@@ -13,6 +13,15 @@ REGISTRY_PK = "POOLS"
 LEASE_SK = "#LEASE#autoscale"
 
 
+SECOND_CHOICE = "#outdated"  # the `open_slots` partition of open pods from an older template
+
+
+def open_partition(pool: str, second_choice: bool = False) -> str:
+    """The `open_pool` value of an open pod: the pool, or its second-choice partition (outdated pods,
+    which allocation reads only when no current pod has an idle slot)."""
+    return f"{pool}{SECOND_CHOICE}" if second_choice else pool
+
+
 def pool_pk(pool: str) -> str:
     return f"{POOL_PREFIX}{pool}"
 

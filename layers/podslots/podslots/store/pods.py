@@ -10,7 +10,7 @@ from podslots.model import Pod, PodState, SlotStatus, TaskStatus, empty_slots
 from podslots.store.base import StoreBase
 from podslots.store.conversions import free_slot, pod_from, pod_key, slot_doc, task_key
 from podslots.store.items import PodItem, PoolItem, TaskItem
-from podslots.store.keys import CONFIG_SK, POD_PREFIX, pod_sk, pool_pk
+from podslots.store.keys import CONFIG_SK, POD_PREFIX, open_partition, pod_sk, pool_pk
 from podslots.store.transaction import StoreConflict, condition_failed, conditional, new_token
 
 
@@ -38,7 +38,10 @@ class PodRecords(StoreBase):
         the queue at another address.
 
         A pod that is not cordoned opens to new tasks (`open_pool`); a cordoned one beats without
-        opening. One write in the common case, a second only for a cordoned pod.
+        opening. One write in the common case, a second only for a cordoned pod. An open pod keeps
+        the partition it is in (`if_not_exists`): a beat never promotes an outdated pod that a
+        roll-out made a second choice; one that reopens (after `unhealthy`) starts as a first choice
+        until autoscale's next run ranks it again.
         """
         actions: list[Action] = [
             PodItem.heartbeat_at.set(now),
@@ -51,7 +54,8 @@ class PodRecords(StoreBase):
         item = pod_key(pool, pod)
         if not conditional(
             lambda: item.update(
-                actions=[*actions, PodItem.open_pool.set(pool)], condition=beating & PodItem.cordoned.does_not_exist()
+                actions=[*actions, PodItem.open_pool.set(PodItem.open_pool | pool)],
+                condition=beating & PodItem.cordoned.does_not_exist(),
             )
         ):
             condition_failed("pod", lambda: item.update(actions=actions, condition=beating))
@@ -92,7 +96,8 @@ class PodRecords(StoreBase):
             held_tasks=list(pod.held_tasks),
             last_used_at=pod.last_used_at,
             cordoned=pod.cordoned,
-            open_pool=pod.pool if pod.takes_tasks else None,
+            revision=pod.revision,
+            open_pool=open_partition(pod.pool, pod.second_choice) if pod.takes_tasks else None,
             request_token=token,
         )
         if while_pool_takes_pods:
@@ -135,15 +140,64 @@ class PodRecords(StoreBase):
         return there is not None and there.state is PodState.DRAINING
 
     def cordon(self, pool: str, pod: str, reason: str) -> Pod | None:
-        """The pod takes no new task; its running and reserved tasks finish. None if it is gone."""
+        """The pod takes no new task; its running and reserved tasks finish. None if it is gone.
+
+        A pod already cordoned keeps its first reason (a pool's deletion is never turned into a
+        cordon an operator could take back); the answer is the pod as it is, cordoned either way.
+        """
         item = pod_key(pool, pod)
-        if not conditional(
+        if conditional(
             lambda: item.update(
-                actions=[PodItem.cordoned.set(reason), PodItem.open_pool.remove()], condition=PodItem.pk.exists()
+                actions=[PodItem.cordoned.set(reason), PodItem.open_pool.remove()],
+                condition=PodItem.pk.exists() & (PodItem.cordoned.does_not_exist() | (PodItem.cordoned == reason)),
             )
         ):
-            return None
-        return pod_from(item)
+            return pod_from(item)
+        return self.get_pod(pool, pod)
+
+    def uncordon(self, pool: str, pod: str, reason: str) -> Pod | None:
+        """Take back a cordon of this reason: the pod may take tasks again (if ready). None if gone.
+
+        The answer is the pod as it is: still cordoned when its cordon had another reason, or it is
+        draining; the caller tells these apart. A ready pod reopens as a first choice; autoscale's
+        next run makes it a second choice again if it is outdated.
+        """
+        item = pod_key(pool, pod)
+        cordoned_so = PodItem.cordoned == reason
+        if conditional(
+            lambda: item.update(
+                actions=[PodItem.cordoned.remove(), PodItem.open_pool.set(pool)],
+                condition=cordoned_so & (PodItem.state == PodState.READY.value),
+            )
+        ) or conditional(
+            lambda: item.update(
+                actions=[PodItem.cordoned.remove()],
+                condition=cordoned_so & PodItem.state.is_in(PodState.STARTING.value, PodState.UNHEALTHY.value),
+            )
+        ):
+            return pod_from(item)
+        return self.get_pod(pool, pod)
+
+    def rank(self, pod: Pod, second_choice: bool) -> bool:
+        """Move an open pod between the first- and second-choice partitions of `open_slots`.
+
+        Conditional on the pod being open and of the revision that was read, so a pod that closed
+        (drained, cordoned, unhealthy) meanwhile is not reopened by this write.
+        """
+        revision = PodItem.revision == pod.revision if pod.revision else PodItem.revision.does_not_exist()
+        return self._conditional_update(
+            pod,
+            [PodItem.open_pool.set(open_partition(pod.pool, second_choice))],
+            PodItem.open_pool.exists() & PodItem.cordoned.does_not_exist() & revision & self._same_pod(pod),
+        )
+
+    def note(self, pod: Pod, note: str) -> bool:
+        """Observe/paused: remember what podslots would do to this pod. True when the note is new."""
+        return self._conditional_update(
+            pod,
+            [PodItem.noted.set(note)],
+            self._same_pod(pod) & (PodItem.noted.does_not_exist() | (PodItem.noted != note)),
+        )
 
     def remove_drained_pod(self, pool: str, pod: str) -> None:
         """Delete a drained pod's item (its Kubernetes pod is gone). Idempotent."""
@@ -237,13 +291,15 @@ class PodRecords(StoreBase):
             (PodItem.state == PodState.READY.value) & beat,
         )
 
-    def observe_pod(self, pod: Pod, uid: str | None, pod_ip: str | None) -> bool:
-        """Record what the cluster says of the pod: its uid (first seen) and its IP."""
+    def observe_pod(self, pod: Pod, uid: str | None, pod_ip: str | None, revision: str | None = None) -> bool:
+        """Record what the cluster says of the pod: its uid (first seen), its IP, its revision."""
         actions: list[Action] = []
         if uid and uid != pod.uid:
             actions.append(PodItem.uid.set(uid))
         if pod_ip and pod_ip != pod.pod_ip:
             actions.append(PodItem.pod_ip.set(pod_ip))
+        if revision and revision != pod.revision:
+            actions.append(PodItem.revision.set(revision))
         if not actions:
             return False
         return self._conditional_update(pod, actions, self._same_pod(pod))
@@ -257,7 +313,7 @@ class PodRecords(StoreBase):
         return conditional(lambda: pod_key(pod.pool, pod.name).update(actions=actions, condition=condition))
 
 
-def new_pod(pool: str, name: str, slots: int, now: int, uid: str | None = None) -> Pod:
+def new_pod(pool: str, name: str, slots: int, now: int, *, uid: str | None = None, revision: str | None = None) -> Pod:
     """A pod item as it starts: every slot idle, not yet beating."""
     return Pod(
         pool=pool,
@@ -267,4 +323,5 @@ def new_pod(pool: str, name: str, slots: int, now: int, uid: str | None = None) 
         uid=uid,
         created_at=now,
         last_used_at=now,
+        revision=revision,
     )

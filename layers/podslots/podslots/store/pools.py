@@ -14,7 +14,7 @@ from podslots.settings import PoolSettings
 from podslots.store.base import StoreBase
 from podslots.store.items import EventItem, LeaseItem, PoolItem, RegistryItem
 from podslots.store.keys import CONFIG_SK, EVENT_PREFIX, LEASE_SK, REGISTRY_PK, pool_pk
-from podslots.store.records import Lease, PoolEvent, PoolRecord, PoolState, RegisteredPool
+from podslots.store.records import Lease, PoolEvent, PoolRecord, PoolState, RegisteredPool, Rollout
 from podslots.store.transaction import StoreConflict, conditional, new_token
 
 
@@ -177,12 +177,25 @@ class PoolRegistry(StoreBase):
         ):
             return None
         low = int(item.low_since) if item.low_since is not None else None
-        return Lease(pool, holder, low)
+        rollout = None
+        if item.rollout is not None:
+            raw = item.rollout.as_dict()
+            rollout = Rollout(str(raw["revision"]), int(raw["started_at"]))
+        return Lease(pool, holder, low, rollout, item.noted)
 
-    def release_lease(self, lease: Lease, low_since: int | None) -> None:
-        """Give the lease back, keeping when utilization went low (the scale-down delay's clock)."""
+    def release_lease(
+        self, lease: Lease, low_since: int | None, rollout: Rollout | None = None, noted: str | None = None
+    ) -> None:
+        """Give the lease back, keeping what the next run needs: when utilization went low (the
+        scale-down delay's clock), the roll-out under way, and the step last noted in observe mode."""
         actions: list[Action] = [LeaseItem.deadline.set(0)]
         actions.append(LeaseItem.low_since.set(low_since) if low_since is not None else LeaseItem.low_since.remove())
+        actions.append(
+            LeaseItem.rollout.set({"revision": rollout.revision, "started_at": rollout.started_at})
+            if rollout is not None
+            else LeaseItem.rollout.remove()
+        )
+        actions.append(LeaseItem.noted.set(noted) if noted is not None else LeaseItem.noted.remove())
         # If another run took the expired lease meanwhile, it decides now: nothing to give back.
         item = LeaseItem(pool_pk(lease.pool), LEASE_SK)
         conditional(lambda: item.update(actions=actions, condition=LeaseItem.holder == lease.holder))

@@ -42,7 +42,17 @@ class PoolEvent:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """A roll-out autoscale is carrying out: to which revision, since when."""
+
+    revision: str
+    started_at: int
+
+
+@dataclass(frozen=True)
 class Lease:
     pool: str
     holder: str
     low_since: int | None
+    rollout: Rollout | None = None
+    noted: str | None = None  # observe/paused: the scale step last recorded as what it would do

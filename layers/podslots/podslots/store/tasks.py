@@ -16,7 +16,7 @@ from podslots.model import Pod, PodState, Slot, SlotStatus, Task, TaskStatus
 from podslots.store.base import StoreBase
 from podslots.store.conversions import free_slot, pod_from, pod_key, take_slot, task_from, task_key
 from podslots.store.items import PodItem, TaskItem
-from podslots.store.keys import TASK_SK, task_pk
+from podslots.store.keys import TASK_SK, open_partition, task_pk
 from podslots.store.transaction import StoreConflict, condition_failed, conditional, new_token
 
 
@@ -29,13 +29,15 @@ class TaskSlots(StoreBase):
         except DoesNotExist:
             return None
 
-    def open_slots(self, pool: str, pods: int) -> list[Pod]:
+    def open_slots(self, pool: str, pods: int, second_choice: bool = False) -> list[Pod]:
         """The fullest pods of the pool that have an idle slot, at most `pods` of them.
 
         One Query of the sparse `open_slots` index (eventually consistent): it reads `pods` items
         however large the pool is. What it proposes may be stale; the allocation's conditions decide.
+        `second_choice` reads the outdated pods a roll-out has ranked after the current ones.
         """
-        query = PodItem.open_slots.query(pool, PodItem.idle > 0, limit=pods, page_size=pods)
+        partition = open_partition(pool, second_choice)
+        query = PodItem.open_slots.query(partition, PodItem.idle > 0, limit=pods, page_size=pods)
         return [pod_from(item) for item in query]
 
     def allocate(
