@@ -1,9 +1,9 @@
 """Pool settings, live figures and history: PUT/GET/DELETE /pools/{pool}, GET /pools,
-GET /pools/{pool}/events.
+GET /pools/{pool}/events, POST/DELETE /pools/{pool}/pods/{pod}/cordon.
 
 PUT takes the whole settings document (missing fields take their defaults): 201 when created, 200
 when replaced. DELETE answers 202: the pool takes no new tasks at once, and its settings go when its
-last pod has gone.
+last pod has gone. A cordon takes one pod out of service without killing its tasks.
 """
 
 from typing import Annotated, Any
@@ -13,10 +13,20 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podslots.api import EventLimit, PoolName, json_answer, make_resolver, pod_answer, resolve, responses
+from podslots.api import (
+    CordonAnswer,
+    EventLimit,
+    PodName,
+    PoolName,
+    json_answer,
+    make_resolver,
+    pod_answer,
+    resolve,
+    responses,
+)
 from podslots.clock import SystemClock
 from podslots.observability import logger, metrics, tracer
-from podslots.pools import PoolService, PoolView
+from podslots.pools import CordonChange, PoolService, PoolView
 from podslots.settings import PoolSettings
 from podslots.store import SlotStore
 
@@ -29,6 +39,8 @@ def _view(view: PoolView) -> dict[str, Any]:
         "pool": view.record.name,
         "deleting": view.record.deleting,
         "settings": view.record.settings.model_dump(mode="json"),
+        "revision": view.revision,
+        "rollout": view.rollout.as_dict(),
         "figures": view.figures.as_dict(),
         "pods": [pod_answer(p) for p in sorted(view.pods, key=lambda p: p.name)],
     }
@@ -83,6 +95,38 @@ def pool_events(pool: PoolName, limit: EventLimit = 50) -> Response[Any]:
     logger.append_keys(pool=pool)
     events = service.events(pool, limit)
     return json_answer(200, {"pool": pool, "events": [{"kind": e.kind, "at": e.at, **e.detail} for e in events]})
+
+
+def _caller() -> str | None:
+    """The caller's IAM identity (API Gateway's word), for the pool's history."""
+    identity = (app.current_event.request_context.identity.user_arn or "").strip()
+    return identity or None
+
+
+def _cordon_answer(change: CordonChange) -> Response[Any]:
+    return json_answer(200, {**pod_answer(change.pod), "changed": change.changed})
+
+
+@app.post(
+    "/pools/<pool>/pods/<pod>/cordon",
+    summary="Take a pod out of service: no new tasks; its tasks finish, then it is drained and replaced",
+    responses=responses({200: ("The pod, cordoned", CordonAnswer)}, (400, 404, 409)),
+)
+@tracer.capture_method
+def cordon_pod(pool: PoolName, pod: PodName) -> Response[Any]:
+    logger.append_keys(pool=pool, pod=pod)
+    return _cordon_answer(service.cordon(pool, pod, _caller()))
+
+
+@app.delete(
+    "/pools/<pool>/pods/<pod>/cordon",
+    summary="Put an operator's cordoned pod back in service while it still exists",
+    responses=responses({200: ("The pod, back in service", CordonAnswer)}, (400, 404, 409)),
+)
+@tracer.capture_method
+def uncordon_pod(pool: PoolName, pod: PodName) -> Response[Any]:
+    logger.append_keys(pool=pool, pod=pod)
+    return _cordon_answer(service.uncordon(pool, pod, _caller()))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -296,8 +296,8 @@ def test_the_expire_handler_runs_on_its_schedule_event(store: SlotStore, bus: Bu
 
 
 def test_a_slot_marked_reserved_on_an_idle_pod_counts_as_busy():
-    from podslots.autoscale import removal_order
     from podslots.model import Pod, empty_slots
+    from podslots.step_plan import removal_order
 
     reserved = Pod(POOL, "r", PodState.READY, empty_slots(3)).with_slot(
         "s1", Slot(SlotStatus.RESERVED, "x", TaskType.PLAN_AND_APPLY, 1, 99)

@@ -9,6 +9,7 @@ whole table after each step; repeating a call gives the same answer and changes 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any
 from unittest import mock
 
@@ -25,7 +26,7 @@ from podslots.allocation import AllocationRequest, Allocator
 from podslots.autoscale import DEMAND_WINDOW_S, Autoscaler
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import ClusterError, ClusterPod
+from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
 from podslots.expiry import Expirer
 from podslots.heartbeat import HeartbeatService
@@ -49,6 +50,10 @@ KIND = {
 }
 
 
+def pool_labels(pool: str) -> dict[str, str]:
+    return {POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY}
+
+
 class InMemoryCluster:
     """The `Cluster` protocol over a dict of pods, for autoscale in the machine.
 
@@ -61,10 +66,12 @@ class InMemoryCluster:
         self.pods: dict[str, ClusterPod] = {}
 
     def add(self, name: str, uid: str, phase: str = "Running") -> ClusterPod:
-        self.pods[name] = ClusterPod(name, uid, phase, None, False, 0.0)
+        self.pods[name] = ClusterPod(name, uid, phase, None, False, 0.0, labels=pool_labels(POOL))
         return self.pods[name]
 
-    def list_pool_pods(self, namespace: str, pool: str) -> list[ClusterPod]:
+    def list_pool_pods(
+        self, namespace: str, pool: str, adopt_selector: Mapping[str, str] | None = None
+    ) -> list[ClusterPod]:
         return list(self.pods.values())
 
     def create_pod(self, namespace: str, manifest: dict[str, Any]) -> ClusterPod:

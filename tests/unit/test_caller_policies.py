@@ -28,6 +28,8 @@ OPERATORS = {
     "DELETE /pools/{pool}",
     "GET /pools",
     "GET /pools/{pool}/events",
+    "POST /pools/{pool}/pods/{pod}/cordon",
+    "DELETE /pools/{pool}/pods/{pod}/cordon",
 }
 OPERATOR_ROLE = f"arn:aws:iam::{ACCOUNT}:role/podslots-operator"
 
@@ -139,7 +141,13 @@ def test_given_the_stack_outputs_then_each_callers_policy_is_named(output: str, 
 
 # ---- the API's resource policy ------------------------------------------------------------------
 
-ADMIN = {"PUT /pools/{pool}", "DELETE /pools/{pool}"}
+# Administration: what chooses the agents' pods, or takes one out of service.
+ADMIN = {
+    "PUT /pools/{pool}",
+    "DELETE /pools/{pool}",
+    "POST /pools/{pool}/pods/{pod}/cordon",
+    "DELETE /pools/{pool}/pods/{pod}/cordon",
+}
 ALLOW_ALL = {"Statement": [{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}]}
 
 

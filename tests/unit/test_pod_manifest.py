@@ -3,8 +3,8 @@ lets Kubernetes restart an agent that forgot its tasks."""
 
 from __future__ import annotations
 
-from podslots.podspec import new_pod_name, pod_manifest, template_revision
-from podslots.settings import PoolSettings
+from podslots.podspec import new_pod_name, pod_manifest
+from podslots.settings import PoolSettings, template_revision
 
 SETTINGS = PoolSettings.model_validate(
     {

@@ -76,6 +76,10 @@ class Allocator:
         races = 0
         for _ in range(MAX_ATTEMPTS):
             candidates = placement_candidates(self.store.open_slots(request.pool, CANDIDATE_PODS))
+            if not candidates:  # a roll-out's outdated pods, only when no current pod has room
+                candidates = placement_candidates(
+                    self.store.open_slots(request.pool, CANDIDATE_PODS, second_choice=True)
+                )
             if not candidates:
                 return self._no_capacity(request, known)
             choice = self._choose(candidates, races)

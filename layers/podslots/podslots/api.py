@@ -112,6 +112,14 @@ class PodAnswer(BaseModel):
     pod_ip: str | None
     heartbeat_at: int | None
     slots: list[SlotAnswer]
+    cordoned: str | None = Field(
+        default=None, description="Why the pod takes no new task (its tasks finish; then it is drained)"
+    )
+    revision: str | None = Field(default=None, description="The pool template's revision the pod was made from")
+
+
+class CordonAnswer(PodAnswer):
+    changed: bool
 
 
 def task_answer(task: Task) -> dict[str, Any]:
@@ -134,6 +142,8 @@ def pod_answer(pod: Pod) -> dict[str, Any]:
         busy=pod.busy,
         pod_ip=pod.pod_ip,
         heartbeat_at=pod.heartbeat_at,
+        cordoned=pod.cordoned,
+        revision=pod.revision,
         slots=[
             SlotAnswer(
                 slot=key,

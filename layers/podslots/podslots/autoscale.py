@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from podslots import rollout, step_plan
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster import Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
-from podslots.model import CREATE_GRACE_S, POOL_DELETED, Pod, PodState
+from podslots.model import CREATE_GRACE_S, POOL_DELETED, Cordon, Pod, PodState
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.podspec import new_pod_name, pod_manifest
 from podslots.pool_order import each_pool
 from podslots.scaling import Direction, Load, decide
-from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
+from podslots.settings import PoolMode, template_revision
+from podslots.store import RegisteredPool, Rollout, SlotStore, StoreConflict, new_pod
 
 DEMAND_WINDOW_S = 300  # a waiting task counts while it asked within the last 5 minutes
 LEASE_TTL_S = 120
+EVERY_STATE = (PodState.READY, PodState.UNHEALTHY, PodState.STARTING)
 
 
 @dataclass
@@ -38,30 +41,26 @@ class ScaleReport:
     reason: str = ""
     created: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
     blocked: int = 0
     errors: list[str] = field(default_factory=list)
     skipped: str | None = None
+    mode: str | None = None  # set when the pool only records what it would do
+    would: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in (None, [], 0, "")}
 
 
 def load_of(pods: list[Pod], waiting: int) -> Load:
-    capacity_pods = [p for p in pods if p.state in (PodState.READY, PodState.STARTING)]
+    """Capacity is what the pods in service offer: ready or starting, and not cordoned."""
+    capacity_pods = [p for p in pods if p.in_service]
     return Load(
         pods=len(capacity_pods),
         capacity=sum(p.slot_count for p in capacity_pods),
         used=sum(p.busy for p in capacity_pods),
         waiting=waiting,
     )
-
-
-def removal_order(pods: list[Pod]) -> list[Pod]:
-    """Idle pods only: unhealthy first, then the least recently used ready ones. Starting pods start."""
-    idle = [p for p in pods if p.busy == 0]
-    unhealthy = [p for p in idle if p.state is PodState.UNHEALTHY]
-    ready = sorted((p for p in idle if p.state is PodState.READY), key=lambda p: (p.last_used_at, p.name))
-    return unhealthy + ready
 
 
 class Autoscaler:
@@ -98,7 +97,7 @@ class Autoscaler:
         if lease is None:
             report.skipped = "another run holds the lease"
             return report
-        low_since = lease.low_since
+        low_since, rolling, noted = lease.low_since, lease.rollout, lease.noted
         try:
             step = _PoolStep(self, pool, self.cluster_for(pool), now, report)
             pods = self.store.pods(pool.name)
@@ -109,22 +108,26 @@ class Autoscaler:
             decision = decide(load, pool.settings, low_since, now)
             low_since = decision.low_since
             report.before, report.after, report.reason = load.pods, load.pods, decision.reason
-            if decision.direction is Direction.UP:
-                step.scale_up(decision.delta(load))
-                report.after = load.pods + len(report.created)
-            elif decision.direction is Direction.DOWN:
-                step.scale_down(pods, -decision.delta(load))
-                report.after = load.pods - sum(
-                    1 for p in pods if p.name in report.removed and p.state is PodState.READY
-                )
-                low_since = now  # a new delay before the next step down
+            settings, revision = pool.settings, template_revision(pool.settings)
+            if settings.mode.acts:
+                rolling = self._track_rollout(pool, pods, revision, rolling, size=load.pods, now=now)
+            steady = rolling.size if rolling is not None else load.pods
+            steady = max(settings.min_pods, min(settings.max_pods, steady))
+            plan = step_plan.plan(pods, decision, revision, settings.max_surge, steady)
+            step.rank(plan)
+            if settings.mode.acts:
+                step.carry_out(plan, pods)
+                if plan.scale_down and not plan.rolling and report.removed:
+                    low_since = now  # a new delay before the next step down
+            else:
+                noted = step.record_would(plan, noted)
         except PodSlotsError as exc:  # the cluster or the kubeconfig failed part-way
             report.errors.append(exc.message)
             logger.warning("scaling step failed part-way", extra={"pool": pool.name, "error": exc.message})
         except StoreConflict as exc:
             report.errors.append(str(exc))
         finally:
-            self.store.release_lease(lease, low_since)
+            self.store.release_lease(lease, low_since, rolling, noted)
         if report.direction != Direction.NONE.value:
             self._announce(pool, report, now)
         return report
@@ -138,6 +141,46 @@ class Autoscaler:
             else:
                 count += 1
         return count
+
+    def _track_rollout(
+        self, pool: RegisteredPool, pods: list[Pod], revision: str, rolling: Rollout | None, *, size: int, now: int
+    ) -> Rollout | None:
+        """RolloutStarted when outdated pods first show up (or the template changed again mid-way),
+        RolloutFinished on the first run that finds none left. The lease item remembers the roll-out
+        and the size in service it started from."""
+        outdated = rollout.outdated_pods(pods, revision)
+        if outdated and (rolling is None or rolling.revision != revision):
+            detail: dict[str, Any] = {
+                "pool": pool.name,
+                "revision": revision,
+                "from": sorted({p.revision or "" for p in outdated}),
+                "outdated": len(outdated),
+                "max_surge": pool.settings.max_surge,
+            }
+            if rolling is not None:
+                detail["supersedes"] = rolling.revision
+            self._record(pool.name, "RolloutStarted", detail, now)
+            return Rollout(revision, now, rolling.size if rolling is not None else size)
+        if not outdated and rolling is not None:
+            detail = {
+                "pool": pool.name,
+                "revision": rolling.revision,
+                "started_at": rolling.started_at,
+                "took_s": now - rolling.started_at,
+            }
+            self._record(pool.name, "RolloutFinished", detail, now)
+            return None
+        return rolling
+
+    def _record(self, pool: str, kind: str, detail: dict[str, Any], now: int) -> None:
+        """History first (the record of fact), then the bus and a metric, best effort."""
+        self.store.add_event(pool, kind, detail, now, uuid.uuid4().hex[:12])
+        try:
+            self.bus.publish(kind, detail)
+        except Exception:
+            logger.exception(f"{kind} not published", extra=detail)
+        pool_metrics(pool, [(kind, MetricUnit.Count, 1)])
+        logger.info(kind, extra=detail)
 
     def _announce(self, pool: RegisteredPool, report: ScaleReport, now: int) -> None:
         detail = {
@@ -180,12 +223,83 @@ class _PoolStep:
     def store(self) -> SlotStore:
         return self.autoscaler.store
 
-    def scale_up(self, count: int) -> None:
-        self.report.direction = Direction.UP.value
+    @property
+    def deletes_in_cluster(self) -> bool:
+        """Only an observed pool never deletes (its pods may be a Deployment's); a paused pool that is
+        being deleted does, since a DELETE is the operator's own explicit act."""
+        return self.pool.settings.mode is not PoolMode.OBSERVE
+
+    def rank(self, plan: step_plan.StepPlan) -> None:
+        """Outdated open pods become a second choice for allocation (current ones a first): in every
+        mode, since it creates or deletes nothing and only orders where new tasks go."""
+        for pod, second_choice in plan.rank:
+            self.store.rank(pod, second_choice)
+
+    def carry_out(self, plan: step_plan.StepPlan, pods: list[Pod]) -> None:
+        """Cordon what the roll-out retires, drain what is idle, then create what is still missing.
+
+        In a roll-out the count to create is worked out again after the drains, from what is
+        really left, so a drain that lost to an allocation never lets the pool pass its surge.
+        """
+        for pod in plan.retire:
+            if self.store.cordon(self.pool.name, pod.name, Cordon.OUTDATED) is not None:
+                self.report.retired.append(pod.name)
+        for pod in plan.drain:
+            if self.drain(pod, EVERY_STATE if pod.cordoned or pod.name in self.report.retired else None):
+                self.report.removed.append(pod.name)
+        if plan.scale_down:
+            plain = [p for p in plan.drain if p.cordoned is None]
+            removed = sum(1 for p in plain if p.name in self.report.removed)
+            self.report.blocked = max(0, plan.scale_down - removed)
+            if self.report.blocked:
+                logger.info("scale-down blocked: too few idle pods", extra={"pool": self.pool.name})
+        create = plan.create
+        if plan.rolling:
+            left = [p for p in pods if p.name not in self.report.removed]
+            left = [replace(p, cordoned=Cordon.OUTDATED.value) if p.name in self.report.retired else p for p in left]
+            create = rollout.to_create(left, plan.revision, plan.target, self.pool.settings.max_surge)
+        if create:
+            self.scale_up(create, plan.revision)
+        if self.report.created:
+            self.report.direction = Direction.UP.value
+        elif self.report.removed or self.report.blocked:
+            self.report.direction = Direction.DOWN.value
+        in_service = sum(1 for p in pods if p.in_service and p.name not in self.report.removed)
+        self.report.after = in_service - len(self.report.retired) + len(self.report.created)
+
+    def record_would(self, plan: step_plan.StepPlan, noted: str | None) -> str | None:
+        """Observe or paused: record what the step would do, once per change, and count it."""
+        mode = self.pool.settings.mode.value
+        self.report.mode = mode
+        if plan.idle:
+            return None
+        note = plan.note()
+        self.report.would = note
+        would_remove = len(plan.drain) + max(0, plan.scale_down - len([p for p in plan.drain if p.cordoned is None]))
+        pool_metrics(
+            self.pool.name,
+            [("WouldScaleUp", MetricUnit.Count, plan.create), ("WouldScaleDown", MetricUnit.Count, would_remove)],
+        )
+        if note != noted:
+            detail = {
+                "pool": self.pool.name,
+                "mode": mode,
+                "direction": plan.decision.direction.value,
+                "target": plan.decision.target,
+                "reason": plan.decision.reason,
+                "create": plan.create,
+                "delete": [p.name for p in plan.drain],
+                "cordon": [p.name for p in plan.retire],
+            }
+            self.store.add_event(self.pool.name, "WouldScale", detail, self.now, uuid.uuid4().hex[:12])
+            logger.info("would scale", extra=detail)
+        return note
+
+    def scale_up(self, count: int, revision: str) -> None:
         settings = self.pool.settings
         for _ in range(count):
             name = new_pod_name(self.pool.name)
-            item = new_pod(self.pool.name, name, settings.slots_per_pod, self.now)
+            item = new_pod(self.pool.name, name, settings.slots_per_pod, self.now, revision=revision)
             # The item first, so the table always knows every pod; only while the pool is not
             # being deleted (a StoreConflict ends the step), so a DELETE cannot miss this pod.
             if not self.store.put_pod(item, while_pool_takes_pods=True):
@@ -203,21 +317,10 @@ class _PoolStep:
             self.store.observe_pod(item, created.uid, created.pod_ip)
             self.report.created.append(name)
 
-    def scale_down(self, pods: list[Pod], wanted: int) -> None:
-        self.report.direction = Direction.DOWN.value
-        for pod in removal_order(pods):
-            if len(self.report.removed) == wanted:
-                break
-            if self.drain(pod):
-                self.report.removed.append(pod.name)
-        self.report.blocked = max(0, wanted - len(self.report.removed))
-        if self.report.blocked:
-            logger.info("scale-down blocked: too few idle pods", extra={"pool": self.pool.name})
-
     def drain(
         self,
         pod: Pod,
-        states: tuple[PodState, ...] = (PodState.READY, PodState.UNHEALTHY),
+        states: tuple[PodState, ...] | None = None,
         in_cluster: dict[str, ClusterPod] | None = None,
     ) -> bool:
         """The drain protocol. False when the pod got a task first (the allocation won the race).
@@ -225,8 +328,12 @@ class _PoolStep:
         A pod whose uid was never recorded (a crash between its create and the record) is looked
         up in `in_cluster` (the pool's LIST), so its Kubernetes pod is deleted too, not leaked.
         """
+        states = states or (PodState.READY, PodState.UNHEALTHY)
         if pod.state is not PodState.DRAINING and not self.store.start_draining(self.pool.name, pod.name, states):
             return False
+        if not self.deletes_in_cluster:
+            self.store.remove_drained_pod(self.pool.name, pod.name)  # observe: forget it, never delete it
+            return True
         uid = pod.uid
         if uid is None and in_cluster is not None and pod.name in in_cluster:
             uid = in_cluster[pod.name].uid
@@ -248,21 +355,24 @@ class _PoolStep:
         pod whose record was lost is deleted here rather than left behind by a pool nothing visits.
         """
         self.report.before, self.report.reason = len(pods), "pool deleted"
-        every_state = (PodState.READY, PodState.UNHEALTHY, PodState.STARTING)
-        namespace = self.pool.settings.namespace
-        in_cluster = {p.name: p for p in self.cluster.list_pool_pods(namespace, self.pool.name)}
+        settings = self.pool.settings
+        namespace = settings.namespace
+        in_cluster = {
+            p.name: p for p in self.cluster.list_pool_pods(namespace, self.pool.name, settings.adopt_selector)
+        }
         for pod in pods:
             if pod.cordoned is None:
                 self.store.cordon(self.pool.name, pod.name, POOL_DELETED)  # e.g. adopted after the DELETE
-            if pod.busy == 0 and self.drain(pod, every_state, in_cluster):
+            if pod.busy == 0 and self.drain(pod, EVERY_STATE, in_cluster):
                 self.report.removed.append(pod.name)
         left = self.store.pods(self.pool.name)
         known = {p.name for p in pods} | {p.name for p in left}
         for stray in in_cluster.values():
-            if stray.name not in known and not stray.deleting:
+            if stray.name not in known and not stray.deleting and stray.managed and self.deletes_in_cluster:
                 self.cluster.delete_pod(namespace, stray.name, stray.uid)  # no record: it holds no task
         self.report.after = self.report.blocked = len(left)
-        if not left and all(p.deleting or p.name in known for p in in_cluster.values()):
+        ours = [p for p in in_cluster.values() if p.managed and self.deletes_in_cluster]
+        if not left and all(p.deleting or p.name in known for p in ours):
             self.store.remove_pool(self.pool.name)
         if self.report.removed:
             self.report.direction = Direction.DOWN.value

@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from podslots.errors import PodSlotsError
+from podslots.model import ADOPTED
 from podslots.names import SLOTS_MAX, SLOTS_MIN
 
 POOL_LABEL = "podslots.io/pool"
@@ -79,8 +80,16 @@ class ClusterPod:
         return count if SLOTS_MIN <= count <= SLOTS_MAX else None
 
     @property
+    def managed(self) -> bool:
+        """Made by podslots (not a pod adopted from another controller)."""
+        return self.labels.get(MANAGED_BY_LABEL) == MANAGED_BY
+
+    @property
     def revision(self) -> str | None:
-        """The template revision podslots made it from; None for a pod made before revisions, or adopted."""
+        """The template revision the pod was made from: its label, `adopted` for a pod podslots did
+        not make (a roll-out replaces it), None for one made before revisions existed."""
+        if not self.managed:
+            return ADOPTED
         raw = self.labels.get(REVISION_LABEL) or ""
         return raw if re.fullmatch(r"[0-9a-f]{10}", raw) else None
 
@@ -113,7 +122,9 @@ class ClusterPod:
 class Cluster(Protocol):
     """What the steps need of a cluster (the gateway below, or a fake in a simulation)."""
 
-    def list_pool_pods(self, namespace: str, pool: str) -> list[ClusterPod]: ...
+    def list_pool_pods(
+        self, namespace: str, pool: str, adopt_selector: Mapping[str, str] | None = None
+    ) -> list[ClusterPod]: ...
 
     def create_pod(self, namespace: str, manifest: dict[str, Any]) -> ClusterPod: ...
 
@@ -126,13 +137,31 @@ def pool_selector(pool: str) -> str:
     return f"{POOL_LABEL}={pool},{MANAGED_BY_LABEL}={MANAGED_BY}"
 
 
+def label_selector(labels: Mapping[str, str]) -> str:
+    """An equality selector; the settings' syntax rules keep `,` and `=` out of keys and values."""
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
 class KubeGateway:
     def __init__(self, api_client: ApiClient, timeout_s: tuple[float, float] = TIMEOUT_S) -> None:
         self._api = CoreV1Api(api_client)
         self._timeout = timeout_s
 
-    def list_pool_pods(self, namespace: str, pool: str) -> list[ClusterPod]:
-        """Every pod labelled as this pool's: one label-selected LIST, followed over its pages."""
+    def list_pool_pods(
+        self, namespace: str, pool: str, adopt_selector: Mapping[str, str] | None = None
+    ) -> list[ClusterPod]:
+        """Every pod labelled as this pool's: one label-selected LIST, followed over its pages.
+
+        With `adopt_selector` (the pool adopts pods it did not create, e.g. a Deployment's), a
+        second LIST by those labels; a pod both select is listed once.
+        """
+        pods = {p.name: p for p in self._list(namespace, pool_selector(pool))}
+        if adopt_selector:
+            for pod in self._list(namespace, label_selector(adopt_selector)):
+                pods.setdefault(pod.name, pod)
+        return list(pods.values())
+
+    def _list(self, namespace: str, selector: str) -> list[ClusterPod]:
         pods: list[ClusterPod] = []
         token: str | None = None
         while True:
@@ -140,7 +169,7 @@ class KubeGateway:
                 "list pods",
                 lambda token=token: self._api.list_namespaced_pod(
                     namespace,
-                    label_selector=pool_selector(pool),
+                    label_selector=selector,
                     limit=PAGE_SIZE,
                     _continue=token,
                     _request_timeout=self._timeout,

@@ -69,6 +69,7 @@ class Cordon(StrEnum):
 
 
 POOL_DELETED = Cordon.POOL_DELETED.value
+ADOPTED = "adopted"  # the revision of a pod podslots did not make (adopted by `adopt_selector`)
 CREATE_GRACE_S = 60  # a `starting` item may exist briefly before its pod does (item first, then pod)
 
 

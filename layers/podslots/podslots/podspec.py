@@ -14,14 +14,12 @@ settings.py refuses podslots' own service account for the agents.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 import string
 from typing import Any
 
 from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, REVISION_LABEL, SLOTS_ANNOTATION
-from podslots.settings import PoolSettings, SecurityContext
+from podslots.settings import PoolSettings, SecurityContext, template_revision
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -29,18 +27,6 @@ _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 def new_pod_name(pool: str) -> str:
     """`<pool>-<5 random>`: the name is known before the create call, so the item comes first."""
     return f"{pool}-{''.join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))}"
-
-
-def template_revision(settings: PoolSettings) -> str:
-    """What a pod is made from, as 10 hex digits: the template and the slot count, nothing else.
-
-    Two pods of the same revision have the same manifest but for their names. Changing the
-    scaling fields (`min_pods`, `max_pods`, thresholds, `max_surge`, `mode`) keeps the revision, so
-    it rolls nothing; changing the image, the env or the slot count rolls every pod.
-    """
-    shape = {"pod_template": settings.pod_template.model_dump(mode="json"), "slots_per_pod": settings.slots_per_pod}
-    digest = hashlib.sha256(json.dumps(shape, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    return digest[:10]
 
 
 def heartbeat_url(api_base_url: str, pool: str, pod: str) -> str:

@@ -7,12 +7,14 @@ pods are left to finish), so a DELETE never kills a running apply either.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
+from podslots import rollout
 from podslots.clock import Clock
 from podslots.errors import Conflict, NotFound
-from podslots.model import POOL_DELETED, Pod, PoolFigures
-from podslots.settings import PoolSettings
+from podslots.model import POOL_DELETED, Cordon, Pod, PodState, PoolFigures
+from podslots.settings import PoolSettings, template_revision
 from podslots.store import PoolEvent, PoolRecord, SlotStore, StoreConflict
 
 
@@ -22,8 +24,22 @@ class PoolView:
     pods: list[Pod]
 
     @property
+    def revision(self) -> str:
+        return template_revision(self.record.settings)
+
+    @property
     def figures(self) -> PoolFigures:
-        return PoolFigures.of(self.pods)
+        return PoolFigures.of(self.pods, self.revision)
+
+    @property
+    def rollout(self) -> rollout.RolloutView:
+        return rollout.view(self.pods, self.revision)
+
+
+@dataclass(frozen=True)
+class CordonChange:
+    pod: Pod
+    changed: bool
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,56 @@ class PoolService:
         if not pods:
             self.store.remove_pool(pool)
         return Deletion(pool, len(pods))
+
+    def cordon(self, pool: str, pod: str, by: str | None = None) -> CordonChange:
+        """Take one pod out of service: no new task; its running and reserved tasks finish, then
+        autoscale drains and deletes it, and creates a replacement if the pool needs one.
+
+        Idempotent: a pod already cordoned (for any reason) or draining is answered as it is.
+        """
+        current = self._pod(pool, pod)
+        if current.cordoned is not None or current.state is PodState.DRAINING:
+            return CordonChange(current, False)
+        cordoned = self.store.cordon(pool, pod, Cordon.OPERATOR)
+        if cordoned is None:
+            raise NotFound(f"pod {pod} of pool {pool} does not exist", pool=pool, pod=pod)
+        self._history(pool, "PodCordoned", pod, by)
+        return CordonChange(cordoned, cordoned.cordoned == Cordon.OPERATOR)
+
+    def uncordon(self, pool: str, pod: str, by: str | None = None) -> CordonChange:
+        """Put an operator's cordoned pod back in service while it still exists (409 once it drains,
+        or when the cordon is the pool's deletion or a roll-out's, which only they end)."""
+        current = self._pod(pool, pod)
+        if current.state is PodState.DRAINING:
+            raise Conflict(f"pod {pod} is draining: it is being deleted", pool=pool, pod=pod)
+        if current.cordoned is None:
+            return CordonChange(current, False)
+        if current.cordoned != Cordon.OPERATOR:
+            raise Conflict(
+                f"pod {pod} is cordoned because of {current.cordoned!r}, which only podslots ends",
+                pool=pool,
+                pod=pod,
+                cordoned=current.cordoned,
+            )
+        after = self.store.uncordon(pool, pod, Cordon.OPERATOR)
+        if after is None:
+            raise NotFound(f"pod {pod} of pool {pool} does not exist", pool=pool, pod=pod)
+        if after.cordoned is not None or after.state is PodState.DRAINING:
+            raise Conflict(f"pod {pod} is being drained; it stays out of service", pool=pool, pod=pod)
+        self._history(pool, "PodUncordoned", pod, by)
+        return CordonChange(after, True)
+
+    def _pod(self, pool: str, pod: str) -> Pod:
+        if self.store.pool_state(pool) is None:
+            raise NotFound(f"pool {pool} does not exist", pool=pool)
+        found = self.store.get_pod(pool, pod)
+        if found is None:
+            raise NotFound(f"pod {pod} of pool {pool} does not exist", pool=pool, pod=pod)
+        return found
+
+    def _history(self, pool: str, kind: str, pod: str, by: str | None) -> None:
+        detail = {"pod": pod, **({"by": by} if by else {})}
+        self.store.add_event(pool, kind, detail, int(self.clock.now()), uuid.uuid4().hex[:12])
 
     def events(self, pool: str, limit: int) -> list[PoolEvent]:
         if self.store.pool_state(pool) is None:

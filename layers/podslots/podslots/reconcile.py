@@ -27,8 +27,8 @@ from podslots.cluster import DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
 from podslots.model import CREATE_GRACE_S, IDLE_SLOT, POOL_DELETED, Pod, PodState, PoolFigures
 from podslots.observability import MetricUnit, logger, pool_metrics
-from podslots.podspec import template_revision
 from podslots.pool_order import each_pool
+from podslots.settings import PoolMode, template_revision
 from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
 
 
@@ -42,6 +42,7 @@ class PoolReport:
     adopted: list[str] = field(default_factory=list)
     deletes_retried: list[str] = field(default_factory=list)
     annotated: list[str] = field(default_factory=list)
+    would_delete: list[str] = field(default_factory=list)  # observe and paused mode
     figures: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -77,7 +78,8 @@ class Reconciler:
         report = PoolReport(pool.name)
         try:
             cluster = self.cluster_for(pool)
-            seen = {p.name: p for p in cluster.list_pool_pods(pool.settings.namespace, pool.name)}
+            listed = cluster.list_pool_pods(pool.settings.namespace, pool.name, pool.settings.adopt_selector)
+            seen = {p.name: p for p in listed}
         except PodSlotsError as exc:  # the kubeconfig cannot be read, or the LIST failed
             report.errors.append(exc.message)
             logger.error("cannot list the pool's pods", extra={"pool": pool.name, "error": exc.message})
@@ -140,26 +142,52 @@ class _PoolRun:
         if reason is not None:
             self._lose(item, reason)
             if pod is not None and pod.finished and not pod.deleting:
-                self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
+                self._delete(pod, f"pod {pod.phase.lower()}")
             return None
         if pod is None:
             return item  # a starting item whose create call is still in flight
         if item.state is PodState.STARTING and self.now - item.created_at > self.pool.settings.startup_timeout_s:
             return self._never_came_up(item, pod)
         item = self._liveness(item)
-        if self.store.observe_pod(item, pod.uid, pod.pod_ip):
-            item = replace(item, uid=pod.uid or item.uid, pod_ip=pod.pod_ip or item.pod_ip)
+        revision = pod.revision or item.revision or self.revision  # a pod from before revisions: current
+        if self.store.observe_pod(item, pod.uid, pod.pod_ip, revision):
+            item = replace(item, uid=pod.uid or item.uid, pod_ip=pod.pod_ip or item.pod_ip, revision=revision)
         item = self._leaks(item)
-        self._protection(item, pod)
+        if self.pool.settings.mode is not PoolMode.OBSERVE:
+            self._protection(item, pod)
         return item
+
+    @property
+    def revision(self) -> str:
+        return template_revision(self.pool.settings)
+
+    @property
+    def deletes(self) -> bool:
+        """Only an active pool's reconcile deletes pods; observe and paused record what it would delete."""
+        return self.pool.settings.mode.acts
+
+    def _delete(self, pod: ClusterPod, reason: str, item: Pod | None = None) -> bool:
+        """Delete the pod in the cluster (uid precondition), or, in observe and paused mode, record
+        that it would have (`WouldDelete`, once per pod and reason) and leave it. True if deleted."""
+        if self.deletes:
+            self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
+            return True
+        pool_metrics(self.pool.name, [("WouldDelete", MetricUnit.Count, 1)])
+        note = f"would delete: {reason}"
+        # Recorded once per pod and reason, on its item; a pod without one is only counted and logged.
+        if item is not None and self.store.note(item, note):
+            detail = {"pool": self.pool.name, "pod": pod.name, "reason": reason, "mode": self.pool.settings.mode.value}
+            self.store.add_event(self.pool.name, "WouldDelete", detail, self.now, f"{pod.name}-{_event_id()}")
+        self.report.would_delete.append(pod.name)
+        logger.info("would delete", extra={"pool": self.pool.name, "pod": pod.name, "reason": reason})
+        return False
 
     def _draining(self, item: Pod, pod: ClusterPod | None) -> Pod | None:
         if pod is None:
             self.store.remove_drained_pod(self.pool.name, item.name)
             self.report.removed_pods.append(item.name)
             return None
-        if not pod.deleting:
-            self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
+        if not pod.deleting and self._delete(pod, "draining", item):
             self.report.deletes_retried.append(item.name)
         return item
 
@@ -190,6 +218,9 @@ class _PoolRun:
         """The drain protocol, as scale-down does it: unallocatable first (a conditional
         `starting -> draining` that fails if the pod registered meanwhile), then the delete, then
         the item. A slow pod that came up and took a task between our read and now is kept."""
+        if not self.deletes:
+            self._delete(pod, f"never came up within {self.pool.settings.startup_timeout_s}s", item)
+            return item
         if not self.store.start_draining(self.pool.name, item.name, (PodState.STARTING,)):
             return item
         self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
@@ -242,11 +273,13 @@ class _PoolRun:
         if pod.deleting:
             return None
         if pod.finished:
-            self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
+            if pod.managed:  # another controller's finished pod is its own business
+                self._delete(pod, f"pod {pod.phase.lower()}")
             return None
         slots = pod.slots or self.pool.settings.slots_per_pod
+        revision = pod.revision or self.revision
         adopted = replace(
-            new_pod(self.pool.name, pod.name, slots, self.now, uid=pod.uid),
+            new_pod(self.pool.name, pod.name, slots, self.now, uid=pod.uid, revision=revision),
             pod_ip=pod.pod_ip,
             cordoned=POOL_DELETED if self.pool.deleting else None,  # adopted to be drained
         )

@@ -6,6 +6,8 @@ down threshold below up) live in exactly one place and every error names its fie
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from enum import StrEnum
@@ -224,3 +226,15 @@ class PoolSettings(BaseModel):
     @classmethod
     def from_stored(cls, document: dict[str, Any]) -> PoolSettings:
         return cls.model_validate(document, context={"stored": True})
+
+
+def template_revision(settings: PoolSettings) -> str:
+    """What a pod is made from, as 10 hex digits: the template and the slot count, nothing else.
+
+    Two pods of the same revision have the same manifest but for their names. Changing the
+    scaling fields (`min_pods`, `max_pods`, thresholds, `max_surge`, `mode`) keeps the revision, so
+    it rolls nothing; changing the image, the env or the slot count rolls every pod.
+    """
+    shape = {"pod_template": settings.pod_template.model_dump(mode="json"), "slots_per_pod": settings.slots_per_pod}
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return digest[:10]

@@ -180,7 +180,7 @@ class PoolRegistry(StoreBase):
         rollout = None
         if item.rollout is not None:
             raw = item.rollout.as_dict()
-            rollout = Rollout(str(raw["revision"]), int(raw["started_at"]))
+            rollout = Rollout(str(raw["revision"]), int(raw["started_at"]), int(raw.get("size", 0)))
         return Lease(pool, holder, low, rollout, item.noted)
 
     def release_lease(
@@ -191,7 +191,9 @@ class PoolRegistry(StoreBase):
         actions: list[Action] = [LeaseItem.deadline.set(0)]
         actions.append(LeaseItem.low_since.set(low_since) if low_since is not None else LeaseItem.low_since.remove())
         actions.append(
-            LeaseItem.rollout.set({"revision": rollout.revision, "started_at": rollout.started_at})
+            LeaseItem.rollout.set(
+                {"revision": rollout.revision, "started_at": rollout.started_at, "size": rollout.size}
+            )
             if rollout is not None
             else LeaseItem.rollout.remove()
         )

@@ -43,10 +43,12 @@ class PoolEvent:
 
 @dataclass(frozen=True)
 class Rollout:
-    """A roll-out autoscale is carrying out: to which revision, since when."""
+    """A roll-out autoscale is carrying out: to which revision, since when, and the pool's size in
+    service when it started (what it keeps while the load stays in the steady band)."""
 
     revision: str
     started_at: int
+    size: int
 
 
 @dataclass(frozen=True)
