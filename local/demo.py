@@ -9,7 +9,9 @@ match them. The story:
 3. load falls away: scale-down removes only idle pods, the reserved pods stay;
 4. one approval: the apply resumes on the pod and slot of its plan;
 5. the other reservation is never approved: it expires at its deadline (a day later), not before;
-6. the pool goes back to its minimum.
+6. a new agent image is rolled out while a plan waits for approval: new pods surge in, the old
+   ones take no new task, finish theirs and go; the approved apply runs on its plan's old pod;
+7. the pool goes back to its minimum.
 
 Then each promise is listed with whether it held; the exit status is 1 if any did not.
 """
@@ -38,6 +40,7 @@ SETTINGS = {
     "scale_down_delay_s": 120,
     "pod_template": {"image": "registry.example/tf-agent:1.9", "env": {"TF_IN_AUTOMATION": "1"}},
 }
+NEW_IMAGE = {**SETTINGS, "pod_template": {**SETTINGS["pod_template"], "image": "registry.example/tf-agent:1.10"}}  # type: ignore[dict-item]
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Story:
     violations: list[str] = field(default_factory=list)
     expired_events: list[dict[str, Any]] = field(default_factory=list)
     scaled: list[dict[str, Any]] = field(default_factory=list)
+    rollouts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     live: Any = None  # a rich Live view when the terminal is a TTY
 
     @property
@@ -194,11 +198,13 @@ class Story:
             title=f"pool {POOL} at +{minutes} min: {f['pods_total']} pods, utilization {f['utilization']:.0%}",
             caption="■ running  ◆ reserved (waits for approval)  · idle",
         )
-        for column in ("pod", "state", "slots", "tasks"):
+        for column in ("pod", "state", "revision", "slots", "tasks"):
             table.add_column(column)
         for p in pool["pods"]:
             tasks = ", ".join(s["task_id"] for s in p["slots"] if s.get("task_id"))
-            table.add_row(p["pod"], p["state"], " ".join(glyph[s["status"]] for s in p["slots"]), tasks)
+            state = p["state"] + (f", cordoned ({p['cordoned']})" if p.get("cordoned") else "")
+            revision = (p.get("revision") or "") + ("" if p.get("revision") == pool["revision"] else " (old)")
+            table.add_row(p["pod"], state, revision, " ".join(glyph[s["status"]] for s in p["slots"]), tasks)
         return table
 
     def show(self) -> None:
@@ -209,6 +215,8 @@ class Story:
         pods = "  ".join(
             f"{p['pod'][-5:]}:{''.join(marks[s['status']] for s in p['slots'])}"
             + ("" if p["state"] == "ready" else f"({p['state']})")
+            + ("" if p.get("revision") == view["revision"] else "[old]")
+            + ("[cordoned]" if p.get("cordoned") else "")
             for p in view["pods"]
         )
         f = view["figures"]
@@ -315,8 +323,10 @@ def play(quiet: bool = False) -> list[Promise]:  # noqa: PLR0915 (the story read
         for schedule in stack.schedules:
             schedule.next_at = stack.clock.now()
 
-        story.say("6. the pool's minimum is raised to 1, and the load is gone")
-        stack.call("PUT", "/pools/{pool}", SETTINGS, pool=POOL)
+        promises.append(roll_out_a_new_image(story))
+
+        story.say("7. the pool's minimum is raised to 1, and the load is gone")
+        stack.call("PUT", "/pools/{pool}", NEW_IMAGE, pool=POOL)
         story.tick(900)
         story.show()
         figures = story.pool()["figures"]
@@ -340,6 +350,41 @@ def play(quiet: bool = False) -> list[Promise]:  # noqa: PLR0915 (the story read
     return promises
 
 
+def roll_out_a_new_image(story: Story) -> Promise:
+    """Chapter 6: a new image while two plans run and a plan waits for approval."""
+    story.say("6. two plans and a plan_and_apply run on tf-agent:1.9; the plan_and_apply waits for approval")
+    running = [story.submit(f"roll-plan-{i}", "plan", duration_s=300 + 60 * i) for i in range(2)]
+    waiting = story.submit("pa-rollout", "plan_and_apply", duration_s=90)
+    while any(j.state == "queued" for j in (*running, waiting)) or waiting.state != "waiting_approval":
+        story.tick()
+    old = {p["pod"] for p in story.pool()["pods"]}
+    where = {j.task_id: (j.pod, j.slot) for j in (*running, waiting)}
+    story.show()
+    story.say("   PUT /pools/demo with image tf-agent:1.10: the pool rolls (max_surge 1)")
+    story.stack.call("PUT", "/pools/{pool}", dict(NEW_IMAGE, min_pods=0), pool=POOL)
+    story.tick(240)
+    story.show()
+    story.say("   the apply of pa-rollout is approved while its old pod is being retired")
+    plan_slot = story.approve(waiting)
+    story.say(f"   the apply runs on {waiting.pod}/{waiting.slot} (the plan ran on {plan_slot[0]}/{plan_slot[1]})")
+    deadline = story.now + 3600
+    while story.now < deadline and not (
+        all(j.state == "done" for j in (*running, waiting)) and any(k == "RolloutFinished" for k, _ in story.rollouts)
+    ):
+        story.tick()
+    story.show()
+    view = story.pool()
+    left_old = old & {p["pod"] for p in view["pods"]}
+    current = all(p["revision"] == view["revision"] for p in view["pods"])
+    finished_in_place = all(where[j.task_id] == (j.pod, j.slot) for j in (*running, waiting))
+    return Promise(
+        "a new image rolled out while a plan waited for approval: every task finished where it started, "
+        "the apply on its plan's pod, and the old pods went",
+        finished_in_place and plan_slot == (waiting.pod, waiting.slot) and not left_old and current,
+        f"{len(old)} old pod(s), {len(left_old)} left; roll-out events: {[k for k, _ in story.rollouts]}",
+    )
+
+
 def _pods(story: Story) -> int:
     return len(story.stack.kube.pods(NAMESPACE))
 
@@ -353,6 +398,12 @@ def _watch(story: Story, event: dict[str, Any]) -> None:
         story.say(
             f"   PoolScaled {detail['direction']}: {detail['before']} -> {detail['after']} ({detail['reason']})"
             + (f", {detail['blocked']} blocked" if detail.get("blocked") else "")
+        )
+    elif kind in ("RolloutStarted", "RolloutFinished"):
+        story.rollouts.append((kind, detail))
+        story.say(
+            f"   {kind} to revision {detail['revision']}"
+            + (f" ({detail['outdated']} old pods)" if "outdated" in detail else f" after {detail['took_s']} s")
         )
     elif kind == "TaskLost":
         story.violations.append(f"task lost: {detail}")

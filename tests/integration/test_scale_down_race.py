@@ -30,9 +30,10 @@ from podslots.allocation import AllocationRequest, Allocator
 from podslots.autoscale import Autoscaler, ScaleReport
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, KubeGateway
+from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, REVISION_LABEL, KubeGateway
 from podslots.errors import NoCapacity
-from podslots.model import PodState, TaskStatus, TaskType
+from podslots.model import PodState, Task, TaskStatus, TaskType
+from podslots.settings import template_revision
 from podslots.store import RegisteredPool, SlotStore, new_pod
 from tests.support.pods import given_pool
 
@@ -142,3 +143,91 @@ def test_a_dispatch_racing_scale_down_for_the_same_idle_pod_never_both_win(serve
     # Both orders happened, so the race was real
     assert outcomes["scaled down"] > 0, outcomes
     assert outcomes["allocated, drain refused"] + outcomes["allocated before the read"] > 0, outcomes
+
+
+def test_a_dispatch_racing_a_rollout_that_retires_the_same_pod_never_both_win(server: MotoServer):
+    """The roll-out's form of the drain race: autoscale cordons an outdated idle pod (a current pod
+    now carries the pool) and drains it, while a dispatch that finds no room on the current pod
+    goes for that same outdated pod. The cordon closes the pod before the drain, and the drain
+    needs `busy = 0`: a task is never placed on a pod once it is retired, and a pod that got the
+    task first is kept, cordoned, until the task ends."""
+    clock = ManualClock()
+    store = SlotStore()
+    jitter = random.Random(23)
+    outcomes: Counter[str] = Counter()
+    with KubeApiStandIn(clock=lambda: datetime.fromtimestamp(clock.now(), UTC)) as kube:
+        gateway = KubeGateway(new_client_from_config_dict(kube.kubeconfig(NS)))
+        allocator = Allocator(store, RecordingPublisher(), clock)
+        autoscaler = Autoscaler(store, lambda _: gateway, RecordingPublisher(), clock, "https://api.example/v1")
+
+        def allocate(pool: str, start: threading.Barrier, delay: float) -> bool:
+            start.wait()
+            time.sleep(delay)
+            try:
+                allocator.allocate(AllocationRequest(pool, f"{pool}-task", TaskType.PLAN))
+                return True
+            except NoCapacity:
+                return False
+
+        def roll(pool: RegisteredPool, start: threading.Barrier, delay: float) -> tuple[ScaleReport, float]:
+            start.wait()
+            time.sleep(delay)
+            began = time.perf_counter()
+            return autoscaler.scale_pool(pool), time.perf_counter() - began
+
+        def pod(pool: str, name: str, revision: str) -> None:
+            labels = {POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY, REVISION_LABEL: revision}
+            created = kube.add_pod(
+                NS,
+                {
+                    "metadata": {"name": name, "labels": labels},
+                    "spec": {"containers": [{"name": "agent", "image": "x"}]},
+                    "status": {"phase": "Running"},
+                },
+            )
+            item = new_pod(pool, name, 1, int(clock.now()), uid=created["metadata"]["uid"], revision=revision)
+            store.put_pod(item)
+            store.heartbeat(pool, name, [], "10.0.0.1", int(clock.now()))
+
+        lead = 0.0  # the staircase of the drain race above
+        with ThreadPoolExecutor(max_workers=2) as ex:
+            for round_ in range(ROUNDS):
+                # Given a pool of one-slot pods sized to one: a current pod, busy, and an outdated
+                # one, idle, that the roll-out retires now
+                pool = f"roll{round_}"
+                settings = given_pool(store, pool, min_pods=1, max_pods=1, slots_per_pod=1, scale_down_delay_s=0)
+                old, current = f"{pool}-old", f"{pool}-new"
+                pod(pool, old, "0000000000")
+                pod(pool, current, template_revision(settings))
+                busy = Task(f"{pool}-busy", pool, TaskType.PLAN, TaskStatus.RUNNING)
+                on = store.get_pod(pool, current)
+                assert on is not None
+                store.allocate(busy, on, "s0", None, int(clock.now()))
+                # When a dispatch and the roll-out's step race for the outdated pod
+                start = threading.Barrier(2)
+                spread = jitter.uniform(-0.01, 0.01)
+                got = ex.submit(allocate, pool, start, max(0.0, lead + spread))
+                rolled = ex.submit(roll, RegisteredPool(pool, settings, False, None), start, max(0.0, -lead - spread))
+                allocated, (report, took) = got.result(), rolled.result()
+                lead += took / 5 if allocated else -took / 5
+                # Then exactly one won
+                item = store.get_pod(pool, old)
+                task = store.get_task(f"{pool}-task")
+                assert task is not None
+                assert allocated != (old in report.removed), f"round {round_}: allocated={allocated} {report}"
+                if allocated:
+                    # the task holds the outdated pod's slot, and the pod lives, cordoned or not
+                    assert item is not None
+                    assert item.state is PodState.READY
+                    assert (task.status, task.pod, item.busy) == (TaskStatus.RUNNING, old, 1)
+                    assert kube.pod(NS, old) is not None, "a pod holding a task was deleted"
+                    outcomes["allocated, kept" if item.cordoned else "allocated, not yet retired"] += 1
+                else:
+                    # retired, drained and deleted; the task waits
+                    assert item is None
+                    assert kube.pod(NS, old) is None
+                    assert task.status is TaskStatus.PENDING
+                    outcomes["retired"] += 1
+    print(f"\nroll-out race over {ROUNDS} rounds: {dict(outcomes)}")
+    assert outcomes["retired"] > 0, outcomes
+    assert outcomes["allocated, kept"] + outcomes["allocated, not yet retired"] > 0, outcomes

@@ -30,8 +30,9 @@ class StepPlan:
         return not (self.retire or self.drain or self.create)
 
     def note(self) -> str:
-        """One line for the history of an observed pool; the same line is not recorded twice in a row."""
-        parts = [f"{self.decision.direction.value} to {self.decision.target}: {self.decision.reason}"]
+        """What the step does, in one line: an observed pool records a step when this line changes
+        (not the reason, whose figures move every minute)."""
+        parts = [f"{self.decision.direction.value} to {self.decision.target}"]
         if self.create:
             parts.append(f"create {self.create}")
         if self.drain:
