@@ -49,6 +49,12 @@ ev = {
     "status_running.json": proxy_event("PUT", "/tasks/{task_id}/status", {"task_id": "run-42"}, {"status": "running"}),
     "status_success.json": proxy_event("PUT", "/tasks/{task_id}/status", {"task_id": "run-42"}, {"status": "success"}),
     "task_get.json": proxy_event("GET", "/tasks/{task_id}", {"task_id": "run-42"}),
+    "pod_cordon.json": proxy_event(
+        "POST", "/pools/{pool}/pods/{pod}/cordon", {"pool": "terraform", "pod": "terraform-7f3k2"}
+    ),
+    "pod_uncordon.json": proxy_event(
+        "DELETE", "/pools/{pool}/pods/{pod}/cordon", {"pool": "terraform", "pod": "terraform-7f3k2"}
+    ),
 }
 for name, e in ev.items():
     e["requestContext"]["requestId"] = e["requestContext"]["extendedRequestId"] = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"

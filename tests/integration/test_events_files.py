@@ -31,6 +31,8 @@ API_FILES: list[tuple[str, int, dict[str, Any]]] = [
     ("status_running.json", 200, {"status": "running"}),
     ("status_success.json", 200, {"status": "success"}),
     ("task_get.json", 200, {"task_id": "run-42", "status": "success"}),
+    ("pod_cordon.json", 200, {"pod": "terraform-7f3k2", "cordoned": "operator", "changed": True}),
+    ("pod_uncordon.json", 200, {"pod": "terraform-7f3k2", "cordoned": None, "changed": True}),
     ("pool_events.json", 200, {"pool": "terraform"}),
     ("pool_delete.json", 202, {"pool": "terraform", "status": "deleting"}),
 ]

@@ -284,3 +284,11 @@ def test_get_pool_shows_the_rollout_and_what_holds_the_old_pods(world: World):
     assert (holder["pod"], holder["reserved"], holder["running"]) == (planned["pod"], 1, 0)
     assert sum(rollout["pods_by_revision"].values()) == len(live(world.store.pods(POOL)))
     assert view["figures"]["pods_outdated"] == 1
+
+
+def test_a_new_namespace_is_refused_while_the_pool_has_pods(world: World):
+    # (reconcile would look for the pods in the new namespace only: the old ones would look vanished)
+    moved = world.api.put_pool(POOL, settings(namespace="elsewhere"))
+    assert (moved.status, moved.body["error"]) == (409, "conflict")
+    assert "namespace" in moved.body["message"]
+    assert world.api.get_pool(POOL).body["settings"]["namespace"] == NS

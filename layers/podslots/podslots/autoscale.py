@@ -268,8 +268,8 @@ class _PoolStep:
         in_service = sum(1 for p in pods if p.in_service and p.name not in gone)
         self.report.after = in_service + len(self.report.created)
         if plan.rolling:
-            left = len(rollout.outdated_pods(pods, plan.revision)) - len(set(self.report.removed))
-            self.report.reason = f"roll-out to {plan.revision}, {max(0, left)} old pod(s) left; {self.report.reason}"
+            old = sum(1 for p in rollout.outdated_pods(pods, plan.revision) if p.name not in self.report.removed)
+            self.report.reason = f"roll-out to {plan.revision}, {old} old pod(s) left; {self.report.reason}"
 
     def record_would(self, plan: step_plan.StepPlan, noted: str | None) -> str | None:
         """Observe or paused: record what the step would do, once per change, and count it."""

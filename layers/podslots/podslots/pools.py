@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from podslots import rollout
 from podslots.clock import Clock
-from podslots.errors import Conflict, NotFound
+from podslots.errors import Conflict, NotFound, UnreadableSettings
 from podslots.model import POOL_DELETED, Cordon, Pod, PodState, PoolFigures
 from podslots.settings import PoolSettings, template_revision
 from podslots.store import PoolEvent, PoolRecord, SlotStore, StoreConflict
@@ -58,16 +58,38 @@ class PoolService:
         self.clock = clock
 
     def put(self, pool: str, settings: PoolSettings) -> bool:
-        """Create or replace; True when created."""
+        """Create or replace; True when created.
+
+        A new `pod_template` (or slot count) rolls the pool's pods (docs/architecture.md,
+        "Roll-out"). A new `namespace` is refused while the pool has pods: reconcile looks for the
+        pods in the new namespace only, so the old ones would look vanished and their tasks lost.
+        """
         for _ in range(3):
             record = self.store.pool_state(pool)
             if record is not None and record.deleting:
                 raise Conflict(f"pool {pool} is being deleted; wait until it is gone", pool=pool)
+            if record is not None:
+                self._same_namespace(pool, settings)
             try:
                 return self.store.put_pool(pool, settings, int(self.clock.now()))
             except StoreConflict:
                 continue  # a concurrent PUT or DELETE: look again
         raise Conflict(f"pool {pool} is changing under this update; try again", pool=pool)
+
+    def _same_namespace(self, pool: str, settings: PoolSettings) -> None:
+        try:
+            current = self.store.get_pool(pool)
+        except UnreadableSettings:
+            return  # a whole new document repairs unreadable settings
+        if current is None or current.settings.namespace == settings.namespace:
+            return
+        pods = self.store.pods(pool)
+        if pods:
+            raise Conflict(
+                f"namespace cannot change from {current.settings.namespace} to {settings.namespace} while pool "
+                f"{pool} has {len(pods)} pod(s); delete the pool, or make a new pool in the new namespace",
+                pool=pool,
+            )
 
     def get(self, pool: str) -> PoolView:
         record = self.store.get_pool(pool)
