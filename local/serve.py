@@ -186,6 +186,10 @@ def main() -> None:
        -d '{{"task_id": "run-1", "task_type": "plan"}}'
   curl {base}/pools/demo          # the 503 woke autoscale; a pod starts in 20 s, then the allocation succeeds
   curl -X PUT {base}/tasks/run-1/status -H 'Content-Type: application/json' -d '{{"status": "success"}}'
+  curl -X PUT {base}/pools/demo -H 'Content-Type: application/json' \
+       -d '{{"pod_template": {{"image": "tf-agent:1.10"}}}}'
+  curl {base}/pools/demo          # "rollout": the pods of tf-agent:1.9 are replaced, busy-safe
+  curl -X POST {base}/pools/demo/pods/POD/cordon     # one pod out of service; DELETE takes it back
 Ctrl-C stops it.""")
         try:
             while True:

@@ -292,3 +292,18 @@ def test_a_new_namespace_is_refused_while_the_pool_has_pods(world: World):
     assert (moved.status, moved.body["error"]) == (409, "conflict")
     assert "namespace" in moved.body["message"]
     assert world.api.get_pool(POOL).body["settings"]["namespace"] == NS
+
+
+def test_a_beat_keeps_an_outdated_pod_a_second_choice(world: World):
+    # Given an outdated pod that autoscale ranked second
+    world.put(image=NEW)
+    world.minute()
+    outdated = [p for p in world.store.pods(POOL) if p.outdated(world.revision())]
+    assert outdated
+    assert all(p.second_choice for p in outdated)
+    # When its agent beats
+    for pod in outdated:
+        assert world.api.beat(POOL, pod.name).status == 200
+    # Then it is still a second choice: only the current partition's pods come first
+    assert all(world.store.get_pod(POOL, p.name).second_choice for p in outdated)  # type: ignore[union-attr]
+    assert {p.name for p in world.store.open_slots(POOL, 10)}.isdisjoint(p.name for p in outdated)

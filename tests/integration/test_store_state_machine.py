@@ -30,8 +30,10 @@ from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, ClusterEr
 from podslots.errors import PodSlotsError
 from podslots.expiry import Expirer
 from podslots.heartbeat import HeartbeatService
-from podslots.model import PodState, TaskStatus, TaskType
+from podslots.model import Cordon, PodState, TaskStatus, TaskType
 from podslots.observability import metrics
+from podslots.pools import PoolService
+from podslots.settings import PoolSettings, template_revision
 from podslots.store import SlotStore, StoreConflict, bind_table, new_pod
 from podslots.tasks import TaskStatusService
 from tests.conftest import TABLE
@@ -43,6 +45,8 @@ POOL = "machine"
 TASKS = [f"t{i}" for i in range(8)]
 PODS = [f"{POOL}-{i}" for i in range(3)]
 ENDS = [TaskStatus.SUCCESS, TaskStatus.APPLIED, TaskStatus.FAILED, TaskStatus.CANCELLED]
+IMAGES = ["registry.example/tf-agent:1.9", "registry.example/tf-agent:1.10"]  # a template change rolls
+REVISIONS = [template_revision(PoolSettings.model_validate({"pod_template": {"image": i}})) for i in IMAGES]
 # Each task id keeps one type, as a queue would; half of them are plan_and_apply.
 KIND = {
     t: [TaskType.PLAN_AND_APPLY, TaskType.PLAN, TaskType.PLAN_AND_APPLY, TaskType.APPLY][i % 4]
@@ -112,6 +116,8 @@ class SlotLifeCycle(RuleBasedStateMachine):
         self.cluster = InMemoryCluster(self.store)
         self.autoscaler = Autoscaler(self.store, lambda _: self.cluster, self.bus, self.clock, "https://api.example/v1")
         self.expirer = Expirer(self.store, self.bus, self.clock)
+        self.pools = PoolService(self.store, self.clock)
+        self.image = 0
         # Scale-up's pod names are random; the machine's are numbered, so a failure replays.
         numbered = (f"{POOL}-up{i}" for i in itertools.count())
         self.names = mock.patch.object(autoscale, "new_pod_name", side_effect=lambda pool: next(numbered))
@@ -185,15 +191,26 @@ class SlotLifeCycle(RuleBasedStateMachine):
     def a_pool_with_one_ready_pod(self) -> None:
         # Reservations short enough that steps of time passing cross them; autoscale steps down
         # whenever half the capacity is idle, so its drains happen often among a few small pods
-        given_pool(self.store, POOL, reservation_ttl_s=3600, scale_down_delay_s=0, scale_down_utilization=0.5)
-        self.a_pod_starts(PODS[0], 2)
+        self._settings()
+        self.a_pod_starts(PODS[0], 2, None)
         self.agents.beat(POOL, PODS[0], [], None)
 
-    @rule(pod=st.sampled_from(PODS), slots=st.integers(1, 3))
-    def a_pod_starts(self, pod: str, slots: int) -> None:
+    def _settings(self) -> None:
+        given_pool(
+            self.store,
+            POOL,
+            now=self._now(),
+            reservation_ttl_s=3600,
+            scale_down_delay_s=0,
+            scale_down_utilization=0.5,
+            pod_template={"image": IMAGES[self.image]},
+        )
+
+    @rule(pod=st.sampled_from(PODS), slots=st.integers(1, 3), revision=st.sampled_from([None, *REVISIONS]))
+    def a_pod_starts(self, pod: str, slots: int, revision: str | None) -> None:
         if pod in self.created_pods:
             return
-        self.store.put_pod(new_pod(POOL, pod, slots, self._now(), uid=f"uid-{pod}"))
+        self.store.put_pod(new_pod(POOL, pod, slots, self._now(), uid=f"uid-{pod}", revision=revision))
         self.cluster.add(pod, f"uid-{pod}")
         self.created_pods.append(pod)
 
@@ -206,7 +223,11 @@ class SlotLifeCycle(RuleBasedStateMachine):
 
     @rule(task=st.sampled_from(TASKS))
     def dispatch(self, task: str) -> None:
-        self._twice(lambda: self.allocator.allocate(AllocationRequest(POOL, task, KIND[task])))
+        closed = {p.name for p in self.store.pods(POOL) if not p.takes_tasks}
+        outcome = self._twice(lambda: self.allocator.allocate(AllocationRequest(POOL, task, KIND[task])))
+        if outcome[0] == "ok" and outcome[1].created:
+            # a new task never lands on a pod that was cordoned, draining or not ready before
+            assert outcome[1].pod not in closed, f"{task} placed on closed pod {outcome[1].pod}"
         self.forgotten.discard(task)  # it asked again (or got a slot)
         if task not in self.dispatched:
             self.dispatched.append(task)
@@ -256,6 +277,39 @@ class SlotLifeCycle(RuleBasedStateMachine):
         self.draining.remove(pod)
         self.created_pods.remove(pod)
 
+    @precondition(lambda self: bool(self.created_pods))
+    @rule(data=st.data())
+    def an_operator_cordons_a_pod(self, data: st.DataObject) -> None:
+        pod = data.draw(st.sampled_from(self.created_pods))
+        first = self.pools.cordon(POOL, pod)
+        assert first.pod.cordoned is not None or first.pod.state is PodState.DRAINING
+        after = self._snapshot()
+        again = self.pools.cordon(POOL, pod)
+        # a repeat changes nothing
+        assert again.changed is False
+        assert self._snapshot() == after
+
+    @precondition(lambda self: bool(self.created_pods))
+    @rule(data=st.data())
+    def an_operator_takes_a_cordon_back(self, data: st.DataObject) -> None:
+        pod = data.draw(st.sampled_from(self.created_pods))
+        before = self.store.get_pod(POOL, pod)
+        assert before is not None
+        outcome = self._outcome(lambda: self.pools.uncordon(POOL, pod))
+        if before.cordoned not in (None, Cordon.OPERATOR) or before.state is PodState.DRAINING:
+            # only an operator's cordon is taken back, and never from a draining pod
+            assert outcome[0] == "Conflict", outcome
+            assert self.store.get_pod(POOL, pod) == before
+        else:
+            assert outcome[0] == "ok"
+            assert outcome[1].pod.cordoned is None
+
+    @rule()
+    def the_template_changes(self) -> None:
+        """A new image: every pod of the other revision is outdated, and autoscale rolls them."""
+        self.image = 1 - self.image
+        self._settings()
+
     @rule()
     def autoscale_runs(self) -> None:
         """Autoscale's whole step (lease, demand, the rule, create or drain) on the in-memory cluster."""
@@ -264,6 +318,10 @@ class SlotLifeCycle(RuleBasedStateMachine):
         (report,) = self.autoscaler.run(POOL)
         assert report.errors == []
         after = {p.name: p for p in self.store.pods(POOL)}
+        for name in report.retired:
+            # a retired pod is outdated, and closed to new tasks
+            assert before[name].outdated(REVISIONS[self.image])
+            assert name not in after or after[name].cordoned is not None
         for name in report.removed:
             # only a pod that held nothing went, from the table and the cluster both
             assert before[name].busy == 0
@@ -359,6 +417,9 @@ class SlotLifeCycle(RuleBasedStateMachine):
             # a pod is in the open_slots index exactly while it may take a new task
             takes_tasks = pod["state"]["S"] == PodState.READY.value and "cordoned" not in pod
             assert ("open_pool" in pod) == takes_tasks, f"{pod['name']['S']}: open_pool out of step"
+            # in the pool's partition of open_slots, or its second-choice one (outdated pods)
+            if "open_pool" in pod:
+                assert pod["open_pool"]["S"] in (POOL, f"{POOL}#outdated")
             # a draining pod was idle when drained, and nothing can be allocated onto it
             if pod["state"]["S"] == PodState.DRAINING.value:
                 assert busy == 0
