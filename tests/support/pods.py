@@ -5,8 +5,8 @@ from __future__ import annotations
 import boto3
 
 from local.kube_api import KubeApiStandIn
-from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL
-from podslots.settings import PoolSettings
+from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, REVISION_LABEL
+from podslots.settings import PoolSettings, template_revision
 from podslots.store import SlotStore, new_pod
 
 AGENT_IMAGE = "registry.example/tf-agent:1.9"
@@ -41,7 +41,8 @@ def given_idle_ready_pods_in_bulk(
     """`count` running pods in the cluster (when a cluster is given) and their ready, idle,
     just-beaten items, written in batches (a 1,000-pod pool in seconds): the given of the at-scale
     tests and benchmarks. The items are as `put_pod` and a first beat leave them."""
-    given_pool(store, pool, now=now, max_pods=count)
+    revision = template_revision(given_pool(store, pool, now=now, max_pods=count))
+    labels = {POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY, REVISION_LABEL: revision}
     table = boto3.resource("dynamodb", endpoint_url=endpoint_url).Table(table_name)
     with table.batch_writer() as batch:
         for i in range(count):
@@ -51,7 +52,7 @@ def given_idle_ready_pods_in_bulk(
                 created = kube.add_pod(
                     "agents",
                     {
-                        "metadata": {"name": name, "labels": {POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY}},
+                        "metadata": {"name": name, "labels": labels},
                         "spec": {"containers": [{"name": "agent", "image": "x"}]},
                         "status": {"phase": "Running", "podIP": ip},
                     },
@@ -74,5 +75,6 @@ def given_idle_ready_pods_in_bulk(
                     "heartbeat_at": now,
                     "held_tasks": [],
                     "last_used_at": now,
+                    "revision": revision,
                 }
             )
