@@ -173,7 +173,7 @@ def error_answer(status: int, code: str, message: str, **extra: Any) -> Response
 
 ERROR_TEXT = {
     400: "The body is not JSON, or a path name is malformed",
-    404: "Unknown pool or task",
+    404: "Unknown pool, pod or task",
     409: "The request contradicts the current state (the message says which)",
     410: "The pod is draining or unknown: the agent should exit",
     413: "The body is over 64 KiB",

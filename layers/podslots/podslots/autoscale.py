@@ -242,7 +242,8 @@ class _PoolStep:
         really left, so a drain that lost to an allocation never lets the pool pass its surge.
         """
         for pod in plan.retire:
-            if self.store.cordon(self.pool.name, pod.name, Cordon.OUTDATED) is not None:
+            retired, _ = self.store.cordon(self.pool.name, pod.name, Cordon.OUTDATED)
+            if retired is not None:  # cordoned now, or already for another reason: closed either way
                 self.report.retired.append(pod.name)
         for pod in plan.drain:
             if self.drain(pod, EVERY_STATE if pod.cordoned or pod.name in self.report.retired else None):

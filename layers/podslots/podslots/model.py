@@ -212,7 +212,7 @@ class PoolFigures:
         for pod in pods:
             f.pods_total += 1
             f.pods_cordoned += pod.cordoned is not None
-            f.pods_outdated += revision is not None and pod.outdated(revision)
+            f.pods_outdated += revision is not None and pod.outdated(revision) and pod.state is not PodState.DRAINING
             f.by_state[pod.state.value] = f.by_state.get(pod.state.value, 0) + 1
             running = sum(1 for s in pod.slots.values() if s.status is SlotStatus.RUNNING)
             reserved = sum(1 for s in pod.slots.values() if s.status is SlotStatus.RESERVED)

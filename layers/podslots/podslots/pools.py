@@ -33,7 +33,8 @@ class PoolView:
 
     @property
     def rollout(self) -> rollout.RolloutView:
-        return rollout.view(self.pods, self.revision)
+        acting = self.record.settings.mode.acts and not self.record.deleting
+        return rollout.view(self.pods, self.revision, acting)
 
 
 @dataclass(frozen=True)
@@ -130,11 +131,12 @@ class PoolService:
         current = self._pod(pool, pod)
         if current.cordoned is not None or current.state is PodState.DRAINING:
             return CordonChange(current, False)
-        cordoned = self.store.cordon(pool, pod, Cordon.OPERATOR)
+        cordoned, changed = self.store.cordon(pool, pod, Cordon.OPERATOR)
         if cordoned is None:
             raise NotFound(f"pod {pod} of pool {pool} does not exist", pool=pool, pod=pod)
-        self._history(pool, "PodCordoned", pod, by)
-        return CordonChange(cordoned, cordoned.cordoned == Cordon.OPERATOR)
+        if changed:
+            self._history(pool, "PodCordoned", pod, by)
+        return CordonChange(cordoned, changed)
 
     def uncordon(self, pool: str, pod: str, by: str | None = None) -> CordonChange:
         """Put an operator's cordoned pod back in service while it still exists (409 once it drains,

@@ -71,10 +71,11 @@ class RolloutView:
     revision: str
     pods_by_revision: dict[str, int]
     holding: list[dict[str, Any]] = field(default_factory=list)
+    acting: bool = True  # an active pool not being deleted: the only kind that rolls
 
     @property
     def rolling(self) -> bool:
-        return bool(self.holding)
+        return bool(self.holding) and self.acting
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,7 +86,10 @@ class RolloutView:
         }
 
 
-def view(pods: list[Pod], revision: str) -> RolloutView:
+def view(pods: list[Pod], revision: str, acting: bool = True) -> RolloutView:
+    """Pods per revision (a pod from before revisions counts as current, as it is treated), and each
+    outdated pod with what holds it. `rolling` only where podslots acts: an observed or paused
+    pool lists its outdated pods, but nothing replaces them."""
     alive = live(pods)
     by_revision = Counter(p.revision or revision for p in alive)
     holding = [
@@ -99,4 +103,4 @@ def view(pods: list[Pod], revision: str) -> RolloutView:
         }
         for p in sorted(outdated_pods(pods, revision), key=lambda p: p.name)
     ]
-    return RolloutView(revision, dict(sorted(by_revision.items())), holding)
+    return RolloutView(revision, dict(sorted(by_revision.items())), holding, acting)

@@ -139,21 +139,22 @@ class PodRecords(StoreBase):
         there = self.get_pod(pool, pod)
         return there is not None and there.state is PodState.DRAINING
 
-    def cordon(self, pool: str, pod: str, reason: str) -> Pod | None:
-        """The pod takes no new task; its running and reserved tasks finish. None if it is gone.
+    def cordon(self, pool: str, pod: str, reason: str) -> tuple[Pod | None, bool]:
+        """The pod takes no new task; its running and reserved tasks finish.
 
-        A pod already cordoned keeps its first reason (a pool's deletion is never turned into a
-        cordon an operator could take back); the answer is the pod as it is, cordoned either way.
+        Returns the pod as it now is (None if it is gone) and whether this call cordoned it. A pod
+        already cordoned keeps its first reason (a pool's deletion is never turned into a cordon
+        an operator could take back), and a second cordon is no change.
         """
         item = pod_key(pool, pod)
         if conditional(
             lambda: item.update(
                 actions=[PodItem.cordoned.set(reason), PodItem.open_pool.remove()],
-                condition=PodItem.pk.exists() & (PodItem.cordoned.does_not_exist() | (PodItem.cordoned == reason)),
+                condition=PodItem.pk.exists() & PodItem.cordoned.does_not_exist(),
             )
         ):
-            return pod_from(item)
-        return self.get_pod(pool, pod)
+            return pod_from(item), True
+        return self.get_pod(pool, pod), False
 
     def uncordon(self, pool: str, pod: str, reason: str) -> Pod | None:
         """Take back a cordon of this reason: the pod may take tasks again (if ready). None if gone.
