@@ -108,7 +108,7 @@ def test_given_a_busy_pod_when_the_cli_cordons_and_uncordons_it_then_it_says_so_
     revision = local_api.pools().get("clicord").revision
     assert cordoned == (
         0,
-        f"pod {pod} of pool clicord cordoned: it gets no new task, and is drained once idle (1 busy slots)\n",
+        f"pod {pod} of pool clicord cordoned: it gets no new task, and is drained once idle (1 busy slot)\n",
     )
     header, row = table[1].splitlines()[-2:]
     assert header.split() == ["POD", "STATE", "BUSY", "IP", "HEARTBEAT", "CORDONED", "REVISION", "SLOTS"]
@@ -190,7 +190,7 @@ def test_given_a_beating_agent_when_its_pod_is_cordoned_and_uncordoned_then_it_l
     assert agent.cordoned is None
     said = [r.getMessage() for r in caplog.records if r.name == "podslots_client.agent" and "cordon" in r.getMessage()]
     assert said == [
-        f"cordoned (operator): pod {pod} gets no new task, and is drained once idle (1 busy slots)",
+        f"cordoned (operator): pod {pod} gets no new task, and is drained once idle (1 busy slot)",
         f"uncordoned: pod {pod} takes new tasks again",
     ]
 

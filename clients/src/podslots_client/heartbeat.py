@@ -127,10 +127,11 @@ def _log_cordon(pod: Pod) -> None:
         log.info("uncordoned: pod %s takes new tasks again", pod.pod)
     else:
         log.info(
-            "cordoned (%s): pod %s gets no new task, and is drained once idle (%d busy slots)",
+            "cordoned (%s): pod %s gets no new task, and is drained once idle (%d busy slot%s)",
             pod.cordoned,
             pod.pod,
             pod.busy,
+            "" if pod.busy == 1 else "s",
         )
 
 

@@ -85,7 +85,8 @@ def cordon_text(change: CordonChange, asked: str) -> str:
     name = f"pod {pod.pod} of pool {pod.pool}"
     if asked == "cordon":
         if change.changed:
-            return f"{name} cordoned: it gets no new task, and is drained once idle ({pod.busy} busy slots)"
+            busy = f"{pod.busy} busy slot{'' if pod.busy == 1 else 's'}"
+            return f"{name} cordoned: it gets no new task, and is drained once idle ({busy})"
         if pod.state == "draining":
             return f"{name} is already draining"
         return f"{name} was already cordoned ({pod.cordoned})"
