@@ -1,5 +1,5 @@
 """Fixtures for the client's tests: a scripted HTTP server (unit tests), and `make local`'s real
-server on a free port (integration tests).
+server on a free port (integration tests), with the helpers the tests on it share.
 
 Only the tests touch the server code (`local`, `podslots`): the client package never imports it.
 """
@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -151,3 +155,25 @@ def local_api() -> Iterator[LocalApi]:
         finally:
             autoscaler.api_base_url = before
             server.shutdown()
+
+
+def eventually(check: Callable[[], bool], within_s: float = 10) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.02)
+
+
+def sidecar(local_api: LocalApi, pod: str, tasks: Path) -> subprocess.Popen[str]:
+    """`python -m podslots_client.agent` with the environment the pod's manifest gives it."""
+    env = {**os.environ, **local_api.manifest_env(pod), "PODSLOTS_HELD_TASKS_DIR": str(tasks)}
+    command = [sys.executable, "-m", "podslots_client.agent", "--no-sign", "--interval", "0.05"]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def first_line_with(process: subprocess.Popen[str], text: str) -> str:
+    assert process.stderr is not None
+    for line in process.stderr:
+        if text in line:
+            return line
+    raise AssertionError(f"the sidecar ended without logging {text!r}")

@@ -9,25 +9,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import LocalApi
+from conftest import LocalApi, eventually, first_line_with, sidecar
 
 from podslots_client import Agent, AgentExit, Forbidden, Gone, Pod, QueueClient, cli
-
-
-def eventually(check: Callable[[], bool], within_s: float = 10) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.02)
 
 
 def test_the_queue_client_allocates_reserves_resumes_and_ends_a_task(local_api: LocalApi) -> None:
@@ -128,21 +118,6 @@ def test_an_agent_of_an_unknown_pod_is_told_to_go_at_its_first_beat(local_api: L
     assert not agent.registered
     assert agent.gone is not None
     assert "draining or unknown" in agent.gone.message
-
-
-def sidecar(local_api: LocalApi, pod: str, tasks: Path) -> subprocess.Popen[str]:
-    """`python -m podslots_client.agent` with the environment the pod's manifest gives it."""
-    env = {**os.environ, **local_api.manifest_env(pod), "PODSLOTS_HELD_TASKS_DIR": str(tasks)}
-    command = [sys.executable, "-m", "podslots_client.agent", "--no-sign", "--interval", "0.05"]
-    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-
-
-def first_line_with(process: subprocess.Popen[str], text: str) -> str:
-    assert process.stderr is not None
-    for line in process.stderr:
-        if text in line:
-            return line
-    raise AssertionError(f"the sidecar ended without logging {text!r}")
 
 
 def test_the_sidecar_registers_its_pod_and_exits_0_when_told_to_go(local_api: LocalApi, tmp_path: Path) -> None:

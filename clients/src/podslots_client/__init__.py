@@ -27,7 +27,20 @@ from podslots_client.errors import (
     UnsupportedMediaType,
 )
 from podslots_client.heartbeat import Agent, AgentExit
-from podslots_client.models import Allocation, Pod, Pool, PoolDeletion, PoolEvent, PoolPut, Slot, StatusChange, Task
+from podslots_client.models import (
+    Allocation,
+    CordonChange,
+    OutdatedPod,
+    Pod,
+    Pool,
+    PoolDeletion,
+    PoolEvent,
+    PoolPut,
+    Rollout,
+    Slot,
+    StatusChange,
+    Task,
+)
 from podslots_client.retry import Backoff
 
 __all__ = [
@@ -41,6 +54,7 @@ __all__ = [
     "BodyTooLarge",
     "CannotSign",
     "Conflict",
+    "CordonChange",
     "Forbidden",
     "Gone",
     "InvalidBody",
@@ -49,6 +63,7 @@ __all__ = [
     "InvalidRequest",
     "NoCapacity",
     "NotFound",
+    "OutdatedPod",
     "Pod",
     "PodSlotsError",
     "Pool",
@@ -57,6 +72,7 @@ __all__ = [
     "PoolPut",
     "PoolsClient",
     "QueueClient",
+    "Rollout",
     "ServerError",
     "SigV4",
     "Slot",

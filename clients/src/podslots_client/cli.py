@@ -2,6 +2,7 @@
 
     podslots pools put POOL --file settings.json     (or --file - for stdin)
     podslots pools get POOL | pools list | pools delete POOL
+    podslots pods cordon POOL POD | pods uncordon POOL POD
     podslots events POOL [--limit N]
     podslots task TASK_ID
 
@@ -17,13 +18,12 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from podslots_client.auth import ApiKey, Auth, SigV4
 from podslots_client.client import PoolsClient, QueueClient
 from podslots_client.errors import PodSlotsError
-from podslots_client.models import Pod, Pool, PoolEvent, Task
+from podslots_client.text import cordon_text, deletion_text, events_text, pool_text, task_text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("get", "settings, figures and pods"), ("delete", "drain and delete")):
         actions.add_parser(name, help=text, parents=[common]).add_argument("pool")
     actions.add_parser("list", help="every pool's name", parents=[common])
+
+    pods = commands.add_parser("pods", help="take a pod out of service, or back", parents=[common])
+    pod_actions = pods.add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("cordon", "no new task for the pod; its tasks finish, then it is drained"),
+        ("uncordon", "put an operator's cordoned pod back in service"),
+    ):
+        action = pod_actions.add_parser(name, help=text, parents=[common])
+        action.add_argument("pool")
+        action.add_argument("pod")
 
     events = commands.add_parser("events", help="a pool's history, newest first", parents=[common])
     events.add_argument("pool")
@@ -74,12 +84,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         if args.command == "task":
             task = QueueClient(url, auth=auth).get_task(args.task_id)
-            _print(out, as_json, dict(task.raw), lambda: _task_text(task))
+            _print(out, as_json, dict(task.raw), lambda: task_text(task))
             return 0
         pools = PoolsClient(url, auth=auth)
         if args.command == "events":
             events = pools.events(args.pool, args.limit)
-            _print(out, as_json, [dict(e.raw) for e in events], lambda: _events_text(events))
+            _print(out, as_json, [dict(e.raw) for e in events], lambda: events_text(events))
+        elif args.command == "pods":
+            call = pools.cordon if args.action == "cordon" else pools.uncordon
+            change = call(args.pool, args.pod)
+            _print(out, as_json, dict(change.pod.raw), lambda: cordon_text(change, args.action))
         elif args.action == "put":
             settings = _read_settings(args.file, parser)
             put = pools.put(args.pool, settings)
@@ -87,13 +101,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             _print(out, as_json, dict(put.raw), lambda: text)
         elif args.action == "get":
             pool = pools.get(args.pool)
-            _print(out, as_json, dict(pool.raw), lambda: _pool_text(pool))
+            _print(out, as_json, dict(pool.raw), lambda: pool_text(pool))
         elif args.action == "list":
             names = pools.names()
             _print(out, as_json, {"pools": names}, lambda: "\n".join(names))
         else:
             gone = pools.delete(args.pool)
-            _print(out, as_json, dict(gone.raw), lambda: _deletion_text(gone.pool, gone.status, gone.pods_remaining))
+            _print(out, as_json, dict(gone.raw), lambda: deletion_text(gone.pool, gone.status, gone.pods_remaining))
     except PodSlotsError as exc:
         print(f"podslots: {exc}", file=sys.stderr)
         return 1
@@ -114,59 +128,6 @@ def _read_settings(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]
 def _print(out: TextIO, as_json: bool, data: Any, text: Callable[[], str]) -> None:
     """JSON as the API answered it, or the text `text()` makes for people."""
     print(json.dumps(data, indent=2, sort_keys=True) if as_json else text(), file=out)
-
-
-def _when(epoch: int | None) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if epoch is not None else "-"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
-    lines = [header, *rows]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
-
-
-def _slots(pod: Pod) -> str:
-    return " ".join(f"{s.slot}:{s.status}" + (f"({s.task_id})" if s.task_id else "") for s in pod.slots)
-
-
-def _pool_text(pool: Pool) -> str:
-    s, f = pool.settings, pool.figures
-    template = s.get("pod_template") or {}
-    lines = [
-        f"pool      {pool.pool}{'  (deleting)' if pool.deleting else ''}",
-        f"pods      {s.get('min_pods')}-{s.get('max_pods')} of {s.get('slots_per_pod')} slots",
-        f"image     {template.get('image')}",
-        "figures   " + "  ".join(f"{k}={v}" for k, v in sorted(f.items())),
-    ]
-    if pool.pods:
-        rows = [[p.pod, p.state, str(p.busy), p.pod_ip or "-", _when(p.heartbeat_at), _slots(p)] for p in pool.pods]
-        lines += ["", _table(["POD", "STATE", "BUSY", "IP", "HEARTBEAT", "SLOTS"], rows)]
-    return "\n".join(lines)
-
-
-def _events_text(events: Sequence[PoolEvent]) -> str:
-    rows = [[_when(e.at), e.kind, " ".join(f"{k}={v}" for k, v in sorted(e.detail.items()))] for e in events]
-    return _table(["AT", "KIND", "DETAIL"], rows) if rows else "no events"
-
-
-def _task_text(task: Task) -> str:
-    rows = [
-        ("task", task.task_id),
-        ("pool", task.pool),
-        ("type", task.task_type),
-        ("status", task.status),
-        ("pod", task.pod or "-"),
-        ("slot", task.slot or "-"),
-        ("reserved", _when(task.reserved_until)),
-    ]
-    return "\n".join(f"{k:<9} {v}" for k, v in rows)
-
-
-def _deletion_text(pool: str, status: str, remaining: int) -> str:
-    if status == "deleted":
-        return f"pool {pool} deleted"
-    return f"pool {pool} deleting: {remaining} pods to drain; new allocations are refused"
 
 
 if __name__ == "__main__":

@@ -16,7 +16,16 @@ from urllib.parse import quote
 
 from podslots_client.auth import SIGV4_DEFAULT, Auth
 from podslots_client.errors import NoCapacity, UnexpectedAnswer
-from podslots_client.models import Allocation, Pool, PoolDeletion, PoolEvent, PoolPut, StatusChange, Task
+from podslots_client.models import (
+    Allocation,
+    CordonChange,
+    Pool,
+    PoolDeletion,
+    PoolEvent,
+    PoolPut,
+    StatusChange,
+    Task,
+)
 from podslots_client.retry import Backoff, capacity_wait
 from podslots_client.transport import Answer, Transport, checked_url
 
@@ -137,7 +146,7 @@ class QueueClient(_Api):
 
 
 class PoolsClient(_Api):
-    """What operators call: pool settings, live figures and pods, history."""
+    """What operators call: pool settings, live figures and pods, history, a pod's cordon."""
 
     def put(self, pool: str, settings: Mapping[str, Any]) -> PoolPut:
         """Create or replace the whole settings document; fields left out take their defaults."""
@@ -167,3 +176,21 @@ class PoolsClient(_Api):
         answer = self._transport.request("GET", f"{self.url}/pools/{_segment(pool)}/events", query={"limit": limit})
         with _reading(answer):
             return [PoolEvent.from_json(e) for e in answer.body["events"]]
+
+    def cordon(self, pool: str, pod: str) -> CordonChange:
+        """Take a pod out of service: no new task; its tasks finish, then autoscale drains it (and
+        replaces it if the pool needs one). `changed` is False for a pod already cordoned, for any
+        reason, or draining. Raises `NotFound` for an unknown pool or pod."""
+        answer = self._transport.request("POST", self._cordon_url(pool, pod))
+        with _reading(answer):
+            return CordonChange.from_json(answer.body)
+
+    def uncordon(self, pool: str, pod: str) -> CordonChange:
+        """Put an operator's cordoned pod back in service. Raises `Conflict` when the pod is draining
+        or its cordon is podslots' own (`Conflict.cordoned` says which), `NotFound` when it is gone."""
+        answer = self._transport.request("DELETE", self._cordon_url(pool, pod))
+        with _reading(answer):
+            return CordonChange.from_json(answer.body)
+
+    def _cordon_url(self, pool: str, pod: str) -> str:
+        return f"{self.url}/pools/{_segment(pool)}/pods/{_segment(pod)}/cordon"

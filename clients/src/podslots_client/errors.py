@@ -48,13 +48,21 @@ class NotFound(PodSlotsError):
 
 
 class Conflict(PodSlotsError):
-    """The request contradicts the current state: an ended task, another pool or type, a pool being deleted."""
+    """The request contradicts the current state: an ended task, another pool or type, a pool being
+    deleted, an uncordon of a draining pod or of a cordon only podslots ends."""
 
     CODE = "conflict"
 
+    @property
+    def cordoned(self) -> str | None:
+        """Why the pod stays cordoned, when an uncordon was refused (`pool deleted`, `outdated revision`)."""
+        value = self.body.get("cordoned")
+        return value if isinstance(value, str) else None
+
 
 class Gone(PodSlotsError):
-    """The pod is draining, cordoned or unknown: its agent should take no more work and exit."""
+    """The pod is draining or unknown: its agent should take no more work and exit. (A cordoned pod
+    is answered 200, with `cordoned` set: it finishes its tasks and beats on until it is drained.)"""
 
     CODE = "gone"
 

@@ -3,7 +3,9 @@ sidecar command around it.
 
 The first beat registers the pod (it becomes ready and may take tasks); each beat lists the tasks
 the agent holds, which is how podslots finds a slot whose task the agent no longer runs. A 410
-means the pod is draining, cordoned or unknown: the agent takes no more work and the process exits.
+means the pod is draining or unknown: the agent takes no more work and the process exits. A
+cordoned pod is still answered 200, with `cordoned` saying why: podslots sends it no new task, its
+agent finishes what it runs and beats on, and the pod is drained (then told to go) once it is idle.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Agent:
         self.rand = rand
         self.registered = False
         self.gone: Gone | None = None
+        self.cordoned: str | None = None  # why podslots sends this pod no new task, as the last beat said
         # No retries inside a beat: the loop's own backoff is the one policy, and `stop()` is never
         # held up by a retry's sleep.
         self._transport = Transport(auth, timeout_s=timeout_s, retries=0)
@@ -82,6 +85,9 @@ class Agent:
         if not self.registered:
             log.info("registered: pod %s of pool %s is %s", pod.pod, pod.pool, pod.state)
             self.registered = True
+        if pod.cordoned != self.cordoned:
+            _log_cordon(pod)
+            self.cordoned = pod.cordoned
         if self.on_beat is not None:
             self.on_beat(pod)
         return pod
@@ -113,6 +119,20 @@ class Agent:
     def stop(self) -> None:
         """End `run()` now, from any thread or a signal handler; no further beat is sent."""
         self._stopping.set()
+
+
+def _log_cordon(pod: Pod) -> None:
+    """Once per change, not per beat: a cordon lasts until the pod is drained, beats are every 30 s."""
+    if pod.cordoned is None:
+        log.info("uncordoned: pod %s takes new tasks again", pod.pod)
+    else:
+        log.info(
+            "cordoned (%s): pod %s gets no new task, and is drained once idle (%d busy slot%s)",
+            pod.cordoned,
+            pod.pod,
+            pod.busy,
+            "" if pod.busy == 1 else "s",
+        )
 
 
 def _describe(exc: Exception) -> str:

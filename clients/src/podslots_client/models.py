@@ -1,7 +1,9 @@
 """The API's answers as frozen dataclasses.
 
-Each keeps the whole answer in `raw`, read-only: fields the server adds later (a pod's
-`cordoned`, say) are there before this package learns their names, and unknown fields never fail.
+Each keeps the whole answer in `raw`, read-only: fields the server adds later are there before
+this package learns their names, and unknown fields never fail. Fields newer than the first server
+(a pod's `cordoned` and `revision`, a pool's `revision` and `rollout`) are None when an older server
+leaves them out.
 """
 
 from __future__ import annotations
@@ -111,7 +113,13 @@ class Slot:
 
 @dataclass(frozen=True)
 class Pod:
-    """A pod and its slots: the heartbeat's answer, and each pod of a pool's view."""
+    """A pod and its slots: the heartbeat's answer, each pod of a pool's view, a cordon's answer.
+
+    `cordoned` says why the pod takes no new task (`operator`, `pool deleted`, `outdated revision`;
+    None: it is in service): its running and reserved tasks finish, then it is drained. `revision` is
+    the pool template's revision it was made from (10 hex digits, or `adopted`; None: made before
+    revisions, or an older server).
+    """
 
     pool: str
     pod: str
@@ -121,6 +129,8 @@ class Pod:
     heartbeat_at: int | None
     slots: tuple[Slot, ...]
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    cordoned: str | None = None
+    revision: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Pod:
@@ -133,12 +143,74 @@ class Pod:
             heartbeat_at=_opt_int(data.get("heartbeat_at")),
             slots=tuple(Slot.from_json(s) for s in data.get("slots") or ()),
             raw=_raw(data),
+            cordoned=data.get("cordoned"),
+            revision=data.get("revision"),
+        )
+
+
+@dataclass(frozen=True)
+class CordonChange:
+    """The pod after a cordon or an uncordon; `changed` is False when it already was so."""
+
+    pod: Pod
+    changed: bool
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CordonChange:
+        return cls(pod=Pod.from_json(data), changed=bool(data["changed"]))
+
+
+@dataclass(frozen=True)
+class OutdatedPod:
+    """A pod of an older revision that a roll-out replaces, and what it still holds."""
+
+    pod: str
+    revision: str | None
+    state: str
+    cordoned: str | None
+    running: int
+    reserved: int
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OutdatedPod:
+        return cls(
+            pod=data["pod"],
+            revision=data.get("revision"),
+            state=data["state"],
+            cordoned=data.get("cordoned"),
+            running=int(data.get("running") or 0),
+            reserved=int(data.get("reserved") or 0),
+            raw=_raw(data),
+        )
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A pool's roll-out to its current template `revision`: it is `rolling` while outdated pods live."""
+
+    revision: str
+    rolling: bool
+    pods_by_revision: Mapping[str, int]
+    outdated: tuple[OutdatedPod, ...]
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Rollout:
+        by_revision = {str(k): int(v) for k, v in (data.get("pods_by_revision") or {}).items()}
+        return cls(
+            revision=data["revision"],
+            rolling=bool(data.get("rolling")),
+            pods_by_revision=_raw(by_revision),
+            outdated=tuple(OutdatedPod.from_json(p) for p in data.get("outdated") or ()),
+            raw=_raw(data),
         )
 
 
 @dataclass(frozen=True)
 class Pool:
-    """A pool's settings (the server's whole document, defaults filled in), live figures and pods."""
+    """A pool's settings (the server's whole document, defaults filled in), live figures and pods;
+    its current template `revision` and its `rollout` (None from an older server)."""
 
     pool: str
     deleting: bool
@@ -146,6 +218,8 @@ class Pool:
     figures: Mapping[str, Any]
     pods: tuple[Pod, ...]
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    revision: str | None = None
+    rollout: Rollout | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Pool:
@@ -156,6 +230,8 @@ class Pool:
             figures=_raw(data.get("figures") or {}),
             pods=tuple(Pod.from_json(p) for p in data.get("pods") or ()),
             raw=_raw(data),
+            revision=data.get("revision"),
+            rollout=Rollout.from_json(data["rollout"]) if data.get("rollout") else None,
         )
 
 
