@@ -3,12 +3,14 @@
 `local.template` reads the template with its intrinsics kept as data ({"Fn::Sub": ...}); this turns
 such a piece into what CloudFormation would deploy for given parameters, pseudo parameters and
 resource ids. Only what the template uses: Ref, Fn::Sub (both forms, `${!literal}`), Fn::GetAtt,
-Fn::Join, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition, AWS::NoValue. Anything else
-raises, so a new intrinsic is noticed rather than passed through.
+Fn::Join, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or, Fn::ToJsonString (AWS::LanguageExtensions),
+Condition, AWS::NoValue. Anything else raises, so a new intrinsic is noticed rather than passed
+through.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -117,6 +119,8 @@ class Resolver:
                 return all(self.resolve(a) for a in arg)
             if key == "Fn::Or":
                 return any(self.resolve(a) for a in arg)
+            if key == "Fn::ToJsonString":
+                return json.dumps(self.resolve(arg), separators=(",", ":"))
             if key == "Condition" and isinstance(arg, str):
                 return self.condition(arg)
             if key.startswith("Fn::"):

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from local.stack import _rate_seconds
 from local.template import template
 from tests.support.cfn import Resolver
 from tests.support.iam_eval import Request, is_allowed
@@ -110,3 +111,48 @@ def test_given_the_api_then_each_request_is_access_logged_with_the_callers_arn_a
     for field in ("requestId", "httpMethod", "resourcePath", "status", "apiKeyId"):
         assert field in line, field
     assert not any("requestBody" in v or "$input" in v or "header" in v.lower() for v in line.values())
+
+
+# ---- what the schedules do with an event they cannot deliver ------------------------------------
+
+
+def scheduled_targets() -> list[tuple[str, str, dict[str, object]]]:
+    """(function, event, properties) of every Schedule and EventBridgeRule event."""
+    return [
+        (name, event_name, event["Properties"])
+        for name, resource in template()["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+        for event_name, event in (resource["Properties"].get("Events") or {}).items()
+        if event["Type"] in ("Schedule", "EventBridgeRule")
+    ]
+
+
+def test_given_each_scheduled_target_then_it_retries_briefly_and_dead_letters_to_the_queue():
+    targets = scheduled_targets()
+    assert len(targets) == 4
+    for function, event, props in targets:
+        retry = props["RetryPolicy"]
+        assert isinstance(retry, dict)
+        assert 1 <= retry["MaximumRetryAttempts"] <= 3, (function, event)
+        # given up by the next run of its schedule (a shortage is sent again within a minute);
+        # 60 s is the least EventBridge takes
+        every_s = _rate_seconds(str(props["Schedule"])) if "Schedule" in props else 60
+        assert 60 <= retry["MaximumEventAgeInSeconds"] <= max(60, every_s - 60), (function, event)
+        assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": "ScheduleDeadLetterQueue.Arn"}}, (function, event)
+
+
+def test_given_the_dead_letter_queue_then_only_this_stacks_rules_may_send_to_it_over_tls():
+    queue = template()["Resources"]["ScheduleDeadLetterQueue"]
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    policy = template()["Resources"]["ScheduleDeadLetterQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": "ScheduleDeadLetterQueue"}]
+    allow, deny = policy["PolicyDocument"]["Statement"]
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+    assert allow["Action"] == "sqs:SendMessage"
+    assert allow["Resource"] == {"Fn::GetAtt": "ScheduleDeadLetterQueue.Arn"}
+    # SAM names a function's rule <function><event> (checked against the SAM translator): the
+    # condition names exactly the rules that dead-letter here, and nothing else may send.
+    rules = [{"Fn::GetAtt": f"{function}{event}.Arn"} for function, event, _ in scheduled_targets()]
+    assert sorted(allow["Condition"]["ArnEquals"]["aws:SourceArn"], key=str) == sorted(rules, key=str)
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}

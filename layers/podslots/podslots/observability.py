@@ -1,7 +1,16 @@
 """Powertools Logger, Tracer and Metrics, created once per process and shared by the steps.
 
 Service name and log level come from POWERTOOLS_* environment variables set per function in the
-template; the metrics namespace is `PodSlots` and every metric carries the `pool` dimension.
+template; the metrics namespace is `PodSlots`.
+
+Every metric goes out with two dimension sets (one EMF record, two entries in its `Dimensions`):
+- `pool` and `service` (Powertools adds `service` from POWERTOOLS_SERVICE_NAME): per pool, what the
+  dashboard shows with SEARCH expressions, so a pool created at run time appears by itself;
+- `environment` alone (PODSLOTS_ENVIRONMENT): the environment's total over all its pools, what the
+  template's alarms watch. A CloudWatch alarm needs one exact dimension set, and pools are not
+  known when the template is deployed; metric math cannot stand in (alarms take no SEARCH, and
+  Metrics Insights has no percentile for the dispatch wait's p95).
+The total adds one time series per metric name, whatever the number of pools.
 
 The X-Ray SDK is the largest single import of a cold start, and Powertools' Tracer imports it even
 when tracing is off. So when tracing is off (POWERTOOLS_TRACE_DISABLED, or outside Lambda, as
@@ -19,9 +28,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 NAMESPACE = "PodSlots"
+ENVIRONMENT_DIMENSION = "environment"
+ENVIRONMENT_VAR = "PODSLOTS_ENVIRONMENT"  # set for every function in the template's Globals
 TRACED_MODULES = ("botocore", "httplib")
 
 
@@ -71,28 +83,40 @@ tracer = make_tracer()
 metrics = Metrics(namespace=NAMESPACE)
 
 
+def _environment_total(record: AmazonCloudWatchEMFProvider) -> None:
+    """Add the `environment` dimension set to the record, once: its metrics also count towards the
+    environment's total, without the pool (see the module's docstring)."""
+    environment = os.getenv(ENVIRONMENT_VAR, "").strip()
+    if environment and {ENVIRONMENT_DIMENSION: environment} not in record.dimension_sets:
+        record.add_dimensions(**{ENVIRONMENT_DIMENSION: environment})
+
+
 def count(name: str, value: float = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    _environment_total(metrics.provider)
 
 
 def seconds(name: str, value: float) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)
+    _environment_total(metrics.provider)
 
 
 def pool_metrics(pool: str, values: Iterable[tuple[str, MetricUnit, float]]) -> None:
-    """Emit one pool's metrics at once, with that pool as their only dimension.
+    """Emit one pool's metrics at once, per pool (`pool`, `service`) and in the environment's total.
 
     A scheduled run visits many pools; each pool's figures go out in their own EMF record, so the
-    handler's shared `metrics` (one dimension set per invocation) is not the place for them.
+    handler's shared `metrics` (one pool per invocation) is not the place for them.
     """
     record = EphemeralMetrics(namespace=NAMESPACE)
     record.add_dimension(name="pool", value=pool)
+    _environment_total(record)
     for name, unit, value in values:
         record.add_metric(name=name, unit=unit, value=value)
     record.flush_metrics()
 
 
 __all__ = [
+    "ENVIRONMENT_DIMENSION",
     "NAMESPACE",
     "MetricUnit",
     "NoTracing",
