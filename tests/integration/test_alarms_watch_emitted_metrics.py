@@ -252,6 +252,23 @@ def live_a_pools_life(world: World) -> None:
     world.run("AutoscaleFunction")
     assert SlotStore().get_pod(POOL, pod_a) is None
 
+    # A new agent image while a task runs on the only pod: autoscale rolls the pool over.
+    assert world.put_pool(POOL) == 200  # max_pods back to 2: room for the surge
+    assert world.allocate("t5").status == 503
+    (pod_c,) = world.pods_in_cluster() - {pod_a}
+    clock.advance(20)
+    world.pod_comes_up(pod_c, "10.0.0.3")
+    assert world.allocate("t5").status == 201
+    assert world.put_pool(POOL, pod_template={"image": "registry.example/tf-agent:1.10"}) == 200
+    world.run("AutoscaleFunction")  # the roll-out starts: a current pod surges in
+    (pod_d,) = world.pods_in_cluster() - {pod_a, pod_c}
+    clock.advance(20)
+    world.pod_comes_up(pod_d, "10.0.0.4")
+    assert world.status("t5", "success") == 200
+    for _ in range(3):  # the outdated pod, idle now, is retired; then none is left
+        world.run("AutoscaleFunction")
+    assert SlotStore().get_pod(POOL, pod_c) is None
+
 
 @pytest.fixture(scope="module")
 def emitted() -> Emitted:
