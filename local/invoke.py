@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"invoke: {exc}\n{USAGE}", file=sys.stderr)
         return 2
-    env = function_environment(function) | {"POWERTOOLS_LOG_LEVEL": "INFO"}
+    try:
+        env = function_environment(function) | {"POWERTOOLS_LOG_LEVEL": "INFO"}
+    except LookupError as exc:  # the template gives it a variable the local stack has no value for
+        print(f"invoke: {exc}", file=sys.stderr)
+        return 1
     with environment(env):  # before podslots loads: its logger reads the service name and level once
         return run(function, event, env, seed_pool=None if args.empty else args.pool)
 

@@ -9,21 +9,24 @@ podslots' logger is made once per process (here, with the tests' environment).
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from local.apigw import EVENTS, load_event
+import local.template as template_module
+from local.apigw import EVENTS, load_event, proxy_event
 from local.invoke import main
 from local.routes import route_for
 from local.seed import POD_IP
-from local.stack import matches, rules, schedules
-from local.template import ROOT, function_ids
+from local.stack import ENV, function_environment, matches, rules, schedules
+from local.template import ROOT, function_ids, resource, template
 
 
 @dataclass
@@ -208,6 +211,41 @@ def test_a_missing_or_unknown_function_or_event_is_a_clear_error(
         assert ", ".join(function_ids()) in err  # the template's functions, to pick from
     else:
         assert all(f"events/{p.name}" in err for p in EVENTS.glob("*.json"))  # the files to pick from
+
+
+def test_an_event_of_a_route_the_template_lacks_is_run_on_the_world_it_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # A route that is not in the template (yet): the world still follows the event's path parameters.
+    event = proxy_event("POST", "/pools/{pool}/pods/{pod}/cordon", {"pool": "builds", "pod": "builds-a1b2c"})
+    (tmp_path / "cordon.json").write_text(json.dumps(event))
+    run = invoke(capsys, "HeartbeatFunction", str(tmp_path / "cordon.json"))
+    assert (run.code, run.status) == (0, 404)  # the heartbeat function has no such route either
+    assert run.logs[0] == f"seeded: pool builds (default settings), pod builds-a1b2c ready at {POD_IP}"
+    assert run.logs[1] == "note: template.yaml has no route POST /pools/{pool}/pods/{pod}/cordon"
+
+
+def test_a_functions_environment_is_the_templates_with_the_stacks_values():
+    globals_ = template()["Globals"]["Function"]["Environment"]["Variables"]
+    for function in function_ids():
+        own = resource(function)["Properties"]["Environment"]["Variables"]
+        env = function_environment(function)
+        assert env["POWERTOOLS_SERVICE_NAME"] == own["POWERTOOLS_SERVICE_NAME"]  # as written
+        assert env["TABLE_NAME"] == ENV["TABLE_NAME"]  # a !Ref SlotTable: the local stack's table
+        assert ("KUBECONFIG_SECRET" in env) == ("KUBECONFIG_SECRET" in own | globals_)  # not another's variable
+        assert env["AWS_REGION"] == ENV["AWS_REGION"]  # the stack's own, which no function declares
+
+
+def test_a_computed_variable_the_stack_has_no_value_for_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    changed: dict[str, Any] = copy.deepcopy(template())
+    variables = changed["Resources"]["AllocateFunction"]["Properties"]["Environment"]["Variables"]
+    variables["QUEUE_URL"] = {"Ref": "TaskQueue"}
+    monkeypatch.setattr(template_module, "template", lambda: changed)
+    monkeypatch.setattr("local.stack.template", lambda: changed)
+    assert main(["AllocateFunction", "events/allocate.json"]) == 1
+    assert "AllocateFunction: QUEUE_URL is computed at deploy time" in capsys.readouterr().err
 
 
 def test_python_m_local_invoke_runs_the_function_in_a_process_of_its_own():
