@@ -8,8 +8,8 @@ is small, and `seed` makes exactly that:
   agent image is the one field without a default);
 - one agent pod in it, ready: running in the embedded cluster as the pool's manifest makes it
   (podspec), named as the event's `pod` path parameter and at the IP its body reports, when it has
-  them (a heartbeat speaks of its own pod). Reconcile, run for the pool as its schedule would run
-  it, adopts the pod and records its uid and IP; then its agent's first beat
+  them (a heartbeat speaks of its own pod). Reconcile, run for that pool (`{"pool": name}`), adopts
+  the pod as a labelled pod without an item and records its uid and IP; then its agent's first beat
   (`POST /pools/{pool}/pods/{pod}/heartbeat`) makes it ready. Autoscale does not make it: with
   `min_pods` 0 (the default) it creates pods only for waiting tasks, and names them itself;
 - for an event with a `task_id` path parameter, that task allocated on the pod
