@@ -107,6 +107,19 @@ API: dict[str, tuple[str, int, dict[str, Any], Callable[[Run], None]]] = {
     "status_running.json": ("TaskStatusFunction", 200, {"status": "running", "changed": False}, nothing),  # it runs
     "status_success.json": ("TaskStatusFunction", 200, {"status": "success", "changed": True}, nothing),
     "task_get.json": ("TaskStatusFunction", 200, {"task_id": "run-42", "status": "running"}, nothing),
+    "pod_cordon.json": (
+        "PoolsFunction",
+        200,
+        {"pod": "terraform-7f3k2", "cordoned": "operator", "changed": True},
+        nothing,
+    ),
+    # the seeded pod is not cordoned: nothing to take back
+    "pod_uncordon.json": (
+        "PoolsFunction",
+        200,
+        {"pod": "terraform-7f3k2", "cordoned": None, "changed": False},
+        nothing,
+    ),
 }
 
 
@@ -217,12 +230,12 @@ def test_an_event_of_a_route_the_template_lacks_is_run_on_the_world_it_names(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
     # A route that is not in the template (yet): the world still follows the event's path parameters.
-    event = proxy_event("POST", "/pools/{pool}/pods/{pod}/cordon", {"pool": "builds", "pod": "builds-a1b2c"})
-    (tmp_path / "cordon.json").write_text(json.dumps(event))
-    run = invoke(capsys, "HeartbeatFunction", str(tmp_path / "cordon.json"))
+    event = proxy_event("POST", "/pools/{pool}/pods/{pod}/restart", {"pool": "builds", "pod": "builds-a1b2c"})
+    (tmp_path / "restart.json").write_text(json.dumps(event))
+    run = invoke(capsys, "HeartbeatFunction", str(tmp_path / "restart.json"))
     assert (run.code, run.status) == (0, 404)  # the heartbeat function has no such route either
     assert run.logs[0] == f"seeded: pool builds (default settings), pod builds-a1b2c ready at {POD_IP}"
-    assert run.logs[1] == "note: template.yaml has no route POST /pools/{pool}/pods/{pod}/cordon"
+    assert run.logs[1] == "note: template.yaml has no route POST /pools/{pool}/pods/{pod}/restart"
 
 
 def test_a_functions_environment_is_the_templates_with_the_stacks_values():
