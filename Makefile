@@ -15,7 +15,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 include mk/sam.mk
 include mk/layers.mk
 
-.PHONY: help venv lint typecheck layers unit pytest test demo local openapi bench clean
+.PHONY: help venv lint typecheck layers unit pytest test demo local invoke openapi bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ demo: $(STAMP) ## The whole life cycle on an embedded DynamoDB and cluster, on a
 
 local: $(STAMP) ## Serve the embedded stack on 127.0.0.1:3000 until stopped (ARGS="--speed 10 --kubeconfig PATH")
 	$(BIN)/python -m local.serve $(ARGS)
+
+invoke: $(STAMP) ## Run one function on one event file in the embedded stack, as `sam local invoke -e` (FUNCTION=AllocateFunction EVENT=events/allocate.json ARGS=--empty)
+	@$(BIN)/python -m local.invoke "$(FUNCTION)" "$(EVENT)" $(ARGS)
 
 bench: $(STAMP) ## Benchmarks (quick by default; each has --help for bigger runs): requests, import times, reconcile, a scripted hour, allocation floor, cold start, steps at scale, a short day of four policies
 	$(BIN)/python -m bench.requests_per_call

@@ -21,7 +21,7 @@ from typing import Any
 
 from local.apigw import proxy_event
 from local.routes import api_routes, route_for
-from local.template import table_definition, template
+from local.template import function_ids, function_property, resource, table_definition, template
 
 ENV = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -109,8 +109,47 @@ def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
 
 
 def function_module(logical_id: str) -> ModuleType:
-    code_uri = template()["Resources"][logical_id]["Properties"]["CodeUri"]
-    return importlib.import_module(code_uri.strip("/").replace("/", ".") + ".app")
+    """The module of the function's Handler (`app.lambda_handler`) under its CodeUri."""
+    code_uri = function_property(logical_id, "CodeUri")
+    module = str(function_property(logical_id, "Handler")).rpartition(".")[0]
+    return importlib.import_module(code_uri.strip("/").replace("/", ".") + "." + module)
+
+
+def function_handler(logical_id: str) -> Callable[[dict[str, Any], Any], Any]:
+    handler: Callable[[dict[str, Any], Any], Any] = getattr(
+        function_module(logical_id), str(function_property(logical_id, "Handler")).rpartition(".")[2]
+    )
+    return handler
+
+
+def declared_environment(logical_id: str) -> dict[str, Any]:
+    """The variables the template gives the function: the Globals', then its own (values as written)."""
+    declared: dict[str, Any] = {}
+    for properties in (template().get("Globals", {}).get("Function", {}), resource(logical_id)["Properties"]):
+        declared.update((properties.get("Environment") or {}).get("Variables") or {})
+    return declared
+
+
+def function_environment(logical_id: str) -> dict[str, str]:
+    """The function's environment in the local stack: what the template gives it, as Lambda would.
+
+    A value the template computes at deploy time (!Ref, !Sub, !If: the table, the bus, the secret,
+    the API's URL, the log level) is the local stack's (ENV); a computed one ENV lacks is an error,
+    not a variable gone missing. ENV's entries no function declares (credentials, region, tracing
+    and metrics off) come with it; those of other functions do not.
+    """
+    declared_by_any = {name for f in function_ids() for name in declared_environment(f)}
+    env = {name: value for name, value in ENV.items() if name not in declared_by_any}
+    for name, value in declared_environment(logical_id).items():
+        if not isinstance(value, dict):
+            env[name] = value if isinstance(value, str) else json.dumps(value)
+        elif name in ENV:
+            env[name] = ENV[name]
+        else:
+            raise LookupError(
+                f"{logical_id}: {name} is computed at deploy time; local/stack.py ENV has no value for it"
+            )
+    return env
 
 
 class Stack:

@@ -40,6 +40,17 @@ def resource(name: str) -> dict[str, Any]:
     return template()["Resources"][name]
 
 
+def function_ids() -> list[str]:
+    """The logical ids of the template's functions, in its order."""
+    return [name for name, res in template()["Resources"].items() if res.get("Type") == "AWS::Serverless::Function"]
+
+
+def function_property(logical_id: str, name: str) -> Any:
+    """A function's property, or the template's Globals for functions where the function sets none."""
+    props = resource(logical_id)["Properties"]
+    return props[name] if name in props else template().get("Globals", {}).get("Function", {}).get(name)
+
+
 def table_definition(table_name: str) -> dict[str, Any]:
     """CreateTable arguments from the template's SlotTable (keys, indexes, billing)."""
     props = resource("SlotTable")["Properties"]
