@@ -50,6 +50,31 @@ ROUNDS = int(os.environ.get("RACE_ROUNDS", "60"))
 CHAOS = {Fault.TRANSACTION_CONFLICT: 0.05, Fault.THROTTLE: 0.03, Fault.ANSWER_LOST: 0.03}
 
 
+class Racers:
+    """The two sides of a race, each started by a barrier and then its own head start."""
+
+    def __init__(self, store: SlotStore, gateway: KubeGateway, clock: ManualClock) -> None:
+        self.allocator = Allocator(store, RecordingPublisher(), clock)
+        self.autoscaler = Autoscaler(store, lambda _: gateway, RecordingPublisher(), clock, "https://api.example/v1")
+
+    def allocate(self, pool: str, start: threading.Barrier, delay: float) -> bool:
+        """One dispatch of the pool's task: True if it got a slot."""
+        start.wait()
+        time.sleep(delay)
+        try:
+            self.allocator.allocate(AllocationRequest(pool, f"{pool}-task", TaskType.PLAN))
+            return True
+        except NoCapacity:
+            return False
+
+    def scale(self, pool: RegisteredPool, start: threading.Barrier, delay: float) -> tuple[ScaleReport, float]:
+        """One autoscale step of the pool, and how long it took (the staircase's unit)."""
+        start.wait()
+        time.sleep(delay)
+        began = time.perf_counter()
+        return self.autoscaler.scale_pool(pool), time.perf_counter() - began
+
+
 @pytest.mark.parametrize("faults", ["no faults", "table faults"])
 def test_a_dispatch_racing_scale_down_for_the_same_idle_pod_never_both_win(server: MotoServer, faults: str):
     """With table faults (transaction conflicts, throttling, lost answers, injected at moto's
@@ -61,23 +86,7 @@ def test_a_dispatch_racing_scale_down_for_the_same_idle_pod_never_both_win(serve
     outcomes: Counter[str] = Counter()
     with KubeApiStandIn(clock=lambda: datetime.fromtimestamp(clock.now(), UTC)) as kube:
         gateway = KubeGateway(new_client_from_config_dict(kube.kubeconfig(NS)))
-        allocator = Allocator(store, RecordingPublisher(), clock)
-        autoscaler = Autoscaler(store, lambda _: gateway, RecordingPublisher(), clock, "https://api.example/v1")
-
-        def allocate(pool: str, start: threading.Barrier, delay: float) -> bool:
-            start.wait()
-            time.sleep(delay)
-            try:
-                allocator.allocate(AllocationRequest(pool, f"{pool}-task", TaskType.PLAN))
-                return True
-            except NoCapacity:
-                return False
-
-        def scale_down(pool: RegisteredPool, start: threading.Barrier, delay: float) -> tuple[ScaleReport, float]:
-            start.wait()
-            time.sleep(delay)
-            began = time.perf_counter()
-            return autoscaler.scale_pool(pool), time.perf_counter() - began
+        racers = Racers(store, gateway, clock)
 
         # A staircase keeps the race contested whatever the machine's speed: `lead` is how much
         # later the dispatch starts than the scaling step (negative: earlier). Each round the loser
@@ -106,8 +115,8 @@ def test_a_dispatch_racing_scale_down_for_the_same_idle_pod_never_both_win(serve
                 spread = jitter.uniform(-0.01, 0.01)
                 if faults == "table faults":
                     server.dispatcher.faults.chaos(CHAOS, seed=round_)
-                got = ex.submit(allocate, pool, start, max(0.0, lead + spread))
-                scaled = ex.submit(scale_down, record, start, max(0.0, -lead - spread))
+                got = ex.submit(racers.allocate, pool, start, max(0.0, lead + spread))
+                scaled = ex.submit(racers.scale, record, start, max(0.0, -lead - spread))
                 allocated, (report, took) = got.result(), scaled.result()
                 server.dispatcher.faults.clear()
                 lead += took / 5 if allocated else -took / 5
@@ -157,23 +166,7 @@ def test_a_dispatch_racing_a_rollout_that_retires_the_same_pod_never_both_win(se
     outcomes: Counter[str] = Counter()
     with KubeApiStandIn(clock=lambda: datetime.fromtimestamp(clock.now(), UTC)) as kube:
         gateway = KubeGateway(new_client_from_config_dict(kube.kubeconfig(NS)))
-        allocator = Allocator(store, RecordingPublisher(), clock)
-        autoscaler = Autoscaler(store, lambda _: gateway, RecordingPublisher(), clock, "https://api.example/v1")
-
-        def allocate(pool: str, start: threading.Barrier, delay: float) -> bool:
-            start.wait()
-            time.sleep(delay)
-            try:
-                allocator.allocate(AllocationRequest(pool, f"{pool}-task", TaskType.PLAN))
-                return True
-            except NoCapacity:
-                return False
-
-        def roll(pool: RegisteredPool, start: threading.Barrier, delay: float) -> tuple[ScaleReport, float]:
-            start.wait()
-            time.sleep(delay)
-            began = time.perf_counter()
-            return autoscaler.scale_pool(pool), time.perf_counter() - began
+        racers = Racers(store, gateway, clock)
 
         def pod(pool: str, name: str, revision: str) -> None:
             labels = {POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY, REVISION_LABEL: revision}
@@ -206,8 +199,10 @@ def test_a_dispatch_racing_a_rollout_that_retires_the_same_pod_never_both_win(se
                 # When a dispatch and the roll-out's step race for the outdated pod
                 start = threading.Barrier(2)
                 spread = jitter.uniform(-0.01, 0.01)
-                got = ex.submit(allocate, pool, start, max(0.0, lead + spread))
-                rolled = ex.submit(roll, RegisteredPool(pool, settings, False, None), start, max(0.0, -lead - spread))
+                got = ex.submit(racers.allocate, pool, start, max(0.0, lead + spread))
+                rolled = ex.submit(
+                    racers.scale, RegisteredPool(pool, settings, False, None), start, max(0.0, -lead - spread)
+                )
                 allocated, (report, took) = got.result(), rolled.result()
                 lead += took / 5 if allocated else -took / 5
                 # Then exactly one won
