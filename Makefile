@@ -43,11 +43,15 @@ typecheck: $(STAMP) ## mypy
 layers: $(STAMP) ## import-linter: the layering contracts of pyproject.toml ([tool.importlinter])
 	$(BIN)/lint-imports
 
-unit: $(STAMP) ## The fast tests: pytest without those marked slow (races, fuzz, demo, reconcile at scale)
-	$(BIN)/pytest -m "not slow"
+# Two workers (pytest-xdist), as many as this machine and CI have cores; worksteal hands the long
+# tests out as workers free up. `make pytest PYTEST_ARGS=-n0` runs the suite in one process.
+PYTEST_ARGS ?= -n 2 --dist worksteal
 
-pytest: $(STAMP) ## The whole pytest suite
-	$(BIN)/pytest
+unit: $(STAMP) ## The fast tests: pytest without those marked slow (races, fuzz, demo, reconcile at scale)
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+pytest: $(STAMP) ## The whole pytest suite, on 2 workers (PYTEST_ARGS=-n0: in one process)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck layers lint-template pytest ## Everything CI checks: ruff, mypy, import contracts, template lint, pytest
 

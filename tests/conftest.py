@@ -6,6 +6,7 @@ handler module loads.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -36,7 +37,16 @@ os.environ.update(
 )
 
 import boto3
+import botocore.session
 from moto import mock_aws
+
+# Every botocore session reads and parses the service models (JSON) again: PynamoDB makes one per
+# connection and thread, and each test binds the table anew, so the suite spent about a quarter of
+# its CPU time re-reading the same files. One loader per data path for the whole process: the
+# sessions, clients and requests are still made anew, from the same models (a Lambda instance
+# makes its session once per cold start anyway).
+if not hasattr(botocore.session.create_loader, "cache_info"):
+    botocore.session.create_loader = functools.cache(botocore.session.create_loader)
 
 from local.bus_tap import BusTap
 from local.stack import Context

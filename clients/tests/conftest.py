@@ -145,6 +145,11 @@ def local_api() -> Iterator[LocalApi]:
 
     clock = ManualClock()
     with Stack(clock) as stack:
+        # The schedules' first runs (due at the clock's start) happen here, not at the server's
+        # first tick a second later, in the middle of whichever test runs then (with pytest-xdist,
+        # any test of this module may be the first its worker runs). After them, nothing is due
+        # until a test moves the clock.
+        stack.run_due_schedules()
         server = serve(stack, "127.0.0.1", 0, "v1", agents=False)
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         # The pods' PODSLOTS_HEARTBEAT_URL must name this server (Stack's API_BASE_URL says :3000).
