@@ -154,12 +154,14 @@ def test_a_dispatch_racing_scale_down_for_the_same_idle_pod_never_both_win(serve
     assert outcomes["allocated, drain refused"] + outcomes["allocated before the read"] > 0, outcomes
 
 
-def test_a_dispatch_racing_a_rollout_that_retires_the_same_pod_never_both_win(server: MotoServer):
+@pytest.mark.parametrize("faults", ["no faults", "table faults"])
+def test_a_dispatch_racing_a_rollout_that_retires_the_same_pod_never_both_win(server: MotoServer, faults: str):
     """The roll-out's form of the drain race: autoscale cordons an outdated idle pod (a current pod
     now carries the pool) and drains it, while a dispatch that finds no room on the current pod
     goes for that same outdated pod. The cordon closes the pod before the drain, and the drain
     needs `busy = 0`: a task is never placed on a pod once it is retired, and a pod that got the
-    task first is kept, cordoned, until the task ends."""
+    task first is kept, cordoned, until the task ends. With table faults, either side may also
+    lose to a fault, never both win."""
     clock = ManualClock()
     store = SlotStore()
     jitter = random.Random(23)
@@ -199,17 +201,25 @@ def test_a_dispatch_racing_a_rollout_that_retires_the_same_pod_never_both_win(se
                 # When a dispatch and the roll-out's step race for the outdated pod
                 start = threading.Barrier(2)
                 spread = jitter.uniform(-0.01, 0.01)
+                if faults == "table faults":
+                    server.dispatcher.faults.chaos(CHAOS, seed=round_)
                 got = ex.submit(racers.allocate, pool, start, max(0.0, lead + spread))
                 rolled = ex.submit(
                     racers.scale, RegisteredPool(pool, settings, False, None), start, max(0.0, -lead - spread)
                 )
                 allocated, (report, took) = got.result(), rolled.result()
+                server.dispatcher.faults.clear()
                 lead += took / 5 if allocated else -took / 5
-                # Then exactly one won
                 item = store.get_pod(pool, old)
+                # Then never both won; without faults, exactly one did
+                assert not (allocated and old in report.removed), f"round {round_}: both won {report}"
+                if not allocated and old not in report.removed:
+                    assert faults == "table faults", f"round {round_}: neither won without a fault {report}"
+                    assert item is None or item.busy == 0  # what a fault left holds no task
+                    outcomes["both lost to a fault"] += 1
+                    continue
                 task = store.get_task(f"{pool}-task")
                 assert task is not None
-                assert allocated != (old in report.removed), f"round {round_}: allocated={allocated} {report}"
                 if allocated:
                     # the task holds the outdated pod's slot, and the pod lives, cordoned or not
                     assert item is not None
