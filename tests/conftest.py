@@ -61,6 +61,13 @@ BUS = os.environ["EVENT_BUS_NAME"]
 LambdaContext = Context  # the local stack's stand-in for the Lambda context object
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The API fuzz's items, one per operation, share one node id (schemathesis on pytest 9), and
+    # pytest-xdist's schedulers by scope key tests by node id: they would run one of the nine.
+    if getattr(config.option, "dist", "no") in {"loadfile", "loadscope", "loadgroup"}:
+        raise pytest.UsageError(f"--dist {config.option.dist} would drop tests here: use worksteal or load")
+
+
 @pytest.fixture
 def aws() -> Iterator[None]:
     with mock_aws():

@@ -124,6 +124,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
+        # The connection closes after the stream, and says so: without the header a client would
+        # keep it for its next request, and lose that request when the close arrives first.
+        self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
         with store.watching():
