@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from podslots import rollout, step_plan
@@ -29,7 +29,8 @@ from podslots.store import RegisteredPool, Rollout, SlotStore, StoreConflict, ne
 
 DEMAND_WINDOW_S = 300  # a waiting task counts while it asked within the last 5 minutes
 LEASE_TTL_S = 120
-EVERY_STATE = (PodState.READY, PodState.UNHEALTHY, PodState.STARTING)
+SCALE_DOWN_STATES = (PodState.READY, PodState.UNHEALTHY)  # a starting pod is left to start
+EVERY_STATE = (*SCALE_DOWN_STATES, PodState.STARTING)  # a cordoned pod goes whatever its state
 
 
 @dataclass
@@ -245,22 +246,38 @@ class _PoolStep:
             retired, _ = self.store.cordon(self.pool.name, pod.name, Cordon.OUTDATED)
             if retired is not None:  # cordoned now, or already for another reason: closed either way
                 self.report.retired.append(pod.name)
-        for pod in plan.drain:
-            if self.drain(pod, EVERY_STATE if pod.cordoned or pod.name in self.report.retired else None):
-                self.report.removed.append(pod.name)
-        if plan.scale_down:
-            plain = [p for p in plan.drain if p.cordoned is None]
-            removed = sum(1 for p in plain if p.name in self.report.removed)
-            self.report.blocked = max(0, plan.scale_down - removed)
-            if self.report.blocked:
-                logger.info("scale-down blocked: too few idle pods", extra={"pool": self.pool.name})
+        self._drain_planned(plan)
         create = plan.create
-        if plan.rolling:
+        if plan.rolling:  # counted again from what is really left (the retired pods are outdated)
             left = [p for p in pods if p.name not in self.report.removed]
-            left = [replace(p, cordoned=Cordon.OUTDATED.value) if p.name in self.report.retired else p for p in left]
             create = rollout.to_create(left, plan.revision, plan.target, self.pool.settings.max_surge)
         if create:
             self.scale_up(create, plan.revision)
+        self._tally(plan, pods)
+
+    def _drain_planned(self, plan: step_plan.StepPlan) -> None:
+        """Every planned drain; a plain step down takes the next idle pod for one that lost its race,
+        and what it still lacks is recorded as blocked."""
+        plain_removed = 0
+        for pod in plan.drain:
+            closed = pod.cordoned is not None or pod.name in self.report.retired
+            if self.drain(pod, EVERY_STATE if closed else SCALE_DOWN_STATES):
+                self.report.removed.append(pod.name)
+                plain_removed += not closed
+        if not plan.scale_down:
+            return
+        for pod in plan.spare:
+            if plain_removed >= plan.scale_down:
+                break
+            if self.drain(pod):
+                self.report.removed.append(pod.name)
+                plain_removed += 1
+        self.report.blocked = max(0, plan.scale_down - plain_removed)
+        if self.report.blocked:
+            logger.info("scale-down blocked: too few idle pods", extra={"pool": self.pool.name})
+
+    def _tally(self, plan: step_plan.StepPlan, pods: list[Pod]) -> None:
+        """The report's direction, size after the step, and (in a roll-out) how many old pods are left."""
         if self.report.created:
             self.report.direction = Direction.UP.value
         elif self.report.removed or self.report.blocked:
@@ -325,7 +342,7 @@ class _PoolStep:
     def drain(
         self,
         pod: Pod,
-        states: tuple[PodState, ...] | None = None,
+        states: tuple[PodState, ...] = SCALE_DOWN_STATES,
         in_cluster: dict[str, ClusterPod] | None = None,
     ) -> bool:
         """The drain protocol. False when the pod got a task first (the allocation won the race).
@@ -333,7 +350,6 @@ class _PoolStep:
         A pod whose uid was never recorded (a crash between its create and the record) is looked
         up in `in_cluster` (the pool's LIST), so its Kubernetes pod is deleted too, not leaked.
         """
-        states = states or (PodState.READY, PodState.UNHEALTHY)
         if pod.state is not PodState.DRAINING and not self.store.start_draining(self.pool.name, pod.name, states):
             return False
         if not self.deletes_in_cluster:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from podslots.bus import EventPublisher
@@ -157,7 +158,7 @@ class _PoolRun:
             self._protection(item, pod)
         return item
 
-    @property
+    @cached_property
     def revision(self) -> str:
         return template_revision(self.pool.settings)
 
@@ -291,7 +292,7 @@ class _PoolRun:
 
     def figures(self, pods: list[Pod]) -> None:
         """Emit the pool's figures; record them in its history only when they changed."""
-        figures = PoolFigures.of(pods, template_revision(self.pool.settings)).as_dict()
+        figures = PoolFigures.of(pods, self.revision).as_dict()
         self.report.figures = figures
         lost = len(self.report.lost_tasks) + len(self.report.released)
         pool_metrics(

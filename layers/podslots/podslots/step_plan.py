@@ -23,6 +23,7 @@ class StepPlan:
     drain: list[Pod] = field(default_factory=list)  # idle pods to drain and delete now
     create: int = 0  # pods to create, if every drain above succeeds
     scale_down: int = 0  # pods a plain step down wants gone (some may be blocked: busy)
+    spare: list[Pod] = field(default_factory=list)  # the next idle pods, for a drain that lost its race
     target: int = 0  # a roll-out's size in service
 
     @property
@@ -79,6 +80,7 @@ def plan(pods: list[Pod], decision: Decision, revision: str, max_surge: int, ste
         return StepPlan(decision, revision, False, rank, [], cordoned_idle, create)
     if decision.direction is Direction.DOWN:
         wanted = max(0, len(in_service) - target)
-        drain = cordoned_idle + removal_order([p for p in live if p.cordoned is None])[:wanted]
-        return StepPlan(decision, revision, False, rank, [], drain, 0, wanted)
+        removable = removal_order([p for p in live if p.cordoned is None])
+        drain = cordoned_idle + removable[:wanted]
+        return StepPlan(decision, revision, False, rank, [], drain, 0, wanted, spare=removable[wanted:])
     return StepPlan(decision, revision, False, rank, [], cordoned_idle)
