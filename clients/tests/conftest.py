@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +43,7 @@ class Scripted:
     url: str
     answers: list[Any] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
+    otherwise: Any = (500, {"message": "nothing scripted"}, {})  # the answer once the script is spent
 
     def script(self, *answers: Any) -> None:
         self.answers.extend(answers)
@@ -59,7 +61,7 @@ def scripted() -> Iterator[Scripted]:
                     self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
                 )
             )
-            answer = state.answers.pop(0) if state.answers else (500, {"message": "nothing scripted"}, {})
+            answer = state.answers.pop(0) if state.answers else state.otherwise
             if answer == DROP:
                 self.close_connection = True
                 return
@@ -83,6 +85,69 @@ def scripted() -> Iterator[Scripted]:
     yield state
     server.shutdown()
     server.server_close()
+
+
+ALLOCATION: dict[str, Any] = {
+    "task_id": "run-1",
+    "pool": "tf",
+    "pod": "tf-a",
+    "slot": "s0",
+    "pod_ip": None,
+    "status": "running",
+}
+
+
+def no_capacity(retry_after: int) -> tuple[int, dict[str, Any], dict[str, str]]:
+    body = {"error": "no_capacity", "message": "no ready pod", "retry_after_s": retry_after, "pool": "tf"}
+    return 503, body, {"Retry-After": str(retry_after)}
+
+
+class VirtualTime:
+    """An injected sleep that moves an injected clock: waits are recorded, never slept."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+@dataclass
+class Hanging:
+    """A server that accepts each connection and never answers, nor closes it."""
+
+    url: str
+    accepted: list[socket.socket] = field(default_factory=list)
+
+
+@pytest.fixture
+def hanging() -> Iterator[Hanging]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)  # so the thread sees the test end (a close does not wake an accept)
+    state = Hanging(url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
+    over = threading.Event()
+
+    def accept() -> None:
+        while not over.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            state.accepted.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield state
+    over.set()
+    thread.join()
+    listener.close()
+    for connection in state.accepted:
+        connection.close()
 
 
 # ---- make local's server ----------------------------------------------------------------------------

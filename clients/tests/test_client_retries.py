@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import DROP, Scripted
+from conftest import ALLOCATION, DROP, Scripted, VirtualTime, no_capacity
 
 from podslots_client import (
     Backoff,
@@ -36,27 +36,6 @@ from podslots_client.errors import error_for
 from podslots_client.retry import capacity_wait, retry_after_s
 
 TASK = {"task_id": "run-1", "pool": "tf", "pod": "tf-a", "slot": "s0", "task_type": "plan", "status": "running"}
-ALLOCATION = {"task_id": "run-1", "pool": "tf", "pod": "tf-a", "slot": "s0", "pod_ip": None, "status": "running"}
-
-
-def no_capacity(retry_after: int) -> tuple[int, dict[str, Any], dict[str, str]]:
-    body = {"error": "no_capacity", "message": "no ready pod", "retry_after_s": retry_after, "pool": "tf"}
-    return 503, body, {"Retry-After": str(retry_after)}
-
-
-class VirtualTime:
-    """An injected sleep that moves an injected clock: waits are recorded, never slept."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
 
 
 # ---- the math ---------------------------------------------------------------------------------------
@@ -169,24 +148,6 @@ def test_allocate_waits_what_each_503_asks_capped_and_jittered_until_a_slot_is_f
     assert time.sleeps == pytest.approx([22.0, 11.0, 11.0])
     assert (allocation.pod, allocation.slot, allocation.created) == ("tf-a", "s0", True)
     assert len(scripted.received) == 4
-
-
-def test_allocate_raises_no_capacity_at_its_deadline_after_a_last_try_there(scripted: Scripted) -> None:
-    # Given a pool that never has a free slot
-    scripted.script(*[no_capacity(30)] * 10)
-    time = VirtualTime()
-    client = QueueClient(scripted.url, auth=None, sleep=time.sleep, clock=time.clock, rand=lambda: 0.0)
-
-    # When the queue allocates with a 100 s deadline
-    with pytest.raises(NoCapacity) as raised:
-        client.allocate("tf", "run-1", "plan", deadline_s=100)
-
-    # Then it tried at 0, 30, 60, 90 and 100 s, then gave up with the server's own answer
-    assert time.sleeps == [30, 30, 30, 10]
-    assert len(scripted.received) == 5
-    assert (raised.value.status, raised.value.code, raised.value.retry_after_s) == (503, "no_capacity", 30)
-    assert "gave up after 5 attempts in 100 s" in raised.value.message
-    assert raised.value.body["pool"] == "tf"
 
 
 def test_a_task_that_already_holds_its_slot_gets_it_back_as_not_created(scripted: Scripted) -> None:

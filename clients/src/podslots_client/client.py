@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from podslots_client.auth import SIGV4_DEFAULT, Auth
-from podslots_client.errors import NoCapacity, UnexpectedAnswer
+from podslots_client.errors import NoCapacity, NoCapacityInTime, UnexpectedAnswer
 from podslots_client.models import (
     Allocation,
     CordonChange,
@@ -26,7 +26,7 @@ from podslots_client.models import (
     StatusChange,
     Task,
 )
-from podslots_client.retry import Backoff, capacity_wait
+from podslots_client.retry import Backoff, Deadline, capacity_wait
 from podslots_client.transport import Answer, Transport, checked_url
 
 log = logging.getLogger("podslots_client")
@@ -73,9 +73,11 @@ class QueueClient(_Api):
     """What a task queue calls: a slot at dispatch, the task's status as it changes, where it is.
 
     `allocate` rides out 503 no_capacity (a cold pool's first pod takes a while to start): it waits
-    what `Retry-After` asks, at most `max_wait_s`, plus jitter, until `allocate_deadline_s` has
-    passed, then raises `NoCapacity`. Other failures (connections, 5xx) are retried `retries` times.
-    `sleep`, `clock` and `rand` are injectable so tests need not wait.
+    what `Retry-After` asks (at least a floor, at most `max_wait_s`), plus jitter, until
+    `allocate_deadline_s` has passed, then raises `NoCapacityInTime`. Other failures (connections,
+    timeouts, 429, 5xx) are retried `retries` times. The deadline bounds every try: its socket
+    timeouts are `timeout_s` cut to the time left, no wait runs past it, and a call out of time
+    raises a `DeadlineExceeded`. `sleep`, `clock` and `rand` are injectable so tests need not wait.
     """
 
     def __init__(
@@ -97,28 +99,25 @@ class QueueClient(_Api):
         self.max_wait_s = max_wait_s
         self._clock = clock
 
+    def _deadline(self, seconds: float | None) -> Deadline | None:
+        return None if seconds is None else Deadline(seconds, self._clock)
+
     def allocate(self, pool: str, task_id: str, task_type: str, *, deadline_s: float | None = None) -> Allocation:
         """A slot for the task (`plan`, `apply` or `plan_and_apply`); the slot it holds if it has one.
 
-        Raises `NoCapacity` once `deadline_s` (default `allocate_deadline_s`) has passed without one.
+        Once `deadline_s` (default `allocate_deadline_s`) has passed without one, raises
+        `NoCapacityInTime` (a `NoCapacity`) if the last answer was 503 no_capacity, else
+        `NoAnswerInTime` (an `Unreachable`). A deadline of 0 means one try and no wait.
         """
-        budget = self.allocate_deadline_s if deadline_s is None else deadline_s
-        started = self._clock()
+        deadline = Deadline(self.allocate_deadline_s if deadline_s is None else deadline_s, self._clock)
         url = f"{self.url}/pools/{_segment(pool)}/allocations"
         attempt = 0
         while True:
             try:
-                answer = self._transport.request("POST", url, {"task_id": task_id, "task_type": task_type})
+                answer = self._transport.request(
+                    "POST", url, {"task_id": task_id, "task_type": task_type}, deadline=deadline
+                )
             except NoCapacity as exc:
-                waited = self._clock() - started
-                remaining = budget - waited
-                if remaining <= 0:
-                    raise NoCapacity(
-                        f"{exc.message} (gave up after {attempt + 1} attempts in {waited:.0f} s)",
-                        status=exc.status,
-                        body=exc.body,
-                        headers=exc.headers,
-                    ) from exc
                 wait = capacity_wait(
                     exc.retry_after_s,
                     attempt,
@@ -126,21 +125,30 @@ class QueueClient(_Api):
                     max_wait_s=self.max_wait_s,
                     backoff=self._transport.backoff,
                 )
-                log.info("no capacity in pool %s for task %s; trying again in %.1f s", pool, task_id, wait)
-                self._sleep(min(wait, remaining))
+                pause = deadline.pause(wait)
+                if pause is None:
+                    raise NoCapacityInTime.after(deadline, exc) from exc
+                log.info("no capacity in pool %s for task %s; trying again in %.1f s", pool, task_id, pause)
+                self._sleep(pause)
                 attempt += 1
                 continue
             with _reading(answer):
                 return Allocation.from_json(answer.body, created=answer.status == 201)
 
-    def set_status(self, task_id: str, status: str) -> StatusChange:
-        """`apply_pending` reserves the slot, `running` resumes it, an end status frees it."""
-        answer = self._transport.request("PUT", f"{self.url}/tasks/{_segment(task_id)}/status", {"status": status})
+    def set_status(self, task_id: str, status: str, *, deadline_s: float | None = None) -> StatusChange:
+        """`apply_pending` reserves the slot, `running` resumes it, an end status frees it.
+
+        With `deadline_s`, tries stop when it passes (`NoAnswerInTime`); without, after `retries`.
+        """
+        url = f"{self.url}/tasks/{_segment(task_id)}/status"
+        answer = self._transport.request("PUT", url, {"status": status}, deadline=self._deadline(deadline_s))
         with _reading(answer):
             return StatusChange.from_json(answer.body)
 
-    def get_task(self, task_id: str) -> Task:
-        answer = self._transport.request("GET", f"{self.url}/tasks/{_segment(task_id)}")
+    def get_task(self, task_id: str, *, deadline_s: float | None = None) -> Task:
+        """Where the task is; `deadline_s` as for `set_status`."""
+        url = f"{self.url}/tasks/{_segment(task_id)}"
+        answer = self._transport.request("GET", url, deadline=self._deadline(deadline_s))
         with _reading(answer):
             return Task.from_json(answer.body)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from podslots_client.retry import retry_after_s
+from podslots_client.retry import Deadline, retry_after_s
 
 
 class PodSlotsError(Exception):
@@ -37,6 +37,12 @@ class PodSlotsError(Exception):
     def retry_after_s(self) -> float | None:
         """The answer's `Retry-After` header in seconds (429 and 503 may carry one)."""
         return retry_after_s(self.headers.get("Retry-After"))
+
+    @property
+    def outcome(self) -> str:
+        """What the request met, in the client's words: the status and this class's code (`502
+        server_error`), never the server's text, so it can be logged and kept."""
+        return f"{self.status} {self.CODE}" if self.status is not None else self.CODE
 
     def __str__(self) -> str:
         where = f"{self.status} " if self.status is not None else ""
@@ -143,9 +149,76 @@ class ServerError(PodSlotsError):
 
 
 class Unreachable(PodSlotsError):
-    """No HTTP answer: the connection failed or timed out."""
+    """No HTTP answer: the connection failed or timed out. `kind` says how (`timed out`,
+    `connection refused`, ...), in the client's words."""
 
     CODE = "unreachable"
+
+    def __init__(self, message: str, *, kind: str = "no answer", **details: Any) -> None:
+        super().__init__(message, **details)
+        self.kind = kind
+
+    @property
+    def outcome(self) -> str:
+        return self.kind
+
+
+class DeadlineExceeded(PodSlotsError):
+    """The call's deadline passed before it had its answer. `tries` is how many requests were
+    sent, `last` what the last one met (`503 no_capacity`, `502 server_error`, `timed out`), in the
+    client's words: never a header or body text of the server's.
+
+    Catch it for any deadline. Each one raised is also what callers caught before deadlines bounded
+    each request: `NoAnswerInTime` is an `Unreachable`, `NoCapacityInTime` a `NoCapacity`.
+    """
+
+    CODE = "deadline_exceeded"
+
+    def __init__(self, message: str, *, tries: int, last: str | None, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.tries = tries
+        self.last = last
+
+
+class NoAnswerInTime(DeadlineExceeded, Unreachable):
+    """No usable answer before the deadline: each try timed out, failed to connect, or was answered
+    with a 429 or 5xx that a retry might have cured, had there been time for one."""
+
+    CODE = DeadlineExceeded.CODE
+
+    @classmethod
+    def after(cls, deadline: Deadline) -> NoAnswerInTime:
+        return cls(
+            f"no answer within the {deadline.seconds:g} s deadline: "
+            f"{_tries(deadline)} in {deadline.elapsed():.1f} s, the last {deadline.last or 'unsent'}",
+            tries=deadline.tries,
+            last=deadline.last,
+            kind="deadline exceeded",
+        )
+
+
+class NoCapacityInTime(DeadlineExceeded, NoCapacity):
+    """`allocate` met 503 no_capacity until its deadline. `status`, `body` and `retry_after_s` are
+    the last 503's."""
+
+    CODE = NoCapacity.CODE
+
+    @classmethod
+    def after(cls, deadline: Deadline, last: NoCapacity) -> NoCapacityInTime:
+        """From the last 503: its status, body and headers (for `retry_after_s`), not its words."""
+        return cls(
+            f"no capacity within the {deadline.seconds:g} s deadline: "
+            f"gave up after {_tries(deadline)} in {deadline.elapsed():.0f} s, the last {last.outcome}",
+            tries=deadline.tries,
+            last=last.outcome,
+            status=last.status,
+            body=last.body,
+            headers=last.headers,
+        )
+
+
+def _tries(deadline: Deadline) -> str:
+    return f"{deadline.tries} {'try' if deadline.tries == 1 else 'tries'}"
 
 
 class CannotSign(PodSlotsError):

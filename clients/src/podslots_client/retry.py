@@ -1,13 +1,24 @@
-"""How long to wait before trying again: pure functions of the attempt, a random draw and a header.
+"""How long to wait before trying again, and how long a try may take: functions of the attempt, a
+random draw, a header and a deadline's clock.
 
-Randomness is passed in (`rand`, a draw in [0, 1)), so the math is tested without sleeping.
+Randomness and time are passed in (`rand`, a draw in [0, 1); `clock`), so the math is tested
+without sleeping.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+
+# The least wait before a try again, whatever the server asks: a `Retry-After: 0` (or a backoff
+# configured to 0) would otherwise send thousands of requests a second. Jittered up to twice
+# this, so clients told "now" together do not come back in step.
+RETRY_FLOOR_S = 0.25
+# The least time left for a try to start: one with less would only time out. The first try of
+# a call is always made, bounded by at least this much.
+MIN_TRY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -50,5 +61,51 @@ def capacity_wait(
     of it at random, so a crowd of waiting tasks does not come back in the same second. Without a
     Retry-After, the backoff's wait."""
     if retry_after is None:
-        return min(max_wait_s, backoff.delay(attempt, rand))
-    return min(retry_after, max_wait_s) * (1 + 0.2 * rand)
+        return floored(min(max_wait_s, backoff.delay(attempt, rand)), rand)
+    return floored(min(retry_after, max_wait_s) * (1 + 0.2 * rand), rand)
+
+
+def floored(wait: float, rand: float) -> float:
+    """`wait`, but at least the floor, jittered to [1, 2) times `RETRY_FLOOR_S`."""
+    return max(wait, RETRY_FLOOR_S * (1 + rand))
+
+
+class Deadline:
+    """One call's time limit, and what its tries met, shared by every layer that tries or waits.
+
+    A try's socket timeouts are the configured ones cut to the time left; a wait is cut so that the
+    next try starts with `MIN_TRY_S` left, and when there is not that much, there is no next try.
+    Mutable, and made afresh for each call.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self.started = clock()
+        self.tries = 0  # requests sent so far
+        self.last: str | None = None  # what the last one met, in the client's words (an `outcome`)
+
+    def left(self) -> float:
+        return self.seconds - self.elapsed()
+
+    def elapsed(self) -> float:
+        return self._clock() - self.started
+
+    def timeout(self, configured: float) -> float:
+        """The socket timeout of a try starting now: `configured`, at most the time left (at least
+        `MIN_TRY_S`, which only a first try made with less left can need).
+
+        A deadline of 0 (or less) asks for one try and no wait, not for a time: that try has the
+        configured timeout, as it had before deadlines bounded tries (a cold Lambda may need it).
+        """
+        if self.seconds <= 0:
+            return configured
+        return min(configured, max(self.left(), MIN_TRY_S))
+
+    def pause(self, wanted: float) -> float | None:
+        """How long to wait before the next try: `wanted`, cut so the try starts with `MIN_TRY_S`
+        left; None when no try fits any more."""
+        room = self.left() - MIN_TRY_S
+        if room <= 0:
+            return None
+        return min(wanted, room)
