@@ -12,7 +12,7 @@ import logging
 import time
 
 import pytest
-from conftest import ALLOCATION, Hanging, Scripted, VirtualTime, no_capacity
+from conftest import ALLOCATION, DROP, Hanging, Scripted, VirtualTime, no_capacity
 
 from podslots_client import (
     Backoff,
@@ -153,6 +153,23 @@ def test_a_status_change_with_a_deadline_keeps_it_too(scripted: Scripted) -> Non
         client.set_status("run-1", "running", deadline_s=2)
     assert sum(time.sleeps) <= 2 - MIN_TRY_S
     assert raised.value.last == "503 server_error"
+
+
+def test_a_try_without_an_answer_is_named_by_how_it_failed(scripted: Scripted) -> None:
+    # Given an API that closes the connection without answering, then one that is not listening
+    scripted.otherwise = DROP
+    time = VirtualTime()
+    dropped = QueueClient(scripted.url, auth=None, retries=0, sleep=time.sleep, clock=time.clock)
+    refused = QueueClient("http://127.0.0.1:9/v1", auth=None, retries=0, sleep=time.sleep, clock=time.clock)
+
+    # Then each failure says how, in the client's words
+    with pytest.raises(Unreachable) as closed:
+        dropped.get_task("run-1")
+    with pytest.raises(Unreachable) as unreachable:
+        refused.get_task("run-1", deadline_s=0)
+    assert closed.value.kind == "closed without an answer"
+    assert isinstance(unreachable.value, NoAnswerInTime)
+    assert unreachable.value.last == "connection refused"
 
 
 # ---- against the real clock -----------------------------------------------------------------------
