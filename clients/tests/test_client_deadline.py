@@ -86,6 +86,20 @@ def test_allocate_waits_the_floor_after_each_retry_after_of_zero(scripted: Scrip
     assert time.sleeps == [RETRY_FLOOR_S * 1.5] * 3
 
 
+def test_a_429_asking_for_no_wait_still_waits_the_floor_even_with_no_backoff(scripted: Scripted) -> None:
+    # Given an API that throttles twice with `Retry-After: 0`, and a client configured not to back off
+    throttled = (429, {"message": "Too Many Requests"}, {"Retry-After": "0"})
+    scripted.script(throttled, throttled, (200, TASK, {}))
+    time = VirtualTime()
+    client = QueueClient(scripted.url, auth=None, backoff=Backoff(base_s=0), sleep=time.sleep, rand=lambda: 0.0)
+
+    # When the queue asks where a task is
+    client.get_task("run-1")
+
+    # Then each retry waited the floor
+    assert time.sleeps == [RETRY_FLOOR_S, RETRY_FLOOR_S]
+
+
 def test_retried_failures_stop_at_the_deadline_without_sleeping_past_it(
     scripted: Scripted, caplog: pytest.LogCaptureFixture
 ) -> None:
