@@ -158,6 +158,13 @@ class KubeApiStandIn:
     def set_pod_ip(self, namespace: str, name: str, ip: str) -> Pod:
         return self._store.edit(namespace, name, lambda pod: pod.setdefault("status", {}).update(podIP=ip))
 
+    def set_ready(self, namespace: str, name: str, ready: bool) -> Pod:
+        """The kubelet's Ready condition (a pod without one counts as ready once Running)."""
+        condition = {"type": "Ready", "status": "True" if ready else "False"}
+        return self._store.edit(
+            namespace, name, lambda pod: pod.setdefault("status", {}).update(conditions=[condition])
+        )
+
     def remove(self, namespace: str, name: str) -> Pod:
         """The pod vanishes, as if someone else deleted it."""
         return self._store.remove(namespace, name)
