@@ -55,7 +55,7 @@ def refusal(core: CoreV1Api, name: str) -> dict[str, Any]:
     body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name}}
     with pytest.raises(ApiException) as refused:
         core.create_namespaced_pod_eviction(name, NS, body)  # type: ignore[arg-type]
-    answer: dict[str, Any] = json.loads(refused.value.body)
+    answer: dict[str, Any] = json.loads(refused.value.body or "{}")
     return answer
 
 
@@ -97,10 +97,11 @@ def test_ensuring_a_pools_budget_creates_it_once_and_remembers_it_for_a_while(
 ):
     # When reconcile ensures the pool's budget, then it exists as podslots means it
     assert gateway.ensure_disruption_budget(NS, POOL, now=1000) is True
-    budget = policy.read_namespaced_pod_disruption_budget(disruption_budget_name(POOL), NS)
-    assert budget.spec.max_unavailable == 0
-    assert budget.spec.selector.match_labels == {BUSY_LABEL: POOL}
-    assert budget.spec.unhealthy_pod_eviction_policy == "IfHealthyBudget"
+    spec = policy.read_namespaced_pod_disruption_budget(disruption_budget_name(POOL), NS).spec
+    assert spec is not None
+    assert spec.selector is not None
+    assert (spec.max_unavailable, spec.selector.match_labels) == (0, {BUSY_LABEL: POOL})
+    assert spec.unhealthy_pod_eviction_policy == "IfHealthyBudget"
     # And the next runs on this connection (a new gateway each run) send nothing for a while
     assert KubeGateway(api_client).ensure_disruption_budget(NS, POOL, now=1000 + BUDGET_RECHECK_S - 1) is False
     assert kube.count("budget-create") == 1
@@ -183,6 +184,7 @@ def test_the_budgets_status_allows_no_disruption_over_bare_pods_as_the_disruptio
     running_pod(kube, "a-1", busy())
     running_pod(kube, "a-2", busy())
     status = policy.read_namespaced_pod_disruption_budget(disruption_budget_name(POOL), NS).status
+    assert status is not None
     # Bare pods are expected by no controller: none expected, both healthy, no disruption allowed
     assert (status.expected_pods, status.current_healthy, status.disruptions_allowed) == (0, 2, 0)
 
@@ -242,8 +244,8 @@ def test_budgets_are_namespaced_and_a_second_create_is_a_409_already_exists(poli
     policy.create_namespaced_pod_disruption_budget("elsewhere", body)  # type: ignore[arg-type]
     with pytest.raises(ApiException) as refused:
         policy.create_namespaced_pod_disruption_budget(NS, body)  # type: ignore[arg-type]
-    assert (refused.value.status, json.loads(refused.value.body)["reason"]) == (409, "AlreadyExists")
-    assert [b.metadata.name for b in policy.list_namespaced_pod_disruption_budget(NS).items] == ["b"]
+    assert (refused.value.status, json.loads(refused.value.body or "{}")["reason"]) == (409, "AlreadyExists")
+    assert [(b.metadata and b.metadata.name) for b in policy.list_namespaced_pod_disruption_budget(NS).items] == ["b"]
     both = {"metadata": {"name": "c"}, "spec": {"maxUnavailable": 0, "minAvailable": 1}}
     with pytest.raises(ApiException) as invalid:
         policy.create_namespaced_pod_disruption_budget(NS, both)  # type: ignore[arg-type]

@@ -50,12 +50,17 @@ def role_rules() -> list[dict[str, object]]:
 
 
 def granted() -> dict[tuple[str, str], set[str]]:
+    """The Role's verbs by (API group, resource); one rule per resource, each naming one."""
     verbs: dict[tuple[str, str], set[str]] = {}
     for rule in role_rules():
-        (group,) = rule["apiGroups"]  # type: ignore[misc]
-        (resource,) = rule["resources"]  # type: ignore[misc]
-        assert (group, resource) not in verbs, f"{group}/{resource}: one rule per resource"
-        verbs[(group, resource)] = set(rule["verbs"])  # type: ignore[call-overload]
+        groups, resources, rule_verbs = rule["apiGroups"], rule["resources"], rule["verbs"]
+        assert isinstance(groups, list)
+        assert isinstance(resources, list)
+        assert isinstance(rule_verbs, list)
+        assert len(groups) == len(resources) == 1, f"{rule}: one group and one resource per rule"
+        key = (str(groups[0]), str(resources[0]))
+        assert key not in verbs, f"{key}: one rule per resource"
+        verbs[key] = {str(v) for v in rule_verbs}
     return verbs
 
 
