@@ -5,8 +5,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-# What a request does, as Kubernetes names it, plus "discovery" and "unknown" (a route not served).
-VERBS = frozenset({"create", "get", "list", "watch", "delete", "patch", "discovery", "unknown"})
+# What a request does, as Kubernetes names it, plus "discovery" and "unknown" (a route not served);
+# on pods, unprefixed; `evict` (POST pods/{name}/eviction); `budget-<verb>` on PodDisruptionBudgets.
+VERBS = frozenset({"create", "get", "list", "watch", "delete", "patch", "discovery", "unknown", "evict"}) | {
+    f"budget-{verb}" for verb in ("create", "get", "list", "delete")
+}
 
 
 @dataclass(frozen=True)

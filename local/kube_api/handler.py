@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .budgets import BudgetStore
 from .discovery import discovery_document
 from .errors import KubeError, status_body
 from .faults import DropConnection, ErrorStatus, SlowAnswer
@@ -22,17 +23,33 @@ if TYPE_CHECKING:
 _COLLECTION = re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/?")
 _ITEM = re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)")
 _ITEM_VERBS = {"GET": "get", "PATCH": "patch", "DELETE": "delete"}
+_EVICTION = re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/eviction")
+_BUDGETS = re.compile(r"/apis/policy/v1/namespaces/(?P<ns>[^/]+)/poddisruptionbudgets(?:/(?P<name>[^/]+))?/?")
+_BUDGET_VERBS = {("GET", False): "list", ("POST", False): "create", ("GET", True): "get", ("DELETE", True): "delete"}
+
+
+def policy_route(method: str, path: str) -> tuple[str, str | None, str | None] | None:
+    """Budgets (`budget-<verb>`) and evictions (`evict`), or None for a path of neither."""
+    if m := _EVICTION.fullmatch(path):
+        return ("evict" if method == "POST" else "unknown"), unquote(m["ns"]), unquote(m["name"])
+    if m := _BUDGETS.fullmatch(path):
+        name = unquote(m["name"]) if m["name"] else None
+        verb = _BUDGET_VERBS.get((method, name is not None))
+        return (f"budget-{verb}" if verb else "unknown"), unquote(m["ns"]), name
+    return None
 
 
 def route(method: str, path: str, query: Mapping[str, str]) -> tuple[str, str | None, str | None]:
     """(verb, namespace, name) of a request; "unknown" for what is not served."""
+    if policy := policy_route(method, path):
+        return policy
     if m := _ITEM.fullmatch(path):
         return _ITEM_VERBS.get(method, "unknown"), unquote(m["ns"]), unquote(m["name"])
     if m := _COLLECTION.fullmatch(path):
         if method == "GET":
             return ("watch" if query.get("watch") in ("1", "true") else "list"), unquote(m["ns"]), None
         return ("create" if method == "POST" else "unknown"), unquote(m["ns"]), None
-    if method == "GET" and path.rstrip("/") in ("/version", "/api", "/api/v1", "/apis"):
+    if method == "GET" and discovery_document(path, "") is not None:
         return "discovery", None, None
     return "unknown", None, None
 
@@ -74,7 +91,11 @@ class Handler(BaseHTTPRequestHandler):
                 assert namespace is not None
                 self._watch(namespace, query)
                 return
-            code, body = self._answer(verb, namespace, name, query, raw_body)
+            if verb == "evict" or verb.startswith("budget-"):
+                assert namespace is not None
+                code, body = _policy(stand_in._budgets, verb, namespace, name, raw_body)
+            else:
+                code, body = self._answer(verb, namespace, name, query, raw_body)
         except KubeError as error:
             code, body = error.code, error.body
         except Exception as error:  # a bug in the stand-in: say so, loudly
@@ -163,6 +184,22 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except OSError:
             self.close_connection = True  # the client gave up waiting
+
+
+def _policy(
+    budgets: BudgetStore, verb: str, namespace: str, name: str | None, raw_body: bytes
+) -> tuple[int, dict[str, Any]]:
+    """An eviction, or a verb on budgets; `name` is set for every verb but list and create."""
+    if verb == "budget-create":
+        return 201, budgets.create(namespace, _json(raw_body))
+    if verb == "budget-list":
+        return 200, budgets.listed(namespace)
+    assert name is not None
+    if verb == "evict":
+        return budgets.evict(namespace, name, _json(raw_body))
+    if verb == "budget-get":
+        return 200, budgets.get(namespace, name)
+    return 200, budgets.delete(namespace, name)
 
 
 def _json(raw: bytes) -> Any:

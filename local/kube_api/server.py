@@ -1,8 +1,10 @@
 """`KubeApiStandIn`: a Kubernetes API server for namespaced core/v1 pods, on 127.0.0.1, real HTTP.
 
 It serves what podslots' gateway (podslots/cluster.py) calls, paged LIST by label, create, delete
-with a uid precondition, merge patch, and what `kubectl get pods -w` and the client's dynamic
-client need on top: discovery, watches and the Table view. Tests arrange faults on the next
+with a uid precondition, merge patch, policy/v1 PodDisruptionBudgets (create, get, list, delete)
+and the pods/eviction subresource that honours them (429 while a budget allows no disruption),
+and what `kubectl get pods -w` and the client's dynamic client need on top: discovery, watches
+and the Table view. Tests arrange faults on the next
 calls of a verb and count the requests that arrived:
 
     with KubeApiStandIn() as kube:
@@ -23,6 +25,7 @@ from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
+from .budgets import Budget, BudgetStore
 from .errors import KubeError
 from .faults import DropConnection, ErrorStatus, FaultBook, SlowAnswer
 from .handler import Handler
@@ -67,6 +70,7 @@ class KubeApiStandIn:
     def __init__(self, *, token: str | None = None, clock: Clock = utc_now) -> None:
         self.token = token
         self._store = PodStore(clock)
+        self._budgets = BudgetStore(self._store)
         self._faults = FaultBook()
         self._calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
@@ -154,6 +158,13 @@ class KubeApiStandIn:
     def set_pod_ip(self, namespace: str, name: str, ip: str) -> Pod:
         return self._store.edit(namespace, name, lambda pod: pod.setdefault("status", {}).update(podIP=ip))
 
+    def set_ready(self, namespace: str, name: str, ready: bool) -> Pod:
+        """The kubelet's Ready condition (a pod without one counts as ready once Running)."""
+        condition = {"type": "Ready", "status": "True" if ready else "False"}
+        return self._store.edit(
+            namespace, name, lambda pod: pod.setdefault("status", {}).update(conditions=[condition])
+        )
+
     def remove(self, namespace: str, name: str) -> Pod:
         """The pod vanishes, as if someone else deleted it."""
         return self._store.remove(namespace, name)
@@ -169,6 +180,10 @@ class KubeApiStandIn:
     def finish_deletion(self, namespace: str, name: str) -> Pod:
         """The terminating pod's grace period is over: it goes."""
         return self._store.remove(namespace, name)
+
+    def budgets(self, namespace: str | None = None) -> list[Budget]:
+        """The PodDisruptionBudgets (of one namespace, or all), each with its status as of now."""
+        return self._budgets.budgets(namespace)
 
     # ---- requests and faults -----------------------------------------------------------------
 

@@ -150,6 +150,12 @@ class PodStore:
                 return self._terminating(namespace, pod)
             return self._change("DELETED", namespace, pod)
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold every pod still (the lock is re-entrant): an eviction judges and deletes as one step."""
+        with self._changed:
+            yield
+
     def _terminating(self, namespace: str, pod: Pod) -> Pod:
         if pod["metadata"].get("deletionTimestamp"):
             return copy.deepcopy(pod)

@@ -253,6 +253,26 @@ def test_a_deleted_pool_drains_its_idle_pods_and_goes_with_the_last(pool: Pool):
     assert pool.store.get_pool(POOL) is None
 
 
+def test_a_deleted_pools_disruption_budget_goes_with_it_and_not_before(pool: Pool):
+    # Given the pool's budget (reconcile made it for a busy pod) and that busy pod, in a deleting pool
+    busy = pool.ready_pod(f"{POOL}-busy", slots=6)
+    pool.task_on(busy, "t1")
+    pool.gateway.ensure_disruption_budget(NS, POOL, now=pool.clock.now())
+    pool.store.mark_pool_deleting(POOL, int(pool.clock.now()))
+    # When autoscale runs while the pod is busy, then the budget stays: a drain still waits for it
+    pool.scale()
+    assert [b["metadata"]["name"] for b in pool.kube.budgets(NS)] == [f"podslots-{POOL}"]
+    # When the task ends and the budget's delete fails once, then the pool waits for the next run
+    pool.tasks.set_status("t1", TaskStatus.SUCCESS)
+    pool.kube.fail_next(500, verb="budget-delete")
+    pool.scale()
+    assert pool.store.get_pool(POOL) is not None
+    # And the next run deletes the budget, then the pool
+    pool.scale()
+    assert pool.kube.budgets(NS) == []
+    assert pool.store.get_pool(POOL) is None
+
+
 # ---- expiry -------------------------------------------------------------------------------------
 
 

@@ -219,8 +219,12 @@ def test_discovery_says_the_server_has_pods_in_v1_and_the_table_view_has_kubectl
 
     assert get("/version")["major"] == "1"
     assert get("/api")["versions"] == ["v1"]
-    assert get("/apis")["groups"] == []
-    assert [(r["name"], r["kind"], r["namespaced"]) for r in get("/api/v1")["resources"]] == [("pods", "Pod", True)]
+    assert [g["name"] for g in get("/apis")["groups"]] == ["policy"]
+    assert [(r["name"], r["kind"], r["namespaced"]) for r in get("/api/v1")["resources"]] == [
+        ("pods", "Pod", True),
+        ("pods/eviction", "Eviction", True),
+    ]
+    assert [r["name"] for r in get("/apis/policy/v1")["resources"]] == ["poddisruptionbudgets"]
     table = get(f"/api/v1/namespaces/{NS}/pods", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
     assert [c["name"] for c in table["columnDefinitions"]][:3] == ["Name", "Ready", "Status"]
     assert table["rows"][0]["cells"][:3] == ["a-1", "0/1", "Pending"]

@@ -14,15 +14,18 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+import kubernetes
 import pytest
 from aws_lambda_powertools.utilities import parameters
+from kubernetes.client import CoreV1Api
+from kubernetes.client.exceptions import ApiException
 
 from local.apigw import load_event
 from local.kube_api import KubeApiStandIn
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import EventBridgePublisher, RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import DO_NOT_DISRUPT, MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, SLOTS_ANNOTATION
+from podslots.cluster import BUSY_LABEL, DO_NOT_DISRUPT, MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, SLOTS_ANNOTATION
 from podslots.model import PodState, TaskStatus, TaskType
 from podslots.store import SlotStore, new_pod
 from tests.conftest import BusTap, LambdaContext
@@ -78,6 +81,11 @@ class ClusterWorld:
 
     def beat(self, pod: str, held: list[str]) -> None:
         self.store.heartbeat(POOL, pod, held, "10.9.0.7", int(self.clock.now()))
+
+    def labels(self, pod: str) -> dict[str, str]:
+        found = self.kube.pod(NS, pod)
+        assert found is not None
+        return dict(found["metadata"].get("labels") or {})
 
     def annotations(self, pod: str) -> dict[str, str]:
         found = self.kube.pod(NS, pod)
@@ -248,6 +256,90 @@ def test_busy_pods_are_protected_from_consolidation_and_idle_pods_are_not(world:
     world.allocator.store.release(world.store.get_task("t1"), TaskStatus.SUCCESS, int(world.clock.now()))  # type: ignore[arg-type]
     world.reconcile()
     assert not set(DO_NOT_DISRUPT) & set(world.annotations(holder))
+
+
+def evict(kube: KubeApiStandIn, pod: str) -> int:
+    """What `kubectl drain` and a node-group upgrade send: POST pods/{pod}/eviction; its HTTP status."""
+    client = kubernetes.config.new_client_from_config_dict(kube.kubeconfig(NS))
+    body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": NS}}
+    try:
+        CoreV1Api(client).create_namespaced_pod_eviction(pod, NS, body)  # type: ignore[arg-type]
+    except ApiException as refused:
+        return int(refused.status)
+    finally:
+        client.close()
+    return 201
+
+
+def test_a_busy_pod_refuses_eviction_until_reconcile_finds_it_idle(world: ClusterWorld, bus: BusTap):
+    # Given a pod running a task and a pod holding a plan reserved for its apply
+    world.pod(f"{POOL}-a", slots=1)
+    world.pod(f"{POOL}-b", slots=1)
+    running, _ = world.allocate("t-run")
+    reserved, _ = world.allocate("t-plan", TaskType.PLAN_AND_APPLY)
+    world.store.reserve(world.store.get_task("t-plan"), int(world.clock.now()) + 3600, int(world.clock.now()))  # type: ignore[arg-type]
+    # When reconcile runs
+    world.reconcile()
+    # Then both carry the busy label, valued with the pool, and the pool's budget selects them
+    assert world.labels(running)[BUSY_LABEL] == world.labels(reserved)[BUSY_LABEL] == POOL
+    (budget,) = world.kube.budgets(NS)
+    assert budget["spec"]["selector"]["matchLabels"] == {BUSY_LABEL: POOL}
+    assert budget["spec"]["maxUnavailable"] == 0
+    # And `kubectl drain` cannot evict either of them: 429, both pods still there
+    assert (evict(world.kube, running), evict(world.kube, reserved)) == (429, 429)
+    assert world.kube.pod(NS, running) is not None
+    assert world.kube.pod(NS, reserved) is not None
+    # When the running task ends, then the next run takes its pod's label and annotations off
+    world.store.release(world.store.get_task("t-run"), TaskStatus.SUCCESS, int(world.clock.now()))  # type: ignore[arg-type]
+    world.reconcile()
+    assert BUSY_LABEL not in world.labels(running)
+    assert not set(DO_NOT_DISRUPT) & set(world.annotations(running))
+    # And its eviction goes through, while the reserved pod still refuses: its apply will find it
+    assert evict(world.kube, running) == 201
+    assert evict(world.kube, reserved) == 429
+    assert world.store.get_task("t-plan").status is TaskStatus.APPLY_PENDING  # type: ignore[union-attr]
+    assert lost_events(bus) == []
+
+
+def test_the_budget_costs_one_create_while_pods_stay_busy_and_none_for_an_idle_pool(world: ClusterWorld):
+    # Given an idle pod: reconcile runs send no budget request
+    world.pod(f"{POOL}-a")
+    world.reconcile()
+    assert world.kube.count("budget-create") == 0
+    assert world.kube.budgets(NS) == []
+    # When a task keeps it busy through ten runs a minute apart
+    world.allocate("t1")
+    for _ in range(10):
+        world.reconcile()
+        world.clock.advance(60)
+    # Then the budget was created once (the runs after it remembered it), label and annotations in one patch
+    assert world.kube.count("budget-create") == 1
+    assert world.kube.count("patch") == 1
+    assert len(world.kube.budgets(NS)) == 1
+
+
+def test_an_observed_pool_neither_labels_its_busy_pods_nor_creates_a_budget(world: ClusterWorld, store: SlotStore):
+    given_pool(store, POOL, heartbeat_timeout_s=120, startup_timeout_s=600, leak_grace_s=600, mode="observe")
+    pod = world.pod(f"{POOL}-a")
+    world.allocate("t1")
+    world.reconcile()
+    assert BUSY_LABEL not in world.labels(pod)
+    assert world.kube.calls()["budget-create"] == 0
+
+
+def test_a_budget_the_role_may_not_create_is_reported_and_the_pod_is_still_labelled(world: ClusterWorld):
+    # Given a Role from before budgets (the create is forbidden) and a busy pod
+    pod = world.pod(f"{POOL}-a")
+    world.allocate("t1")
+    world.kube.fail_next(403, verb="budget-create")
+    # When reconcile runs, then it says so (the call and status, not the server's words) and labels anyway
+    report = world.reconcile()
+    assert report["errors"] == ["disruption budget: create poddisruptionbudget failed (403)"]
+    assert world.labels(pod)[BUSY_LABEL] == POOL
+    assert all(world.annotations(pod).get(k) == v for k, v in DO_NOT_DISRUPT.items())
+    # And the next run creates it
+    assert "errors" not in world.reconcile()
+    assert len(world.kube.budgets(NS)) == 1
 
 
 def test_figures_are_emitted_and_recorded_only_when_they_change(world: ClusterWorld):

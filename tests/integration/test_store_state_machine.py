@@ -101,6 +101,17 @@ class InMemoryCluster:
     def patch_annotations(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
         """Annotations are not part of what this machine checks."""
 
+    def patch_metadata(
+        self, namespace: str, name: str, labels: dict[str, str | None], annotations: dict[str, str | None]
+    ) -> None:
+        """Labels and annotations are not part of what this machine checks."""
+
+    def ensure_disruption_budget(self, namespace: str, pool: str, now: float) -> bool:
+        return False  # the machine has no evictions: budgets are the stand-in's tests' business
+
+    def delete_disruption_budget(self, namespace: str, pool: str) -> bool:
+        return False
+
 
 class SlotLifeCycle(RuleBasedStateMachine):
     def __init__(self) -> None:

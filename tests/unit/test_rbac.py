@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import defaultdict
 
 import yaml
 
 from local.template import ROOT
 
-# The kubernetes client's CoreV1Api method prefix -> the RBAC verb that authorises it.
+# The kubernetes client's method prefix -> the RBAC verb that authorises it.
 VERB_OF = {
     "list": "list",
     "read": "get",
@@ -20,20 +21,26 @@ VERB_OF = {
     "watch": "watch",
     "deletecollection": "deletecollection",
 }
-POD_CALL = re.compile(r"^(?P<verb>[a-z]+)_namespaced_pod(?P<sub>_[a-z_]+)?$")
+# The client's method suffix -> the (API group, resource) its RBAC rule names.
+RESOURCE_OF = {
+    "pod": ("", "pods"),
+    "pod_disruption_budget": ("policy", "poddisruptionbudgets"),
+}
+CALL = re.compile(r"^(?P<verb>[a-z]+)_namespaced_(?P<resource>[a-z_]+)$")
 
 
-def verbs_the_gateway_calls() -> set[str]:
-    """Every `*_namespaced_pod` method called in cluster.py, as its RBAC verb."""
+def verbs_the_gateway_calls() -> dict[tuple[str, str], set[str]]:
+    """Every `<verb>_namespaced_<resource>` method called in cluster.py, as RBAC verbs by resource."""
     tree = ast.parse((ROOT / "layers/podslots/podslots/cluster.py").read_text())
-    verbs = set()
+    verbs: dict[tuple[str, str], set[str]] = defaultdict(set)
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
-            match = POD_CALL.match(node.attr)
+            match = CALL.match(node.attr)
             if match:
-                assert match.group("sub") is None, f"{node.attr}: a pod subresource needs its own RBAC rule"
-                verbs.add(VERB_OF[match.group("verb")])
-    return verbs
+                resource = match.group("resource")
+                assert resource in RESOURCE_OF, f"{node.attr}: a resource or subresource needs its own RBAC rule"
+                verbs[RESOURCE_OF[resource]].add(VERB_OF[match.group("verb")])
+    return dict(verbs)
 
 
 def role_rules() -> list[dict[str, object]]:
@@ -42,8 +49,26 @@ def role_rules() -> list[dict[str, object]]:
     return list(role["rules"])
 
 
-def test_given_the_role_and_the_gateway_then_the_role_grants_exactly_the_verbs_called_on_pods_and_nothing_else():
-    (rule,) = role_rules()
-    assert (rule["apiGroups"], rule["resources"]) == ([""], ["pods"])
-    assert verbs_the_gateway_calls() == {"list", "create", "delete", "patch"}  # the walk found them all
-    assert sorted(rule["verbs"]) == sorted(verbs_the_gateway_calls())  # type: ignore[call-overload]
+def granted() -> dict[tuple[str, str], set[str]]:
+    """The Role's verbs by (API group, resource); one rule per resource, each naming one."""
+    verbs: dict[tuple[str, str], set[str]] = {}
+    for rule in role_rules():
+        groups, resources, rule_verbs = rule["apiGroups"], rule["resources"], rule["verbs"]
+        assert isinstance(groups, list)
+        assert isinstance(resources, list)
+        assert isinstance(rule_verbs, list)
+        assert len(groups) == len(resources) == 1, f"{rule}: one group and one resource per rule"
+        key = (str(groups[0]), str(resources[0]))
+        assert key not in verbs, f"{key}: one rule per resource"
+        verbs[key] = {str(v) for v in rule_verbs}
+    return verbs
+
+
+def test_given_the_role_and_the_gateway_then_the_role_grants_exactly_the_verbs_called_and_nothing_else():
+    called = verbs_the_gateway_calls()
+    # The walk found them all: pods, and the pools' disruption budgets (created, deleted, never read)
+    assert called == {
+        ("", "pods"): {"list", "create", "delete", "patch"},
+        ("policy", "poddisruptionbudgets"): {"create", "delete"},
+    }
+    assert granted() == called

@@ -394,6 +394,7 @@ class _PoolStep:
         self.report.after = self.report.blocked = len(left)
         ours = [p for p in in_cluster.values() if p.managed and self.deletes_in_cluster]
         if not left and all(p.deleting or p.name in known for p in ours):
+            self.cluster.delete_disruption_budget(namespace, self.pool.name)  # 404 counts as done
             self.store.remove_pool(self.pool.name)
         if self.report.removed:
             self.report.direction = Direction.DOWN.value

@@ -1,7 +1,8 @@
 """The Kubernetes gateway: the only module that talks to the Kubernetes API.
 
-Four calls, each with a timeout: list a pool's pods by label selector (all pages), create a pod,
-delete a pod with a uid precondition (404 counts as done), patch annotations. Answers are read as
+Each call has a timeout: list a pool's pods by label selector (all pages), create a pod, delete a
+pod with a uid precondition (404 counts as done), patch annotations (and labels with them), and
+create or delete a pool's PodDisruptionBudget (409 and 404 count as done). Answers are read as
 raw JSON into `ClusterPod` (no model deserialization: a 1,000-pod LIST stays cheap), and every API
 failure becomes a `ClusterError` that says which call failed and why.
 
@@ -16,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+from weakref import WeakKeyDictionary
 
-from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.client import ApiClient, CoreV1Api, PolicyV1Api
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
@@ -35,6 +37,11 @@ DO_NOT_DISRUPT: dict[str, str] = {
     "karpenter.sh/do-not-disrupt": "true",
     "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
 }
+# While a pod holds a running or reserved slot it carries this label, valued with its pool's name (an
+# adopted pod lacks the pool label, so the label names the pool itself); the pool's
+# PodDisruptionBudget selects it, so the Eviction API (kubectl drain, node upgrades) waits for it.
+BUSY_LABEL = "podslots.io/busy"
+BUDGET_RECHECK_S = 600  # a remembered budget is created again (409: still there) after this long
 PAGE_SIZE = 500
 TIMEOUT_S = (3.0, 10.0)  # (connect, read) for every call
 
@@ -101,6 +108,11 @@ class ClusterPod:
     def unprotected(self) -> bool:
         return not any(k in self.annotations for k in DO_NOT_DISRUPT)
 
+    @property
+    def busy_label(self) -> str | None:
+        """The pool whose disruption budget holds this pod (the busy label's value), if any."""
+        return self.labels.get(BUSY_LABEL)
+
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ClusterPod:
         meta = raw.get("metadata") or {}
@@ -132,6 +144,46 @@ class Cluster(Protocol):
 
     def patch_annotations(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None: ...
 
+    def patch_metadata(
+        self, namespace: str, name: str, labels: dict[str, str | None], annotations: dict[str, str | None]
+    ) -> None: ...
+
+    def ensure_disruption_budget(self, namespace: str, pool: str, now: float) -> bool: ...
+
+    def delete_disruption_budget(self, namespace: str, pool: str) -> bool: ...
+
+
+def disruption_budget_name(pool: str) -> str:
+    """`podslots-<pool>`: a pool name is a DNS label of at most 40 characters, so this is a valid name."""
+    return f"podslots-{pool}"
+
+
+def disruption_budget(pool: str) -> dict[str, Any]:
+    """The pool's PodDisruptionBudget: no voluntary eviction of a pod while it carries the busy label.
+
+    `maxUnavailable: 0` allows no disruption whatever the pods' controllers (a bare pod counts for
+    none, so the budget expects none and allows none); `IfHealthyBudget` keeps an unready busy pod
+    covered too (the API server's default, said here so nobody has to know it).
+    """
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": disruption_budget_name(pool),
+            "labels": {POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY},
+        },
+        "spec": {
+            "maxUnavailable": 0,
+            "selector": {"matchLabels": {BUSY_LABEL: pool}},
+            "unhealthyPodEvictionPolicy": "IfHealthyBudget",
+        },
+    }
+
+
+# The budgets this process has seen exist, per connection (a new kubeconfig forgets them), by
+# (namespace, pool), with when: reconcile ensures a budget at most once per BUDGET_RECHECK_S.
+_BUDGETS_SEEN: WeakKeyDictionary[ApiClient, dict[tuple[str, str], float]] = WeakKeyDictionary()
+
 
 def pool_selector(pool: str) -> str:
     return f"{POOL_LABEL}={pool},{MANAGED_BY_LABEL}={MANAGED_BY}"
@@ -145,6 +197,8 @@ def label_selector(labels: Mapping[str, str]) -> str:
 class KubeGateway:
     def __init__(self, api_client: ApiClient, timeout_s: tuple[float, float] = TIMEOUT_S) -> None:
         self._api = CoreV1Api(api_client)
+        self._policy = PolicyV1Api(api_client)
+        self._budgets_seen = _BUDGETS_SEEN.setdefault(api_client, {})
         self._timeout = timeout_s
 
     def list_pool_pods(
@@ -225,6 +279,68 @@ class KubeGateway:
                 _preload_content=False,
             ),
         )
+
+    def patch_metadata(
+        self, namespace: str, name: str, labels: dict[str, str | None], annotations: dict[str, str | None]
+    ) -> None:
+        """One merge patch of labels and annotations (None removes a key): both change, or neither."""
+        self._json(
+            "patch pod",
+            lambda: self._api.patch_namespaced_pod(
+                name,
+                namespace,
+                {"metadata": {"labels": labels, "annotations": annotations}},
+                _content_type="application/merge-patch+json",
+                _request_timeout=self._timeout,
+                _preload_content=False,
+            ),
+        )
+
+    def ensure_disruption_budget(self, namespace: str, pool: str, now: float) -> bool:
+        """Create the pool's PodDisruptionBudget unless this connection saw it within BUDGET_RECHECK_S.
+
+        A create, never a read first: 409 AlreadyExists counts as done, so a pool with busy pods
+        costs one request per BUDGET_RECHECK_S, and a budget someone deleted comes back within it.
+        True when a request was sent.
+        """
+        key = (namespace, pool)
+        seen = self._budgets_seen.get(key)
+        if seen is not None and 0 <= now - seen < BUDGET_RECHECK_S:
+            return False
+        try:
+            self._json(
+                "create poddisruptionbudget",
+                lambda: self._policy.create_namespaced_pod_disruption_budget(
+                    namespace,
+                    disruption_budget(pool),  # type: ignore[arg-type]  # a plain manifest, sent as JSON
+                    _request_timeout=self._timeout,
+                    _preload_content=False,
+                ),
+            )
+        except ClusterError as exc:
+            if exc.status != 409:
+                raise
+        self._budgets_seen[key] = now
+        return True
+
+    def delete_disruption_budget(self, namespace: str, pool: str) -> bool:
+        """Delete the pool's PodDisruptionBudget. False when it was already gone (404 counts as done)."""
+        self._budgets_seen.pop((namespace, pool), None)
+        try:
+            self._json(
+                "delete poddisruptionbudget",
+                lambda: self._policy.delete_namespaced_pod_disruption_budget(
+                    disruption_budget_name(pool),
+                    namespace,
+                    _request_timeout=self._timeout,
+                    _preload_content=False,
+                ),
+            )
+            return True
+        except ClusterError as exc:
+            if exc.status == 404:
+                return False
+            raise
 
     @staticmethod
     def _json(call: str, request: Any) -> dict[str, Any]:

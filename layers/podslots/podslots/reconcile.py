@@ -10,7 +10,8 @@ written:
 - a slot whose task the agent's beats no longer list, past the leak grace: released, task lost;
 - a labelled pod without an item: adopted as `starting`;
 - a `draining` item whose pod still exists: its delete is retried; once gone, the item goes;
-- pod uid and IP recorded; busy pods protected from node consolidation, idle pods not;
+- pod uid and IP recorded; busy pods protected from node consolidation (annotations) and from
+  evictions (a label the pool's PodDisruptionBudget selects), idle pods not;
 - the pool's figures emitted as metrics, and recorded in its history when they change.
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
-from podslots.cluster import DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
+from podslots.cluster import BUSY_LABEL, DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
 from podslots.model import CREATE_GRACE_S, IDLE_SLOT, POOL_DELETED, Pod, PodState, PoolFigures
 from podslots.observability import MetricUnit, logger, pool_metrics
@@ -126,6 +127,7 @@ class _PoolRun:
     cluster: Cluster
     now: int
     report: PoolReport
+    budget_tried: bool = False
 
     @property
     def store(self) -> SlotStore:
@@ -260,14 +262,39 @@ class _PoolRun:
         return item
 
     def _protection(self, item: Pod, pod: ClusterPod) -> None:
-        """Busy pods carry the do-not-disrupt annotations and idle pods carry neither."""
-        if item.busy and not pod.protected:
-            self.cluster.patch_annotations(self.namespace, pod.name, dict[str, str | None](DO_NOT_DISRUPT))
-        elif not item.busy and not pod.unprotected:
-            self.cluster.patch_annotations(self.namespace, pod.name, dict.fromkeys(DO_NOT_DISRUPT))
+        """Busy pods carry the do-not-disrupt annotations and the busy label, idle pods none of them.
+
+        The annotations keep node consolidation (Karpenter, cluster-autoscaler) away; the label puts
+        the pod under the pool's PodDisruptionBudget, so the Eviction API (`kubectl drain`, node
+        upgrades) waits until it is idle. Label and annotations change in one patch. The budget is
+        ensured before a pod is labelled, and while any is (the gateway remembers it for a while).
+        """
+        busy = item.busy > 0
+        if busy:
+            self._budget()
+        if busy and not (pod.protected and pod.busy_label == self.pool.name):
+            labels: dict[str, str | None] = {BUSY_LABEL: self.pool.name}
+            self.cluster.patch_metadata(self.namespace, pod.name, labels, dict[str, str | None](DO_NOT_DISRUPT))
+        elif not busy and not (pod.unprotected and pod.busy_label is None):
+            self.cluster.patch_metadata(self.namespace, pod.name, {BUSY_LABEL: None}, dict.fromkeys(DO_NOT_DISRUPT))
         else:
             return
         self.report.annotated.append(pod.name)
+
+    def _budget(self) -> None:
+        """The pool's PodDisruptionBudget exists (one create at most per run; 409 counts as done).
+
+        A failure (RBAC without `poddisruptionbudgets`, a fault) is reported and the pod is labelled
+        anyway: the annotations still hold, and the next run tries again.
+        """
+        if self.budget_tried:
+            return
+        self.budget_tried = True
+        try:
+            self.cluster.ensure_disruption_budget(self.namespace, self.pool.name, self.now)
+        except ClusterError as exc:  # the call and its status only: the server's words are not ours to log
+            self.report.errors.append(f"disruption budget: {exc.call} failed ({exc.status or 'no answer'})")
+            logger.warning("disruption budget not ensured", extra={"pool": self.pool.name, "status": exc.status})
 
     def orphan(self, pod: ClusterPod) -> Pod | None:
         """A pod labelled as ours with no item: adopt it (it will beat), or clean it up if it ended."""
