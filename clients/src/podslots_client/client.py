@@ -97,18 +97,31 @@ class QueueClient(_Api):
         self.max_wait_s = max_wait_s
         self._clock = clock
 
-    def allocate(self, pool: str, task_id: str, task_type: str, *, deadline_s: float | None = None) -> Allocation:
+    def allocate(
+        self,
+        pool: str,
+        task_id: str,
+        task_type: str,
+        *,
+        deadline_s: float | None = None,
+        expect: str | None = None,
+    ) -> Allocation:
         """A slot for the task (`plan`, `apply` or `plan_and_apply`); the slot it holds if it has one.
 
         Raises `NoCapacity` once `deadline_s` (default `allocate_deadline_s`) has passed without one.
+        `expect="resume"` marks an approval: the task's reserved slot, or `ReservationGone` if the
+        reservation is gone (expired, lost, unknown task), never a new slot.
         """
         budget = self.allocate_deadline_s if deadline_s is None else deadline_s
         started = self._clock()
         url = f"{self.url}/pools/{_segment(pool)}/allocations"
+        body = {"task_id": task_id, "task_type": task_type}
+        if expect is not None:
+            body["expect"] = expect
         attempt = 0
         while True:
             try:
-                answer = self._transport.request("POST", url, {"task_id": task_id, "task_type": task_type})
+                answer = self._transport.request("POST", url, body)
             except NoCapacity as exc:
                 waited = self._clock() - started
                 remaining = budget - waited
