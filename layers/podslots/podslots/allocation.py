@@ -25,7 +25,6 @@ from podslots.model import (
     EndedSlot,
     Placement,
     PodState,
-    SlotStatus,
     Task,
     TaskStatus,
     TaskType,
@@ -280,11 +279,13 @@ class Allocator:
         )
 
     def _slot_gone(self, task: Task) -> bool:
-        """Is the reserved slot really gone (its pod item, or the slot no longer naming the task)?"""
+        """Is the reserved slot really gone: no pod item, no such slot, or a slot that names another
+        task or none? (A slot that still names the task is never given up on: a task is only made
+        lost while no slot names it.)"""
         assert task.pod and task.slot
         pod = self.store.get_pod(task.pool, task.pod)
         slot = pod.slots.get(task.slot) if pod is not None else None
-        return slot is None or slot.task_id != task.task_id or slot.status is not SlotStatus.RESERVED
+        return slot is None or slot.task_id != task.task_id
 
     def _lose(self, task: Task) -> None:
         """The task's reserved slot is gone while its item still says reserved: it is lost, said so."""
