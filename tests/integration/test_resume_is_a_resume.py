@@ -10,7 +10,9 @@ before the step's own write, exactly as another Lambda slipping in between would
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -19,10 +21,11 @@ import pytest
 from functions.allocate import app as allocate_app
 from local.moto_server import MotoServer
 from local.table_faults import Fault
+from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
 from podslots.expiry import Expirer
-from podslots.model import Pod, SlotStatus, Task, TaskStatus
+from podslots.model import Pod, SlotStatus, Task, TaskStatus, TaskType
 from podslots.store import SlotStore
 from tests.integration.conftest import Answer, Api
 from tests.support.pods import given_pool, given_ready_pods
@@ -190,6 +193,25 @@ def test_two_concurrent_approvals_both_get_the_reserved_slot(
     # Then both name the reserved slot: one resumed it, the other finds it resumed
     assert [(a.status, a.body["pod"], a.body["slot"]) for a in (*inner, outer)] == [(200, *reserved)] * 2
     assert sorted(a.body["outcome"] for a in (*inner, outer)) == ["repeated", "resumed"]
+    assert_resumed_on(store, reserved)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_eight_approvals_at_once_under_table_faults_all_get_the_reserved_slot(
+    store: SteppedInStore, server: MotoServer, clock: ManualClock, reserved: tuple[str, str], seed: int
+):
+    # Given eight approvals of the reserved task at once, each on its own connection, on a table
+    # that cancels, throttles and loses the answers of writes at random
+    faults = server.dispatcher.faults
+    faults.chaos({Fault.TRANSACTION_CONFLICT: 0.2, Fault.THROTTLE: 0.05, Fault.ANSWER_LOST: 0.1}, seed=seed)
+    request = AllocationRequest(POOL, TASK, TaskType.PLAN_AND_APPLY)
+    allocator = Allocator(SlotStore(), RecordingPublisher(), clock, sleep=time.sleep)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _i: allocator.allocate(request), range(8)))
+    faults.clear()
+    # Then every one names the reserved slot; exactly one resumed it, and the table agrees
+    assert {(a.pod, a.slot) for a in answers} == {reserved}
+    assert sorted(a.outcome.value for a in answers) == ["repeated"] * 7 + ["resumed"]
     assert_resumed_on(store, reserved)
 
 
