@@ -194,6 +194,7 @@ class Allocator:
                 f"task {request.task_id} is unknown: there is no reservation to resume",
                 task_id=request.task_id,
                 task_status=None,
+                previous=None,
             )
         if current.status.redispatchable:
             raise _reservation_gone(current)
@@ -261,6 +262,7 @@ class Allocator:
                 f"task {seen.task_id} is unknown: there is no reservation to resume",
                 task_id=seen.task_id,
                 task_status=None,
+                previous=None,
             )
         if current.status is TaskStatus.RUNNING and (current.pod, current.slot) == (seen.pod, seen.slot):
             return self._held(current, Outcome.REPEATED)  # a concurrent approval resumed it
@@ -275,7 +277,7 @@ class Allocator:
             task_status=current.status.value,
             pod=current.pod,
             slot=current.slot,
-            previous={"pod": seen.pod, "slot": seen.slot},
+            previous={"pod": seen.pod, "slot": seen.slot, "status": None, "reason": None},
         )
 
     def _slot_gone(self, task: Task) -> bool:
