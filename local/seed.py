@@ -53,10 +53,12 @@ class World:
     pod: str
     pod_ip: str
     task: str | None = None
+    reserved: bool = False  # the task's plan waits for approval (its slot reserved)
 
     def __str__(self) -> str:
         text = f"pool {self.pool} (default settings), pod {self.pod} ready at {self.pod_ip}"
-        return text + (f", task {self.task} ({TASK_TYPE}) running on it" if self.task else "")
+        where = "reserved (apply_pending)" if self.reserved else "running"
+        return text + (f", task {self.task} ({TASK_TYPE}) {where} on it" if self.task else "")
 
 
 def event_pool(event: dict[str, Any]) -> str | None:
@@ -108,7 +110,7 @@ def seed(stack: Stack, event: dict[str, Any], default_pool: str) -> World:
         allocation = {"task_id": approval, "task_type": TASK_TYPE}
         _call(stack, 201, "POST", "/pools/{pool}/allocations", allocation, pool=pool)
         _call(stack, 200, "PUT", "/tasks/{task_id}/status", {"status": "apply_pending"}, task_id=approval)
-        world.task = approval
+        world.task, world.reserved = approval, True
     return world
 
 
