@@ -285,9 +285,13 @@ def test_an_approval_whose_reserved_slot_is_gone_marks_the_task_lost_and_says_so
 # ---- failure 10: the answer says what happened ---------------------------------------------------
 
 
+def run_expiry(store: SlotStore, clock: ManualClock) -> None:
+    assert Expirer(store, RecordingPublisher(), clock).expire_pool(POOL).expired == [TASK]
+
+
 def expire_the_reservation(store: SlotStore, clock: ManualClock) -> None:
     clock.advance(DAY + 1)
-    assert Expirer(store, RecordingPublisher(), clock).expire_pool(POOL).expired == [TASK]
+    run_expiry(store, clock)
 
 
 def test_a_re_dispatch_after_expiry_is_a_201_placed_anew_naming_the_slot_it_had(
@@ -310,6 +314,28 @@ def test_a_re_dispatch_after_expiry_is_a_201_placed_anew_naming_the_slot_it_had(
     # And a repeat is a 200 `repeated` on that new slot, no longer a placement
     again = api.allocate(POOL, TASK, "plan_and_apply")
     assert (again.status, again.body["outcome"], again.body["slot"]) == (200, "repeated", answer.body["slot"])
+
+
+def test_an_approval_at_the_deadline_that_loses_to_expiry_is_told_so_not_given_a_new_slot(
+    api: Api, store: SteppedInStore, clock: ManualClock, reserved: tuple[str, str]
+):
+    # Given the approval comes at the deadline, and expiry frees the reservation between its read
+    # of the task and its resume
+    clock.advance(DAY)
+    store.before_resume = lambda: run_expiry(store, clock)
+    # When the approval goes on (without `expect`)
+    answer = approve(api)
+    # Then it is a 409 reservation_gone naming the expiry, and the task takes no other slot
+    assert answer.status == 409, answer.body
+    assert (answer.body["error"], answer.body["task_status"]) == ("reservation_gone", "expired")
+    assert answer.body["previous"] == {
+        "pod": reserved[0],
+        "slot": reserved[1],
+        "status": "expired",
+        "reason": "reservation expired",
+    }
+    assert slots_naming(store, TASK) == {}
+    assert_table_consistent(store)
 
 
 def test_an_approval_expecting_a_resume_after_expiry_is_a_409_reservation_gone(
