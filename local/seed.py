@@ -15,6 +15,9 @@ is small, and `seed` makes exactly that:
 - for an event with a `task_id` path parameter, that task allocated on the pod
   (`POST /pools/{pool}/allocations`, as `plan_and_apply`, so that `apply_pending` can reserve its
   slot).
+- for an approval (an allocation whose body says `"expect": "resume"`), its task allocated on the
+  pod and its plan waiting for approval (`PUT /tasks/{id}/status` `apply_pending`), so the
+  approval resumes the reserved slot.
 
 Each step must get the answer it gets in a deployment, or the seeding fails with that answer.
 """
@@ -50,10 +53,12 @@ class World:
     pod: str
     pod_ip: str
     task: str | None = None
+    reserved: bool = False  # the task's plan waits for approval (its slot reserved)
 
     def __str__(self) -> str:
         text = f"pool {self.pool} (default settings), pod {self.pod} ready at {self.pod_ip}"
-        return text + (f", task {self.task} ({TASK_TYPE}) running on it" if self.task else "")
+        where = "reserved (apply_pending)" if self.reserved else "running"
+        return text + (f", task {self.task} ({TASK_TYPE}) {where} on it" if self.task else "")
 
 
 def event_pool(event: dict[str, Any]) -> str | None:
@@ -101,7 +106,26 @@ def seed(stack: Stack, event: dict[str, Any], default_pool: str) -> World:
         allocation = {"task_id": task_id, "task_type": TASK_TYPE}
         _call(stack, 201, "POST", "/pools/{pool}/allocations", allocation, pool=pool)
         world.task = task_id
+    if (approval := _approval(event)) is not None:
+        allocation = {"task_id": approval, "task_type": TASK_TYPE}
+        _call(stack, 201, "POST", "/pools/{pool}/allocations", allocation, pool=pool)
+        _call(stack, 200, "PUT", "/tasks/{task_id}/status", {"status": "apply_pending"}, task_id=approval)
+        world.task, world.reserved = approval, True
     return world
+
+
+def _approval(event: dict[str, Any]) -> str | None:
+    """The task of an allocation event that expects a resume (an approval), if it is one."""
+    if event.get("resource") != "/pools/{pool}/allocations":
+        return None
+    try:
+        body = json.loads(event.get("body") or "{}")
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("expect") != "resume":
+        return None
+    task_id = body.get("task_id")
+    return task_id if isinstance(task_id, str) else None
 
 
 def _call(stack: Stack, expected: int, method: str, resource: str, body: Any = None, **path: str) -> Answer:

@@ -1,8 +1,11 @@
 """POST /pools/{pool}/allocations: the task queue asks for a slot at dispatch.
 
-201 with pod and slot for a new allocation, 200 with the same pod and slot when the task already
-holds one (a reserved slot resumes: the apply runs where the plan ran), 503 + Retry-After when no
-ready pod has an idle slot (the task is recorded as waiting and a CapacityShortage goes out).
+201 with pod and slot for a new allocation (`outcome` `placed`, or `placed_anew` with `previous`
+when podslots had ended the task's slot: lost, or its reservation expired), 200 with the same pod
+and slot when the task already holds one (`resumed`: a reserved slot runs again, the apply where
+the plan ran; `repeated`), 503 + Retry-After when no ready pod has an idle slot (the task is
+recorded as waiting and a CapacityShortage goes out). With `"expect": "resume"` (an approval), a
+reservation that is gone is a 409 `reservation_gone`, never a new slot.
 """
 
 from typing import Annotated, Any
@@ -12,12 +15,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podslots.allocation import AllocationRequest, Allocator
+from podslots.allocation import AllocationRequest, Allocator, Outcome
 from podslots.api import (
     COMMON_ERRORS,
     AllocateBody,
     AllocationAnswer,
     PoolName,
+    PreviousSlot,
     json_answer,
     make_resolver,
     resolve,
@@ -46,8 +50,8 @@ else:
     summary="Claim a slot for a task",
     responses=responses(
         {
-            200: ("The task already holds this slot (a reserved one resumes)", AllocationAnswer),
-            201: ("A new allocation", AllocationAnswer),
+            200: ("The task's own slot: its reservation resumed, or a repeat", AllocationAnswer),
+            201: ("A new allocation; `placed_anew` says the task had a slot podslots ended", AllocationAnswer),
         },
         (*COMMON_ERRORS, 503),
     ),
@@ -56,7 +60,9 @@ else:
 def allocate(pool: PoolName, body: Annotated[AllocateBody, Body()]) -> Response[Any]:
     metrics.add_dimension(name="pool", value=pool)
     logger.append_keys(pool=pool, task_id=body.task_id)
-    done = allocator.allocate(AllocationRequest(pool, body.task_id, body.task_type))
+    request = AllocationRequest(pool, body.task_id, body.task_type, expect_resume=body.expect == "resume")
+    done = allocator.allocate(request)
+    previous = done.previous
     answer = AllocationAnswer(
         task_id=done.task_id,
         pool=done.pool,
@@ -64,6 +70,13 @@ def allocate(pool: PoolName, body: Annotated[AllocateBody, Body()]) -> Response[
         slot=done.slot,
         pod_ip=done.pod_ip,
         status="running",
+        outcome=done.outcome.value,
+        placed_anew=done.outcome is Outcome.PLACED_ANEW,
+        previous=PreviousSlot(
+            pod=previous.pod, slot=previous.slot, status=previous.status.value, reason=previous.reason
+        )
+        if previous is not None
+        else None,
     )
     return json_answer(201 if done.created else 200, answer.model_dump(mode="json"))
 

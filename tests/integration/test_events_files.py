@@ -28,7 +28,8 @@ API_FILES: list[tuple[str, int, dict[str, Any]]] = [
     ("heartbeat.json", 200, {"pod": "terraform-7f3k2", "state": "ready", "pod_ip": "10.0.12.34"}),
     ("allocate.json", 201, {"task_id": "run-42", "pod": "terraform-7f3k2", "slot": "s0", "status": "running"}),
     ("status_apply_pending.json", 200, {"status": "apply_pending"}),
-    ("status_running.json", 200, {"status": "running"}),
+    ("allocate_resume.json", 200, {"task_id": "run-42", "slot": "s0", "outcome": "resumed"}),
+    ("status_running.json", 200, {"status": "running"}),  # already resumed by the approval
     ("status_success.json", 200, {"status": "success"}),
     ("task_get.json", 200, {"task_id": "run-42", "status": "success"}),
     ("pod_cordon.json", 200, {"pod": "terraform-7f3k2", "cordoned": "operator", "changed": True}),

@@ -71,6 +71,11 @@ def the_seeded_pod_ready_and_idle(run: Run) -> None:
     assert [(p["pod"], p["state"], p["busy"]) for p in run.answer["pods"]] == [(seeded_pod(run), "ready", 0)]
 
 
+def resumed_on_the_seeded_pod(run: Run) -> None:
+    assert run.answer["pod"] == seeded_pod(run)
+    assert "apply resumed on its reserved slot" in log_messages(run)
+
+
 def reserved(run: Run) -> None:
     assert run.answer["reserved_until"] is not None
     assert "slot reserved for approval" in log_messages(run)
@@ -91,6 +96,12 @@ API: dict[str, tuple[str, int, dict[str, Any], Callable[[Run], None]]] = {
         201,
         {"task_id": "run-42", "slot": "s0", "pod_ip": POD_IP},
         on_the_seeded_pod,
+    ),
+    "allocate_resume.json": (  # the approval: the seeded plan waits on the pod's reserved s0
+        "AllocateFunction",
+        200,
+        {"task_id": "run-42", "slot": "s0", "outcome": "resumed", "placed_anew": False},
+        resumed_on_the_seeded_pod,
     ),
     "heartbeat.json": (
         "HeartbeatFunction",

@@ -102,21 +102,32 @@ class QueueClient(_Api):
     def _deadline(self, seconds: float | None) -> Deadline | None:
         return None if seconds is None else Deadline(seconds, self._clock)
 
-    def allocate(self, pool: str, task_id: str, task_type: str, *, deadline_s: float | None = None) -> Allocation:
+    def allocate(
+        self,
+        pool: str,
+        task_id: str,
+        task_type: str,
+        *,
+        deadline_s: float | None = None,
+        expect: str | None = None,
+    ) -> Allocation:
         """A slot for the task (`plan`, `apply` or `plan_and_apply`); the slot it holds if it has one.
 
         Once `deadline_s` (default `allocate_deadline_s`) has passed without one, raises
         `NoCapacityInTime` (a `NoCapacity`) if the last answer was 503 no_capacity, else
         `NoAnswerInTime` (an `Unreachable`). A deadline of 0 means one try and no wait.
+        `expect="resume"` marks an approval: the task's reserved slot, or `ReservationGone` if the
+        reservation is gone (expired, lost, unknown task), never a new slot.
         """
         deadline = Deadline(self.allocate_deadline_s if deadline_s is None else deadline_s, self._clock)
         url = f"{self.url}/pools/{_segment(pool)}/allocations"
+        body = {"task_id": task_id, "task_type": task_type}
+        if expect is not None:
+            body["expect"] = expect
         attempt = 0
         while True:
             try:
-                answer = self._transport.request(
-                    "POST", url, {"task_id": task_id, "task_type": task_type}, deadline=deadline
-                )
+                answer = self._transport.request("POST", url, body, deadline=deadline)
             except NoCapacity as exc:
                 wait = capacity_wait(
                     exc.retry_after_s,

@@ -66,6 +66,30 @@ class Conflict(PodSlotsError):
         return value if isinstance(value, str) else None
 
 
+class ReservationGone(Conflict):
+    """An approval (`expect="resume"`), or one that met the task's loss, found no reservation to
+    resume. `task_status` is what the task is now (`lost`, `expired`, ...; None: unknown task) and
+    `previous` the slot it had and why that ended; the queue plans again."""
+
+    CODE = "reservation_gone"
+
+    @property
+    def task_status(self) -> str | None:
+        value = self.body.get("task_status")
+        return value if isinstance(value, str) else None
+
+    @property
+    def previous(self) -> dict[str, Any] | None:
+        value = self.body.get("previous")
+        return dict(value) if isinstance(value, Mapping) else None
+
+
+class ResumeContended(Conflict):
+    """The resume of a reserved slot kept meeting concurrent writes; nothing moved: safe to send again."""
+
+    CODE = "resume_contended"
+
+
 class Gone(PodSlotsError):
     """The pod is draining or unknown: its agent should take no more work and exit. (A cordoned pod
     is answered 200, with `cordoned` set: it finishes its tasks and beats on until it is drained.)"""
@@ -238,6 +262,8 @@ _BY_CODE: dict[str, type[PodSlotsError]] = {
     for kind in (
         NotFound,
         Conflict,
+        ReservationGone,
+        ResumeContended,
         Gone,
         NoCapacity,
         InvalidRequest,

@@ -23,8 +23,30 @@ def _opt_int(value: Any) -> int | None:
 
 
 @dataclass(frozen=True)
+class PreviousSlot:
+    """The slot a task placed anew had, and how it ended: `status` is `lost` or `expired`, `reason`
+    says why (`reservation expired`, `vanished`, `leaked`, `reserved slot gone`, ...; None if unknown)."""
+
+    pod: str
+    slot: str
+    status: str
+    reason: str | None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PreviousSlot:
+        return cls(pod=data["pod"], slot=data["slot"], status=data["status"], reason=data.get("reason"), raw=_raw(data))
+
+
+@dataclass(frozen=True)
 class Allocation:
-    """A task's slot. `created` is False when the task already held it (a reserved slot resumed)."""
+    """A task's slot. `created` is False when the task already held it (200).
+
+    `outcome` says what happened: `placed` (201, a first slot), `placed_anew` (201: podslots had
+    ended the task's slot, `previous` says which and why; an apply would not run where its plan
+    did), `resumed` (200: its reserved slot runs again), `repeated` (200: it already ran there).
+    None from a server older than the field; `placed_anew` is then False.
+    """
 
     task_id: str
     pool: str
@@ -34,6 +56,9 @@ class Allocation:
     status: str
     created: bool
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    outcome: str | None = None
+    placed_anew: bool = False
+    previous: PreviousSlot | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, created: bool) -> Allocation:
@@ -46,6 +71,9 @@ class Allocation:
             status=data["status"],
             created=created,
             raw=_raw(data),
+            outcome=data.get("outcome"),
+            placed_anew=bool(data.get("placed_anew")),
+            previous=PreviousSlot.from_json(data["previous"]) if data.get("previous") else None,
         )
 
 

@@ -3,6 +3,11 @@
 The slot life cycle (docs/architecture.md, "Life cycle"): dispatch finds an idle slot
 (`idle -> running`); a `plan_and_apply` whose plan waits for approval comes back for its apply and
 gets the slot it had (`reserved -> running`), on the pod that holds the plan's working directory.
+
+Every answer says what happened (`Outcome`): a 200 only ever names the slot the task already held
+(resumed or repeated); a task podslots took a slot from (lost, expired) is placed anew with a 201
+that names the slot it had and why it ended. A task seen reserved is only ever answered with its own
+slot, or with a refusal: never with another slot.
 """
 
 from __future__ import annotations
@@ -11,11 +16,20 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
-from podslots.errors import Conflict, NoCapacity, NotFound
-from podslots.model import Placement, PodState, Task, TaskStatus, TaskType, placement_candidates
+from podslots.errors import Conflict, NoCapacity, NotFound, ReservationGone, ResumeContended
+from podslots.model import (
+    EndedSlot,
+    Placement,
+    PodState,
+    Task,
+    TaskStatus,
+    TaskType,
+    placement_candidates,
+)
 from podslots.observability import count, logger, seconds
 from podslots.store import SlotStore, StoreConflict, new_token
 
@@ -26,6 +40,21 @@ BACKOFF_CAP_S = 0.2
 SHORTAGE_SIGNAL_EVERY_S = 60  # at most one CapacityShortage per task per minute
 RETRY_AFTER_STARTING_S = 10  # a pod is already starting: capacity is near
 RETRY_AFTER_COLD_S = 30
+RESUME_ATTEMPTS = 8  # a resume met by transient faults is tried again, as a resume, this many times
+RESUME_GONE = "reserved slot gone"  # why a task seen reserved is lost when its slot is not there
+
+
+class Outcome(StrEnum):
+    """What an allocation did, in the answer's `outcome`."""
+
+    PLACED = "placed"  # 201: the task's first slot (or its first since a wait)
+    PLACED_ANEW = "placed_anew"  # 201: podslots had taken its slot (lost, expired); this is another
+    RESUMED = "resumed"  # 200: its reserved slot runs again, by this request's write
+    REPEATED = "repeated"  # 200: it already held this slot running (a repeat, or a concurrent approval)
+
+    @property
+    def created(self) -> bool:
+        return self in (Outcome.PLACED, Outcome.PLACED_ANEW)
 
 
 @dataclass(frozen=True)
@@ -33,6 +62,7 @@ class AllocationRequest:
     pool: str
     task_id: str
     task_type: TaskType
+    expect_resume: bool = False  # an approval: a reservation that is gone is refused, not replaced
 
 
 @dataclass(frozen=True)
@@ -42,7 +72,13 @@ class Allocation:
     pod: str
     slot: str
     pod_ip: str | None
-    created: bool  # a new allocation (201) rather than the task's existing slot (200)
+    outcome: Outcome
+    previous: EndedSlot | None = None  # placed anew: the slot it had, and why that ended
+
+    @property
+    def created(self) -> bool:
+        """A new allocation (201) rather than the task's existing slot (200)."""
+        return self.outcome.created
 
 
 class Allocator:
@@ -71,6 +107,8 @@ class Allocator:
         self.sleep = sleep
 
     def allocate(self, request: AllocationRequest) -> Allocation:
+        if request.expect_resume:
+            return self._approval(request)
         task = Task(request.task_id, request.pool, request.task_type, TaskStatus.RUNNING)
         known: Task | None = None  # the task item as last seen; None: assumed not to exist
         races = 0
@@ -92,45 +130,77 @@ class Allocator:
                     current = conflict.found.get("task") or self.store.get_task(request.task_id)
                     if current is not None and current.request_token == token:
                         return self._placed(task, choice, known, now)  # a retry met its own write
-                    answer = self._task_exists(request, current)
+                    answer = self._task_exists(request, current, known)
                     if answer is not None:
                         return answer
                     known = current
                     continue  # a re-dispatch (or a task that moved): try again knowing it
                 races += 1
                 count("AllocationConflictRetry")
-                self.sleep(self.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**races)))
+                self._back_off(races)
                 continue
             return self._placed(task, choice, known, now)
         raise NoCapacity(
             "every idle slot was taken by a concurrent allocation; try again", retry_after_s=1, contended=True
         )
 
+    def _back_off(self, tries: int) -> None:
+        self.sleep(self.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**tries)))
+
     def _placed(self, task: Task, choice: Placement, known: Task | None, now: int) -> Allocation:
         count("AllocationSucceeded")
         if known is not None and known.waiting_since is not None:
             seconds("DispatchWait", max(0, now - known.waiting_since))
-        logger.info("slot allocated", extra=_keys(task, choice.pod.name, choice.slot))
+        previous = known.previous_slot if known is not None else None
+        if previous is not None:
+            count("AllocationPlacedAnew")
+            logger.info("task placed anew", extra={**_keys(task, choice.pod.name, choice.slot), "was": previous.slot})
+        else:
+            logger.info("slot allocated", extra=_keys(task, choice.pod.name, choice.slot))
         return Allocation(
             task_id=task.task_id,
             pool=task.pool,
             pod=choice.pod.name,
             slot=choice.slot,
             pod_ip=choice.pod.pod_ip,
-            created=True,
+            outcome=Outcome.PLACED if previous is None else Outcome.PLACED_ANEW,
+            previous=previous,
         )
 
-    def _task_exists(self, request: AllocationRequest, current: Task | None) -> Allocation | None:
+    def _task_exists(self, request: AllocationRequest, current: Task | None, known: Task | None) -> Allocation | None:
         """The task item is there: answer its own slot, refuse, or return None to place it anew."""
         if current is None or current.status.redispatchable:
             if current is not None and current.status is TaskStatus.PENDING:
                 self._same_type(request, current)
             return None
+        previous = known.previous_slot if known is not None else None
+        if previous is not None and current.status is TaskStatus.RUNNING and current.pool == request.pool:
+            # Both this request and another found the slot taken (lost, expired) and the other placed
+            # the task first: the answer is that placement's, so neither mistakes it for a resume.
+            self._same_type(request, current)
+            return self._held(current, Outcome.PLACED_ANEW, previous)
         return self._existing(request, current)
 
     # ---- the task already holds a slot (or ended) --------------------------------------------
 
-    def _existing(self, request: AllocationRequest, task: Task) -> Allocation | None:
+    def _approval(self, request: AllocationRequest) -> Allocation:
+        """`expect: resume`: the task's reserved (or already resumed) slot, or `reservation_gone`.
+
+        Read first, because a blind placement would be the one answer an approval must never get.
+        """
+        current = self.store.get_task(request.task_id)
+        if current is None:
+            raise ReservationGone(
+                f"task {request.task_id} is unknown: there is no reservation to resume",
+                task_id=request.task_id,
+                task_status=None,
+                previous=None,
+            )
+        if current.status.redispatchable:
+            raise _reservation_gone(current)
+        return self._existing(request, current)
+
+    def _existing(self, request: AllocationRequest, task: Task) -> Allocation:
         if task.status.is_end:
             raise Conflict(
                 f"task {task.task_id} already ended with status {task.status.value}",
@@ -144,23 +214,107 @@ class Allocator:
                 pool=task.pool,
             )
         self._same_type(request, task)
-        assert task.pod and task.slot
         if task.status is TaskStatus.APPLY_PENDING:
-            # The approval came: the apply resumes in the slot the plan kept reserved.
+            return self._resume(request, task)  # the approval came
+        return self._held(task, Outcome.REPEATED)
+
+    def _resume(self, request: AllocationRequest, task: Task) -> Allocation:
+        """The apply resumes in the slot the plan kept reserved, or the answer says why it cannot.
+
+        A transient failure (a conflict, throttling, an unanswered write) is retried as a resume,
+        with jittered backoff; a write of ours whose answer was lost is recognised by its token. A
+        task that moved meanwhile is answered as it is now, never by placing it elsewhere.
+        """
+        for attempt in range(RESUME_ATTEMPTS):
             token = new_token()
             try:
                 self.store.resume(task, int(self.clock.now()), token=token)
-            except StoreConflict:
+            except StoreConflict as conflict:
                 current = self.store.get_task(task.task_id)
-                if current is None or current.request_token != token:
-                    return None  # the task moved while we resumed it: decide again
-            logger.info("apply resumed on its reserved slot", extra=_keys(task, task.pod, task.slot))
+                if current is not None and current.request_token == token:
+                    break  # our own write; its answer was lost
+                if not _same_reservation(task, current):
+                    return self._after_resume(request, task, current)
+                if conflict.failed("slot") and self._slot_gone(task):
+                    self._lose(task)
+                    continue  # the next try finds the task lost (or moved) and answers that
+                count("ResumeConflictRetry")
+                self._back_off(attempt + 1)
+                continue
+            break
+        else:
+            raise ResumeContended(
+                f"task {task.task_id}: the resume of its reserved slot {task.pod}/{task.slot} kept meeting "
+                "concurrent writes; nothing moved, try again",
+                task_id=task.task_id,
+                pod=task.pod,
+                slot=task.slot,
+                retry_after_s=1,
+            )
+        count("AllocationResumed")
+        logger.info("apply resumed on its reserved slot", extra=_keys(task, task.pod or "", task.slot or ""))
+        return self._held(task, Outcome.RESUMED)
+
+    def _after_resume(self, request: AllocationRequest, seen: Task, current: Task | None) -> Allocation:
+        """The task moved while we resumed it: its own slot if it runs there, else why not."""
+        if current is None:
+            raise ReservationGone(
+                f"task {seen.task_id} is unknown: there is no reservation to resume",
+                task_id=seen.task_id,
+                task_status=None,
+                previous=None,
+            )
+        if current.status is TaskStatus.RUNNING and (current.pod, current.slot) == (seen.pod, seen.slot):
+            return self._held(current, Outcome.REPEATED)  # a concurrent approval resumed it
+        if current.status.redispatchable:  # lost, expired (or waiting since): the reservation is gone
+            raise _reservation_gone(current)
+        if current.status.is_end:
+            return self._existing(request, current)  # 409: already ended
+        raise ReservationGone(
+            f"task {seen.task_id}: its reservation on {seen.pod}/{seen.slot} is gone; "
+            f"it was placed again on {current.pod}/{current.slot} ({current.status.value})",
+            task_id=seen.task_id,
+            task_status=current.status.value,
+            pod=current.pod,
+            slot=current.slot,
+            previous={"pod": seen.pod, "slot": seen.slot, "status": None, "reason": None},
+        )
+
+    def _slot_gone(self, task: Task) -> bool:
+        """Is the reserved slot really gone: no pod item, no such slot, or a slot that names another
+        task or none? (A slot that still names the task is never given up on: a task is only made
+        lost while no slot names it.)"""
+        assert task.pod and task.slot
+        pod = self.store.get_pod(task.pool, task.pod)
+        slot = pod.slots.get(task.slot) if pod is not None else None
+        return slot is None or slot.task_id != task.task_id
+
+    def _lose(self, task: Task) -> None:
+        """The task's reserved slot is gone while its item still says reserved: it is lost, said so."""
+        assert task.pod and task.slot
+        ended = EndedSlot(task.pod, task.slot, TaskStatus.LOST, RESUME_GONE)
+        try:
+            self.store.close_without_slot(task, TaskStatus.LOST, int(self.clock.now()), ended=ended)
+        except StoreConflict:
+            return  # it moved: the next try reads what it became
+        count("TasksLost")
+        logger.warning("reserved slot gone; task lost", extra=_keys(task, task.pod, task.slot))
+
+    def _held(self, task: Task, outcome: Outcome, previous: EndedSlot | None = None) -> Allocation:
+        """The slot the task holds now, as the answer names it."""
+        assert task.pod and task.slot
         pod_ip = task.pod_ip
         if pod_ip is None:  # the pod had not reported its IP when the slot was given: look again
             pod = self.store.get_pod(task.pool, task.pod)
             pod_ip = pod.pod_ip if pod else None
         return Allocation(
-            task_id=task.task_id, pool=task.pool, pod=task.pod, slot=task.slot, pod_ip=pod_ip, created=False
+            task_id=task.task_id,
+            pool=task.pool,
+            pod=task.pod,
+            slot=task.slot,
+            pod_ip=pod_ip,
+            outcome=outcome,
+            previous=previous,
         )
 
     @staticmethod
@@ -201,7 +355,7 @@ class Allocator:
         """
         current = known if known is not None else self.store.get_task(request.task_id)
         if current is not None:
-            answer = self._task_exists(request, current)
+            answer = self._task_exists(request, current, None)
             if answer is not None:
                 return answer
         record = self.store.pool_state(request.pool)
@@ -216,7 +370,7 @@ class Allocator:
         except StoreConflict:
             # The task holds a slot (a repeat in a full pool) or ended: answer what it is.
             current = self.store.get_task(request.task_id)
-            answer = self._task_exists(request, current)
+            answer = self._task_exists(request, current, known)
             if answer is not None:
                 return answer
             signal, since = False, now
@@ -238,3 +392,38 @@ class Allocator:
 
 def _keys(task: Task, pod: str, slot: str) -> dict[str, str]:
     return {"pool": task.pool, "pod": pod, "slot": slot, "task_id": task.task_id}
+
+
+def _same_reservation(seen: Task, current: Task | None) -> bool:
+    return (
+        current is not None
+        and current.status is TaskStatus.APPLY_PENDING
+        and (current.pod, current.slot) == (seen.pod, seen.slot)
+    )
+
+
+def _reservation_gone(task: Task) -> ReservationGone:
+    """The refusal of an approval whose reservation is gone, naming what happened to the task."""
+    previous = task.previous_slot
+    if previous is not None:
+        why = f" ({previous.reason})" if previous.reason else ""
+        message = (
+            f"task {task.task_id}: its reservation on {previous.pod}/{previous.slot} is gone, "
+            f"the task is {previous.status.value}{why}"
+        )
+        if task.status is not previous.status:
+            message += f" and now {task.status.value}"
+    else:
+        message = f"task {task.task_id} holds no reservation (it is {task.status.value})"
+    return ReservationGone(
+        message,
+        task_id=task.task_id,
+        task_status=task.status.value,
+        previous=_previous_doc(previous),
+    )
+
+
+def _previous_doc(previous: EndedSlot | None) -> dict[str, str | None] | None:
+    if previous is None:
+        return None
+    return {"pod": previous.pod, "slot": previous.slot, "status": previous.status.value, "reason": previous.reason}

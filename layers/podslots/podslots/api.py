@@ -55,6 +55,13 @@ class AllocateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     task_id: TaskId
     task_type: TaskType
+    expect: Literal["resume"] | None = Field(
+        default=None,
+        description=(
+            "`resume`: this is an approval. The task's reserved slot (200), or 409 `reservation_gone` "
+            "if the reservation is gone (expired, lost, unknown task); never a new slot"
+        ),
+    )
 
 
 class StatusBody(BaseModel):
@@ -76,6 +83,13 @@ class ErrorAnswer(BaseModel):
     message: str
 
 
+class PreviousSlot(BaseModel):
+    pod: str
+    slot: str
+    status: Literal["lost", "expired"] = Field(description="How the task's previous slot ended")
+    reason: str | None = Field(description="Why: `reservation expired`, reconcile's reason for a loss, ...")
+
+
 class AllocationAnswer(BaseModel):
     task_id: str
     pool: str
@@ -83,6 +97,14 @@ class AllocationAnswer(BaseModel):
     slot: str
     pod_ip: str | None
     status: Literal["running"]
+    outcome: Literal["placed", "placed_anew", "resumed", "repeated"] = Field(
+        description=(
+            "201: `placed` (a first slot), `placed_anew` (podslots had ended its slot: see `previous`); "
+            "200: `resumed` (its reserved slot runs again), `repeated` (it already ran in this slot)"
+        )
+    )
+    placed_anew: bool = Field(description="The task had a slot that podslots ended (lost, expired); this is another")
+    previous: PreviousSlot | None = Field(default=None, description="Placed anew: the slot it had and why it ended")
 
 
 class TaskAnswer(BaseModel):

@@ -36,6 +36,19 @@ class UnreadableSettings(Conflict):
     code = "unreadable_settings"
 
 
+class ReservationGone(Conflict):
+    """An approval met no reservation to resume: it expired, its pod or slot was lost, or the task is
+    unknown. The details name the task and what happened to it; the queue plans again, knowingly."""
+
+    code = "reservation_gone"
+
+
+class ResumeContended(Conflict):
+    """A resume kept meeting transient faults (conflicts, throttling); nothing moved. Try again."""
+
+    code = "resume_contended"
+
+
 class Gone(PodSlotsError):
     """The pod is draining or unknown: its agent should exit."""
 

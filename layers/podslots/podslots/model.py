@@ -149,6 +149,23 @@ def empty_slots(count: int) -> dict[str, Slot]:
 
 
 @dataclass(frozen=True)
+class EndedSlot:
+    """The slot a task held when podslots itself ended it (`lost`, `expired`), and why.
+
+    Kept on the task item until the task is placed again, through a wait if need be, so that the
+    placement can say what it replaces: the queue must know an apply will not run where its plan did.
+    """
+
+    pod: str
+    slot: str
+    status: TaskStatus
+    reason: str | None = None  # reconcile's reason for a loss (`leaked`, `vanished`, ...); None on older items
+
+
+RESERVATION_EXPIRED = "reservation expired"
+
+
+@dataclass(frozen=True)
 class Task:
     task_id: str
     pool: str
@@ -163,6 +180,17 @@ class Task:
     shortage_signalled_at: int | None = None
     pod_ip: str | None = None  # the pod's IP when the slot was given (a pod keeps its IP for life)
     request_token: str | None = None  # the write that last moved it (a retry of it recognises itself)
+    ended: EndedSlot | None = None  # the slot podslots last took from it (lost, expired); None once placed again
+
+    @property
+    def previous_slot(self) -> EndedSlot | None:
+        """The slot this task had before podslots ended it; None if it never had one taken."""
+        if self.ended is not None:
+            return self.ended
+        if self.status in (TaskStatus.LOST, TaskStatus.EXPIRED) and self.pod and self.slot:  # an older item
+            reason = RESERVATION_EXPIRED if self.status is TaskStatus.EXPIRED else None
+            return EndedSlot(self.pod, self.slot, self.status, reason)
+        return None
 
 
 @dataclass(frozen=True)

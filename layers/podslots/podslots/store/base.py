@@ -7,7 +7,8 @@ from typing import Any
 
 from pynamodb.expressions.update import Action
 
-from podslots.model import TaskStatus
+from podslots.model import EndedSlot, TaskStatus
+from podslots.store.conversions import ended_doc
 from podslots.store.items import EventItem, TaskItem
 from podslots.store.keys import event_sk, pool_pk
 from podslots.store.transaction import LabelledTransaction, SharedConnection
@@ -22,9 +23,15 @@ class StoreBase:
     def _tx(self, token: str | None = None) -> LabelledTransaction:
         return LabelledTransaction(self._connection.get(), token)
 
-    def _end_actions(self, end: TaskStatus, now: int, token: str) -> list[Action]:
-        """A task ends: it leaves both sparse indexes and is forgotten after the task TTL."""
+    def _end_actions(self, end: TaskStatus, now: int, token: str, ended: EndedSlot | None = None) -> list[Action]:
+        """A task ends: it leaves both sparse indexes and is forgotten after the task TTL.
+
+        `ended`: podslots itself took the task's slot (lost, expired); the item keeps which and why
+        until the task is placed again, so that placement can say what it replaced.
+        """
+        extra = [TaskItem.ended.set(ended_doc(ended))] if ended is not None else []
         return [
+            *extra,
             TaskItem.request_token.set(token),
             TaskItem.status.set(end.value),
             TaskItem.updated_at.set(now),

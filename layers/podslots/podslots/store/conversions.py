@@ -7,7 +7,7 @@ from typing import Any
 from pynamodb.attributes import MapAttribute
 from pynamodb.expressions.update import Action
 
-from podslots.model import Pod, PodState, Slot, SlotStatus, Task, TaskStatus, TaskType
+from podslots.model import EndedSlot, Pod, PodState, Slot, SlotStatus, Task, TaskStatus, TaskType
 from podslots.store.items import PodItem, TaskItem
 from podslots.store.keys import SECOND_CHOICE, TASK_SK, pod_sk, pool_pk, task_pk
 
@@ -73,7 +73,23 @@ def task_from(item: TaskItem) -> Task:
         shortage_signalled_at=int(item.signalled_at) if item.signalled_at is not None else None,
         pod_ip=item.pod_ip,
         request_token=item.request_token,
+        ended=ended_from(item.ended),
     )
+
+
+def ended_from(raw: Any) -> EndedSlot | None:
+    """The `ended` map of a task item: the slot podslots took from it, and why."""
+    if raw is None:
+        return None
+    doc = raw.as_dict() if isinstance(raw, MapAttribute) else dict(raw)
+    return EndedSlot(pod=doc["pod"], slot=doc["slot"], status=TaskStatus(doc["status"]), reason=doc.get("reason"))
+
+
+def ended_doc(ended: EndedSlot) -> dict[str, Any]:
+    doc = {"pod": ended.pod, "slot": ended.slot, "status": ended.status.value}
+    if ended.reason is not None:
+        doc["reason"] = ended.reason
+    return doc
 
 
 def take_slot(key: str, slot: Slot, now: int) -> list[Action]:

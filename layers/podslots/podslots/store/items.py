@@ -111,6 +111,8 @@ class TaskItem(Item):
     signalled_at = NumberAttribute(null=True)
     expires_at = NumberAttribute(null=True)  # the table's TTL attribute, set once a task ends
     request_token = UnicodeAttribute(null=True)  # the write that last moved it: a retry recognises itself
+    # {pod, slot, status, reason}: the slot podslots took from it (lost, expired); gone once placed again
+    ended = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]
     reservations = ReservationIndex()
     waiting = WaitingIndex()
 

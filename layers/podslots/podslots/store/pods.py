@@ -6,7 +6,7 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from podslots.model import Pod, PodState, SlotStatus, TaskStatus, empty_slots
+from podslots.model import EndedSlot, Pod, PodState, SlotStatus, TaskStatus, empty_slots
 from podslots.store.base import StoreBase
 from podslots.store.conversions import free_slot, pod_from, pod_key, slot_doc, task_key
 from podslots.store.items import PodItem, PoolItem, TaskItem
@@ -222,7 +222,9 @@ class PodRecords(StoreBase):
             tx.update(
                 f"task:{slot.task_id}",
                 task_key(slot.task_id),
-                actions=self._end_actions(TaskStatus.LOST, now, token),
+                actions=self._end_actions(
+                    TaskStatus.LOST, now, token, EndedSlot(pod.name, key, TaskStatus.LOST, reason)
+                ),
                 condition=(TaskItem.pod == pod.name)
                 & (TaskItem.slot == key)
                 & (TaskItem.pool == pod.pool)
@@ -252,7 +254,7 @@ class PodRecords(StoreBase):
         tx.update(
             "task",
             task_key(slot.task_id),
-            actions=self._end_actions(TaskStatus.LOST, now, token),
+            actions=self._end_actions(TaskStatus.LOST, now, token, EndedSlot(pod.name, key, TaskStatus.LOST, "leaked")),
             condition=(TaskItem.status == held.value) & (TaskItem.pod == pod.name) & (TaskItem.slot == key),
         )
         tx.update(

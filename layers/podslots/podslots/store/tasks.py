@@ -9,15 +9,21 @@ retried transaction idempotent by its token, and where a retry still meets its o
 
 from __future__ import annotations
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.expressions.update import Action
 
-from podslots.model import Pod, PodState, Slot, SlotStatus, Task, TaskStatus
+from podslots.model import RESERVATION_EXPIRED, EndedSlot, Pod, PodState, Slot, SlotStatus, Task, TaskStatus
 from podslots.store.base import StoreBase
 from podslots.store.conversions import free_slot, pod_from, pod_key, take_slot, task_from, task_key
 from podslots.store.items import PodItem, TaskItem
 from podslots.store.keys import TASK_SK, open_partition, task_pk
-from podslots.store.transaction import StoreConflict, condition_failed, conditional, new_token
+from podslots.store.transaction import (
+    LabelledTransaction,
+    StoreConflict,
+    condition_failed,
+    conditional,
+    new_token,
+)
 
 
 class TaskSlots(StoreBase):
@@ -69,7 +75,14 @@ class TaskSlots(StoreBase):
         if previous is None:
             task_condition = TaskItem.pk.does_not_exist()
         else:
-            task_condition = (TaskItem.status == previous.status.value) & (TaskItem.updated_at == previous.updated_at)
+            # Only a task that holds no slot is replaced (waiting, lost, expired), whatever the caller
+            # believes: a slot that names a task always finds that task's item as it left it.
+            assert previous.status.redispatchable, f"a {previous.status.value} task is never placed anew"
+            task_condition = (
+                (TaskItem.status == previous.status.value)
+                & TaskItem.status.is_in(*(s.value for s in TaskStatus if s.redispatchable))
+                & (TaskItem.updated_at == previous.updated_at)
+            )
         tx.put("task", item, condition=task_condition, return_old=True)
         tx.update(
             "slot",
@@ -156,7 +169,12 @@ class TaskSlots(StoreBase):
         tx.commit()
 
     def resume(self, task: Task, now: int, *, token: str | None = None) -> None:
-        """reserved -> running: the apply runs on the pod and slot that ran the plan."""
+        """reserved -> running: the apply runs on the pod and slot that ran the plan.
+
+        Raises StoreConflict when the transaction was cancelled, and also when it was throttled or
+        went unanswered past botocore's retries (reason `unanswered`): the caller reads the task and
+        either recognises its token or resumes again. Nothing transient may end an approval.
+        """
         assert task.pod and task.slot
         token = token or new_token()
         tx = self._tx(token)
@@ -186,7 +204,7 @@ class TaskSlots(StoreBase):
             condition=(PodItem.slots[task.slot]["task_id"] == task.task_id)
             & (PodItem.slots[task.slot]["status"] == SlotStatus.RESERVED.value),
         )
-        tx.commit()
+        _commit_or_unanswered(tx)
 
     def release(self, task: Task, end: TaskStatus, now: int, *, token: str | None = None) -> None:
         """End the task and free its slot in one transaction; `busy` and `idle` move with it."""
@@ -210,16 +228,19 @@ class TaskSlots(StoreBase):
         )
         tx.commit()
 
-    def close_without_slot(self, task: Task, end: TaskStatus, now: int, *, token: str | None = None) -> None:
+    def close_without_slot(
+        self, task: Task, end: TaskStatus, now: int, *, token: str | None = None, ended: EndedSlot | None = None
+    ) -> None:
         """End a task that holds no slot: a waiting task, or one whose pod item is gone.
 
         Conditional on the task being exactly as the caller read it (status and updated_at).
+        `ended`: podslots ends it (its reserved slot is gone), and records which slot and why.
         """
         token = token or new_token()
         condition_failed(
             "task",
             lambda: task_key(task.task_id).update(
-                actions=self._end_actions(end, now, token),
+                actions=self._end_actions(end, now, token, ended),
                 condition=(TaskItem.status == task.status.value) & (TaskItem.updated_at == task.updated_at),
             ),
         )
@@ -249,7 +270,9 @@ class TaskSlots(StoreBase):
         tx.update(
             "task",
             task_key(task.task_id),
-            actions=self._end_actions(TaskStatus.EXPIRED, now, token),
+            actions=self._end_actions(
+                TaskStatus.EXPIRED, now, token, EndedSlot(task.pod, task.slot, TaskStatus.EXPIRED, RESERVATION_EXPIRED)
+            ),
             condition=(TaskItem.status == TaskStatus.APPLY_PENDING.value)
             & (TaskItem.rsv_until <= now)
             & (TaskItem.pod == task.pod)
@@ -272,3 +295,29 @@ class TaskSlots(StoreBase):
         """Was the task last moved by the write with this token (a retry met its own write)?"""
         current = self.get_task(task_id)
         return current is not None and current.request_token == token
+
+
+TRANSIENT = frozenset(
+    {
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+    }
+)
+
+
+def _commit_or_unanswered(tx: LabelledTransaction) -> None:
+    """Commit; a transient failure past botocore's retries becomes a StoreConflict (`unanswered`).
+
+    The write may or may not have been applied (a lost answer was retried and throttled, say): the
+    caller finds out by reading the task's request token, as after any conflict.
+    """
+    try:
+        tx.commit()
+    except TransactWriteError as exc:
+        if exc.cause_response_code is not None and exc.cause_response_code not in TRANSIENT:
+            raise
+        raise StoreConflict({"transaction": "unanswered"}) from exc
