@@ -323,8 +323,11 @@ class PodRecords(StoreBase):
         if pod.held_at is None:
             return PodItem.held_at.does_not_exist()
         held = list(pod.held_tasks)
-        listed = PodItem.held_tasks == held if held else PodItem.held_tasks.does_not_exist() | (PodItem.held_tasks == [])
-        return (PodItem.held_at == pod.held_at) & listed
+        listed: Condition = (
+            PodItem.held_tasks == held if held else PodItem.held_tasks.does_not_exist() | (PodItem.held_tasks == [])
+        )
+        same: Condition = (PodItem.held_at == pod.held_at) & listed
+        return same
 
     @staticmethod
     def _same_pod(pod: Pod) -> Condition:
