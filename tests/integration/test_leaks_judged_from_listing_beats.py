@@ -12,11 +12,17 @@ from typing import Any
 
 import pytest
 
-from podslots.model import Pod, PodState, TaskStatus
-from podslots.store import SlotStore, StoreConflict
+from local.moto_server import MotoServer
+from local.table_faults import Fault
+from podslots.allocation import AllocationRequest, Allocator
+from podslots.bus import RecordingPublisher
+from podslots.clock import ManualClock
+from podslots.model import Pod, PodState, TaskStatus, TaskType
+from podslots.store import SlotStore, StoreConflict, new_pod
 from tests.conftest import BusTap
 from tests.integration.conftest import Answer, Api
 from tests.integration.test_reconcile import POOL, ClusterWorld, kube, lost_events, world
+from tests.support.pods import given_pool
 
 __all__ = ["kube", "world"]  # the reconcile tests' fixtures: a pool in moto and in the stand-in
 
@@ -173,3 +179,62 @@ def test_a_release_written_from_a_stale_read_is_refused(world: ClusterWorld, api
     # Then t1 still runs on its slot
     assert task_status(world.store, "t1") is TaskStatus.RUNNING
     assert slot_task(world.store, pod, slot) == "t1"
+
+
+def test_a_beat_without_the_list_reopens_an_unhealthy_pod(world: ClusterWorld, api: Api, running: tuple[str, str]):
+    # Given a pod turned unhealthy by its silence
+    pod, _ = running
+    world.clock.advance(121)
+    assert world.reconcile()["unhealthy"] == [pod]
+    # When its agent beats without saying what it holds
+    answer = beat(api, pod, {})
+    # Then the pod is ready again, its task untouched
+    assert (answer.status, answer.body["state"]) == (200, "ready")
+    assert task_status(world.store, "t1") is TaskStatus.RUNNING
+
+
+# ---- the release under the table's transient faults (moto's server with the fault injector)
+
+
+def leaked_slot(store: SlotStore, clock: ManualClock) -> Pod:
+    """A one-slot pod whose last listing, past the grace, leaves its running task `t1` out: as read."""
+    given_pool(store, POOL)
+    store.put_pod(new_pod(POOL, f"{POOL}-a", 1, int(clock.now()), uid="u-a"))
+    store.heartbeat(POOL, f"{POOL}-a", [], None, int(clock.now()))
+    Allocator(store, RecordingPublisher(), clock).allocate(AllocationRequest(POOL, "t1", TaskType.PLAN))
+    clock.advance(LEAK_GRACE_S + 1)
+    store.heartbeat(POOL, f"{POOL}-a", [], None, int(clock.now()))
+    pod = store.get_pod(POOL, f"{POOL}-a")
+    assert pod is not None
+    return pod
+
+
+def test_a_leak_release_met_by_a_transaction_conflict_changes_nothing_and_can_be_written_again(
+    server: MotoServer, clock: ManualClock
+):
+    # Given a leaked slot as reconcile read it, and a table that cancels the next transaction
+    store = SlotStore()
+    read = leaked_slot(store, clock)
+    server.dispatcher.faults.next("TransactWriteItems", Fault.TRANSACTION_CONFLICT)
+    # When the release is written, Then it is refused as a conflict (no condition failed), nothing applied
+    with pytest.raises(StoreConflict) as refused:
+        store.release_leaked(read, "s0", int(clock.now()), "e1")
+    assert not refused.value.failed("slot")
+    assert task_status(store, "t1") is TaskStatus.RUNNING
+    # And the next run's write, from the same read, releases it once
+    store.release_leaked(read, "s0", int(clock.now()), "e2")
+    assert task_status(store, "t1") is TaskStatus.LOST
+    assert slot_task(store, read.name, "s0") is None
+    assert [e.kind for e in store.events(POOL, 10)].count("TaskLost") == 1
+
+
+def test_a_leak_release_whose_answer_was_lost_is_applied_once(server: MotoServer, clock: ManualClock):
+    # Given a leaked slot as reconcile read it, and a table that loses the answer of the next transaction
+    store = SlotStore()
+    read = leaked_slot(store, clock)
+    server.dispatcher.faults.next("TransactWriteItems", Fault.ANSWER_LOST)
+    # When the release is written, Then the client's retry meets its own write: no error, one release
+    store.release_leaked(read, "s0", int(clock.now()), "e1")
+    assert server.dispatcher.faults.injected[Fault.ANSWER_LOST] == 1
+    assert task_status(store, "t1") is TaskStatus.LOST
+    assert [e.kind for e in store.events(POOL, 10)].count("TaskLost") == 1

@@ -10,7 +10,7 @@ from podslots.model import Pod, PodState, SlotStatus, TaskStatus, empty_slots
 from podslots.store.base import StoreBase
 from podslots.store.conversions import free_slot, pod_from, pod_key, slot_doc, task_key
 from podslots.store.items import PodItem, PoolItem, TaskItem
-from podslots.store.keys import CONFIG_SK, POD_PREFIX, open_partition, pod_sk, pool_pk
+from podslots.store.keys import CONFIG_SK, POD_PREFIX, TASK_SK, open_partition, pod_sk, pool_pk, task_pk
 from podslots.store.transaction import StoreConflict, condition_failed, conditional, new_token
 
 
@@ -252,7 +252,8 @@ class PodRecords(StoreBase):
         agent's tasks. All of it is a condition of the write, so a listing beat that lands between
         the read and this write (an agent slow to write its task's file, catching up) refuses the
         release instead of freeing the slot of a task that still runs. StoreConflict if anything
-        moved; the next run judges again from what it then reads.
+        moved; the next run judges again from what it then reads. A retry that meets its own
+        applied write (a lost answer) is recognised by the task's request token, not reported.
         """
         slot = pod.slots[key]
         assert slot.task_id and slot.task_type
@@ -283,7 +284,19 @@ class PodRecords(StoreBase):
                 event_id,
             ),
         )
-        tx.commit()
+        try:
+            tx.commit()
+        except StoreConflict:
+            if not self._task_moved_by(slot.task_id, token):
+                raise
+
+    @staticmethod
+    def _task_moved_by(task_id: str, token: str) -> bool:
+        """Was the task last moved by the write with this token (a retry met its own write)?"""
+        try:
+            return TaskItem.get(task_pk(task_id), TASK_SK, consistent_read=True).request_token == token
+        except DoesNotExist:
+            return False
 
     def remove_idle_pod(self, pod: Pod) -> bool:
         """Delete the item of a pod that holds nothing (a starting pod that never came up)."""
