@@ -75,8 +75,31 @@ def test_a_beat_is_skipped_never_sent_empty_when_the_held_tasks_are_unknown(scri
     # When it runs
     assert agent.run() is AgentExit.GONE
 
-    # Then the failed read sent nothing: every beat that went out listed the task
+    # Then the failed read sent nothing (the server has not shown it reads a beat without the list
+    # as unknown; an older one would free the slots): every beat that went out listed the task
     assert [r.body for r in scripted.received] == [b'{"held_tasks": ["run-1"]}'] * 2
+
+
+def test_a_beat_goes_without_held_tasks_when_they_are_unknown_once_the_server_reads_that_as_unknown(
+    scripted: Scripted,
+) -> None:
+    # Given a server whose answers carry `held_at` (it reads a beat without `held_tasks` as unknown)
+    scripted.script((200, pod(busy=1, held_at=1), {}), (200, pod(busy=1, held_at=1), {}), gone())
+    answers: Iterator[OSError | list[str]] = iter([["run-1"], OSError("the task directory is gone"), ["run-1"]])
+
+    def held() -> list[str]:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    agent = Agent(f"{scripted.url}/pools/tf/pods/tf-a/heartbeat", held, auth=None, interval_s=0.001, backoff=FAST)
+
+    # When its list of held tasks fails once, after the first answer
+    assert agent.run() is AgentExit.GONE
+
+    # Then that beat went out without the field (alive, holdings unknown), never with an empty list
+    assert [r.body for r in scripted.received] == [b'{"held_tasks": ["run-1"]}', b"{}", b'{"held_tasks": ["run-1"]}']
 
 
 def test_stop_ends_the_loop_at_once_even_mid_interval(scripted: Scripted) -> None:

@@ -1,7 +1,8 @@
 """POST /pools/{pool}/pods/{pod}/heartbeat: the agent in each pod registers and beats.
 
-The first beat makes a starting pod ready; a beat brings an unhealthy pod back. The answer lists
-the pod's slots and their tasks. A draining or unknown pod gets 410: its agent should exit.
+The first beat makes a starting pod ready; a beat brings an unhealthy pod back. A beat without
+`held_tasks` keeps the pod alive and frees no slot (the agent did not say what it holds). The
+answer lists the pod's slots and their tasks. A draining or unknown pod gets 410: its agent should exit.
 """
 
 from typing import Annotated, Any
@@ -42,7 +43,8 @@ def heartbeat(pool: PoolName, pod: PodName, body: Annotated[HeartbeatBody, Body(
     metrics.add_dimension(name="pool", value=pool)
     logger.append_keys(pool=pool, pod=pod)
     ip = str(body.pod_ip) if body.pod_ip is not None else None
-    return json_answer(200, pod_answer(service.beat(pool, pod, list(body.held_tasks), ip)))
+    held = list(body.held_tasks) if body.held_tasks is not None else None  # None: the agent does not know
+    return json_answer(200, pod_answer(service.beat(pool, pod, held, ip)))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -74,6 +74,7 @@ def given_idle_ready_pods_in_bulk(
                     "created_at": now,
                     "heartbeat_at": now,
                     "held_tasks": [],
+                    "held_at": now,
                     "last_used_at": now,
                     "revision": revision,
                 }

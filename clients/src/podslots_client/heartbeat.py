@@ -2,7 +2,10 @@
 sidecar command around it.
 
 The first beat registers the pod (it becomes ready and may take tasks); each beat lists the tasks
-the agent holds, which is how podslots finds a slot whose task the agent no longer runs. A 410
+the agent holds, which is how podslots finds a slot whose task the agent no longer runs. A beat
+sends `held_tasks` only when the agent could read its task list: podslots reads `[]` as "holds
+nothing" and frees those slots, but a beat without the field as "unknown" (the pod stays alive,
+no slot is freed on its word). A 410
 means the pod is draining or unknown: the agent takes no more work and the process exits. A
 cordoned pod is still answered 200, with `cordoned` saying why: podslots sends it no new task, its
 agent finishes what it runs and beats on, and the pod is drained (then told to go) once it is idle.
@@ -35,9 +38,12 @@ class Agent:
     """Beats every `interval_s` until stopped or told to go; on errors, backs off (exponential,
     capped at `backoff.cap_s`, jittered) instead.
 
-    `held_tasks` is asked before each beat. If it raises, that beat is skipped, never sent with a
-    guess: an empty list would tell podslots the agent's running tasks are gone, and their slots
-    would be freed for other tasks.
+    `held_tasks` is asked before each beat. If it raises, the beat is never sent with a guess: an
+    empty list would tell podslots the agent's running tasks are gone, and their slots would be
+    freed for other tasks. It goes without `held_tasks` (alive, holdings unknown) once an answer
+    has shown that the server reads an absent list as unknown (its answers carry `held_at`); a
+    server older than that would read it as `[]`, so until then the beat is skipped and retried
+    with backoff.
     """
 
     def __init__(
@@ -67,21 +73,34 @@ class Agent:
         self.registered = False
         self.gone: Gone | None = None
         self.cordoned: str | None = None  # why podslots sends this pod no new task, as the last beat said
+        self.unknown_is_safe = False  # the server reads a beat without `held_tasks` as "unknown"
         # No retries inside a beat: the loop's own backoff is the one policy, and `stop()` is never
         # held up by a retry's sleep.
         self._transport = Transport(auth, timeout_s=timeout_s, retries=0)
         self._stopping = threading.Event()
 
     def beat(self) -> Pod:
-        """One beat with the tasks held now. Raises `Gone` on a 410, and what the call raised else."""
-        held = sorted(set(self.held_tasks()))
-        if self.slots is not None and len(held) > self.slots:
-            log.warning("%d tasks held on a pod of %d slots", len(held), self.slots)
-        body: dict[str, object] = {"held_tasks": held}
+        """One beat with the tasks held now. Raises `Gone` on a 410, and what the call raised else.
+
+        When the held tasks cannot be read, the beat says so by leaving `held_tasks` out, if the
+        server is known to read that as unknown; else it raises what the read raised (no beat).
+        """
+        body: dict[str, object] = {}
+        try:
+            held = sorted(set(self.held_tasks()))
+        except Exception as exc:
+            if not self.unknown_is_safe:
+                raise
+            log.warning("held tasks unknown (%s): beating without them", _describe(exc))
+        else:
+            if self.slots is not None and len(held) > self.slots:
+                log.warning("%d tasks held on a pod of %d slots", len(held), self.slots)
+            body["held_tasks"] = held
         if self.pod_ip:
             body["pod_ip"] = self.pod_ip
         answer = self._transport.request("POST", self.heartbeat_url, body)
         pod = Pod.from_json(answer.body)
+        self.unknown_is_safe = "held_at" in answer.body
         if not self.registered:
             log.info("registered: pod %s of pool %s is %s", pod.pod, pod.pool, pod.state)
             self.registered = True
@@ -141,7 +160,8 @@ def _describe(exc: Exception) -> str:
 
 def held_in(directory: Path) -> Callable[[], list[str]]:
     """The task ids a directory holds, one file each (dot files are ignored, so a writer can write
-    `.run-42` and rename it). A missing directory raises: the beat is skipped, not sent empty."""
+    `.run-42` and rename it). A missing directory raises: the beat goes without the list (or is
+    skipped, on a server that would read that as empty), never sent empty."""
 
     def held() -> list[str]:
         return sorted(p.name for p in directory.iterdir() if not p.name.startswith(".") and p.is_file())

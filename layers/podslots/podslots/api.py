@@ -71,7 +71,15 @@ class StatusBody(BaseModel):
 
 class HeartbeatBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    held_tasks: list[TaskId] = Field(default_factory=list, max_length=64)
+    held_tasks: list[TaskId] | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "The tasks the agent holds, when it could read its task list: `[]` means it holds nothing, "
+            "and reconcile frees (as lost) a slot whose task a recent listing leaves out, past the leak "
+            "grace. Absent (or null): unknown; the beat keeps the pod alive and frees nothing."
+        ),
+    )
     pod_ip: IPv4Address | IPv6Address | None = None
 
 
@@ -133,6 +141,9 @@ class PodAnswer(BaseModel):
     busy: int
     pod_ip: str | None
     heartbeat_at: int | None
+    held_at: int | None = Field(
+        default=None, description="The last beat that listed the agent's tasks (leaks are judged from it alone)"
+    )
     slots: list[SlotAnswer]
     cordoned: str | None = Field(
         default=None, description="Why the pod takes no new task (its tasks finish; then it is drained)"
@@ -164,6 +175,7 @@ def pod_answer(pod: Pod) -> dict[str, Any]:
         busy=pod.busy,
         pod_ip=pod.pod_ip,
         heartbeat_at=pod.heartbeat_at,
+        held_at=pod.held_at,
         cordoned=pod.cordoned,
         revision=pod.revision,
         slots=[

@@ -1,9 +1,11 @@
 """Agent heartbeat: registration and liveness.
 
 The first beat of a pod turns its item from `starting` to `ready` (it may take tasks now); a beat
-brings an `unhealthy` pod back. The beat also says which tasks the agent still holds, which is
-how reconcile finds a slot whose task the agent has forgotten. A draining or unknown pod is told
-to go (410): it must exit, and take no more work.
+brings an `unhealthy` pod back. The beat may also say which tasks the agent still holds, which is
+how reconcile finds a slot whose task the agent has forgotten. A beat that does not say (the agent
+cannot read its task list, or is older than the field) is a sign of life and nothing more: "holds
+nothing" is `[]`, never an absent list, so no running task is lost on the word of an agent that
+did not know. A draining or unknown pod is told to go (410): it must exit, and take no more work.
 
 A beat speaks for the pod its path names, and only that one: IAM lets an agent of EKS Pod Identity
 call its own pod's path alone (template.yaml, `AgentInvokePolicy`). What a beat cannot change is
@@ -28,10 +30,13 @@ class HeartbeatService:
         self.store = store
         self.clock = clock
 
-    def beat(self, pool: str, pod: str, held_tasks: list[str], reported_ip: str | None) -> Pod:
+    def beat(self, pool: str, pod: str, held_tasks: list[str] | None, reported_ip: str | None) -> Pod:
+        """`held_tasks` None: the agent does not know what it holds; the beat keeps the pod alive and
+        leaves the last listing as it was (no slot is freed as leaked on the word of this beat)."""
         now = int(self.clock.now())
+        held = sorted(set(held_tasks)) if held_tasks is not None else None
         try:
-            answer = self.store.heartbeat(pool, pod, sorted(set(held_tasks)), reported_ip, now)
+            answer = self.store.heartbeat(pool, pod, held, reported_ip, now)
         except StoreConflict as exc:
             logger.info("heartbeat from a draining or unknown pod", extra={"pool": pool, "pod": pod})
             raise Gone(

@@ -107,8 +107,9 @@ class Pod:
     pod_ip: str | None = None  # as the cluster reports it; None until it does
     reported_ip: str | None = None  # what the agent's last beat claimed: compared, never handed out
     created_at: int = 0
-    heartbeat_at: int | None = None
-    held_tasks: tuple[str, ...] = ()
+    heartbeat_at: int | None = None  # the last beat, whatever it said
+    held_tasks: tuple[str, ...] = ()  # what the last beat that listed its tasks listed
+    held_at: int | None = None  # when that beat came (None: no beat has listed them yet)
     last_used_at: int = 0
     cordoned: str | None = None  # why it takes no new task (a `Cordon`); its running and reserved tasks finish
     revision: str | None = None  # the pool template's revision it was made from (None: made before revisions)

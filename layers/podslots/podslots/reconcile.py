@@ -241,25 +241,40 @@ class _PoolRun:
         return item
 
     def _leaks(self, item: Pod) -> Pod:
-        """Release slots whose task the agent, beating recently, has stopped listing."""
+        """Release slots whose task the agent, listing its tasks recently, has stopped listing.
+
+        Judged from the last beat that listed them (`held_at`), never from a beat that did not say
+        (the agent could not read its task list): such a beat keeps the pod alive and frees
+        nothing. The release is conditional on that listing being the one read; a listing beat
+        that lands meanwhile refuses it, and the next run judges from the new one.
+        """
         settings = self.pool.settings
-        beat = item.heartbeat_at
-        if beat is None or self.now - beat > settings.heartbeat_timeout_s:
-            return item  # no recent beat: the agent's silence says nothing about its tasks
+        listed = item.held_at
+        if listed is None or self.now - listed > settings.heartbeat_timeout_s:
+            return item  # no recent listing: the agent's silence says nothing about its tasks
         for key, slot in sorted(item.slots.items()):
             if slot.is_idle or slot.task_id in item.held_tasks or slot.since is None:
                 continue
-            if self.now - slot.since <= settings.leak_grace_s or beat <= slot.since:
+            if self.now - slot.since <= settings.leak_grace_s or listed <= slot.since:
                 continue
-            self.store.release_leaked(item, key, self.now, _event_id())
+            try:
+                self.store.release_leaked(item, key, self.now, _event_id())
+            except StoreConflict:
+                # The slot or the listing moved since the read (or the write met a transient
+                # conflict): what was judged is stale, so nothing more is judged from it.
+                logger.info("leak not released: the pod moved since it was read", extra=self._at(item, key))
+                return item
             self.report.released.append(slot.task_id or "")
             self.reconciler.publish(
                 "TaskLost",
                 {"pool": self.pool.name, "pod": item.name, "slot": key, "task_id": slot.task_id, "reason": "leaked"},
             )
-            logger.warning("leaked slot released", extra={"pool": self.pool.name, "pod": item.name, "slot": key})
+            logger.warning("leaked slot released", extra=self._at(item, key))
             item = item.with_slot(key, IDLE_SLOT)
         return item
+
+    def _at(self, item: Pod, key: str) -> dict[str, str]:
+        return {"pool": self.pool.name, "pod": item.name, "slot": key}
 
     def _protection(self, item: Pod, pod: ClusterPod) -> None:
         """Busy pods carry the do-not-disrupt annotations and the busy label, idle pods none of them.

@@ -83,7 +83,8 @@ class PodItem(Item):
     reported_ip = UnicodeAttribute(null=True)  # what the agent's last beat claimed; never handed out
     created_at = NumberAttribute()
     heartbeat_at = NumberAttribute(null=True)
-    held_tasks = ListAttribute[str](null=True)
+    held_tasks = ListAttribute[str](null=True)  # as the last beat that listed them said
+    held_at = NumberAttribute(null=True)  # when that beat came: a beat without a list leaves both
     last_used_at = NumberAttribute(default=0)
     idle = NumberAttribute(null=True)  # idle slots: every write that moves `busy` moves this the other way
     open_pool = UnicodeAttribute(null=True)  # set while ready and not cordoned (the open_slots index)

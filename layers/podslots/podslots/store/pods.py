@@ -10,7 +10,7 @@ from podslots.model import EndedSlot, Pod, PodState, SlotStatus, TaskStatus, emp
 from podslots.store.base import StoreBase
 from podslots.store.conversions import free_slot, pod_from, pod_key, slot_doc, task_key
 from podslots.store.items import PodItem, PoolItem, TaskItem
-from podslots.store.keys import CONFIG_SK, POD_PREFIX, open_partition, pod_sk, pool_pk
+from podslots.store.keys import CONFIG_SK, POD_PREFIX, TASK_SK, open_partition, pod_sk, pool_pk, task_pk
 from podslots.store.transaction import StoreConflict, condition_failed, conditional, new_token
 
 
@@ -30,8 +30,12 @@ class PodRecords(StoreBase):
         except DoesNotExist:
             return None
 
-    def heartbeat(self, pool: str, pod: str, held_tasks: list[str], reported_ip: str | None, now: int) -> Pod:
+    def heartbeat(self, pool: str, pod: str, held_tasks: list[str] | None, reported_ip: str | None, now: int) -> Pod:
         """Record a beat; `starting` and `unhealthy` become `ready`. StoreConflict if draining/absent.
+
+        `held_tasks` None: the agent could not say what it holds. The beat keeps the pod alive, but
+        the last listing (`held_tasks`, `held_at`) stays as it was: reconcile judges leaks only from
+        a beat that listed its tasks, and an empty list is such a beat ("holds nothing").
 
         The IP the agent reports is kept apart (`reported_ip`): `pod_ip`, which allocation hands to
         the task queue, is only ever what the cluster says (`observe_pod`), so a beat cannot point
@@ -43,11 +47,9 @@ class PodRecords(StoreBase):
         roll-out made a second choice; one that reopens (after `unhealthy`) starts as a first choice
         until autoscale's next run ranks it again.
         """
-        actions: list[Action] = [
-            PodItem.heartbeat_at.set(now),
-            PodItem.held_tasks.set(held_tasks),
-            PodItem.state.set(PodState.READY.value),
-        ]
+        actions: list[Action] = [PodItem.heartbeat_at.set(now), PodItem.state.set(PodState.READY.value)]
+        if held_tasks is not None:
+            actions += [PodItem.held_tasks.set(held_tasks), PodItem.held_at.set(now)]
         if reported_ip:
             actions.append(PodItem.reported_ip.set(reported_ip))
         beating = PodItem.state.is_in(PodState.STARTING.value, PodState.READY.value, PodState.UNHEALTHY.value)
@@ -94,6 +96,7 @@ class PodRecords(StoreBase):
             created_at=pod.created_at,
             heartbeat_at=pod.heartbeat_at,
             held_tasks=list(pod.held_tasks),
+            held_at=pod.held_at,
             last_used_at=pod.last_used_at,
             cordoned=pod.cordoned,
             revision=pod.revision,
@@ -245,7 +248,15 @@ class PodRecords(StoreBase):
         return lost
 
     def release_leaked(self, pod: Pod, key: str, now: int, event_id: str) -> None:
-        """Free a slot whose task the agent no longer holds; the task becomes `lost` (recorded)."""
+        """Free a slot whose task the agent no longer holds; the task becomes `lost` (recorded).
+
+        The judgement was made from `pod` as read: its slot, and the last beat that listed the
+        agent's tasks. All of it is a condition of the write, so a listing beat that lands between
+        the read and this write (an agent slow to write its task's file, catching up) refuses the
+        release instead of freeing the slot of a task that still runs. StoreConflict if anything
+        moved; the next run judges again from what it then reads. A retry that meets its own
+        applied write (a lost answer) is recognised by the task's request token, not reported.
+        """
         slot = pod.slots[key]
         assert slot.task_id and slot.task_type
         token = new_token()
@@ -261,7 +272,9 @@ class PodRecords(StoreBase):
             "slot",
             pod_key(pod.pool, pod.name),
             actions=free_slot(key),
-            condition=(PodItem.slots[key]["task_id"] == slot.task_id) & (PodItem.slots[key]["since"] == slot.since),
+            condition=(PodItem.slots[key]["task_id"] == slot.task_id)
+            & (PodItem.slots[key]["since"] == slot.since)
+            & self._same_listing(pod),
         )
         tx.put(
             "event",
@@ -273,7 +286,19 @@ class PodRecords(StoreBase):
                 event_id,
             ),
         )
-        tx.commit()
+        try:
+            tx.commit()
+        except StoreConflict:
+            if not self._task_moved_by(slot.task_id, token):
+                raise
+
+    @staticmethod
+    def _task_moved_by(task_id: str, token: str) -> bool:
+        """Was the task last moved by the write with this token (a retry met its own write)?"""
+        try:
+            return TaskItem.get(task_pk(task_id), TASK_SK, consistent_read=True).request_token == token
+        except DoesNotExist:
+            return False
 
     def remove_idle_pod(self, pod: Pod) -> bool:
         """Delete the item of a pod that holds nothing (a starting pod that never came up)."""
@@ -306,6 +331,18 @@ class PodRecords(StoreBase):
         if not actions:
             return False
         return self._conditional_update(pod, actions, self._same_pod(pod))
+
+    @staticmethod
+    def _same_listing(pod: Pod) -> Condition:
+        """The last beat that listed the agent's tasks is the one that was read, and lists the same."""
+        if pod.held_at is None:
+            return PodItem.held_at.does_not_exist()
+        held = list(pod.held_tasks)
+        listed: Condition = (
+            PodItem.held_tasks == held if held else PodItem.held_tasks.does_not_exist() | (PodItem.held_tasks == [])
+        )
+        same: Condition = (PodItem.held_at == pod.held_at) & listed
+        return same
 
     @staticmethod
     def _same_pod(pod: Pod) -> Condition:
