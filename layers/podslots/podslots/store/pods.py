@@ -161,12 +161,18 @@ class PodRecords(StoreBase):
         raise StoreConflict({"pod": CONDITION_FAILED})
 
     def _add_cordon(self, pod: Pod, reason: str) -> Pod | None:
-        """One conditional update adding the reason; None if the pod moved since it was read."""
+        """One conditional update adding the reason; None if the pod moved since it was read.
+
+        The reason `cordoned` names goes into the set too: an item from before the set holds its
+        reason there only, and the flag is about to name another. The condition pins the flag,
+        so that reason still holds when it is written (re-adding one the set has is no change).
+        """
         item = pod_key(pod.pool, pod.name)
+        added = {reason} | ({pod.cordoned} if pod.cordoned is not None else set())
         shown = cordon_order(pod.cordon_reasons | {reason})[0]
         if conditional(
             lambda: item.update(
-                actions=[PodItem.cordons.add({reason}), PodItem.cordoned.set(shown), PodItem.open_pool.remove()],
+                actions=[PodItem.cordons.add(added), PodItem.cordoned.set(shown), PodItem.open_pool.remove()],
                 condition=self._same_pod(pod) & _flag_as_read(pod),
             )
         ):
