@@ -185,7 +185,9 @@ class PoolService:
             "cordon_reasons": cordon_order(current.cordon_reasons),
         }
         if state.deleting:
-            raise Conflict(f"pool {pool} is being deleted: its pods stay cordoned", **details)
+            raise Conflict(
+                f"pod {pod} stays cordoned: pool {pool} is being deleted, which only podslots ends", **details
+            )
         if current.state is PodState.DRAINING:
             raise Conflict(f"pod {pod} is draining: it is being deleted", **details)
         if held:
