@@ -193,7 +193,9 @@ def test_an_uncordon_rides_out_table_faults(world: World, fault: Fault):
     world.server.dispatcher.faults.next("TransactWriteItems", fault, times=2)
     # When the operator takes it back
     change = world.pools.uncordon(POOL, world.pod)
-    # Then the pod is back in service (a lost answer's retry met its own write), and the item is whole
+    # Then the pod is back in service, said so (a lost answer's retry knew its own write), and the
+    # item is whole
+    assert change.changed
     assert change.pod.takes_tasks
     assert world.reasons() == frozenset()
     assert world.server.dispatcher.faults.injected[fault] == 2
@@ -205,7 +207,9 @@ def test_an_uncordon_rides_out_table_faults(world: World, fault: Fault):
 def test_a_cordon_rides_out_table_faults(world: World, fault: Fault):
     world.server.dispatcher.faults.next("UpdateItem", fault)
     change = world.pools.cordon(POOL, world.pod)
+    assert change.changed
     assert change.pod.cordon_reasons == {OPERATOR}
+    assert [e.kind for e in world.store.events(POOL, 10)] == ["PodCordoned"]
     world.assert_item_consistent()
     with pytest.raises(NoCapacity):
         world.allocator.allocate(AllocationRequest(POOL, "t", TaskType.PLAN))

@@ -92,6 +92,7 @@ class PodItem(Item):
     # naming the strongest; every condition that asks "closed?" reads this one.
     cordoned = UnicodeAttribute(null=True)
     cordons = UnicodeSetAttribute(null=True)  # every reason it is cordoned for (a string set; ADD/DELETE)
+    cordon_token = UnicodeAttribute(null=True)  # the last cordon write: a retry after a lost answer knows it
     revision = UnicodeAttribute(null=True)  # the template revision it was made from
     noted = UnicodeAttribute(null=True)  # observe/paused: what podslots last recorded it would do to it
     request_token = UnicodeAttribute(null=True)  # the put that created it: a retry recognises itself

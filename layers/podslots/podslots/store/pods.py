@@ -151,16 +151,27 @@ class PodRecords(StoreBase):
         every other condition reads, is set in the same write to the strongest reason, on the
         condition that it is still what was read.
         """
-        for _ in range(CORDON_ATTEMPTS):
+        token = new_token()
+        for attempt in range(CORDON_ATTEMPTS):
             current = self.get_pod(pool, pod)
+            if current is not None and attempt and self._cordon_token(pool, pod) == token:
+                return current, True  # a retry after a lost answer met this call's own write
             if current is None or reason in current.cordon_reasons:
                 return current, False
-            added = self._add_cordon(current, reason)
+            added = self._add_cordon(current, reason, token)
             if added is not None:
                 return added, True
         raise StoreConflict({"pod": CONDITION_FAILED})
 
-    def _add_cordon(self, pod: Pod, reason: str) -> Pod | None:
+    def _cordon_token(self, pool: str, pod: str) -> str | None:
+        """The token of the last cordon write on the pod (None if gone or never cordoned)."""
+        try:
+            item = PodItem.get(pool_pk(pool), pod_sk(pod), consistent_read=True, attributes_to_get=["cordon_token"])
+        except DoesNotExist:
+            return None
+        return item.cordon_token
+
+    def _add_cordon(self, pod: Pod, reason: str, token: str) -> Pod | None:
         """One conditional update adding the reason; None if the pod moved since it was read.
 
         The reason `cordoned` names goes into the set too: an item from before the set holds its
@@ -172,7 +183,12 @@ class PodRecords(StoreBase):
         shown = cordon_order(pod.cordon_reasons | {reason})[0]
         if conditional(
             lambda: item.update(
-                actions=[PodItem.cordons.add(added), PodItem.cordoned.set(shown), PodItem.open_pool.remove()],
+                actions=[
+                    PodItem.cordons.add(added),
+                    PodItem.cordoned.set(shown),
+                    PodItem.open_pool.remove(),
+                    PodItem.cordon_token.set(token),
+                ],
                 condition=self._same_pod(pod) & _flag_as_read(pod),
             )
         ):
@@ -187,13 +203,16 @@ class PodRecords(StoreBase):
         however the removal races the DELETE. The pod stays closed while any other reason holds;
         without one, a ready pod reopens, as a second choice if the caller says it is outdated.
         StoreConflict if anything moved (the caller reads again); a reason the pod does not hold
-        is no change.
+        is no change. Each cordon write leaves its token on the item (`cordon_token`), so a retry
+        after a lost answer knows its own write.
         """
         if reason not in pod.cordon_reasons:
             return pod
         left = pod.cordon_reasons - {reason}
-        tx = self._tx(new_token())
-        tx.update("pod", pod_key(pod.pool, pod.name), _removal(pod, reason, left, second_choice), _set_as_read(pod))
+        token = new_token()
+        tx = self._tx(token)
+        actions = [*_removal(pod, reason, left, second_choice), PodItem.cordon_token.set(token)]
+        tx.update("pod", pod_key(pod.pool, pod.name), actions, _set_as_read(pod))
         tx.condition_check(
             "pool",
             PoolItem,
@@ -201,7 +220,12 @@ class PodRecords(StoreBase):
             CONFIG_SK,
             PoolItem.pk.exists() & (PoolItem.deleting == False),  # noqa: E712 (a DynamoDB condition)
         )
-        tx.commit()
+        try:
+            tx.commit()
+        except StoreConflict:
+            if self._cordon_token(pod.pool, pod.name) != token:
+                raise
+            # the answer was lost and the retry met this call's own write: it is done
         return self.get_pod(pod.pool, pod.name)
 
     def rank(self, pod: Pod, second_choice: bool) -> bool:
