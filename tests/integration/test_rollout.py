@@ -307,3 +307,82 @@ def test_a_beat_keeps_an_outdated_pod_a_second_choice(world: World):
     # Then it is still a second choice: only the current partition's pods come first
     assert all(world.store.get_pod(POOL, p.name).second_choice for p in outdated)  # type: ignore[union-attr]
     assert {p.name for p in world.store.open_slots(POOL, 10)}.isdisjoint(p.name for p in outdated)
+
+
+def cordon(world: World, method: str, pod: str) -> Any:
+    return world.api.call(method, "/pools/{pool}/pods/{pod}/cordon", pool=POOL, pod=pod)
+
+
+def test_an_uncordon_in_a_pool_being_deleted_is_refused_and_no_task_lands_there(world: World):
+    # Given a pod an operator cordoned, busy with a task, and the pool then deleted
+    pod = world.api.allocate(POOL, "a", "plan").body["pod"]
+    assert cordon(world, "POST", pod).status == 200
+    assert world.api.call("DELETE", "/pools/{pool}", pool=POOL).status == 202
+    # When the operator takes the cordon back
+    refused = cordon(world, "DELETE", pod)
+    # Then it is refused, naming the deletion, and the pod stays closed
+    assert refused.status == 409
+    assert refused.body["error"] == "conflict"
+    assert "being deleted" in refused.body["message"]
+    item = world.store.get_pod(POOL, pod)
+    assert item is not None
+    assert item.cordoned is not None
+    assert not item.takes_tasks
+    # And the next allocation does not land in the deleting pool
+    assert world.api.allocate(POOL, "b", "plan").status != 201
+    assert world.api.task("b").body.get("pod") is None
+    assert {s.task_id for p in world.store.pods(POOL) for s in p.slots.values() if s.task_id} == {"a"}
+    # And the answer listed the reasons that hold it
+    assert "operator" in refused.body["cordon_reasons"]
+
+
+def test_an_outdated_pod_an_operator_cordoned_is_retired_and_its_uncordon_sends_no_task_to_it(world: World):
+    # Given a busy pod an operator cordoned before a template change
+    pod = world.api.allocate(POOL, "a", "plan").body["pod"]
+    assert cordon(world, "POST", pod).status == 200
+    world.put(image=NEW)
+    # When the pool rolls until current pods are ready and the other old pod is gone
+    for _ in range(4):
+        world.minute()
+    current = [n for n, r in world.pods().items() if r == world.revision()]
+    assert current
+    assert pod in world.pods()
+    # And the operator takes the cordon back
+    back = cordon(world, "DELETE", pod)
+    # Then it is refused (the roll-out retired it too), and a new task goes to a current pod
+    assert back.status == 409
+    placed = world.api.allocate(POOL, "b", "plan")
+    assert placed.status == 201
+    assert placed.body["pod"] in current
+    # And the pod holds both reasons, the roll-out's shown first
+    assert back.body["cordon_reasons"] == ["outdated revision", "operator"]
+    item = world.store.get_pod(POOL, pod)
+    assert item is not None
+    assert item.cordon_reasons == {Cordon.OPERATOR, Cordon.OUTDATED}
+    view = {p["pod"]: p for p in world.api.get_pool(POOL).body["pods"]}
+    assert (view[pod]["cordoned"], view[pod]["cordon_reasons"]) == (
+        "outdated revision",
+        ["outdated revision", "operator"],
+    )
+    # And the old pod still goes once its task ends, killing nothing
+    assert world.api.status("a", "success").status == 200
+    world.minute()
+    assert pod not in world.pods()
+    assert world.deleted_busy == []
+
+
+def test_an_uncordon_before_the_rollout_reached_the_pod_reopens_it_only_as_a_second_choice(world: World):
+    # Given a busy pod an operator cordoned, and a template change autoscale has not acted on yet
+    pod = world.api.allocate(POOL, "a", "plan").body["pod"]
+    cordon(world, "POST", pod)
+    world.put(image=NEW)
+    # When the operator takes the cordon back
+    back = cordon(world, "DELETE", pod)
+    # Then it is back in service, but behind any current pod: a second choice
+    assert back.status == 200
+    item = world.store.get_pod(POOL, pod)
+    assert item is not None
+    assert item.takes_tasks
+    assert item.second_choice
+    assert pod not in {p.name for p in world.store.open_slots(POOL, 10)}
+    assert (back.body["cordoned"], back.body["cordon_reasons"]) == (None, [])

@@ -19,10 +19,20 @@ def pod(
     *,
     state: PodState = PodState.READY,
     cordoned: str | None = None,
+    cordons: frozenset[str] = frozenset(),
     reserved: int = 0,
     second_choice: bool = False,
 ) -> Pod:
-    p = Pod("p", name, state, empty_slots(3), revision=revision, cordoned=cordoned, second_choice=second_choice)
+    p = Pod(
+        "p",
+        name,
+        state,
+        empty_slots(3),
+        revision=revision,
+        cordoned=cordoned,
+        cordons=cordons,
+        second_choice=second_choice,
+    )
     for i in range(busy):
         status = SlotStatus.RESERVED if i < reserved else SlotStatus.RUNNING
         p = p.with_slot(f"s{i}", Slot(status, f"{name}-t{i}", TaskType.PLAN_AND_APPLY, 1))
@@ -121,5 +131,36 @@ def test_the_view_shows_pods_per_revision_and_what_holds_the_old_ones():
     assert view["pods_by_revision"] == {OLD: 1, NEW: 2}
     assert view["rolling"] is True
     assert view["outdated"] == [
-        {"pod": "o1", "revision": OLD, "state": "ready", "cordoned": "outdated revision", "running": 1, "reserved": 1}
+        {
+            "pod": "o1",
+            "revision": OLD,
+            "state": "ready",
+            "cordoned": "outdated revision",
+            "cordon_reasons": ["outdated revision"],
+            "running": 1,
+            "reserved": 1,
+        }
     ]
+
+
+def test_an_outdated_pod_an_operator_cordoned_is_retired_at_once_whatever_the_current_pods():
+    # Given an outdated busy pod under an operator's cordon, and no current pod ready yet
+    pods = [pod("o1", OLD, busy=1, cordoned=Cordon.OPERATOR.value), pod("o2", OLD), pod("n1", state=PodState.STARTING)]
+    step = plan(pods, steady(2), NEW, max_surge=1, steady_size=2)
+    # Then the roll-out marks it retired now (it serves nothing), and keeps the old pod that serves
+    assert [p.name for p in step.retire] == ["o1"]
+    # And nothing is drained while it is busy
+    assert step.drain == []
+
+
+def test_an_idle_outdated_pod_already_cordoned_is_drained_once_and_retired():
+    pods = [pod("o1", OLD, cordoned=Cordon.OPERATOR.value), pod("n1"), pod("n2")]
+    step = plan(pods, steady(2), NEW, max_surge=1, steady_size=2)
+    assert [p.name for p in step.retire] == ["o1"]
+    assert [p.name for p in step.drain] == ["o1"]
+
+
+def test_an_outdated_pod_already_retired_is_not_retired_again():
+    both = frozenset({Cordon.OPERATOR.value, Cordon.OUTDATED.value})
+    pods = [pod("o1", OLD, busy=1, cordoned=Cordon.OUTDATED.value, cordons=both), pod("n1")]
+    assert rollout.to_retire(pods, NEW, 1) == []

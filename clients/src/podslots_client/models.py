@@ -3,7 +3,7 @@
 Each keeps the whole answer in `raw`, read-only: fields the server adds later are there before
 this package learns their names, and unknown fields never fail. Fields newer than the first server
 (a pod's `cordoned` and `revision`, a pool's `revision` and `rollout`) are None when an older server
-leaves them out.
+leaves them out; a pod's `cordon_reasons` is then read from its one `cordoned`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+
+def _reasons(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """A pod's cordon reasons; from a server older than the list, its one `cordoned` (or none)."""
+    listed = data.get("cordon_reasons")
+    if isinstance(listed, list):
+        return tuple(str(r) for r in listed)
+    one = data.get("cordoned")
+    return (one,) if isinstance(one, str) else ()
 
 
 def _raw(data: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -144,7 +153,9 @@ class Pod:
     """A pod and its slots: the heartbeat's answer, each pod of a pool's view, a cordon's answer.
 
     `cordoned` says why the pod takes no new task (`operator`, `pool deleted`, `outdated revision`;
-    None: it is in service): its running and reserved tasks finish, then it is drained. `revision` is
+    None: it is in service): its running and reserved tasks finish, then it is drained. A pod may be
+    cordoned for several reasons at once: `cordon_reasons` lists them all, strongest first
+    (`cordoned` is the first), and the pod stays out of service while any holds. `revision` is
     the pool template's revision it was made from (10 hex digits, or `adopted`; None: made before
     revisions, or an older server).
     """
@@ -159,6 +170,7 @@ class Pod:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     cordoned: str | None = None
     revision: str | None = None
+    cordon_reasons: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Pod:
@@ -173,6 +185,7 @@ class Pod:
             raw=_raw(data),
             cordoned=data.get("cordoned"),
             revision=data.get("revision"),
+            cordon_reasons=_reasons(data),
         )
 
 
@@ -199,6 +212,7 @@ class OutdatedPod:
     running: int
     reserved: int
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    cordon_reasons: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> OutdatedPod:
@@ -210,6 +224,7 @@ class OutdatedPod:
             running=int(data.get("running") or 0),
             reserved=int(data.get("reserved") or 0),
             raw=_raw(data),
+            cordon_reasons=_reasons(data),
         )
 
 

@@ -50,7 +50,7 @@ def pool_text(pool: Pool) -> str:
                 str(p.busy),
                 p.pod_ip or "-",
                 when(p.heartbeat_at),
-                p.cordoned or "-",
+                _cordons(p.cordon_reasons),
                 (p.revision or "-") + (" (old)" if p.pod in old else ""),
                 _slots(p),
             ]
@@ -72,11 +72,15 @@ def _holds(pod: OutdatedPod) -> str:
     """Why an old pod is still there: its tasks, or the capacity it still serves, or the drain to come."""
     if pod.running or pod.reserved:
         kept = f"{pod.running} running, {pod.reserved} reserved"
-    elif pod.cordoned is None:
+    elif not pod.cordon_reasons:
         kept = "in service until current pods are ready"
     else:
         kept = "idle, to be drained"
-    return kept + (f" [cordoned: {pod.cordoned}]" if pod.cordoned else "")
+    return kept + (f" [cordoned: {_cordons(pod.cordon_reasons)}]" if pod.cordon_reasons else "")
+
+
+def _cordons(reasons: Sequence[str]) -> str:
+    return ", ".join(reasons) or "-"
 
 
 def cordon_text(change: CordonChange, asked: str) -> str:
@@ -89,7 +93,7 @@ def cordon_text(change: CordonChange, asked: str) -> str:
             return f"{name} cordoned: it gets no new task, and is drained once idle ({busy})"
         if pod.state == "draining":
             return f"{name} is already draining"
-        return f"{name} was already cordoned ({pod.cordoned})"
+        return f"{name} was already cordoned ({_cordons(pod.cordon_reasons)})"
     if change.changed:
         return f"{name} uncordoned: it takes new tasks again" + ("" if pod.state == "ready" else " once ready")
     return f"{name} was not cordoned"

@@ -24,7 +24,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from podslots.errors import Conflict, Gone, NoCapacity, NotFound, PodSlotsError
-from podslots.model import Pod, Task, TaskStatus, TaskType
+from podslots.model import Pod, Task, TaskStatus, TaskType, cordon_order, shown_cordon
 from podslots.names import (
     DNS_SUBDOMAIN,
     DNS_SUBDOMAIN_MAX,
@@ -146,7 +146,14 @@ class PodAnswer(BaseModel):
     )
     slots: list[SlotAnswer]
     cordoned: str | None = Field(
-        default=None, description="Why the pod takes no new task (its tasks finish; then it is drained)"
+        default=None,
+        description="Why the pod takes no new task (its tasks finish; then it is drained): the strongest of"
+        " `cordon_reasons`, null while it has none",
+    )
+    cordon_reasons: list[str] = Field(
+        default_factory=list,
+        description="Every reason the pod is cordoned for (`pool deleted`, `outdated revision`, `operator`),"
+        " strongest first; it takes no new task while any holds",
     )
     revision: str | None = Field(default=None, description="The pool template's revision the pod was made from")
 
@@ -176,7 +183,8 @@ def pod_answer(pod: Pod) -> dict[str, Any]:
         pod_ip=pod.pod_ip,
         heartbeat_at=pod.heartbeat_at,
         held_at=pod.held_at,
-        cordoned=pod.cordoned,
+        cordoned=shown_cordon(pod.cordon_reasons),
+        cordon_reasons=cordon_order(pod.cordon_reasons),
         revision=pod.revision,
         slots=[
             SlotAnswer(

@@ -6,6 +6,7 @@ of "idle", "busy", "ended" and "where does the next task go".
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -61,14 +62,35 @@ class PodState(StrEnum):
 
 
 class Cordon(StrEnum):
-    """Why a pod takes no new task (its running and reserved tasks finish, then it is drained)."""
+    """Why a pod takes no new task (its running and reserved tasks finish, then it is drained).
 
-    POOL_DELETED = "pool deleted"  # every pod of a pool being deleted
-    OUTDATED = "outdated revision"  # a roll-out retires it: enough current capacity is ready
-    OPERATOR = "operator"  # POST /pools/{pool}/pods/{pod}/cordon; only this one can be taken back
+    A pod holds a set of these, each added and removed on its own: it is closed while any holds.
+    `unhealthy` is not one: it is a state, which closes the pod by itself and ends on the agent's
+    next beat without anyone having to remember to take a reason back. The order here is the order
+    of precedence for the one reason a pod's `cordoned` shows.
+    """
+
+    POOL_DELETED = "pool deleted"  # every pod of a pool being deleted; never taken back
+    OUTDATED = "outdated revision"  # a roll-out retires it; never taken back (the pod is replaced)
+    OPERATOR = "operator"  # POST /pools/{pool}/pods/{pod}/cordon; the only one that can be taken back
 
 
 POOL_DELETED = Cordon.POOL_DELETED.value
+
+
+def cordon_order(reasons: Iterable[str]) -> list[str]:
+    """The reasons in precedence order (a reason this version does not know, from a newer one, last)."""
+    known = [c.value for c in Cordon]
+    return sorted(set(reasons), key=lambda r: (known.index(r) if r in known else len(known), r))
+
+
+def shown_cordon(reasons: Iterable[str]) -> str | None:
+    """The one reason `cordoned` shows (None: in service). The strongest one, so a client that
+    reads only `cordoned` sees the reason that will not be taken back, not the operator's."""
+    ordered = cordon_order(reasons)
+    return ordered[0] if ordered else None
+
+
 ADOPTED = "adopted"  # the revision of a pod podslots did not make (adopted by `adopt_selector`)
 CREATE_GRACE_S = 60  # a `starting` item may exist briefly before its pod does (item first, then pod)
 
@@ -111,9 +133,21 @@ class Pod:
     held_tasks: tuple[str, ...] = ()  # what the last beat that listed its tasks listed
     held_at: int | None = None  # when that beat came (None: no beat has listed them yet)
     last_used_at: int = 0
-    cordoned: str | None = None  # why it takes no new task (a `Cordon`); its running and reserved tasks finish
+    cordoned: str | None = None  # closed: the item's one-string flag every condition reads (see `cordon_reasons`)
+    cordons: frozenset[str] = frozenset()  # the item's set of reasons (items older than the set have none)
     revision: str | None = None  # the pool template's revision it was made from (None: made before revisions)
     second_choice: bool = False  # open, but only when no current pod has an idle slot (an outdated pod)
+
+    @property
+    def cordon_reasons(self) -> frozenset[str]:
+        """Every reason the pod is cordoned for: its set, and the reason `cordoned` names.
+
+        An item written before the set existed carries its one reason in `cordoned` only, and reads
+        as a set of that one reason. Every write since keeps `cordoned` present exactly while the set
+        holds a reason, so the conditions that test `cordoned` (allocation's, the beat's, rank's)
+        keep meaning "closed".
+        """
+        return self.cordons | {self.cordoned} if self.cordoned is not None else self.cordons
 
     @property
     def takes_tasks(self) -> bool:

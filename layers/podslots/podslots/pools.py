@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from podslots import rollout
 from podslots.clock import Clock
 from podslots.errors import Conflict, NotFound, UnreadableSettings
-from podslots.model import POOL_DELETED, Cordon, Pod, PodState, PoolFigures
+from podslots.model import POOL_DELETED, Cordon, Pod, PodState, PoolFigures, cordon_order, shown_cordon
 from podslots.settings import PoolSettings, template_revision
 from podslots.store import PoolEvent, PoolRecord, SlotStore, StoreConflict
 
@@ -35,6 +35,9 @@ class PoolView:
     def rollout(self) -> rollout.RolloutView:
         acting = self.record.settings.mode.acts and not self.record.deleting
         return rollout.view(self.pods, self.revision, acting)
+
+
+UNCORDON_ATTEMPTS = 5  # an uncordon whose read went stale reads again, this many times
 
 
 @dataclass(frozen=True)
@@ -129,9 +132,12 @@ class PoolService:
         Idempotent: a pod already cordoned (for any reason) or draining is answered as it is.
         """
         current = self._pod(pool, pod)
-        if current.cordoned is not None or current.state is PodState.DRAINING:
+        if current.cordon_reasons or current.state is PodState.DRAINING:
             return CordonChange(current, False)
-        cordoned, changed = self.store.cordon(pool, pod, Cordon.OPERATOR)
+        try:
+            cordoned, changed = self.store.cordon(pool, pod, Cordon.OPERATOR)
+        except StoreConflict as exc:
+            raise Conflict(f"pod {pod} is changing under this cordon; try again", pool=pool, pod=pod) from exc
         if cordoned is None:
             raise NotFound(f"pod {pod} of pool {pool} does not exist", pool=pool, pod=pod)
         if changed:
@@ -139,27 +145,66 @@ class PoolService:
         return CordonChange(cordoned, changed)
 
     def uncordon(self, pool: str, pod: str, by: str | None = None) -> CordonChange:
-        """Put an operator's cordoned pod back in service while it still exists (409 once it drains,
-        or when the cordon is the pool's deletion or a roll-out's, which only they end)."""
-        current = self._pod(pool, pod)
-        if current.state is PodState.DRAINING:
-            raise Conflict(f"pod {pod} is draining: it is being deleted", pool=pool, pod=pod)
-        if current.cordoned is None:
-            return CordonChange(current, False)
-        if current.cordoned != Cordon.OPERATOR:
-            raise Conflict(
-                f"pod {pod} is cordoned because of {current.cordoned!r}, which only podslots ends",
-                pool=pool,
-                pod=pod,
-                cordoned=current.cordoned,
-            )
-        after = self.store.uncordon(pool, pod, Cordon.OPERATOR)
-        if after is None:
+        """Take back an operator's cordon, and only that: the pod is back in service, or 409.
+
+        It answers 409, changing nothing, while the pod stays out of service whatever the operator
+        does: its pool is being deleted, it is draining, or podslots holds it closed for a reason
+        of its own (`outdated revision`, `pool deleted`), which only podslots ends. The removal is
+        conditional on the reasons, state and revision it was decided from, and on the pool not
+        being deleted, so it cannot race a DELETE or a roll-out into reopening the pod. An outdated
+        pod reopens as a second choice: it never comes before a current pod with an idle slot.
+        """
+        for _ in range(UNCORDON_ATTEMPTS):
+            current = self._uncordon_target(pool, pod)
+            if Cordon.OPERATOR not in current.cordon_reasons:
+                return CordonChange(current, False)
+            try:
+                after = self.store.uncordon(current, Cordon.OPERATOR, second_choice=self._outdated(pool, current))
+            except StoreConflict:
+                continue  # the pod, or the pool, moved since the read: decide again from what is there
+            if after is None:
+                raise NotFound(f"pod {pod} of pool {pool} does not exist", pool=pool, pod=pod)
+            self._history(pool, "PodUncordoned", pod, by)
+            return CordonChange(after, True)
+        raise Conflict(f"pod {pod} is changing under this uncordon; try again", pool=pool, pod=pod)
+
+    def _uncordon_target(self, pool: str, pod: str) -> Pod:
+        """The pod as it is, if an operator's uncordon may reopen it; otherwise the 409 (or 404)
+        that says why not."""
+        state = self.store.pool_state(pool)
+        if state is None:
+            raise NotFound(f"pool {pool} does not exist", pool=pool)
+        current = self.store.get_pod(pool, pod)
+        if current is None:
             raise NotFound(f"pod {pod} of pool {pool} does not exist", pool=pool, pod=pod)
-        if after.cordoned is not None or after.state is PodState.DRAINING:
-            raise Conflict(f"pod {pod} is being drained; it stays out of service", pool=pool, pod=pod)
-        self._history(pool, "PodUncordoned", pod, by)
-        return CordonChange(after, True)
+        held = cordon_order(current.cordon_reasons - {Cordon.OPERATOR.value})
+        details = {
+            "pool": pool,
+            "pod": pod,
+            "cordoned": shown_cordon(current.cordon_reasons),
+            "cordon_reasons": cordon_order(current.cordon_reasons),
+        }
+        if state.deleting:
+            raise Conflict(
+                f"pod {pod} stays cordoned: pool {pool} is being deleted, which only podslots ends", **details
+            )
+        if current.state is PodState.DRAINING:
+            raise Conflict(f"pod {pod} is draining: it is being deleted", **details)
+        if held:
+            raise Conflict(
+                f"pod {pod} stays cordoned because of {', '.join(repr(r) for r in held)}, which only podslots ends",
+                **details,
+            )
+        return current
+
+    def _outdated(self, pool: str, pod: Pod) -> bool:
+        """Made from an older template than the pool's (unreadable settings: taken as outdated, so
+        the pod reopens as a second choice rather than ahead of pods that may be current)."""
+        try:
+            record = self.store.get_pool(pool)
+        except UnreadableSettings:
+            return True
+        return record is not None and pod.outdated(template_revision(record.settings))
 
     def _pod(self, pool: str, pod: str) -> Pod:
         if self.store.pool_state(pool) is None:

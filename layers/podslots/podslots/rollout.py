@@ -7,7 +7,8 @@ rolls without killing a task:
   an idle slot;
 - autoscale creates current pods, never more than `max_surge` above the pool's target size;
 - for each current pod that is ready, one outdated pod is retired (cordoned: it takes no new task),
-  the least busy first, so the pool never has less capacity in service than its target;
+  the least busy first, so the pool never has less capacity in service than its target; an
+  outdated pod already cordoned for another reason is marked retired at once;
 - a retired pod is drained and deleted by the scale-down protocol once it is idle. A reserved slot
   keeps its pod until the apply has run or the reservation has expired.
 """
@@ -18,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from podslots.model import Pod, PodState, SlotStatus
+from podslots.model import Cordon, Pod, PodState, SlotStatus, cordon_order
 
 
 def live(pods: list[Pod]) -> list[Pod]:
@@ -45,12 +46,19 @@ def retirement_order(pods: list[Pod]) -> list[Pod]:
 
 
 def to_retire(pods: list[Pod], revision: str, target: int) -> list[Pod]:
-    """The outdated pods in service to cordon now: all but as many as the current ready pods still
-    fall short of the target (those keep serving, as a second choice)."""
+    """The outdated pods to mark `outdated revision` now.
+
+    Those already cordoned for another reason (an operator's) serve nothing, so they are marked
+    at once: taking the operator's cordon back must not put an outdated pod back in service. Of
+    those in service, all but as many as the current ready pods still fall short of the target
+    (those keep serving, as a second choice).
+    """
     current_ready = [p for p in live(pods) if not p.outdated(revision) and p.in_service and p.state is PodState.READY]
-    serving = [p for p in outdated_pods(pods, revision) if p.cordoned is None]
+    outdated = outdated_pods(pods, revision)
+    closed = [p for p in outdated if p.cordon_reasons and Cordon.OUTDATED not in p.cordon_reasons]
+    serving = [p for p in outdated if not p.cordon_reasons]
     keep = max(0, target - len(current_ready))
-    return retirement_order(serving)[: max(0, len(serving) - keep)]
+    return closed + retirement_order(serving)[: max(0, len(serving) - keep)]
 
 
 def to_create(pods: list[Pod], revision: str, target: int, max_surge: int) -> int:
@@ -98,6 +106,7 @@ def view(pods: list[Pod], revision: str, acting: bool = True) -> RolloutView:
             "revision": p.revision,
             "state": p.state.value,
             "cordoned": p.cordoned,
+            "cordon_reasons": cordon_order(p.cordon_reasons),
             "running": sum(1 for s in p.slots.values() if s.status is SlotStatus.RUNNING),
             "reserved": sum(1 for s in p.slots.values() if s.status is SlotStatus.RESERVED),
         }

@@ -68,7 +68,7 @@ def plan(pods: list[Pod], decision: Decision, revision: str, max_surge: int, ste
     if rollout.outdated_pods(live, revision):
         retire = rollout.to_retire(live, revision, target)
         retired_names = {p.name for p in retire}
-        drain = cordoned_idle + [p for p in retire if p.busy == 0]
+        drain = cordoned_idle + [p for p in retire if p.busy == 0 and p.cordoned is None]
         leaving = {p.name for p in drain}
         after = [p for p in live if p.name not in leaving]
         create = rollout.to_create(after, revision, target, max_surge)

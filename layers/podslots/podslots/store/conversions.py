@@ -54,6 +54,7 @@ def pod_from(item: PodItem) -> Pod:
         held_at=int(item.held_at) if item.held_at is not None else None,
         last_used_at=int(item.last_used_at or 0),
         cordoned=item.cordoned,
+        cordons=frozenset(item.cordons or ()),
         revision=item.revision,
         second_choice=bool(item.open_pool and item.open_pool.endswith(SECOND_CHOICE)),
     )

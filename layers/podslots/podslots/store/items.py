@@ -14,6 +14,7 @@ from pynamodb.attributes import (
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -88,7 +89,11 @@ class PodItem(Item):
     last_used_at = NumberAttribute(default=0)
     idle = NumberAttribute(null=True)  # idle slots: every write that moves `busy` moves this the other way
     open_pool = UnicodeAttribute(null=True)  # set while ready and not cordoned (the open_slots index)
-    cordoned = UnicodeAttribute(null=True)  # why the pod takes no new task (its tasks finish)
+    # Closed to new tasks (its tasks finish): present exactly while the pod holds a cordon reason, and
+    # naming the strongest; every condition that asks "closed?" reads this one.
+    cordoned = UnicodeAttribute(null=True)
+    cordons = UnicodeSetAttribute(null=True)  # every reason it is cordoned for (a string set; ADD/DELETE)
+    cordon_token = UnicodeAttribute(null=True)  # the last cordon write: a retry after a lost answer knows it
     revision = UnicodeAttribute(null=True)  # the template revision it was made from
     noted = UnicodeAttribute(null=True)  # observe/paused: what podslots last recorded it would do to it
     request_token = UnicodeAttribute(null=True)  # the put that created it: a retry recognises itself
