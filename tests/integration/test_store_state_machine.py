@@ -101,6 +101,10 @@ class InMemoryCluster:
     def patch_annotations(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
         """Annotations are not part of what this machine checks."""
 
+    def claim_pod(self, namespace: str, pod: ClusterPod, pool: str) -> bool:
+        """Every pod here carries the pool's label, which is its claim: none is ever claimed again."""
+        raise AssertionError(f"{pod.name}: a pod labelled as the pool's was claimed")
+
 
 class SlotLifeCycle(RuleBasedStateMachine):
     def __init__(self) -> None:

@@ -55,6 +55,7 @@ def pod_from(item: PodItem) -> Pod:
         cordoned=item.cordoned,
         revision=item.revision,
         second_choice=bool(item.open_pool and item.open_pool.endswith(SECOND_CHOICE)),
+        controller=item.controller,
     )
 
 
