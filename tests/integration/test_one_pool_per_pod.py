@@ -60,11 +60,11 @@ class Cluster:
             self.api.beat(pool, pod, held=held)
         self.reconciler.run()
         self.autoscaler.run()
-        for pod in self.kube.pods(NS):
-            labels = pod["metadata"].get("labels") or {}
-            if POOL_LABEL in labels and pod["status"].get("phase") != "Running":
-                self.kube.set_phase(NS, pod["metadata"]["name"], "Running")
-                self.api.beat(labels[POOL_LABEL], pod["metadata"]["name"])
+        for made in self.kube.pods(NS):
+            labels = made["metadata"].get("labels") or {}
+            if POOL_LABEL in labels and made["status"].get("phase") != "Running":
+                self.kube.set_phase(NS, made["metadata"]["name"], "Running")
+                self.api.beat(labels[POOL_LABEL], made["metadata"]["name"])
 
     def deployment_pods(self, count: int, owned: bool = True) -> list[str]:
         """Pods a Deployment's ReplicaSet made: its labels, none of podslots', owned by it if `owned`."""
