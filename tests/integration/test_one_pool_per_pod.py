@@ -18,7 +18,7 @@ from podslots.cluster import CLAIM_ANNOTATION, POOL_LABEL, ClusterPod, KubeGatew
 from podslots.model import ADOPTED, PodState
 from podslots.reconcile import Reconciler
 from podslots.settings import PoolSettings
-from podslots.store import SlotStore
+from podslots.store import SlotStore, new_pod
 from tests.integration.conftest import Api
 
 NS = "agents"
@@ -255,3 +255,22 @@ def test_of_two_pools_claiming_one_pod_from_the_same_list_exactly_one_adopts_it(
     world.clock.advance(60)
     assert world.reconciler.reconcile_pool(pools["x"]).refused == [pod]
     assert world.items("x") == {}
+
+
+def test_two_pools_holding_one_pod_from_before_claims_keep_it_in_one_pools_items(world: Cluster):
+    # Given one pod that two pools adopted before adoption claimed pods: an item in each, no claim
+    (pod,) = world.deployment_pods(1, owned=False)
+    world.put("x", mode="observe", adopt_selector={"app": "tf-agent"})
+    world.put("y", mode="observe", adopt_selector={"app": "tf-agent"})
+    uid = (world.kube.pod(NS, pod) or {})["metadata"]["uid"]
+    for pool in ("x", "y"):
+        assert world.store.put_pod(new_pod(pool, pod, 3, int(world.clock.now()), uid=uid, revision=ADOPTED))
+    # When x's reconcile runs, then y's
+    world.clock.advance(60)
+    world.reconciler.run("x")
+    world.reconciler.run("y")
+    # Then x claimed it and keeps it; y let go of its item (it held nothing) and records why
+    assert world.claim(pod) == "x"
+    assert pod in world.items("x")
+    assert world.items("y") == {}
+    assert [(e["pod"], e["owner"]) for e in world.events("y", "AdoptionRefused")] == [(pod, "x")]

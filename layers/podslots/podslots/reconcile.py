@@ -162,8 +162,10 @@ class _PoolRun:
         revision = pod.revision or item.revision or self.revision  # a pod from before revisions: current
         if self.store.observe_pod(item, pod.uid, pod.pod_ip, revision):
             item = replace(item, uid=pod.uid or item.uid, pod_ip=pod.pod_ip or item.pod_ip, revision=revision)
-        if item.adopted and pod.owner_pool is None:  # adopted before claims existed: claimed now
-            self.cluster.claim_pod(self.namespace, pod, self.pool.name)
+        if item.adopted and pod.owner_pool != self.pool.name:
+            kept = self._unclaimed_adoption(item, pod)
+            if kept is None:
+                return None
         item = self._leaks(item)
         if self.pool.settings.mode is not PoolMode.OBSERVE:
             self._protection(item, pod)
@@ -199,6 +201,18 @@ class _PoolRun:
         self.report.would_delete.append(pod.name)
         logger.info("would delete", extra={"pool": self.pool.name, "pod": pod.name, "reason": reason})
         return False
+
+    def _unclaimed_adoption(self, item: Pod, pod: ClusterPod) -> Pod | None:
+        """An item adopted before claims existed: claimed now; if another pool claimed the pod
+        first, this pool lets go of it (when it holds nothing here) and reports the refusal."""
+        owner = pod.owner_pool
+        if owner is None:
+            self.cluster.claim_pod(self.namespace, pod, self.pool.name)  # lost: seen next run
+            return item
+        self._refuse(pod, owner)
+        if item.busy == 0 and self.store.remove_idle_pod(item):
+            return None
+        return item
 
     def _owned_by_controller(self, pod: ClusterPod, reason: str) -> None:
         """Counted every run (the alarm), recorded in the history once per pod."""
