@@ -274,3 +274,19 @@ def test_two_pools_holding_one_pod_from_before_claims_keep_it_in_one_pools_items
     assert pod in world.items("x")
     assert world.items("y") == {}
     assert [(e["pod"], e["owner"]) for e in world.events("y", "AdoptionRefused")] == [(pod, "x")]
+
+
+def test_a_claim_whose_item_was_never_written_is_finished_by_the_next_run(world: Cluster):
+    # Given a pod x claimed in the cluster, whose item x never wrote (the run crashed in between)
+    (pod,) = world.deployment_pods(1, owned=False)
+    world.put("x", adopt_selector={"app": "tf-agent"})
+    world.put("y", adopt_selector={"app": "tf-agent"})
+    world.gateway.patch_annotations(NS, pod, {CLAIM_ANNOTATION: "x"})
+    # When both pools reconcile
+    world.clock.advance(60)
+    world.reconciler.run("y")
+    world.reconciler.run("x")
+    # Then x recognises its own claim and adopts the pod; y refuses it
+    assert world.items("x")[pod].revision == ADOPTED
+    assert world.items("y") == {}
+    assert world.claim(pod) == "x"
