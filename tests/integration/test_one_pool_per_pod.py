@@ -290,3 +290,20 @@ def test_a_claim_whose_item_was_never_written_is_finished_by_the_next_run(world:
     assert world.items("x")[pod].revision == ADOPTED
     assert world.items("y") == {}
     assert world.claim(pod) == "x"
+
+
+def test_deleting_a_pool_forgets_a_controllers_pod_and_leaves_it_running(world: Cluster):
+    # Given an active pool holding a ReplicaSet's pod (its agent beats) and a silent adopted pod
+    owned, silent = world.deployment_pods(2)
+    world.kube.orphan(NS, silent)
+    world.put("x", adopt_selector={"app": "tf-agent"})
+    world.minute({})
+    world.minute({owned: "x"})
+    assert {owned, silent} <= set(world.items("x"))
+    # When the pool is deleted and autoscale visits it
+    assert world.api.call("DELETE", "/pools/{pool}", pool="x").status == 202
+    world.minute({owned: "x"})
+    # Then both pods still run, the pool holds neither, and it is gone
+    assert {owned, silent} <= world.in_cluster()
+    assert world.items("x") == {}
+    assert world.api.get_pool("x").status == 404
