@@ -198,7 +198,8 @@ class PoolSettings(BaseModel):
         max_length=16,
         description=(
             "Labels (all must match) of pods podslots did not create, e.g. an existing Deployment's, "
-            "that this pool adopts and counts as its own; see docs/architecture.md, 'Migration'."
+            "that this pool adopts and counts as its own (no podslots.io/ key: those mark another pool's "
+            "pods); see docs/architecture.md, 'Adoption' and 'Migration'."
         ),
     )
 
