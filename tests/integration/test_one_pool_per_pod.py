@@ -11,6 +11,8 @@ import pytest
 from kubernetes.config import new_client_from_config_dict
 
 from local.kube_api import KubeApiStandIn
+from local.moto_server import MotoServer
+from local.table_faults import Fault
 from podslots.autoscale import EVERY_STATE, Autoscaler
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
@@ -307,3 +309,26 @@ def test_deleting_a_pool_forgets_a_controllers_pod_and_leaves_it_running(world: 
     assert {owned, silent} <= world.in_cluster()
     assert world.items("x") == {}
     assert world.api.get_pool("x").status == 404
+
+
+@pytest.mark.parametrize("fault", [Fault.TRANSACTION_CONFLICT, Fault.ANSWER_LOST])
+def test_a_refusal_is_in_the_history_once_whatever_the_table_does(server: MotoServer, fault: Fault):
+    # Given a refusal whose first recording meets a table fault
+    store = SlotStore()
+    detail = {"pod": "dep-1", "owner": "a"}
+    server.dispatcher.faults.next("TransactWriteItems", fault)
+    first = store.notice_once("b", "AdoptionRefused", pod="dep-1", uid="u-1", detail=detail, now=100)
+    # When the refusal repeats on the next runs
+    later = [
+        store.notice_once("b", "AdoptionRefused", pod="dep-1", uid="u-1", detail=detail, now=100 + 60 * i)
+        for i in (1, 2)
+    ]
+    # Then it is recorded exactly once: now if the write applied (its answer lost), else next run
+    assert server.dispatcher.faults.injected[fault] == 1
+    assert [first, *later].count(True) <= 1  # a retry that met its own write may not know it wrote
+    if fault is Fault.TRANSACTION_CONFLICT:  # nothing applied: recorded by the next run
+        assert (first, later) == (False, [True, False])
+    recorded = [e for e in store.events("b", 10) if e.kind == "AdoptionRefused"]
+    assert [(e.detail["pod"], e.detail["owner"]) for e in recorded] == [("dep-1", "a")]
+    # And a new pod of the same name is a new refusal
+    assert store.notice_once("b", "AdoptionRefused", pod="dep-1", uid="u-2", detail=detail, now=400)

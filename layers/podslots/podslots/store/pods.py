@@ -329,7 +329,8 @@ class PodRecords(StoreBase):
         (by uid), written in one transaction with the history entry on the condition that it does not
         exist, says it has been said, whether or not the pool holds an item for the pod (a refused
         pod has none). It expires with the history entry, so a pod refused for weeks is recorded
-        again then. True when this call recorded it.
+        again then. True when this call recorded it. A transient failure (a conflict, a throttle)
+        records nothing and returns False: the refusal repeats on the next run, and is recorded then.
         """
         token = new_token()
         marker = EventItem(
@@ -341,10 +342,8 @@ class PodRecords(StoreBase):
         try:
             tx.commit()
             return True
-        except StoreConflict as conflict:
-            if conflict.failed("notice"):
-                return False
-            raise
+        except StoreConflict:  # recorded before (its marker is there), or a transient failure
+            return False
 
     @staticmethod
     def _not_awaiting_beat() -> Condition:
