@@ -165,6 +165,15 @@ class KubeApiStandIn:
             namespace, name, lambda pod: pod.setdefault("status", {}).update(conditions=[condition])
         )
 
+    def set_controller(self, namespace: str, name: str, kind: str, owner: str) -> Pod:
+        """A controller (a ReplicaSet, a Job...) owns the pod: an owner reference with `controller: true`."""
+        reference = {"apiVersion": "apps/v1", "kind": kind, "name": owner, "uid": f"uid-{owner}", "controller": True}
+        return self._store.edit(namespace, name, lambda pod: pod["metadata"].update(ownerReferences=[reference]))
+
+    def orphan(self, namespace: str, name: str) -> Pod:
+        """Its owner was deleted with `--cascade=orphan`: the garbage collector drops the owner references."""
+        return self._store.edit(namespace, name, lambda pod: pod["metadata"].pop("ownerReferences", None))
+
     def remove(self, namespace: str, name: str) -> Pod:
         """The pod vanishes, as if someone else deleted it."""
         return self._store.remove(namespace, name)

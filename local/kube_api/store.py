@@ -171,11 +171,23 @@ class PodStore:
             return self._terminating(namespace, pod) if not graceful else copy.deepcopy(pod)
 
     def patch(self, namespace: str, name: str, patch: Any) -> Pod:
-        """A merge patch; a patch that changes nothing keeps the resource version, as the server does."""
+        """A merge patch; a patch that changes nothing keeps the resource version, as the server does.
+
+        A patch that carries `metadata.resourceVersion` is an optimistic lock, as on the real API
+        server: refused with 409 Conflict unless the pod is still at that version.
+        """
         if not isinstance(patch, dict):
             raise KubeError(400, "a merge patch must be a JSON object")
         with self._changed:
             current = self._find(namespace, name)
+            meta = patch.get("metadata")
+            wanted = meta.get("resourceVersion") if isinstance(meta, dict) else None
+            if wanted is not None and str(wanted) != current["metadata"]["resourceVersion"]:
+                message = (
+                    f'Operation cannot be fulfilled on pods "{name}": the object has been modified; '
+                    "please apply your changes to the latest version and try again"
+                )
+                raise KubeError(409, message, name=name)
             result = merge_patch(current, patch)
             result["metadata"] = {**result.get("metadata", {}), **_identity(current)}
             if result == current:

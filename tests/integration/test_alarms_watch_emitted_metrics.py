@@ -30,11 +30,12 @@ from podslots import observability
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
+from podslots.cluster import CLAIM_ANNOTATION
 from podslots.model import Pod, TaskType
 from podslots.store import SlotStore, new_pod
 from tests.support.cfn import Resolver
 
-POOL, BROKEN, UNREADABLE = "terraform", "broken", "unreadable"
+POOL, BROKEN, UNREADABLE, ADOPTER = "terraform", "broken", "unreadable", "adopter"
 SETTINGS = {
     "namespace": NAMESPACE,
     "slots_per_pod": 2,
@@ -268,6 +269,21 @@ def live_a_pools_life(world: World) -> None:
     for _ in range(3):  # the outdated pod, idle now, is retired; then none is left
         world.run("AutoscaleFunction")
     assert SlotStore().get_pod(POOL, pod_c) is None
+
+    # A pool adopting a Deployment's pods: one is already claimed by another pool (refused), one a
+    # ReplicaSet still owns, which fails: its item goes, and the pod is left to its controller.
+    assert world.put_pool(ADOPTER, adopt_selector={"app": "legacy"}) == 201
+    kube = world.stack.kube
+    for name, notes in (("legacy-claimed", {CLAIM_ANNOTATION: POOL}), ("legacy-owned", {})):
+        labels = {"app": "legacy"}
+        kube.add_pod(NAMESPACE, {"metadata": {"name": name, "labels": labels, "annotations": notes}})
+        kube.set_phase(NAMESPACE, name, "Running")
+    kube.set_controller(NAMESPACE, "legacy-owned", "ReplicaSet", "legacy-5d8f7")
+    world.run("ReconcileFunction")
+    assert SlotStore().get_pod(ADOPTER, "legacy-owned") is not None
+    kube.set_phase(NAMESPACE, "legacy-owned", "Failed")
+    world.run("ReconcileFunction")
+    assert {"legacy-claimed", "legacy-owned"} <= world.pods_in_cluster()
 
 
 @pytest.fixture(scope="module")

@@ -119,6 +119,51 @@ def test_a_merge_patch_sets_and_removes_annotations_and_a_no_op_keeps_the_versio
     assert version(kube, "a-1") == patched
 
 
+def test_a_merge_patch_carrying_a_stale_resource_version_is_a_409_and_changes_nothing(
+    kube: KubeApiStandIn, core: CoreV1Api
+):
+    # Given a pod read at one version, then changed by someone else (its kubelet)
+    kube.add_pod(NS, manifest("a-1"))
+    read = str(version(kube, "a-1"))
+    kube.set_phase(NS, "a-1", "Running")
+    # When a merge patch carries the version it read, as an optimistic lock
+    stale = {"metadata": {"resourceVersion": read, "annotations": {"k": "v"}}}
+    with pytest.raises(ApiException) as refused:
+        core.patch_namespaced_pod("a-1", NS, stale, _content_type="application/merge-patch+json")
+    # Then the server refuses it as the API server does, and the pod is as it was
+    assert (refused.value.status, json.loads(refused.value.body or "{}")["reason"]) == (409, "Conflict")
+    assert "annotations" not in (kube.pod(NS, "a-1") or {})["metadata"]
+    # And the same patch at the pod's current version applies
+    current = {"metadata": {"resourceVersion": str(version(kube, "a-1")), "annotations": {"k": "v"}}}
+    core.patch_namespaced_pod("a-1", NS, current, _content_type="application/merge-patch+json")
+    assert (kube.pod(NS, "a-1") or {})["metadata"]["annotations"] == {"k": "v"}
+
+
+def test_of_two_claims_from_the_same_list_exactly_one_wins(kube: KubeApiStandIn, gateway: KubeGateway):
+    # Given a pod podslots did not make, listed once by two pools' reconciles
+    kube.add_pod(NS, {"metadata": {"name": "dep-1", "labels": {"app": "tf"}}, "spec": {"containers": []}})
+    (listed,) = gateway.list_pool_pods(NS, "x", {"app": "tf"})
+    assert listed.owner_pool is None
+    # When both claim it at once
+    start = threading.Barrier(2)
+    won: dict[str, bool] = {}
+
+    def claim(pool: str) -> None:
+        start.wait()
+        won[pool] = gateway.claim_pod(NS, listed, pool)
+
+    threads = [threading.Thread(target=claim, args=(pool,)) for pool in ("x", "y")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then exactly one claim applied, and the pod names that pool as its owner
+    (winner,) = [pool for pool, ok in won.items() if ok]
+    (after,) = gateway.list_pool_pods(NS, "x", {"app": "tf"})
+    assert after.owner_pool == winner
+    assert (kube.pod(NS, "dep-1") or {})["metadata"]["annotations"] == {cluster.CLAIM_ANNOTATION: winner}
+
+
 def test_resource_versions_increase_on_every_change_from_either_side(
     kube: KubeApiStandIn, gateway: KubeGateway, core: CoreV1Api
 ):

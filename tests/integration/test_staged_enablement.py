@@ -10,6 +10,7 @@ import pytest
 
 from local.kube_api import KubeApiStandIn
 from podslots.clock import ManualClock
+from podslots.cluster import CLAIM_ANNOTATION
 from podslots.model import ADOPTED, PodState
 from podslots.store import SlotStore
 from tests.integration.conftest import Api
@@ -54,6 +55,12 @@ def world(api: Api, store: SlotStore, kube: KubeApiStandIn, clock: ManualClock) 
     return World(api, store, kube, clock)
 
 
+def claim(kube: KubeApiStandIn, name: str) -> str | None:
+    pod = kube.pod(NS, name)
+    assert pod is not None
+    return (pod["metadata"].get("annotations") or {}).get(CLAIM_ANNOTATION)
+
+
 def cluster_writes(kube: KubeApiStandIn) -> dict[str, int]:
     calls = kube.calls()
     return {verb: calls[verb] for verb in WRITES if calls[verb]}
@@ -76,12 +83,15 @@ def test_observe_adopts_a_deployments_pods_and_records_what_it_would_do_without_
     assert set(items) == set(pods)
     assert {items[n].state for n in pods[:2]} == {PodState.READY}
     assert {p.revision for p in items.values()} == {ADOPTED}
-    # And the cluster saw no create, delete or patch: only reads
-    assert cluster_writes(world.kube) == {}
+    # And the cluster saw no create or delete; its one write is each pod's claim for the pool, once
+    assert cluster_writes(world.kube) == {"patch": 3}
     assert all(world.kube.pod(NS, name) is not None for name in pods)
-    # And the history holds what it would have done: the silent pod deleted, once; a scale step
-    would_delete = world.events("WouldDelete")
-    assert [(e["pod"], e["mode"]) for e in would_delete] == [(pods[2], "observe")]
+    assert {claim(world.kube, name) for name in pods} == {POOL}
+    # And the silent pod, running before podslots saw it, is not taken for one that never came up:
+    # it stays `starting`, counted busy, and nothing would delete it
+    assert items[pods[2]].state is PodState.STARTING
+    assert world.events("WouldDelete") == []
+    # And the history holds the scale step it would have taken
     would_scale = world.events("WouldScale")
     assert would_scale
     assert all(e["mode"] == "observe" for e in would_scale)

@@ -112,6 +112,10 @@ class InMemoryCluster:
     def delete_disruption_budget(self, namespace: str, pool: str) -> bool:
         return False
 
+    def claim_pod(self, namespace: str, pod: ClusterPod, pool: str) -> bool:
+        """Every pod here carries the pool's label, which is its claim: none is ever claimed again."""
+        raise AssertionError(f"{pod.name}: a pod labelled as the pool's was claimed")
+
 
 class SlotLifeCycle(RuleBasedStateMachine):
     def __init__(self) -> None:

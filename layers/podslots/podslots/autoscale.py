@@ -44,6 +44,7 @@ class ScaleReport:
     removed: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
     blocked: int = 0
+    owned_by_controller: list[str] = field(default_factory=list)  # idle pods not drained: a controller's
     errors: list[str] = field(default_factory=list)
     skipped: str | None = None
     mode: str | None = None  # set when the pool only records what it would do
@@ -54,12 +55,13 @@ class ScaleReport:
 
 
 def load_of(pods: list[Pod], waiting: int) -> Load:
-    """Capacity is what the pods in service offer: ready or starting, and not cordoned."""
+    """Capacity is what the pods in service offer: ready or starting, and not cordoned. An adopted pod
+    whose agent has not beaten for the pool yet counts as busy, never as idle capacity."""
     capacity_pods = [p for p in pods if p.in_service]
     return Load(
         pods=len(capacity_pods),
         capacity=sum(p.slot_count for p in capacity_pods),
-        used=sum(p.busy for p in capacity_pods),
+        used=sum(p.counted_busy for p in capacity_pods),
         waiting=waiting,
     )
 
@@ -349,7 +351,13 @@ class _PoolStep:
 
         A pod whose uid was never recorded (a crash between its create and the record) is looked
         up in `in_cluster` (the pool's LIST), so its Kubernetes pod is deleted too, not leaked.
+
+        A pod a controller owns, as reconcile last recorded it on the item, is refused here and by
+        the store's condition (`start_draining`), which also refuses an adopted pod whose agent has
+        not beaten for this pool yet: autoscale needs no LIST of its own to keep either.
         """
+        if pod.controller is not None or pod.awaiting_beat:
+            return self._forget_if_deleting(pod)
         if pod.state is not PodState.DRAINING and not self.store.start_draining(self.pool.name, pod.name, states):
             return False
         if not self.deletes_in_cluster:
@@ -368,6 +376,25 @@ class _PoolStep:
                 return True
         self.store.remove_drained_pod(self.pool.name, pod.name)
         return True
+
+    def _forget_if_deleting(self, pod: Pod) -> bool:
+        """A pod podslots may not delete: a deleted pool forgets it (if idle) and leaves it to its
+        owner; any other pool keeps it. True when forgotten."""
+        if self.pool.deleting and self.store.remove_idle_pod(pod):
+            return True
+        if pod.controller is not None:
+            self._owned_by_controller(pod)
+        return False
+
+    def _owned_by_controller(self, pod: Pod) -> None:
+        """Counted every time (the alarm), recorded in the history once per pod."""
+        pool_metrics(self.pool.name, [("PodOwnedByController", MetricUnit.Count, 1)])
+        detail = {"pod": pod.name, "controller": pod.controller, "would_delete": "drain"}
+        self.store.notice_once(
+            self.pool.name, "PodOwnedByController", pod=pod.name, uid=pod.uid or "", detail=detail, now=self.now
+        )
+        self.report.owned_by_controller.append(pod.name)
+        logger.warning("pod owned by a controller; not drained", extra={"pool": self.pool.name, "pod": pod.name})
 
     def drain_pool(self, pods: list[Pod]) -> None:
         """A deleted pool: cordon every pod, drain the idle ones; busy ones finish first; settings go last.

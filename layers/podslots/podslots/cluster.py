@@ -1,7 +1,8 @@
 """The Kubernetes gateway: the only module that talks to the Kubernetes API.
 
 Each call has a timeout: list a pool's pods by label selector (all pages), create a pod, delete a
-pod with a uid precondition (404 counts as done), patch annotations (and labels with them), and
+pod with a uid precondition (404 counts as done), patch annotations (and labels with them), claim
+a pod for a pool (a merge patch conditional on the resource version that was listed), and
 create or delete a pool's PodDisruptionBudget (409 and 404 count as done). Answers are read as
 raw JSON into `ClusterPod` (no model deserialization: a 1,000-pod LIST stays cheap), and every API
 failure becomes a `ClusterError` that says which call failed and why.
@@ -25,13 +26,15 @@ from urllib3.exceptions import HTTPError
 
 from podslots.errors import PodSlotsError
 from podslots.model import ADOPTED
-from podslots.names import SLOTS_MAX, SLOTS_MIN
+from podslots.names import DNS_SUBDOMAIN, DNS_SUBDOMAIN_MAX, SLOTS_MAX, SLOTS_MIN, is_pool_name
 
 POOL_LABEL = "podslots.io/pool"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "podslots"
 SLOTS_ANNOTATION = "podslots.io/slots"
 REVISION_LABEL = "podslots.io/revision"  # the pool template's revision the pod was made from
+# The pool that adopted a pod podslots did not make (reconcile's claim; docs/architecture.md, "Adoption").
+CLAIM_ANNOTATION = "podslots.io/claimed-by"
 # Node consolidation (Karpenter, cluster-autoscaler) may only take pods without these.
 DO_NOT_DISRUPT: dict[str, str] = {
     "karpenter.sh/do-not-disrupt": "true",
@@ -42,6 +45,7 @@ DO_NOT_DISRUPT: dict[str, str] = {
 # PodDisruptionBudget selects it, so the Eviction API (kubectl drain, node upgrades) waits for it.
 BUSY_LABEL = "podslots.io/busy"
 BUDGET_RECHECK_S = 600  # a remembered budget is created again (409: still there) after this long
+UNREADABLE = "(unreadable)"  # an owner's name that is not one podslots could have written: never logged as sent
 PAGE_SIZE = 500
 TIMEOUT_S = (3.0, 10.0)  # (connect, read) for every call
 
@@ -67,6 +71,17 @@ class ClusterPod:
     created_at: float
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    resource_version: str = ""  # as listed: the claim's precondition
+    controller: str | None = None  # `Kind/name` of the owner reference with `controller: true`
+
+    @property
+    def owner_pool(self) -> str | None:
+        """The pool this pod belongs to, if any: the pool it was made for (its `podslots.io/pool`
+        label), else the pool that claimed it on adoption. A pod belongs to at most one pool."""
+        raw = self.labels.get(POOL_LABEL) or self.annotations.get(CLAIM_ANNOTATION) or None
+        if raw is None:
+            return None
+        return raw if is_pool_name(raw) else UNREADABLE  # claimed all the same, by a name we do not repeat
 
     @property
     def finished(self) -> bool:
@@ -128,7 +143,19 @@ class ClusterPod:
             created_at=created,
             labels=dict(meta.get("labels") or {}),
             annotations=dict(meta.get("annotations") or {}),
+            resource_version=str(meta.get("resourceVersion") or ""),
+            controller=_controller(meta.get("ownerReferences")),
         )
+
+
+def _controller(references: Any) -> str | None:
+    """The managing controller among a pod's owner references (`controller: true`; at most one)."""
+    for ref in references if isinstance(references, list) else []:
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            kind, name = str(ref.get("kind") or ""), str(ref.get("name") or "")
+            readable = re.fullmatch(r"[A-Z][A-Za-z0-9]{0,62}", kind) and re.fullmatch(DNS_SUBDOMAIN, name)
+            return f"{kind}/{name}" if readable and len(name) <= DNS_SUBDOMAIN_MAX else UNREADABLE
+    return None
 
 
 class Cluster(Protocol):
@@ -151,6 +178,8 @@ class Cluster(Protocol):
     def ensure_disruption_budget(self, namespace: str, pool: str, now: float) -> bool: ...
 
     def delete_disruption_budget(self, namespace: str, pool: str) -> bool: ...
+
+    def claim_pod(self, namespace: str, pod: ClusterPod, pool: str) -> bool: ...
 
 
 def disruption_budget_name(pool: str) -> str:
@@ -339,6 +368,34 @@ class KubeGateway:
             return True
         except ClusterError as exc:
             if exc.status == 404:
+                return False
+            raise
+
+    def claim_pod(self, namespace: str, pod: ClusterPod, pool: str) -> bool:
+        """Annotate the pod as `pool`'s, only if it is still as listed: False when it changed since.
+
+        A merge patch that carries `metadata.resourceVersion` is refused by the API server (409
+        Conflict) unless the pod is still at that version, so of two pools claiming one pod from the
+        same LIST exactly one wins; the other sees the winner's claim on its next LIST.
+        """
+        if not pod.resource_version:  # never an unconditional claim
+            raise ClusterError("claim pod", "the LIST gave no resource version")
+        patch = {"metadata": {"resourceVersion": pod.resource_version, "annotations": {CLAIM_ANNOTATION: pool}}}
+        try:
+            self._json(
+                "claim pod",
+                lambda: self._api.patch_namespaced_pod(
+                    pod.name,
+                    namespace,
+                    patch,
+                    _content_type="application/merge-patch+json",
+                    _request_timeout=self._timeout,
+                    _preload_content=False,
+                ),
+            )
+            return True
+        except ClusterError as exc:
+            if exc.status in (404, 409):  # changed since the LIST, or gone: the next run sees it as it is
                 return False
             raise
 

@@ -137,6 +137,23 @@ class Pod:
     cordons: frozenset[str] = frozenset()  # the item's set of reasons (items older than the set have none)
     revision: str | None = None  # the pool template's revision it was made from (None: made before revisions)
     second_choice: bool = False  # open, but only when no current pod has an idle slot (an outdated pod)
+    controller: str | None = None  # `Kind/name` of the controller that owns the pod, as reconcile last saw it
+
+    @property
+    def adopted(self) -> bool:
+        """Not made by podslots: adopted by `adopt_selector` (e.g. a Deployment's pod)."""
+        return self.revision == ADOPTED
+
+    @property
+    def awaiting_beat(self) -> bool:
+        """Adopted, and its agent has not yet beaten for this pool: the pod was running before podslots
+        saw it, and what it runs is unknown, so it is never taken for idle (nor deleted for it)."""
+        return self.adopted and self.heartbeat_at is None
+
+    @property
+    def counted_busy(self) -> int:
+        """Busy slots as scaling and draining count them: every slot of a pod awaiting its first beat."""
+        return self.slot_count if self.awaiting_beat else self.busy
 
     @property
     def cordon_reasons(self) -> frozenset[str]:

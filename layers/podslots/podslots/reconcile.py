@@ -8,7 +8,9 @@ written:
 - a `starting` pod past its startup timeout: deleted, item removed;
 - a `ready` pod with no beat for the heartbeat timeout: `unhealthy` (its beat brings it back);
 - a slot whose task the agent's beats no longer list, past the leak grace: released, task lost;
-- a labelled pod without an item: adopted as `starting`;
+- a labelled pod without an item: adopted as `starting`, once claimed for this pool in the cluster;
+  a pod another pool owns is never adopted (`AdoptionRefused`);
+- a pod a controller owns (ReplicaSet, Job, ...) is never deleted (`PodOwnedByController`);
 - a `draining` item whose pod still exists: its delete is retried; once gone, the item goes;
 - pod uid and IP recorded; busy pods protected from node consolidation (annotations) and from
   evictions (a label the pool's PodDisruptionBudget selects), idle pods not;
@@ -42,6 +44,8 @@ class PoolReport:
     unhealthy: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # pods another pool owns, matched by adopt_selector
+    owned_by_controller: list[str] = field(default_factory=list)  # pods it would delete but a controller owns
     deletes_retried: list[str] = field(default_factory=list)
     annotated: list[str] = field(default_factory=list)
     would_delete: list[str] = field(default_factory=list)  # observe and paused mode
@@ -149,12 +153,21 @@ class _PoolRun:
             return None
         if pod is None:
             return item  # a starting item whose create call is still in flight
-        if item.state is PodState.STARTING and self.now - item.created_at > self.pool.settings.startup_timeout_s:
+        if self.store.record_controller(item, pod.controller):
+            item = replace(item, controller=pod.controller)
+        # An adopted pod was running before podslots saw it: it never "fails to come up" (it stays
+        # `starting`, counted busy, until its agent beats for this pool).
+        late = self.now - item.created_at > self.pool.settings.startup_timeout_s
+        if item.state is PodState.STARTING and late and not item.adopted:
             return self._never_came_up(item, pod)
         item = self._liveness(item)
         revision = pod.revision or item.revision or self.revision  # a pod from before revisions: current
         if self.store.observe_pod(item, pod.uid, pod.pod_ip, revision):
             item = replace(item, uid=pod.uid or item.uid, pod_ip=pod.pod_ip or item.pod_ip, revision=revision)
+        if item.adopted and pod.owner_pool != self.pool.name:
+            kept = self._unclaimed_adoption(item, pod)
+            if kept is None:
+                return None
         item = self._leaks(item)
         if self.pool.settings.mode is not PoolMode.OBSERVE:
             self._protection(item, pod)
@@ -171,7 +184,13 @@ class _PoolRun:
 
     def _delete(self, pod: ClusterPod, reason: str, item: Pod | None = None) -> bool:
         """Delete the pod in the cluster (uid precondition), or, in observe and paused mode, record
-        that it would have (`WouldDelete`, once per pod and reason) and leave it. True if deleted."""
+        that it would have (`WouldDelete`, once per pod and reason) and leave it. True if deleted.
+
+        Never a pod a controller owns, in any mode: its controller would only make it again, and the
+        pod is that controller's to delete (orphan it first: docs/architecture.md, "Migration")."""
+        if pod.controller is not None:
+            self._owned_by_controller(pod, reason)
+            return False
         if self.deletes:
             self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
             return True
@@ -184,6 +203,27 @@ class _PoolRun:
         self.report.would_delete.append(pod.name)
         logger.info("would delete", extra={"pool": self.pool.name, "pod": pod.name, "reason": reason})
         return False
+
+    def _unclaimed_adoption(self, item: Pod, pod: ClusterPod) -> Pod | None:
+        """An item adopted before claims existed: claimed now; if another pool claimed the pod
+        first, this pool lets go of it (when it holds nothing here) and reports the refusal."""
+        owner = pod.owner_pool
+        if owner is None:
+            self.cluster.claim_pod(self.namespace, pod, self.pool.name)  # lost: seen next run
+            return item
+        self._refuse(pod, owner)
+        if item.busy == 0 and self.store.remove_idle_pod(item):
+            return None
+        return item
+
+    def _owned_by_controller(self, pod: ClusterPod, reason: str) -> None:
+        """Counted every run (the alarm), recorded in the history once per pod."""
+        self.report.owned_by_controller.append(pod.name)
+        detail = {"pod": pod.name, "controller": pod.controller, "would_delete": reason}
+        self.store.notice_once(
+            self.pool.name, "PodOwnedByController", pod=pod.name, uid=pod.uid, detail=detail, now=self.now
+        )
+        logger.warning("pod owned by a controller; not deleted", extra={"pool": self.pool.name, "pod": pod.name})
 
     def _draining(self, item: Pod, pod: ClusterPod | None) -> Pod | None:
         if pod is None:
@@ -221,7 +261,7 @@ class _PoolRun:
         """The drain protocol, as scale-down does it: unallocatable first (a conditional
         `starting -> draining` that fails if the pod registered meanwhile), then the delete, then
         the item. A slow pod that came up and took a task between our read and now is kept."""
-        if not self.deletes:
+        if not self.deletes or pod.controller is not None:
             self._delete(pod, f"never came up within {self.pool.settings.startup_timeout_s}s", item)
             return item
         if not self.store.start_draining(self.pool.name, item.name, (PodState.STARTING,)):
@@ -312,25 +352,49 @@ class _PoolRun:
             logger.warning("disruption budget not ensured", extra={"pool": self.pool.name, "status": exc.status})
 
     def orphan(self, pod: ClusterPod) -> Pod | None:
-        """A pod labelled as ours with no item: adopt it (it will beat), or clean it up if it ended."""
+        """A listed pod with no item: adopt it (it will beat), or clean it up if it ended.
+
+        A pod belongs to one pool: the one its `podslots.io/pool` label names, else the one that
+        claimed it. Another pool's pod is refused. An unclaimed pod is claimed first, by a patch
+        conditional on the resource version listed (of two pools racing for it, one wins), and only
+        then does it get an item; a crash between the two leaves our claim, which the next run
+        recognises as its own and finishes.
+        """
         if pod.deleting:
             return None
+        owner = pod.owner_pool
         if pod.finished:
-            if pod.managed:  # another controller's finished pod is its own business
+            if pod.managed and owner == self.pool.name:  # another controller's finished pod is its own business
                 self._delete(pod, f"pod {pod.phase.lower()}")
             return None
+        if owner is not None and owner != self.pool.name:
+            self._refuse(pod, owner)
+            return None
+        if owner is None and not self.cluster.claim_pod(self.namespace, pod, self.pool.name):
+            logger.info("claim lost: the pod changed since the LIST", extra={"pool": self.pool.name, "pod": pod.name})
+            return None  # the next run sees it as it now is (another pool's, perhaps)
         slots = pod.slots or self.pool.settings.slots_per_pod
         revision = pod.revision or self.revision
         adopted = replace(
             new_pod(self.pool.name, pod.name, slots, self.now, uid=pod.uid, revision=revision),
             pod_ip=pod.pod_ip,
             cordoned=POOL_DELETED if self.pool.deleting else None,  # adopted to be drained
+            controller=pod.controller,
         )
         if not self.store.put_pod(adopted):
             return None  # an overlapping run adopted it first
         self.report.adopted.append(pod.name)
         logger.info("labelled pod adopted", extra={"pool": self.pool.name, "pod": pod.name})
         return adopted
+
+    def _refuse(self, pod: ClusterPod, owner: str) -> None:
+        """Another pool's pod matched the adopt selector: counted every run, recorded once per pod."""
+        self.report.refused.append(pod.name)
+        detail = {"pod": pod.name, "owner": owner}
+        self.store.notice_once(
+            self.pool.name, "AdoptionRefused", pod=pod.name, uid=pod.uid, detail=detail, now=self.now
+        )
+        logger.warning("adoption refused: another pool's pod", extra={"pool": self.pool.name, "pod": pod.name})
 
     def figures(self, pods: list[Pod]) -> None:
         """Emit the pool's figures; record them in its history only when they changed."""
@@ -347,6 +411,8 @@ class _PoolRun:
                     for name, value in figures.items()
                 ),
                 ("TasksLost", MetricUnit.Count, lost),
+                ("AdoptionRefused", MetricUnit.Count, len(self.report.refused)),
+                ("PodOwnedByController", MetricUnit.Count, len(self.report.owned_by_controller)),
             ],
         )
         if figures != self.pool.figures:

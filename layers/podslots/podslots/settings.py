@@ -68,6 +68,9 @@ class Toleration(BaseModel):
     toleration_seconds: int | None = Field(default=None, ge=0)
 
 
+# The prefix of the labels and annotations podslots writes on pods (`podslots.io/pool`, the claim...).
+PODSLOTS_LABEL_PREFIX = "podslots.io/"
+
 # The ServiceAccount podslots itself runs as in the cluster (k8s/rbac.yaml): it may create and delete
 # pods. An agent pod must never run as it.
 CONTROLLER_SERVICE_ACCOUNT = "podslots"
@@ -195,9 +198,25 @@ class PoolSettings(BaseModel):
         max_length=16,
         description=(
             "Labels (all must match) of pods podslots did not create, e.g. an existing Deployment's, "
-            "that this pool adopts and counts as its own; see docs/architecture.md, 'Migration'."
+            "that this pool adopts and counts as its own (no podslots.io/ key: those mark another pool's "
+            "pods); see docs/architecture.md, 'Adoption' and 'Migration'."
         ),
     )
+
+    @field_validator("adopt_selector")
+    @classmethod
+    def _not_podslots_labels(cls, value: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
+        # podslots' own labels say which pool a pod already belongs to: selecting by them is
+        # adopting another pool's pods. A stored document from before this rule stays readable; its
+        # reconcile still refuses every pod another pool claims (docs/architecture.md, "Adoption").
+        stored = bool(info.context and info.context.get("stored"))
+        reserved = sorted(key for key in value or {} if key.startswith(PODSLOTS_LABEL_PREFIX))
+        if reserved and not stored:
+            raise ValueError(
+                f"adopt_selector may not select by podslots' own labels ({', '.join(reserved)}): "
+                "they mark the pods another pool already owns"
+            )
+        return value
 
     @field_validator("kubeconfig_secret")
     @classmethod

@@ -45,7 +45,7 @@ class StepPlan:
 
 def removal_order(pods: list[Pod]) -> list[Pod]:
     """Idle pods only: unhealthy first, then the least recently used ready ones. Starting pods start."""
-    idle = [p for p in pods if p.busy == 0]
+    idle = [p for p in pods if p.counted_busy == 0]
     unhealthy = [p for p in idle if p.state is PodState.UNHEALTHY]
     ready = sorted((p for p in idle if p.state is PodState.READY), key=lambda p: (p.last_used_at, p.name))
     return unhealthy + ready
@@ -62,13 +62,13 @@ def plan(pods: list[Pod], decision: Decision, revision: str, max_surge: int, ste
     - Otherwise the decision's step: create pods, or drain idle pods in service.
     """
     live = rollout.live(pods)
-    cordoned_idle = [p for p in live if p.cordoned is not None and p.busy == 0]
+    cordoned_idle = [p for p in live if p.cordoned is not None and p.counted_busy == 0]
     rank = rollout.misranked(live, revision)
     target = decision.target if decision.direction is not Direction.NONE else steady_size
     if rollout.outdated_pods(live, revision):
         retire = rollout.to_retire(live, revision, target)
         retired_names = {p.name for p in retire}
-        drain = cordoned_idle + [p for p in retire if p.busy == 0 and p.cordoned is None]
+        drain = cordoned_idle + [p for p in retire if p.counted_busy == 0 and p.cordoned is None]
         leaving = {p.name for p in drain}
         after = [p for p in live if p.name not in leaving]
         create = rollout.to_create(after, revision, target, max_surge)

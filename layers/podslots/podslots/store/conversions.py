@@ -57,6 +57,7 @@ def pod_from(item: PodItem) -> Pod:
         cordons=frozenset(item.cordons or ()),
         revision=item.revision,
         second_choice=bool(item.open_pool and item.open_pool.endswith(SECOND_CHOICE)),
+        controller=item.controller,
     )
 
 

@@ -97,6 +97,7 @@ class PodItem(Item):
     revision = UnicodeAttribute(null=True)  # the template revision it was made from
     noted = UnicodeAttribute(null=True)  # observe/paused: what podslots last recorded it would do to it
     request_token = UnicodeAttribute(null=True)  # the put that created it: a retry recognises itself
+    controller = UnicodeAttribute(null=True)  # `Kind/name` of its controller (reconcile's LIST): never drained
     open_slots = OpenSlotsIndex()
 
 

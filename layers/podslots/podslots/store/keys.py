@@ -7,6 +7,7 @@ POOL_PREFIX = "POOL#"
 POD_PREFIX = "POD#"
 TASK_PREFIX = "TASK#"
 EVENT_PREFIX = "EVENT#"
+NOTICE_PREFIX = "NOTICE#"
 CONFIG_SK = "#CONFIG"
 TASK_SK = "#TASK"
 REGISTRY_PK = "POOLS"
@@ -32,6 +33,11 @@ def pod_sk(pod: str) -> str:
 
 def task_pk(task_id: str) -> str:
     return f"{TASK_PREFIX}{task_id}"
+
+
+def notice_sk(kind: str, pod: str, uid: str) -> str:
+    """A refusal already recorded in the history for this pod (by uid: a new pod of the name is new)."""
+    return f"{NOTICE_PREFIX}{kind}#{pod}#{uid}"
 
 
 def event_sk(at: int, event_id: str) -> str:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.update import Action
 
-from podslots.model import EndedSlot, Pod, PodState, SlotStatus, TaskStatus, cordon_order, empty_slots
+from podslots.model import ADOPTED, EndedSlot, Pod, PodState, SlotStatus, TaskStatus, cordon_order, empty_slots
 from podslots.store.base import StoreBase
 from podslots.store.conversions import free_slot, pod_from, pod_key, slot_doc, task_key
-from podslots.store.items import PodItem, PoolItem, TaskItem
-from podslots.store.keys import CONFIG_SK, POD_PREFIX, TASK_SK, open_partition, pod_sk, pool_pk, task_pk
+from podslots.store.items import EventItem, PodItem, PoolItem, TaskItem
+from podslots.store.keys import CONFIG_SK, POD_PREFIX, TASK_SK, notice_sk, open_partition, pod_sk, pool_pk, task_pk
 from podslots.store.transaction import CONDITION_FAILED, StoreConflict, condition_failed, conditional, new_token
 
 CORDON_ATTEMPTS = 5  # a cordon that keeps meeting other cordons' writes reads and tries again
@@ -102,6 +104,7 @@ class PodRecords(StoreBase):
             last_used_at=pod.last_used_at,
             cordoned=pod.cordoned,
             revision=pod.revision,
+            controller=pod.controller,
             open_pool=open_partition(pod.pool, pod.second_choice) if pod.takes_tasks else None,
             request_token=token,
         )
@@ -133,11 +136,17 @@ class PodRecords(StoreBase):
         """`-> draining` only while nothing runs or is reserved on it. False if it became busy.
 
         Draining closes the pod to new tasks; a retry that meets its own write finds it draining.
+        Never a pod that a controller owns (as reconcile last saw it: the controller would recreate
+        it, and it is that controller's to delete), nor an adopted pod whose agent has not yet beaten
+        for this pool (it was running before podslots saw it; its `busy = 0` means "unknown", not idle).
         """
         if conditional(
             lambda: pod_key(pool, pod).update(
                 actions=[PodItem.state.set(PodState.DRAINING.value), PodItem.open_pool.remove()],
-                condition=PodItem.state.is_in(*(s.value for s in from_states)) & (PodItem.busy == 0),
+                condition=PodItem.state.is_in(*(s.value for s in from_states))
+                & (PodItem.busy == 0)
+                & PodItem.controller.does_not_exist()
+                & self._not_awaiting_beat(),
             )
         ):
             return True
@@ -380,6 +389,44 @@ class PodRecords(StoreBase):
         if not actions:
             return False
         return self._conditional_update(pod, actions, self._same_pod(pod))
+
+    def record_controller(self, pod: Pod, controller: str | None) -> bool:
+        """Record the controller that owns the pod (None: owned by none), as reconcile's LIST shows it,
+        so the drain's condition refuses a controller's pod without a LIST of its own."""
+        if controller == pod.controller:
+            return False
+        action = PodItem.controller.set(controller) if controller else PodItem.controller.remove()
+        return self._conditional_update(pod, [action], self._same_pod(pod))
+
+    def notice_once(self, pool: str, kind: str, *, pod: str, uid: str, detail: dict[str, Any], now: int) -> bool:
+        """Record a refusal (`AdoptionRefused`, `PodOwnedByController`) in the history once per pod.
+
+        The refusal repeats every run; the history should say it once. A marker item per kind and pod
+        (by uid), written in one transaction with the history entry on the condition that it does not
+        exist, says it has been said, whether or not the pool holds an item for the pod (a refused
+        pod has none). It expires with the history entry, so a pod refused for weeks is recorded
+        again then. True when this call recorded it. A transient failure (a conflict, a throttle)
+        records nothing and returns False: the refusal repeats on the next run, and is recorded then.
+        """
+        token = new_token()
+        marker = EventItem(
+            pool_pk(pool), notice_sk(kind, pod, uid), kind=kind, at=now, detail={}, expires_at=now + self.event_ttl_s
+        )
+        tx = self._tx(token)
+        tx.put("notice", marker, condition=EventItem.pk.does_not_exist())
+        tx.put("event", self._event_item(pool, kind, {"pool": pool, **detail}, now, f"{pod}-{token[:12]}"))
+        try:
+            tx.commit()
+            return True
+        except StoreConflict:  # recorded before (its marker is there), or a transient failure
+            return False
+
+    @staticmethod
+    def _not_awaiting_beat() -> Condition:
+        """The store's side of `Pod.awaiting_beat`: not adopted, or its agent has beaten for this pool."""
+        adopted: Condition = PodItem.revision == ADOPTED
+        awaiting: Condition = PodItem.revision.does_not_exist() | ~adopted | PodItem.heartbeat_at.exists()
+        return awaiting
 
     @staticmethod
     def _same_listing(pod: Pod) -> Condition:
