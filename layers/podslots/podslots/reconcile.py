@@ -271,6 +271,8 @@ class _PoolRun:
 
     def orphan(self, pod: ClusterPod) -> Pod | None:
         """A pod labelled as ours with no item: adopt it (it will beat), or clean it up if it ended."""
+        if self.pool.deleting:
+            return None  # a deleting pool adopts nothing: autoscale deletes its strays, then the pool
         if pod.deleting:
             return None
         if pod.finished:
@@ -284,7 +286,7 @@ class _PoolRun:
             pod_ip=pod.pod_ip,
             cordoned=POOL_DELETED if self.pool.deleting else None,  # adopted to be drained
         )
-        if not self.store.put_pod(adopted):
+        if not self.store.put_pod(adopted, namespace=self.namespace):
             return None  # an overlapping run adopted it first
         self.report.adopted.append(pod.name)
         logger.info("labelled pod adopted", extra={"pool": self.pool.name, "pod": pod.name})
