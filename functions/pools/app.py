@@ -75,7 +75,7 @@ def list_pools() -> Response[Any]:
 @app.delete(
     "/pools/<pool>",
     summary="Drain and delete a pool",
-    responses=responses({202: ("Deleting: no new tasks; settings go with the last pod", None)}),
+    responses=responses({202: ("Deleting: no new tasks; the pool goes once the cluster shows none of its pods", None)}),
 )
 @tracer.capture_method
 def delete_pool(pool: PoolName) -> Response[Any]:

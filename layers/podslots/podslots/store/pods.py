@@ -319,13 +319,14 @@ class PodRecords(StoreBase):
 
 def _takes_pods(namespace: str | None) -> Condition:
     """The pool's settings exist, it is not being deleted, and (if given) they name this namespace."""
-    condition = PoolItem.pk.exists() & (PoolItem.deleting == False)  # noqa: E712 (a DynamoDB condition)
+    condition: Condition = PoolItem.pk.exists() & (PoolItem.deleting == False)  # noqa: E712 (a DynamoDB condition)
     if namespace is None:
         return condition
-    named = PoolItem.settings["namespace"] == namespace
+    named: Condition = PoolItem.settings["namespace"] == namespace
     if namespace == DEFAULT_NAMESPACE:  # a document stored without it means the default
         named |= PoolItem.settings["namespace"].does_not_exist()
-    return condition & named
+    both: Condition = condition & named
+    return both
 
 
 def new_pod(pool: str, name: str, slots: int, now: int, *, uid: str | None = None, revision: str | None = None) -> Pod:

@@ -115,7 +115,7 @@ class PoolRegistry(StoreBase):
         """The settings item is as it was read; for a namespace change, no pod item was put since."""
         if seen is None:
             return PoolItem.pk.does_not_exist()
-        condition = (PoolItem.deleting == False) & (PoolItem.updated_at == seen.updated_at)  # noqa: E712
+        condition: Condition = (PoolItem.deleting == False) & (PoolItem.updated_at == seen.updated_at)  # noqa: E712
         if seen.namespace != namespace:
             puts = PoolItem.pod_puts == seen.pod_puts
             condition &= (puts | PoolItem.pod_puts.does_not_exist()) if seen.pod_puts == 0 else puts
