@@ -306,6 +306,23 @@ def test_a_deleted_pool_takes_its_lease_and_history_with_it(world: World):
     assert world.api.call("GET", "/pools/{pool}/events", pool=POOL).body["events"] == []
 
 
+def test_a_new_pool_of_a_name_starts_clean_of_what_an_older_removal_left_behind(world: World):
+    # Given a pool removed by an older version, which left its lease and history behind
+    world.delete()
+    world.run("autoscale")
+    table = boto3.client("dynamodb")
+    lease = {"holder": {"S": "old"}, "deadline": {"N": "0"}, "low_since": {"N": "5"}}
+    table.put_item(TableName=TABLE, Item={"pk": {"S": f"POOL#{POOL}"}, "sk": {"S": "#LEASE#autoscale"}, **lease})
+    world.store.add_event(POOL, "PoolScaled", {"pool": POOL}, int(world.clock.now()), "old")
+    # When a pool of the same name is created
+    assert world.api.put_pool(POOL, settings()).status == 201
+    # Then it has no scale-down clock and no history from before
+    fresh = world.store.acquire_lease(POOL, "a-new-run", int(world.clock.now()), 120)
+    assert fresh is not None
+    assert fresh.low_since is None
+    assert world.api.call("GET", "/pools/{pool}/events", pool=POOL).body["events"] == []
+
+
 def test_an_autoscale_run_that_read_the_pool_before_it_went_writes_no_lease_again(world: World):
     # Given an autoscale run that read the pool list, and the pool removed right after
     world.delete()

@@ -82,6 +82,8 @@ class PoolRegistry(StoreBase):
         earlier write recognises it by the request token it left on the item.
         """
         existing = self.pool_state(pool) if seen is ... else seen
+        if existing is None:  # what a pool of this name removed before this version left behind
+            self._sweep(pool, self._partition(pool))
         document = settings.model_dump(mode="json", exclude_none=True)
         token = new_token()
         tx = self._tx(token)
@@ -177,19 +179,16 @@ class PoolRegistry(StoreBase):
         The order makes a crash part-way harmless: the lease, the history and anything else of the
         partition go first, while the settings still say `deleting`, so the next scheduled run finds
         the pool and does it all again; the settings and the registry entry go last, together, on the
-        condition `deleting = true`. True when the pool is gone (also when it already was).
+        condition `deleting = true`. True when the pool is gone (also when it already was). A new
+        pool of the name sweeps its partition again before it is created, for what a pool removed
+        before this version left behind (a lease with its `low_since` and roll-out).
         """
-        keys = list(
-            PodItem.query(pool_pk(pool), attributes_to_get=["pk", "sk"], consistent_read=True)  # any kind
-        )
-        if any(k.sk.startswith(POD_PREFIX) for k in keys):
+        keys = self._partition(pool)
+        if any(sk.startswith(POD_PREFIX) for sk in keys):
             return False
-        if not any(k.sk == CONFIG_SK for k in keys):
+        if CONFIG_SK not in keys:
             return True
-        with EventItem.batch_write() as batch:  # a delete is by key alone, whatever the item's kind
-            for key in keys:
-                if key.sk != CONFIG_SK:
-                    batch.delete(EventItem(key.pk, key.sk))
+        self._sweep(pool, keys)
         tx = self._tx()
         tx.delete("pool", PoolItem(pool_pk(pool), CONFIG_SK), condition=PoolItem.deleting == True)  # noqa: E712
         tx.delete("registry", RegistryItem(REGISTRY_PK, pool_pk(pool)))
@@ -200,6 +199,20 @@ class PoolRegistry(StoreBase):
                 raise
             return self._pool_item(pool) is None
         return True
+
+    @staticmethod
+    def _partition(pool: str) -> list[str]:
+        """The sort key of every item of the pool's partition, whatever its kind (keys only)."""
+        return [k.sk for k in PodItem.query(pool_pk(pool), attributes_to_get=["pk", "sk"], consistent_read=True)]
+
+    @staticmethod
+    def _sweep(pool: str, keys: list[str]) -> None:
+        """Delete every item of the partition but the settings and the pods: the lease, the history,
+        anything else. By key alone, in batches; deleting what is gone already is no error."""
+        with EventItem.batch_write() as batch:
+            for sk in keys:
+                if sk != CONFIG_SK and not sk.startswith(POD_PREFIX):
+                    batch.delete(EventItem(pool_pk(pool), sk))
 
     def add_event(self, pool: str, kind: str, detail: dict[str, Any], now: int, event_id: str) -> None:
         """Record one history entry; the same entry written again by a retry is already recorded."""
