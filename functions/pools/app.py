@@ -3,7 +3,7 @@ GET /pools/{pool}/events, POST/DELETE /pools/{pool}/pods/{pod}/cordon.
 
 PUT takes the whole settings document (missing fields take their defaults): 201 when created, 200
 when replaced. DELETE answers 202: the pool takes no new tasks at once, and its settings go when its
-last pod has gone. A cordon takes one pod out of service without killing its tasks.
+last pod has gone and the cluster shows none of it. A cordon takes one pod out of service without killing its tasks.
 """
 
 from typing import Annotated, Any
@@ -75,14 +75,15 @@ def list_pools() -> Response[Any]:
 @app.delete(
     "/pools/<pool>",
     summary="Drain and delete a pool",
-    responses=responses({202: ("Deleting: no new tasks; settings go with the last pod", None)}),
+    responses=responses({202: ("Deleting: no new tasks; the pool goes once the cluster shows none of its pods", None)}),
 )
 @tracer.capture_method
 def delete_pool(pool: PoolName) -> Response[Any]:
     logger.append_keys(pool=pool)
     deletion = service.delete(pool)
-    status = "deleted" if deletion.done else "deleting"
-    return json_answer(202, {"pool": pool, "status": status, "pods_remaining": deletion.pods_remaining})
+    # Always "deleting": the settings go only once autoscale has seen the cluster hold nothing of
+    # the pool (a pod with no item included), never in this call, which cannot see the cluster.
+    return json_answer(202, {"pool": pool, "status": "deleting", "pods_remaining": deletion.pods_remaining})
 
 
 @app.get(

@@ -285,8 +285,9 @@ def test_a_pool_put_whose_answer_was_lost_is_still_a_creation(server: MotoServer
 def test_a_pod_put_and_a_drain_whose_answers_were_lost_report_success(server: MotoServer, clock: ManualClock):
     store = SlotStore()
     given_pool(store, POOL)
-    server.dispatcher.faults.next("PutItem", Fault.ANSWER_LOST)
+    server.dispatcher.faults.next("TransactWriteItems", Fault.ANSWER_LOST)  # the pod put bumps the pool's count
     assert store.put_pod(new_pod(POOL, f"{POOL}-a", 3, int(clock.now()), uid="u-a"))
+    assert store.pool_state(POOL).pod_puts == 1  # type: ignore[union-attr]  # counted once, not per try
     store.heartbeat(POOL, f"{POOL}-a", [], None, int(clock.now()))
     server.dispatcher.faults.next("UpdateItem", Fault.ANSWER_LOST)
     assert store.start_draining(POOL, f"{POOL}-a", (PodState.READY,))

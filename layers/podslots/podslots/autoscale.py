@@ -17,7 +17,7 @@ from typing import Any
 from podslots import rollout, step_plan
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
-from podslots.cluster import Cluster, ClusterError, ClusterPod
+from podslots.cluster import POOL_LABEL, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
 from podslots.model import CREATE_GRACE_S, POOL_DELETED, Cordon, Pod, PodState
 from podslots.observability import MetricUnit, logger, pool_metrics
@@ -105,7 +105,8 @@ class Autoscaler:
             step = _PoolStep(self, pool, self.cluster_for(pool), now, report)
             pods = self.store.pods(pool.name)
             if pool.deleting:
-                step.drain_pool(pods)
+                if step.drain_pool(pods) and self.store.remove_pool(pool.name):
+                    logger.info("pool deleted", extra={"pool": pool.name})
                 return report
             load = load_of(pods, self._demand(pool.name, now))
             decision = decide(load, pool.settings, low_since, now)
@@ -325,8 +326,9 @@ class _PoolStep:
             name = new_pod_name(self.pool.name)
             item = new_pod(self.pool.name, name, settings.slots_per_pod, self.now, revision=revision)
             # The item first, so the table always knows every pod; only while the pool is not
-            # being deleted (a StoreConflict ends the step), so a DELETE cannot miss this pod.
-            if not self.store.put_pod(item, while_pool_takes_pods=True):
+            # being deleted and still in the namespace read (a StoreConflict ends the step), so
+            # neither a DELETE nor a namespace change can miss this pod.
+            if not self.store.put_pod(item, namespace=settings.namespace):
                 continue  # the name was taken: a new name next time round
             manifest = pod_manifest(self.pool.name, name, settings, self.autoscaler.api_base_url)
             try:
@@ -396,32 +398,37 @@ class _PoolStep:
         self.report.owned_by_controller.append(pod.name)
         logger.warning("pod owned by a controller; not drained", extra={"pool": self.pool.name, "pod": pod.name})
 
-    def drain_pool(self, pods: list[Pod]) -> None:
-        """A deleted pool: cordon every pod, drain the idle ones; busy ones finish first; settings go last.
+    def drain_pool(self, pods: list[Pod]) -> bool:
+        """A deleted pool: cordon every pod, drain the idle ones, delete strays; busy ones finish first.
 
-        The settings go only when no item is left and the cluster holds no pod of the pool, so a
-        pod whose record was lost is deleted here rather than left behind by a pool nothing visits.
+        True when the pool may go: no pod item is left and a LIST made after the deletes shows no
+        pod of the pool (terminating ones included). A labelled pod podslots made that has no item
+        (a create whose answer was lost) is deleted here; a pod podslots did not make is never
+        deleted without an item. An observed pool deletes nothing: it forgets its items and goes.
         """
         self.report.before, self.report.reason = len(pods), "pool deleted"
-        settings = self.pool.settings
-        namespace = settings.namespace
-        in_cluster = {
-            p.name: p for p in self.cluster.list_pool_pods(namespace, self.pool.name, settings.adopt_selector)
-        }
+        in_cluster = self._own_pods()
         for pod in pods:
-            if pod.cordoned is None:
-                self.store.cordon(self.pool.name, pod.name, POOL_DELETED)  # e.g. adopted after the DELETE
+            if Cordon.POOL_DELETED not in pod.cordons:
+                self.store.cordon(self.pool.name, pod.name, POOL_DELETED)  # e.g. put just before the DELETE
             if pod.busy == 0 and self.drain(pod, EVERY_STATE, in_cluster):
                 self.report.removed.append(pod.name)
         left = self.store.pods(self.pool.name)
         known = {p.name for p in pods} | {p.name for p in left}
         for stray in in_cluster.values():
-            if stray.name not in known and not stray.deleting and stray.managed and self.deletes_in_cluster:
-                self.cluster.delete_pod(namespace, stray.name, stray.uid)  # no record: it holds no task
+            if stray.name not in known and not stray.deleting and stray.controller is None and self.deletes_in_cluster:
+                self.cluster.delete_pod(self.pool.settings.namespace, stray.name, stray.uid)  # holds no task
         self.report.after = self.report.blocked = len(left)
-        ours = [p for p in in_cluster.values() if p.managed and self.deletes_in_cluster]
-        if not left and all(p.deleting or p.name in known for p in ours):
-            self.cluster.delete_disruption_budget(namespace, self.pool.name)  # 404 counts as done
-            self.store.remove_pool(self.pool.name)
         if self.report.removed:
             self.report.direction = Direction.DOWN.value
+        if left or (self.deletes_in_cluster and self._own_pods()):
+            return False
+        self.cluster.delete_disruption_budget(self.pool.settings.namespace, self.pool.name)  # 404 counts as done
+        return True
+
+    def _own_pods(self) -> dict[str, ClusterPod]:
+        """The pods podslots made for this pool, by its label: never another pool's, nor a pod an
+        adopt selector matched (that one goes only through its item, if it has one)."""
+        settings = self.pool.settings
+        listed = self.cluster.list_pool_pods(settings.namespace, self.pool.name, settings.adopt_selector)
+        return {p.name: p for p in listed if p.managed and p.labels.get(POOL_LABEL) == self.pool.name}

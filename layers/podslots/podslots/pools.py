@@ -1,8 +1,9 @@
 """Pool settings, live figures and history.
 
 A pool is created or replaced with one whole settings document. Deleting a pool refuses new
-allocations at once; its settings go when its last pod has gone (autoscale drains idle pods, busy
-pods are left to finish), so a DELETE never kills a running apply either.
+allocations at once; its settings go when its last pod has gone and the cluster shows nothing of
+it (autoscale drains idle pods and deletes strays, busy pods are left to finish), so a DELETE never
+kills a running apply either.
 """
 
 from __future__ import annotations
@@ -48,12 +49,10 @@ class CordonChange:
 
 @dataclass(frozen=True)
 class Deletion:
+    """A pool closed by DELETE: its pod items left to drain (the settings go after the last)."""
+
     pool: str
     pods_remaining: int
-
-    @property
-    def done(self) -> bool:
-        return self.pods_remaining == 0
 
 
 class PoolService:
@@ -67,30 +66,29 @@ class PoolService:
         A new `pod_template` (or slot count) rolls the pool's pods (docs/architecture.md,
         "Roll-out"). A new `namespace` is refused while the pool has pods: reconcile looks for the
         pods in the new namespace only, so the old ones would look vanished and their tasks lost.
+        That refusal is a condition of the write itself, not only a read before it: the settings
+        are read first (with their count of pod puts), then the pod items; the write requires the
+        count unchanged, so a scale-up or adoption that put a pod item in between makes it fail,
+        and the next look sees the pod. One that comes after finds the new namespace in its own
+        condition and is refused.
         """
         for _ in range(3):
             record = self.store.pool_state(pool)
             if record is not None and record.deleting:
                 raise Conflict(f"pool {pool} is being deleted; wait until it is gone", pool=pool)
-            if record is not None:
-                self._same_namespace(pool, settings)
+            if record is not None and record.namespace != settings.namespace:
+                self._no_pods(pool, record.namespace, settings.namespace)
             try:
-                return self.store.put_pool(pool, settings, int(self.clock.now()))
+                return self.store.put_pool(pool, settings, int(self.clock.now()), record)
             except StoreConflict:
-                continue  # a concurrent PUT or DELETE: look again
+                continue  # a concurrent PUT, DELETE or pod put: look again
         raise Conflict(f"pool {pool} is changing under this update; try again", pool=pool)
 
-    def _same_namespace(self, pool: str, settings: PoolSettings) -> None:
-        try:
-            current = self.store.get_pool(pool)
-        except UnreadableSettings:
-            return  # a whole new document repairs unreadable settings
-        if current is None or current.settings.namespace == settings.namespace:
-            return
+    def _no_pods(self, pool: str, current: str | None, wanted: str) -> None:
         pods = self.store.pods(pool)
         if pods:
             raise Conflict(
-                f"namespace cannot change from {current.settings.namespace} to {settings.namespace} while pool "
+                f"namespace cannot change from {current} to {wanted} while pool "
                 f"{pool} has {len(pods)} pod(s); delete the pool, or make a new pool in the new namespace",
                 pool=pool,
             )
@@ -105,11 +103,15 @@ class PoolService:
         return sorted(self.store.list_pools())
 
     def delete(self, pool: str) -> Deletion:
-        """Refuse new tasks at once: the pool is marked deleting, then every pod is cordoned.
+        """Close the pool at once: it is marked deleting, then every pod item is cordoned.
 
         No allocation reads the pool's settings (that would make one item every allocation
-        touches), so it is the cordon on each pod that turns new tasks away. A repeated DELETE
-        cordons again; autoscale's drain of a deleting pool does too, for pods created meanwhile.
+        touches), so it is the cordon on each pod that turns new tasks away, and no pod item can be
+        added after the mark (every pod put is conditional on the pool not deleting), so every pod
+        this cordons is every pod there will be. The settings go later, never here: this function
+        cannot see the cluster, and a pod may exist there with no item (a create whose answer was
+        lost). Autoscale, which LISTs the pool's pods, deletes such strays and removes the pool once
+        the cluster shows nothing of it. A repeated DELETE cordons again.
         """
         if self.store.pool_state(pool) is None:
             raise NotFound(f"pool {pool} does not exist", pool=pool)
@@ -119,10 +121,8 @@ class PoolService:
             raise NotFound(f"pool {pool} does not exist", pool=pool) from exc
         pods = self.store.pods(pool)
         for pod in pods:
-            if pod.cordoned is None:
+            if Cordon.POOL_DELETED not in pod.cordons:
                 self.store.cordon(pool, pod.name, POOL_DELETED)
-        if not pods:
-            self.store.remove_pool(pool)
         return Deletion(pool, len(pods))
 
     def cordon(self, pool: str, pod: str, by: str | None = None) -> CordonChange:

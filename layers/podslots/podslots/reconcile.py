@@ -29,7 +29,7 @@ from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster import BUSY_LABEL, DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
-from podslots.model import CREATE_GRACE_S, IDLE_SLOT, POOL_DELETED, Pod, PodState, PoolFigures
+from podslots.model import CREATE_GRACE_S, IDLE_SLOT, Pod, PodState, PoolFigures
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.pool_order import each_pool
 from podslots.settings import PoolMode, template_revision
@@ -360,8 +360,8 @@ class _PoolRun:
         then does it get an item; a crash between the two leaves our claim, which the next run
         recognises as its own and finishes.
         """
-        if pod.deleting:
-            return None
+        if self.pool.deleting or pod.deleting:
+            return None  # a deleting pool adopts nothing: autoscale deletes its strays, then the pool
         owner = pod.owner_pool
         if pod.finished:
             if pod.managed and owner == self.pool.name:  # another controller's finished pod is its own business
@@ -378,10 +378,9 @@ class _PoolRun:
         adopted = replace(
             new_pod(self.pool.name, pod.name, slots, self.now, uid=pod.uid, revision=revision),
             pod_ip=pod.pod_ip,
-            cordoned=POOL_DELETED if self.pool.deleting else None,  # adopted to be drained
             controller=pod.controller,
         )
-        if not self.store.put_pod(adopted):
+        if not self.store.put_pod(adopted, namespace=self.namespace):
             return None  # an overlapping run adopted it first
         self.report.adopted.append(pod.name)
         logger.info("labelled pod adopted", extra={"pool": self.pool.name, "pod": pod.name})

@@ -131,6 +131,9 @@ class PoolItem(Item):
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
     request_token = UnicodeAttribute(null=True)  # the PUT that wrote it: a retry recognises itself
+    # Pod items ever put into the pool (bumped by each put, in its transaction): a namespace change
+    # is conditional on it, so no pod item can slip in between its check and its write.
+    pod_puts = NumberAttribute(null=True)
 
 
 class RegistryItem(Item):

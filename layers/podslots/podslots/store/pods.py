@@ -9,6 +9,7 @@ from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.update import Action
 
 from podslots.model import ADOPTED, EndedSlot, Pod, PodState, SlotStatus, TaskStatus, cordon_order, empty_slots
+from podslots.settings import PoolSettings
 from podslots.store.base import StoreBase
 from podslots.store.conversions import free_slot, pod_from, pod_key, slot_doc, task_key
 from podslots.store.items import EventItem, PodItem, PoolItem, TaskItem
@@ -16,6 +17,8 @@ from podslots.store.keys import CONFIG_SK, POD_PREFIX, TASK_SK, notice_sk, open_
 from podslots.store.transaction import CONDITION_FAILED, StoreConflict, condition_failed, conditional, new_token
 
 CORDON_ATTEMPTS = 5  # a cordon that keeps meeting other cordons' writes reads and tries again
+
+DEFAULT_NAMESPACE = PoolSettings.model_fields["namespace"].default
 
 
 class PodRecords(StoreBase):
@@ -78,12 +81,16 @@ class PodRecords(StoreBase):
             )
         )
 
-    def put_pod(self, pod: Pod, *, while_pool_takes_pods: bool = False) -> bool:
+    def put_pod(self, pod: Pod, *, namespace: str | None = None) -> bool:
         """Create a pod item (a new pod starting, or an adopted one); never overwrites.
 
-        `while_pool_takes_pods`: only while the pool exists and is not being deleted (a scale-up
-        racing a DELETE must not add a pod nothing will visit again). True when this call created
-        it, also when a retry met its own earlier write; False when another caller's item is there.
+        Only while the pool takes pods: its settings exist and it is not being deleted (a scale-up
+        or an adoption racing a DELETE must not add a pod nothing will visit again), and, when
+        `namespace` is given (the one the pod is created in, or was found in), the settings still
+        name it (a scale-up racing a namespace change must not create a pod nothing will LIST). The
+        same transaction bumps the pool's `pod_puts`, which a namespace change is conditional on.
+        True when this call created it, also when a retry met its own earlier write; False when
+        another caller's item is there. StoreConflict (label `pool`) when the pool takes no pods.
         """
         token = new_token()
         item = PodItem(
@@ -108,24 +115,20 @@ class PodRecords(StoreBase):
             open_pool=open_partition(pod.pool, pod.second_choice) if pod.takes_tasks else None,
             request_token=token,
         )
-        if while_pool_takes_pods:
-            tx = self._tx()
-            tx.put("pod", item, condition=PodItem.pk.does_not_exist())
-            tx.condition_check(
-                "pool",
-                PoolItem,
-                pool_pk(pod.pool),
-                CONFIG_SK,
-                PoolItem.pk.exists() & (PoolItem.deleting == False),  # noqa: E712 (a DynamoDB condition)
-            )
-            try:
-                tx.commit()
-                return True
-            except StoreConflict as conflict:
-                if not conflict.failed("pod"):
-                    raise
-        elif conditional(lambda: item.save(condition=PodItem.pk.does_not_exist())):
+        tx = self._tx(token)
+        tx.put("pod", item, condition=PodItem.pk.does_not_exist())
+        tx.update(
+            "pool",
+            PoolItem(pool_pk(pod.pool), CONFIG_SK),
+            actions=[PoolItem.pod_puts.add(1)],
+            condition=_takes_pods(namespace),
+        )
+        try:
+            tx.commit()
             return True
+        except StoreConflict as conflict:
+            if not conflict.failed("pod"):
+                raise
         try:
             there = PodItem.get(pool_pk(pod.pool), pod_sk(pod.name), consistent_read=True)
         except DoesNotExist:
@@ -483,6 +486,18 @@ def _removal(pod: Pod, reason: str, left: frozenset[str], second_choice: bool) -
     if left <= pod.cordons:
         return [PodItem.cordons.delete({reason}), PodItem.cordoned.set(shown)]
     return [PodItem.cordons.set(set(left)), PodItem.cordoned.set(shown)]
+
+
+def _takes_pods(namespace: str | None) -> Condition:
+    """The pool's settings exist, it is not being deleted, and (if given) they name this namespace."""
+    condition: Condition = PoolItem.pk.exists() & (PoolItem.deleting == False)  # noqa: E712 (a DynamoDB condition)
+    if namespace is None:
+        return condition
+    named: Condition = PoolItem.settings["namespace"] == namespace
+    if namespace == DEFAULT_NAMESPACE:  # a document stored without it means the default
+        named |= PoolItem.settings["namespace"].does_not_exist()
+    both: Condition = condition & named
+    return both
 
 
 def new_pod(pool: str, name: str, slots: int, now: int, *, uid: str | None = None, revision: str | None = None) -> Pod:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from types import EllipsisType
 from typing import Any
 
 from pydantic import ValidationError
 from pynamodb.exceptions import DoesNotExist
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from podslots.errors import UnreadableSettings
 from podslots.settings import PoolSettings
 from podslots.store.base import StoreBase
-from podslots.store.items import EventItem, LeaseItem, PoolItem, RegistryItem
-from podslots.store.keys import CONFIG_SK, EVENT_PREFIX, LEASE_SK, REGISTRY_PK, pool_pk
+from podslots.store.items import EventItem, LeaseItem, PodItem, PoolItem, RegistryItem
+from podslots.store.keys import CONFIG_SK, EVENT_PREFIX, LEASE_SK, POD_PREFIX, REGISTRY_PK, pool_pk
 from podslots.store.records import Lease, PoolEvent, PoolRecord, PoolState, RegisteredPool, Rollout
 from podslots.store.transaction import StoreConflict, conditional, new_token
 
@@ -39,7 +41,14 @@ class PoolRegistry(StoreBase):
         item = self._pool_item(pool)
         if item is None:
             return None
-        return PoolState(int(item.created_at), int(item.updated_at), bool(item.deleting))
+        namespace = item.settings.as_dict().get("namespace") if item.settings is not None else None
+        return PoolState(
+            int(item.created_at),
+            int(item.updated_at),
+            bool(item.deleting),
+            namespace=namespace if isinstance(namespace, str) else None,
+            pod_puts=int(item.pod_puts or 0),
+        )
 
     @staticmethod
     def _pool_item(pool: str) -> PoolItem | None:
@@ -60,35 +69,36 @@ class PoolRegistry(StoreBase):
         )
         return [PoolEvent(i.kind, int(i.at), i.detail.as_dict()) for i in items]
 
-    def put_pool(self, pool: str, settings: PoolSettings, now: int) -> bool:
+    def put_pool(
+        self, pool: str, settings: PoolSettings, now: int, seen: PoolState | EllipsisType | None = ...
+    ) -> bool:
         """Create or replace a pool's settings. True when created. A deleting pool is refused.
 
-        Conditional on the item read (none, or its `updated_at`); a retry that meets its own
+        Conditional on the item as `seen` (read here if not given): none, or its `updated_at`. A
+        write that moves the pool to another namespace is also conditional on `pod_puts` being as
+        seen: the caller saw no pod item after reading it, and every pod put bumps it in its own
+        transaction, so no pod item (no create in flight) can have come in between. The item is
+        updated, never replaced, so the counter is never set back. A retry that meets its own
         earlier write recognises it by the request token it left on the item.
         """
-        existing = self.pool_state(pool)
+        existing = self.pool_state(pool) if seen is ... else seen
+        if existing is None:  # what a pool of this name removed before this version left behind
+            self._sweep(pool, self._partition(pool))
         document = settings.model_dump(mode="json", exclude_none=True)
-        created_at = existing.created_at if existing else now
         token = new_token()
         tx = self._tx(token)
-        condition = (
-            PoolItem.pk.does_not_exist()
-            if existing is None
-            else (PoolItem.deleting == False) & (PoolItem.updated_at == existing.updated_at)  # noqa: E712
-        )
-        tx.put(
+        tx.update(
             "pool",
-            PoolItem(
-                pool_pk(pool),
-                CONFIG_SK,
-                pool=pool,
-                settings=document,
-                deleting=False,
-                created_at=created_at,
-                updated_at=now,
-                request_token=token,
-            ),
-            condition=condition,
+            PoolItem(pool_pk(pool), CONFIG_SK),
+            actions=[
+                PoolItem.pool.set(pool),
+                PoolItem.settings.set(document),
+                PoolItem.deleting.set(False),
+                PoolItem.created_at.set(existing.created_at if existing else now),
+                PoolItem.updated_at.set(now),
+                PoolItem.request_token.set(token),
+            ],
+            condition=self._unchanged_since(existing, settings.namespace),
         )
         tx.put(
             "registry",
@@ -101,6 +111,17 @@ class PoolRegistry(StoreBase):
             if item is None or item.request_token != token:
                 raise
         return existing is None
+
+    @staticmethod
+    def _unchanged_since(seen: PoolState | None, namespace: str) -> Condition:
+        """The settings item is as it was read; for a namespace change, no pod item was put since."""
+        if seen is None:
+            return PoolItem.pk.does_not_exist()
+        condition: Condition = (PoolItem.deleting == False) & (PoolItem.updated_at == seen.updated_at)  # noqa: E712
+        if seen.namespace != namespace:
+            puts = PoolItem.pod_puts == seen.pod_puts
+            condition &= (puts | PoolItem.pod_puts.does_not_exist()) if seen.pod_puts == 0 else puts
+        return condition
 
     def mark_pool_deleting(self, pool: str, now: int) -> None:
         tx = self._tx()
@@ -150,8 +171,24 @@ class PoolRegistry(StoreBase):
         tx.put("event", self._event_item(pool, "PoolFigures", figures, now, event_id))
         tx.commit()
 
-    def remove_pool(self, pool: str) -> None:
-        """Remove a deleting pool's settings once it has no pod left (the check is the caller's)."""
+    def remove_pool(self, pool: str) -> bool:
+        """Remove a deleting pool: every item of its partition, then its settings and registry entry.
+
+        The caller has seen the cluster hold nothing of the pool; this checks the table: no pod item
+        is left (none can be added, since every pod put is conditional on the pool not deleting).
+        The order makes a crash part-way harmless: the lease, the history and anything else of the
+        partition go first, while the settings still say `deleting`, so the next scheduled run finds
+        the pool and does it all again; the settings and the registry entry go last, together, on the
+        condition `deleting = true`. True when the pool is gone (also when it already was). A new
+        pool of the name sweeps its partition again before it is created, for what a pool removed
+        before this version left behind (a lease with its `low_since` and roll-out).
+        """
+        keys = self._partition(pool)
+        if any(sk.startswith(POD_PREFIX) for sk in keys):
+            return False
+        if CONFIG_SK not in keys:
+            return True
+        self._sweep(pool, keys)
         tx = self._tx()
         tx.delete("pool", PoolItem(pool_pk(pool), CONFIG_SK), condition=PoolItem.deleting == True)  # noqa: E712
         tx.delete("registry", RegistryItem(REGISTRY_PK, pool_pk(pool)))
@@ -160,6 +197,22 @@ class PoolRegistry(StoreBase):
         except StoreConflict as exc:
             if not exc.failed("pool"):
                 raise
+            return self._pool_item(pool) is None
+        return True
+
+    @staticmethod
+    def _partition(pool: str) -> list[str]:
+        """The sort key of every item of the pool's partition, whatever its kind (keys only)."""
+        return [k.sk for k in PodItem.query(pool_pk(pool), attributes_to_get=["pk", "sk"], consistent_read=True)]
+
+    @staticmethod
+    def _sweep(pool: str, keys: list[str]) -> None:
+        """Delete every item of the partition but the settings and the pods: the lease, the history,
+        anything else. By key alone, in batches; deleting what is gone already is no error."""
+        with EventItem.batch_write() as batch:
+            for sk in keys:
+                if sk != CONFIG_SK and not sk.startswith(POD_PREFIX):
+                    batch.delete(EventItem(pool_pk(pool), sk))
 
     def add_event(self, pool: str, kind: str, detail: dict[str, Any], now: int, event_id: str) -> None:
         """Record one history entry; the same entry written again by a retry is already recorded."""
@@ -167,15 +220,31 @@ class PoolRegistry(StoreBase):
         conditional(lambda: item.save(condition=EventItem.pk.does_not_exist()))
 
     def acquire_lease(self, pool: str, holder: str, now: int, ttl_s: int) -> Lease | None:
-        """Take the pool's autoscale lease if it is free or expired; None if another run holds it."""
-        item = LeaseItem(pool_pk(pool), LEASE_SK)
-        if not conditional(
-            lambda: item.update(
-                actions=[LeaseItem.holder.set(holder), LeaseItem.deadline.set(now + ttl_s)],
-                condition=LeaseItem.pk.does_not_exist() | (LeaseItem.deadline < now) | (LeaseItem.holder == holder),
-            )
-        ):
+        """Take the pool's autoscale lease if it is free or expired; None if another run holds it.
+
+        Only while the pool's settings exist: a run that read the registry before the pool was
+        removed must not write the lease item again after it went with the pool. A transaction
+        cancelled for any reason (a conflict included) is answered as a lease not taken: the next
+        run tries again.
+        """
+        tx = self._tx()
+        tx.update(
+            "lease",
+            LeaseItem(pool_pk(pool), LEASE_SK),
+            actions=[LeaseItem.holder.set(holder), LeaseItem.deadline.set(now + ttl_s)],
+            condition=LeaseItem.pk.does_not_exist() | (LeaseItem.deadline < now) | (LeaseItem.holder == holder),
+        )
+        tx.condition_check("pool", PoolItem, pool_pk(pool), CONFIG_SK, PoolItem.pk.exists())
+        try:
+            tx.commit()
+        except StoreConflict:
             return None
+        try:
+            item = LeaseItem.get(pool_pk(pool), LEASE_SK, consistent_read=True)
+        except DoesNotExist:
+            return None
+        if item.holder != holder:
+            return None  # taken by another run between our write and this read
         low = int(item.low_since) if item.low_since is not None else None
         rollout = None
         if item.rollout is not None:

@@ -19,11 +19,18 @@ class PoolRecord:
 
 @dataclass(frozen=True)
 class PoolState:
-    """What a write of the settings needs to know of the item there, without reading its settings."""
+    """What a write of the settings needs to know of the item there, without reading its settings.
+
+    `namespace` is the stored document's (None if it has none); `pod_puts` counts the pod items ever
+    written into the pool (every put of one bumps it in the same transaction), so a write conditional
+    on it being what was read knows that no pod item was added since.
+    """
 
     created_at: int
     updated_at: int
     deleting: bool
+    namespace: str | None = None
+    pod_puts: int = 0
 
 
 @dataclass(frozen=True)
