@@ -304,9 +304,25 @@ class PodRecords(StoreBase):
                     f"{event_id}-{key}",
                 ),
             )
-        tx.delete("pod", pod_key(pod.pool, pod.name), condition=self._same_pod(pod))
+        tx.delete("pod", pod_key(pod.pool, pod.name), condition=self._same_pod(pod) & self._same_slots(pod))
         tx.commit()
         return lost
+
+    @staticmethod
+    def _same_slots(pod: Pod) -> Condition:
+        """Every slot holds what was read: an idle one is still idle, a held one still names its task.
+
+        The loss of a pod is judged from a read; an allocation can land on the item (still open)
+        between that read and the write. Without this, the item would go with the new task's slot
+        in it, and that task would stay `running` on a pod that no longer exists, never reported.
+        """
+        same: Condition = PodItem.busy == pod.busy
+        for key, slot in sorted(pod.slots.items()):
+            if slot.is_idle or slot.task_id is None:
+                same &= PodItem.slots[key]["status"] == SlotStatus.IDLE.value
+            else:
+                same &= PodItem.slots[key]["task_id"] == slot.task_id
+        return same
 
     def release_leaked(self, pod: Pod, key: str, now: int, event_id: str) -> None:
         """Free a slot whose task the agent no longer holds; the task becomes `lost` (recorded).
