@@ -180,9 +180,11 @@ def test_the_cli_puts_gets_lists_and_deletes_a_pool_in_json_and_in_tables(
     assert "ops" in names["pools"]
     assert "ops" in listed.splitlines()
     assert events == []
-    assert deleted == "pool ops deleted\n"
+    assert deleted == "pool ops deleting: no pod to drain; it goes once the cluster shows none of its pods\n"
 
-    # And an error answer is a message on stderr and exit status 1
+    # And once autoscale's LIST shows no pod of it, the pool is gone, and an error answer is a
+    # message on stderr and exit status 1
+    local_api.stack.invoke("AutoscaleFunction", {"pool": "ops"})
     assert cli.main(["pools", "get", "ops", "--no-sign"], env=env, out=io.StringIO()) == 1
     assert "404 not_found: pool ops does not exist" in capsys.readouterr().err
 

@@ -294,7 +294,8 @@ class PoolPut:
 
 @dataclass(frozen=True)
 class PoolDeletion:
-    """`status` is `deleted`, or `deleting` while `pods_remaining` pods drain."""
+    """`status` is `deleting`: the pool takes no new task, `pods_remaining` pods drain, and the pool
+    goes once autoscale's LIST shows none of its pods (`deleted` came only from older servers)."""
 
     pool: str
     status: str

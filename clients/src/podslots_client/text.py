@@ -118,6 +118,8 @@ def task_text(task: Task) -> str:
 
 
 def deletion_text(pool: str, status: str, remaining: int) -> str:
-    if status == "deleted":
+    if status == "deleted":  # servers before the pool waited for the cluster to show none of its pods
         return f"pool {pool} deleted"
+    if remaining == 0:
+        return f"pool {pool} deleting: no pod to drain; it goes once the cluster shows none of its pods"
     return f"pool {pool} deleting: {remaining} pods to drain; new allocations are refused"
