@@ -409,7 +409,8 @@ class PromiseMachine(RuleBasedStateMachine):
             for t, i in self._tasks().items()
             if i.get("pod", {}).get("S") == pod and i["status"]["S"] in ("running", "apply_pending")
         )
-        body: dict[str, Any] = {"pod_ip": self._cluster().get(pod, {}).get("status", {}).get("podIP")}
+        ip = self._cluster().get(pod, {}).get("status", {}).get("podIP")
+        body: dict[str, Any] = {} if ip is None else {"pod_ip": ip}
         if how == "honest":
             body["held_tasks"] = holds
         elif how == "slow":
