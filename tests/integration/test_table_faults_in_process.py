@@ -25,14 +25,14 @@ def test_a_conflicted_transaction_applies_nothing_and_names_one_part(aws: None):
     faults.next("TransactWriteItems", Fault.TRANSACTION_CONFLICT)
     client = boto3.client("dynamodb")
     parts = [{"Put": {"TableName": TABLE, "Item": item(k)}} for k in ("a", "b")]
-    with faults_in_process(faults):
-        # When it is sent
-        with pytest.raises(ClientError) as refused:
-            client.transact_write_items(TransactItems=parts)
+    # When it is sent
+    with faults_in_process(faults), pytest.raises(ClientError) as refused:
+        client.transact_write_items(TransactItems=parts)
     # Then it is cancelled with one part in conflict, and neither part was written
     codes = [r["Code"] for r in refused.value.response["CancellationReasons"]]
     assert sorted(codes) == ["None", "TransactionConflict"]
-    assert not stored("a") and not stored("b")
+    assert not stored("a")
+    assert not stored("b")
     assert faults.injected == {Fault.TRANSACTION_CONFLICT: 1}
 
 
@@ -41,9 +41,8 @@ def test_throttles_past_the_retries_apply_nothing(aws: None):
     faults = TableFaults()
     client = boto3.client("dynamodb", config=boto3.session.Config(retries={"total_max_attempts": 3}))
     faults.next("PutItem", Fault.THROTTLE, times=3)
-    with faults_in_process(faults):
-        with pytest.raises(ClientError) as refused:
-            client.put_item(TableName=TABLE, Item=item("t"))
+    with faults_in_process(faults), pytest.raises(ClientError) as refused:
+        client.put_item(TableName=TABLE, Item=item("t"))
     # Then the caller sees the throttling, and nothing was written
     assert refused.value.response["Error"]["Code"] == "ThrottlingException"
     assert not stored("t")
@@ -55,10 +54,9 @@ def test_a_lost_answer_was_applied_and_the_retry_meets_the_write(aws: None):
     faults = TableFaults()
     faults.next("PutItem", Fault.ANSWER_LOST)
     client = boto3.client("dynamodb")
-    with faults_in_process(faults):
-        # When it is sent (botocore retries the 500 once)
-        with pytest.raises(ClientError) as refused:
-            client.put_item(TableName=TABLE, Item=item("l"), ConditionExpression="attribute_not_exists(pk)")
+    # When it is sent (botocore retries the 500 once)
+    with faults_in_process(faults), pytest.raises(ClientError) as refused:
+        client.put_item(TableName=TABLE, Item=item("l"), ConditionExpression="attribute_not_exists(pk)")
     # Then the first attempt was applied: the retry fails its condition on the item it wrote
     assert refused.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
     assert stored("l")
