@@ -26,6 +26,8 @@ f. a pod owned by a controller (ownerReferences with `controller: true`) is neve
 g. a deleting pool has no pod open to new tasks, and no allocation lands in a deleting or
    deleted pool;
 h. a pool whose settings are gone has no pod item, no lease and no labelled pod left;
+k. a slot is freed as leaked only on a beat that listed what its pod holds and left the task
+   out: a beat without `held_tasks` says nothing, and frees nothing;
 plus no 5xx from any handler, and the slot counts and task/slot agreement of the store machine.
 
 Rules that need an API the fix adds are guarded so the machine also runs on code without it: an
@@ -79,7 +81,7 @@ IMAGES = ["registry.example/tf-agent:1.9", "registry.example/tf-agent:1.10"]
 TASKS = {f"a{i}": ALPHA for i in range(6)} | {f"b{i}": BETA for i in range(3)}
 KIND = {t: ["plan_and_apply", "plan", "plan_and_apply"][i % 3] for i, t in enumerate(TASKS)}
 ENDS = ["success", "applied", "failed", "cancelled"]
-RATES = {Fault.TRANSACTION_CONFLICT: 0.08, Fault.THROTTLE: 0.04, Fault.ANSWER_LOST: 0.04}
+RATES = {Fault.TRANSACTION_CONFLICT: 0.15, Fault.THROTTLE: 0.05, Fault.ANSWER_LOST: 0.05}
 HOLDS = ("running", "reserved")
 
 
@@ -120,7 +122,7 @@ def beta_settings(adopt: dict[str, str]) -> dict[str, Any]:
 # podslots label refused in adopt_selector; "i": an outdated pod the roll-out saw is not put back
 # as a first choice by an uncordon; "j": `placed_anew`, where answered, is true exactly for a lost
 # or expired task). One set, so a run can look past a known failure for the next one.
-CHECKS = set("abcdefghij") | {"5xx", "422", "counts"}
+CHECKS = set("abcdefghijk") | {"5xx", "422", "counts"}
 
 
 def expect(check: str, holds: bool, message: str) -> None:
@@ -178,6 +180,8 @@ class PromiseMachine(RuleBasedStateMachine):
         self.beta_adopts: dict[str, str] | None = None
         self.rolled_since_change = False  # autoscale ran since the last template change
         self.expect_resume = True  # the approval's `expect` option, while the handler accepts it
+        # per (pool, pod): what its agent's last beat answered 200 listed; None: the field left out
+        self.last_beat: dict[tuple[str, str], list[str] | None] = {}
         self.replicas = itertools.count()
 
     def teardown(self) -> None:
@@ -416,7 +420,11 @@ class PromiseMachine(RuleBasedStateMachine):
         elif how == "slow":
             body["held_tasks"] = holds[:-1]
         path = "/pools/{pool}/pods/{pod}/heartbeat"
-        self._sent(self.api.call("POST", path, body, pool=pool, pod=pod), "beat")
+        answer = self._sent(self.api.call("POST", path, body, pool=pool, pod=pod), "beat")
+        if answer.status == 200:
+            self.last_beat[(pool, pod)] = body.get("held_tasks")
+        else:  # a 503 may or may not have written it: judge no leak on it
+            self.last_beat.pop((pool, pod), None)
 
     @rule()
     def pods_come_up(self) -> None:
@@ -442,7 +450,18 @@ class PromiseMachine(RuleBasedStateMachine):
 
     @rule()
     def reconcile_runs(self) -> None:
+        before = self._tasks()
         self.reconciler.run()
+        in_cluster = self._cluster()
+        for task_id, task in self._tasks().items():
+            was = before.get(task_id)
+            if task["status"]["S"] != "lost" or was is None or was["status"]["S"] not in ("running", "apply_pending"):
+                continue
+            pool, pod = was["pool"]["S"], was["pod"]["S"]
+            if pod in in_cluster and self._item(pool, pod) is not None and (pool, pod) in self.last_beat:
+                # k: freed as leaked, on the word of the pod's last beat
+                beat = self.last_beat[(pool, pod)]
+                expect("k", beat is not None and task_id not in beat, f"{task_id} freed as leaked after beat {beat}")
         self._forget_ended_reservations()
 
     @rule()
