@@ -435,9 +435,9 @@ class PromiseMachine(RuleBasedStateMachine):
                 self.kube.set_pod_ip(NS, name, "10.1.0.7")
                 pool = (pod["metadata"].get("labels") or {}).get(POOL_LABEL, ALPHA)
                 body = {"held_tasks": [], "pod_ip": "10.1.0.7"}
-                self._sent(
-                    self.api.call("POST", "/pools/{pool}/pods/{pod}/heartbeat", body, pool=pool, pod=name), "beat"
-                )
+                path = "/pools/{pool}/pods/{pod}/heartbeat"
+                if self._sent(self.api.call("POST", path, body, pool=pool, pod=name), "beat").status == 200:
+                    self.last_beat[(pool, name)] = []
 
     @precondition(lambda self: bool(self._cluster()))
     @rule(data=st.data())
