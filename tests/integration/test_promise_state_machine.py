@@ -184,7 +184,8 @@ class PromiseMachine(RuleBasedStateMachine):
         self.image = 0
         self.alpha_adopts: dict[str, str] | None = None
         self.beta_adopts: dict[str, str] | None = None
-        self.rolled_since_change = False  # autoscale ran since the last template change
+        self.cordoned_at_change: set[tuple[str, str]] = set()  # operator-cordoned at the last change
+        self.seen_by_rollout: set[tuple[str, str]] = set()  # ... and still so when autoscale then ran
         self.expect_resume = True  # the approval's `expect` option, while the handler accepts it
         # per (pool, pod): what its agent's last beat answered 200 listed; None: the field left out
         self.last_beat: dict[tuple[str, str], list[str] | None] = {}
@@ -283,7 +284,8 @@ class PromiseMachine(RuleBasedStateMachine):
         answer = self._sent(self.api.put_pool(ALPHA, alpha_settings(1 - self.image, self.alpha_adopts)), "PUT")
         if answer.status in (200, 201):
             self.image = 1 - self.image
-            self.rolled_since_change = False
+            self.cordoned_at_change = self._operator_cordoned()
+            self.seen_by_rollout = set()
 
     @rule(pool=st.sampled_from([ALPHA, BETA]))
     def an_operator_deletes_a_pool(self, pool: str) -> None:
@@ -327,10 +329,21 @@ class PromiseMachine(RuleBasedStateMachine):
         answer = self._sent(self.api.call("DELETE", "/pools/{pool}/pods/{pod}/cordon", pool=pool, pod=pod), "uncordon")
         after = self._item(pool, pod)
         outdated = before is not None and current is not None and before.get("revision", {}).get("S") != current
-        if answer.status == 200 and after is not None and outdated and self.rolled_since_change:
-            # a pod the roll-out saw outdated is never put back as a first choice
+        if answer.status == 200 and after is not None and outdated and (pool, pod) in self.seen_by_rollout:
+            # i: a pod cordoned before a template change, seen outdated by the roll-out, is not put
+            # back as a first choice by the operator's uncordon
             reopened = after.get("open_pool", {}).get("S") == pool
             expect("i", not reopened, f"outdated {pod} of {pool} reopened as a first choice")
+
+    def _operator_cordoned(self) -> set[tuple[str, str]]:
+        """The pods an operator cordoned (the reason a string, or a set or list of reasons)."""
+        found = set()
+        for pod in self._pods():
+            raw = pod.get("cordoned") or pod.get("cordons") or {}
+            reasons = raw.get("SS") or [r.get("S") for r in raw.get("L", [])] or [raw.get("S")]
+            if "operator" in reasons:
+                found.add((pod["pk"]["S"][5:], pod["name"]["S"]))
+        return found
 
     def _item(self, pool: str, pod: str) -> dict[str, Any] | None:
         return next((p for p in self._pods() if p["pk"]["S"] == f"POOL#{pool}" and p["name"]["S"] == pod), None)
@@ -357,8 +370,8 @@ class PromiseMachine(RuleBasedStateMachine):
         if answer.status == 201:
             # g: never into a pool that is deleting or gone
             expect("g", taking, f"{task} placed in {pool}, deleting or deleted")
-        if approval:
-            self._resumed(task, answer)
+        if before is not None and approval:
+            self._resumed(task, _placement(before)[:3], answer)
         elif answer.status == 201 and "placed_anew" in answer.body:
             anew = before is not None and before["status"]["S"] in ("lost", "expired")
             expect("j", answer.body["placed_anew"] is anew, f"{task} was {before and before['status']}: {answer.body}")
@@ -376,9 +389,8 @@ class PromiseMachine(RuleBasedStateMachine):
             answer = self._allocate(pool, {k: v for k, v in body.items() if k != "expect"})
         return answer
 
-    def _resumed(self, task: str, answer: Answer) -> None:
+    def _resumed(self, task: str, plan: tuple[str, str | None, str | None], answer: Answer) -> None:
         """b: an approval answers the plan's own slot, or an error; never a new slot."""
-        plan = self.reserved.get(task)
         if answer.status in (200, 201):
             got = (answer.body["pool"], answer.body["pod"], answer.body["slot"])
             expect("b", answer.status == 200 and got == plan, f"{task}: apply on {got} ({answer.status}), plan {plan}")
@@ -400,14 +412,13 @@ class PromiseMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self._tasks()))
     @rule(data=st.data())
     def an_approval_through_the_status_call(self, data: st.DataObject) -> None:
-        task = data.draw(st.sampled_from(sorted(self._tasks())))
-        approval = self._tasks()[task]["status"]["S"] == "apply_pending"
+        task = data.draw(st.sampled_from(self._in("apply_pending") or sorted(self._tasks())))
+        before = self._tasks()[task]
         answer = self._sent(self.api.status(task, "running"), "running")
-        item = self._tasks()[task]
-        if approval and answer.status == 200:
+        if before["status"]["S"] == "apply_pending" and answer.status == 200:
             # b: the resumed apply runs on its plan's slot
-            got = (item["pool"]["S"], item["pod"]["S"], item["slot"]["S"])
-            expect("b", got == self.reserved.get(task), f"{task}: apply on {got}, plan on {self.reserved.get(task)}")
+            got, plan = _placement(self._tasks()[task])[:3], _placement(before)[:3]
+            expect("b", got == plan, f"{task}: apply on {got}, plan on {plan}")
 
     @precondition(lambda self: bool(self._tasks()))
     @rule(data=st.data(), end=st.sampled_from(ENDS))
@@ -483,8 +494,8 @@ class PromiseMachine(RuleBasedStateMachine):
 
     @rule()
     def autoscale_runs(self) -> None:
+        self.seen_by_rollout |= self.cordoned_at_change & self._operator_cordoned()
         self.autoscaler.run()
-        self.rolled_since_change = True
 
     @rule()
     def expiry_runs(self) -> None:
