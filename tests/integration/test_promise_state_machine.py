@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -166,11 +167,13 @@ class PromiseMachine(RuleBasedStateMachine):
         self.store = SlotStore()
         self.bus = RecordingPublisher()
         self.api = Api(self.clock)
-        for route in api_routes():  # a handler's back-off after a lost race: no real time passes here
+        for route in api_routes():
             for attr in ("allocator", "service"):
                 step = getattr(route.module(), attr, None)
-                if hasattr(step, "sleep"):
+                if hasattr(step, "sleep"):  # a back-off after a lost race: no real time passes here
                     self.stack.enter_context(mock.patch.object(step, "sleep", return_value=None))
+                if hasattr(step, "rng"):  # its choices seeded, so a failing example replays
+                    self.stack.enter_context(mock.patch.object(step, "rng", random.Random(0)))
         self.reconciler = Reconciler(self.store, lambda _: gateway, self.bus, self.clock)
         self.autoscaler = Autoscaler(self.store, lambda _: gateway, self.bus, self.clock, "https://api.example/v1")
         self.expirer = Expirer(self.store, self.bus, self.clock)
@@ -262,7 +265,21 @@ class PromiseMachine(RuleBasedStateMachine):
         self.faults.chaos(RATES, seed=seed, operations=WRITES | READS)
         self.stack.enter_context(faults_in_process(self.faults))
 
-    @rule(adopt=st.sampled_from(SELECTORS))
+    @rule(
+        change=st.sampled_from(
+            ["beta adopts 0", "beta adopts 1", "beta adopts 2", "alpha adopts", "alpha no more", "image"]
+        )
+    )
+    def an_operator_changes_settings(self, change: str) -> None:
+        """Pool beta put adopting one of SELECTORS, alpha's own adopt_selector set or removed, or
+        alpha's image changed (a roll-out)."""
+        if change.startswith("beta adopts"):
+            self.an_operator_puts_beta_adopting(SELECTORS[int(change[-1])])
+        elif change == "image":
+            self.the_template_changes()
+        else:
+            self.an_operator_sets_alphas_adopt_selector({"app": "tf-agent"} if change == "alpha adopts" else None)
+
     def an_operator_puts_beta_adopting(self, adopt: dict[str, str]) -> None:
         answer = self._sent(self.api.put_pool(BETA, beta_settings(adopt)), "PUT beta")
         if answer.status == 422:
@@ -272,13 +289,11 @@ class PromiseMachine(RuleBasedStateMachine):
         elif answer.status in (200, 201):
             self.beta_adopts = adopt
 
-    @rule(adopt=st.sampled_from([None, {"app": "tf-agent"}]))
     def an_operator_sets_alphas_adopt_selector(self, adopt: dict[str, str] | None) -> None:
         answer = self._sent(self.api.put_pool(ALPHA, alpha_settings(self.image, adopt)), "PUT alpha")
         if answer.status in (200, 201):
             self.alpha_adopts = adopt
 
-    @rule()
     def the_template_changes(self) -> None:
         """A new image for alpha: its pods of the other revision are outdated; autoscale rolls them."""
         answer = self._sent(self.api.put_pool(ALPHA, alpha_settings(1 - self.image, self.alpha_adopts)), "PUT")
@@ -292,7 +307,14 @@ class PromiseMachine(RuleBasedStateMachine):
         answer = self._sent(self.api.call("DELETE", "/pools/{pool}", pool=pool), f"DELETE {pool}")
         assert answer.status in (202, 404, 409, 503), answer
 
-    @rule(agent=st.sampled_from([ALPHA, BETA]), labels=st.sampled_from([dict(APP), {"app": "tf-agent"}]))
+    @rule(data=st.data(), what=st.sampled_from(["a Deployment's pod", "a node is lost"]))
+    def the_cluster_changes(self, data: st.DataObject, what: str) -> None:
+        if what == "a node is lost" and self._cluster():
+            self.a_node_is_lost(data)
+        else:
+            agent = data.draw(st.sampled_from([ALPHA, BETA]))
+            self.a_deployment_brings_a_pod(agent, data.draw(st.sampled_from([dict(APP), {"app": "tf-agent"}])))
+
     def a_deployment_brings_a_pod(self, agent: str, labels: dict[str, str]) -> None:
         """A pod of a Deployment (owned by its ReplicaSet), running, its agent set up for `agent`."""
         name = f"tf-agent-5d9-{next(self.replicas)}"
@@ -309,7 +331,13 @@ class PromiseMachine(RuleBasedStateMachine):
         self.owned.add(name)
         self.agent_pool[name] = agent
 
-    @rule(data=st.data())
+    @rule(data=st.data(), take_back=st.booleans())
+    def an_operator_cordons_or_uncordons(self, data: st.DataObject, take_back: bool) -> None:
+        if take_back:
+            self.an_operator_uncordons_a_pod(data)
+        else:
+            self.an_operator_cordons_a_pod(data)
+
     def an_operator_cordons_a_pod(self, data: st.DataObject) -> None:
         items = sorted((p["pk"]["S"][5:], p["name"]["S"]) for p in self._pods())
         if not items:
@@ -318,7 +346,6 @@ class PromiseMachine(RuleBasedStateMachine):
         path = "/pools/{pool}/pods/{pod}/cordon"
         self._sent(self.api.call("POST", path, pool=pool, pod=pod), "cordon")
 
-    @rule(data=st.data())
     def an_operator_uncordons_a_pod(self, data: st.DataObject) -> None:
         items = sorted((p["pk"]["S"][5:], p["name"]["S"]) for p in self._pods())
         if not items:
@@ -467,8 +494,6 @@ class PromiseMachine(RuleBasedStateMachine):
                 if self._sent(self.api.call("POST", path, body, pool=pool, pod=name), "beat").status == 200:
                     self.last_beat[(pool, name)] = []
 
-    @precondition(lambda self: bool(self._cluster()))
-    @rule(data=st.data())
     def a_node_is_lost(self, data: st.DataObject) -> None:
         """A pod goes outside podslots (node loss); reconcile must report its tasks lost."""
         name = data.draw(st.sampled_from(sorted(self._cluster())))
@@ -476,7 +501,10 @@ class PromiseMachine(RuleBasedStateMachine):
 
     # ---- the scheduled steps -------------------------------------------------------------------
 
-    @rule()
+    @rule(step=st.sampled_from(["reconcile", "autoscale", "expire"]))
+    def a_scheduled_step_runs(self, step: str) -> None:
+        {"reconcile": self.reconcile_runs, "autoscale": self.autoscale_runs, "expire": self.expiry_runs}[step]()
+
     def reconcile_runs(self) -> None:
         before = self._tasks()
         self.reconciler.run()
@@ -492,12 +520,10 @@ class PromiseMachine(RuleBasedStateMachine):
                 expect("k", beat is not None and task_id not in beat, f"{task_id} freed as leaked after beat {beat}")
         self._forget_ended_reservations()
 
-    @rule()
     def autoscale_runs(self) -> None:
         self.seen_by_rollout |= self.cordoned_at_change & self._operator_cordoned()
         self.autoscaler.run()
 
-    @rule()
     def expiry_runs(self) -> None:
         self.expirer.run()
         self._forget_ended_reservations()
