@@ -41,6 +41,7 @@ class _Next:
     operation: str
     fault: Fault
     times: int
+    after: int = 0  # calls of `operation` to let through first
 
 
 class TableFaults:
@@ -54,10 +55,10 @@ class TableFaults:
         self._rng = random.Random(0)
         self.injected: Counter[Fault] = Counter()
 
-    def next(self, operation: str, fault: Fault, times: int = 1) -> None:
-        """Inject `fault` into the next `times` calls of `operation`."""
+    def next(self, operation: str, fault: Fault, times: int = 1, after: int = 0) -> None:
+        """Inject `fault` into the next `times` calls of `operation` (after letting `after` through)."""
         with self._lock:
-            self._next.append(_Next(operation, fault, times))
+            self._next.append(_Next(operation, fault, times, after))
 
     def chaos(self, rates: dict[Fault, float], seed: int = 0, operations: frozenset[str] | None = None) -> None:
         """Inject each fault at its rate into every write (or into `operations`), seeded."""
@@ -114,6 +115,9 @@ class TableFaults:
         with self._lock:
             for rule in self._next:
                 if rule.operation == operation and rule.times > 0 and _applies(rule.fault, operation):
+                    if rule.after > 0:
+                        rule.after -= 1
+                        continue
                     rule.times -= 1
                     return rule.fault
             if not self._rates or operation not in (self._operations or WRITES):

@@ -78,7 +78,9 @@ ALPHA, BETA = "alpha", "beta"
 APP = {"app": "tf-agent", "team": "infra"}  # the labels of alpha's pods and of the Deployment's
 # What beta adopts: the Deployment's label, the same two labels (equal to alpha's pods'), or a
 # podslots label (refused with 422 where the fix is in)
-SELECTORS = [{"app": "tf-agent"}, dict(APP), {POOL_LABEL: ALPHA}]
+LEGACY = {"app": "tf-agent", "tier": "legacy"}  # a Deployment's pods that alpha's do not look like
+SELECTORS = [{"app": "tf-agent"}, dict(APP), {POOL_LABEL: ALPHA}, {"tier": "legacy"}]
+SETTINGS_CHANGES = [*(f"beta adopts {i}" for i in range(len(SELECTORS))), "alpha adopts", "alpha no more", "image"]
 IMAGES = ["registry.example/tf-agent:1.9", "registry.example/tf-agent:1.10"]
 TASKS = {f"a{i}": ALPHA for i in range(4)} | {f"b{i}": BETA for i in range(2)}
 KIND = {t: ["plan_and_apply", "plan", "plan_and_apply"][i % 3] for i, t in enumerate(TASKS)}
@@ -265,11 +267,7 @@ class PromiseMachine(RuleBasedStateMachine):
         self.faults.chaos(RATES, seed=seed, operations=WRITES | READS)
         self.stack.enter_context(faults_in_process(self.faults))
 
-    @rule(
-        change=st.sampled_from(
-            ["beta adopts 0", "beta adopts 1", "beta adopts 2", "alpha adopts", "alpha no more", "image"]
-        )
-    )
+    @rule(change=st.sampled_from(SETTINGS_CHANGES))
     def an_operator_changes_settings(self, change: str) -> None:
         """Pool beta put adopting one of SELECTORS, alpha's own adopt_selector set or removed, or
         alpha's image changed (a roll-out)."""
@@ -313,7 +311,7 @@ class PromiseMachine(RuleBasedStateMachine):
             self.a_node_is_lost(data)
         else:
             agent = data.draw(st.sampled_from([ALPHA, BETA]))
-            self.a_deployment_brings_a_pod(agent, data.draw(st.sampled_from([dict(APP), {"app": "tf-agent"}])))
+            self.a_deployment_brings_a_pod(agent, data.draw(st.sampled_from([dict(APP), dict(LEGACY)])))
 
     def a_deployment_brings_a_pod(self, agent: str, labels: dict[str, str]) -> None:
         """A pod of a Deployment (owned by its ReplicaSet), running, its agent set up for `agent`."""
@@ -629,3 +627,107 @@ TestPromiseLong.settings = settings(
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
+
+
+# ---- the machine's checks on the issue's failures, step by step --------------------------------
+# Each replays, through the machine's own rules and invariants, a failure the issue names; they
+# show the checks see it (each fails on the code before its fix, and its letter says which check).
+
+
+def replay(*steps: Callable[[PromiseMachine], object]) -> None:
+    """Pool alpha with its pod up, faults on only where a step injects them; every invariant is
+    checked after each step, as Hypothesis does."""
+    machine = PromiseMachine()
+    try:
+        machine.alpha_with_faults_on(seed=0)
+        machine.faults.clear()
+        for step in steps:
+            step(machine)
+            machine.nothing_busy_or_owned_was_deleted()
+            machine.every_slot_names_its_task_and_every_task_one_slot()
+            machine.pools_closed_or_gone_hold_nothing_open()
+    finally:
+        machine.teardown()
+
+
+def approve_after_a_conflict(machine: PromiseMachine) -> None:
+    """The next transaction after the first (the resume, or its retry) meets a TransactionConflict."""
+    machine.faults.next("TransactWriteItems", Fault.TRANSACTION_CONFLICT, after=1)
+    machine.the_queue_dispatches("a0")
+
+
+def test_the_machine_keeps_an_approved_apply_on_its_plans_slot_through_a_conflict():
+    # Given a plan_and_apply reserved on its slot, When its approval meets a TransactionConflict,
+    # Then the apply runs on the plan's slot or the answer is an error (b, c, d)
+    replay(
+        lambda m: m.the_queue_dispatches("a0"),
+        lambda m: m._sent(m.api.status("a0", "apply_pending"), "apply_pending"),
+        approve_after_a_conflict,
+    )
+
+
+def silent_beat(machine: PromiseMachine) -> None:
+    (pod,) = [p["name"]["S"] for p in machine._pods()]
+    machine.clock.advance(10)
+    machine._sent(machine.api.call("POST", "/pools/{pool}/pods/{pod}/heartbeat", {}, pool=ALPHA, pod=pod), "beat")
+
+
+def test_the_machine_frees_no_slot_on_a_beat_without_held_tasks():
+    # Given a running task, and its agent's beat without `held_tasks`, When reconcile runs past the
+    # leak grace, Then the task keeps its slot (k)
+    replay(
+        lambda m: m.the_queue_dispatches("a1"),
+        silent_beat,
+        lambda m: m.time_passes(400),
+        lambda m: m.a_scheduled_step_runs("reconcile"),
+    )
+
+
+def cordon(machine: PromiseMachine, take_back: bool) -> None:
+    (pod,) = [p["name"]["S"] for p in machine._pods()]
+    method = "DELETE" if take_back else "POST"
+    machine._sent(machine.api.call(method, "/pools/{pool}/pods/{pod}/cordon", pool=ALPHA, pod=pod), "cordon")
+
+
+def test_the_machine_keeps_a_deleting_pools_pod_closed_after_an_uncordon():
+    # Given an operator's cordon, a running task and the pool's DELETE, When the operator takes the
+    # cordon back and a new task asks, Then the pod stays closed and the task is refused (g)
+    replay(
+        lambda m: cordon(m, take_back=False),
+        lambda m: m.an_operator_deletes_a_pool(ALPHA),
+        lambda m: cordon(m, take_back=True),
+        lambda m: m.the_queue_dispatches("a2"),
+    )
+
+
+def test_the_machine_keeps_each_pod_in_one_pool_when_selectors_overlap():
+    # Given alpha's pods (labelled app=tf-agent, team=infra), When pool beta adopts those labels
+    # and reconcile runs, Then no pod is in both pools' items (e)
+    replay(
+        lambda m: m.an_operator_puts_beta_adopting(dict(APP)),
+        lambda m: m.a_scheduled_step_runs("reconcile"),
+    )
+
+
+def test_the_machine_never_deletes_a_deployments_pod():
+    # Given pool beta adopting tier=legacy and a Deployment's pod so labelled, When the scheduled
+    # steps run for a while, Then the ReplicaSet's pod is not deleted (f)
+    steps: list[Callable[[PromiseMachine], object]] = [
+        lambda m: m.an_operator_puts_beta_adopting({"tier": "legacy"}),
+        lambda m: m.a_deployment_brings_a_pod(BETA, dict(LEGACY)),
+    ]
+    for _ in range(3):
+        steps += [lambda m: m.a_scheduled_step_runs("reconcile"), lambda m: m.a_scheduled_step_runs("autoscale")]
+        steps += [lambda m: m.time_passes(400)]
+    replay(*steps)
+
+
+def test_the_machine_leaves_nothing_of_a_deleted_pool():
+    # Given an idle pool, When it is deleted and the scheduled steps finish the delete, Then no
+    # item of it is left, the autoscale lease included (h)
+    replay(
+        lambda m: m.an_operator_deletes_a_pool(ALPHA),
+        lambda m: m.a_scheduled_step_runs("autoscale"),
+        lambda m: m.a_scheduled_step_runs("reconcile"),
+        lambda m: m.a_scheduled_step_runs("autoscale"),
+    )
