@@ -26,6 +26,10 @@ f. a pod owned by a controller (ownerReferences with `controller: true`) is neve
 g. a deleting pool has no pod open to new tasks, and no allocation lands in a deleting or
    deleted pool;
 h. a pool whose settings are gone has no pod item, no lease and no labelled pod left;
+i. a pod an operator cordoned before a template change, which a roll-out then saw outdated, is not
+   put back as a first choice by the operator's uncordon;
+j. where an allocation answers `placed_anew`, it is true exactly for a task that was lost or
+   expired;
 k. a slot is freed as leaked only on a beat that listed what its pod holds and left the task
    out: a beat without `held_tasks` says nothing, and frees nothing;
 plus no 5xx from any handler, and the slot counts and task/slot agreement of the store machine.
@@ -128,10 +132,8 @@ def beta_settings(adopt: dict[str, str]) -> dict[str, Any]:
     }
 
 
-# The promises checked (letters of the module docstring; "5xx": no 5xx but 503; "422": only a
-# podslots label refused in adopt_selector; "i": an outdated pod the roll-out saw is not put back
-# as a first choice by an uncordon; "j": `placed_anew`, where answered, is true exactly for a lost
-# or expired task). One set, so a run can look past a known failure for the next one.
+# The promises checked: the letters above, "5xx" (no 5xx but 503), "422" (only a podslots label is
+# refused in adopt_selector) and "counts". One set, so a run can look past a known failure.
 CHECKS = set("abcdefghijk") | {"5xx", "422", "counts"}
 
 
