@@ -192,11 +192,9 @@ class PromiseMachine(RuleBasedStateMachine):
         self.faults = TableFaults()
         self.broken: list[tuple[str, str]] = []  # what the delete watch saw break (a, f)
         self.reserved: dict[str, tuple[str, str, str]] = {}  # task -> its plan's (pool, pod, slot)
-        self.owned: set[str] = set()  # the Deployment's pods
         self.agent_pool: dict[str, str] = {}  # the pool a Deployment pod's agent beats for
         self.image = 0
         self.alpha_adopts: dict[str, str] | None = None
-        self.beta_adopts: dict[str, str] | None = None
         self.cordoned_at_change: set[tuple[str, str]] = set()  # operator-cordoned at the last change
         self.seen_by_rollout: set[tuple[str, str]] = set()  # ... and still so when autoscale then ran
         self.expect_resume = True  # the approval's `expect` option, while the handler accepts it
@@ -292,8 +290,6 @@ class PromiseMachine(RuleBasedStateMachine):
             # only a podslots label may be refused, and the answer names the field
             named = "adopt_selector" in str(answer.body)
             expect("422", any(k.startswith("podslots.io/") for k in adopt) and named, str(answer.body))
-        elif answer.status in (200, 201):
-            self.beta_adopts = adopt
 
     def an_operator_sets_alphas_adopt_selector(self, adopt: dict[str, str] | None) -> None:
         answer = self._sent(self.api.put_pool(ALPHA, alpha_settings(self.image, adopt)), "PUT alpha")
@@ -334,7 +330,6 @@ class PromiseMachine(RuleBasedStateMachine):
         )
         self.kube.set_phase(NS, name, "Running")
         self.kube.set_pod_ip(NS, name, "10.1.0.9")
-        self.owned.add(name)
         self.agent_pool[name] = agent
 
     @rule(data=st.data(), take_back=st.booleans())
