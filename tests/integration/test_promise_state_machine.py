@@ -35,7 +35,7 @@ k. a slot is freed as leaked only on a beat that listed what its pod holds and l
 plus no 5xx from any handler, and the slot counts and task/slot agreement of the store machine.
 
 Below the machine, a replay per failure of the issue drives its own rules and checks step by
-step (a conflicted approval, a silent beat, an uncordon in a deleting pool, overlapping
+step (a conflicted approval, a silent beat, an uncordon in a deleting pool or of an outdated pod, overlapping
 selectors, a Deployment's pod, a deleted pool's lease), so each check is shown to see what it is
 for. The machine itself runs short in `make unit` and long (`slow`); a DynamoDB request costs
 moto milliseconds, so an example of 25 steps takes about a second.
@@ -341,23 +341,25 @@ class PromiseMachine(RuleBasedStateMachine):
 
     def an_operator_cordons_a_pod(self, data: st.DataObject) -> None:
         items = sorted((p["pk"]["S"][5:], p["name"]["S"]) for p in self._pods())
-        if not items:
-            return
-        pool, pod = data.draw(st.sampled_from(items))
-        path = "/pools/{pool}/pods/{pod}/cordon"
-        self._sent(self.api.call("POST", path, pool=pool, pod=pod), "cordon")
+        if items:
+            self.cordon(*data.draw(st.sampled_from(items)))
 
     def an_operator_uncordons_a_pod(self, data: st.DataObject) -> None:
         items = sorted((p["pk"]["S"][5:], p["name"]["S"]) for p in self._pods())
-        if not items:
-            return
-        pool, pod = data.draw(st.sampled_from(items))
+        if items:
+            self.uncordon(*data.draw(st.sampled_from(items)))
+
+    def cordon(self, pool: str, pod: str) -> None:
+        self._sent(self.api.call("POST", "/pools/{pool}/pods/{pod}/cordon", pool=pool, pod=pod), "cordon")
+
+    def uncordon(self, pool: str, pod: str) -> None:
         before = self._item(pool, pod)
         current = self._revision(pool)
         answer = self._sent(self.api.call("DELETE", "/pools/{pool}/pods/{pod}/cordon", pool=pool, pod=pod), "uncordon")
         after = self._item(pool, pod)
         outdated = before is not None and current is not None and before.get("revision", {}).get("S") != current
-        if answer.status == 200 and after is not None and outdated and (pool, pod) in self.seen_by_rollout:
+        changed = answer.status == 200 and answer.body.get("changed") is not False
+        if changed and after is not None and outdated and (pool, pod) in self.seen_by_rollout:
             # i: a pod cordoned before a template change, seen outdated by the roll-out, is not put
             # back as a first choice by the operator's uncordon
             reopened = after.get("open_pool", {}).get("S") == pool
@@ -686,19 +688,13 @@ def test_the_machine_frees_no_slot_on_a_beat_without_held_tasks():
     )
 
 
-def cordon(machine: PromiseMachine, take_back: bool) -> None:
-    (pod,) = [p["name"]["S"] for p in machine._pods()]
-    method = "DELETE" if take_back else "POST"
-    machine._sent(machine.api.call(method, "/pools/{pool}/pods/{pod}/cordon", pool=ALPHA, pod=pod), "cordon")
-
-
 def test_the_machine_keeps_a_deleting_pools_pod_closed_after_an_uncordon():
     # Given an operator's cordon, a running task and the pool's DELETE, When the operator takes the
     # cordon back and a new task asks, Then the pod stays closed and the task is refused (g)
     replay(
-        lambda m: cordon(m, take_back=False),
+        lambda m: m.cordon(ALPHA, f"{ALPHA}-up0"),
         lambda m: m.an_operator_deletes_a_pool(ALPHA),
-        lambda m: cordon(m, take_back=True),
+        lambda m: m.uncordon(ALPHA, f"{ALPHA}-up0"),
         lambda m: m.the_queue_dispatches("a2"),
     )
 
@@ -733,4 +729,16 @@ def test_the_machine_leaves_nothing_of_a_deleted_pool():
         lambda m: m.a_scheduled_step_runs("autoscale"),
         lambda m: m.a_scheduled_step_runs("reconcile"),
         lambda m: m.a_scheduled_step_runs("autoscale"),
+    )
+
+
+def test_the_machine_keeps_an_outdated_pod_closed_after_an_operators_uncordon():
+    # Given a busy pod an operator cordoned, then a template change and a roll-out step, When the
+    # operator takes the cordon back, Then the outdated pod is not a first choice again (i)
+    replay(
+        lambda m: m.the_queue_dispatches("a1"),
+        lambda m: m.cordon(ALPHA, f"{ALPHA}-up0"),
+        lambda m: m.an_operator_changes_settings("image"),
+        lambda m: m.a_scheduled_step_runs("autoscale"),
+        lambda m: m.uncordon(ALPHA, f"{ALPHA}-up0"),
     )
