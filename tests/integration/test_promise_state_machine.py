@@ -53,6 +53,7 @@ import random
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from unittest import mock
 
@@ -133,8 +134,9 @@ def beta_settings(adopt: dict[str, str]) -> dict[str, Any]:
 
 
 # The promises checked: the letters above, "5xx" (no 5xx but 503), "422" (only a podslots label is
-# refused in adopt_selector) and "counts". One set, so a run can look past a known failure.
-CHECKS = set("abcdefghijk") | {"5xx", "422", "counts"}
+# refused in adopt_selector), "404" (a DELETE of a pool that is there is not a 404) and "counts".
+# One set, so a run can look past a known failure.
+CHECKS = set("abcdefghijk") | {"5xx", "422", "404", "counts"}
 
 
 def expect(check: str, holds: bool, message: str) -> None:
@@ -250,8 +252,13 @@ class PromiseMachine(RuleBasedStateMachine):
 
         return checked
 
-    def _sent(self, answer: Answer, what: str) -> Answer:
-        """No 5xx but a 503 (no capacity, or a transient fault the caller is told to retry)."""
+    def _sent(self, request: Callable[[], Answer], what: str) -> Answer:
+        """No 5xx but a 503 (no capacity, or a transient fault the caller is told to retry). A
+        handler that raises is a 5xx too: Lambda answers it with a 502."""
+        try:
+            answer = request()
+        except Exception as exc:  # any escape is the finding
+            answer = Answer(502, {"raised": repr(exc)})
         expect("5xx", answer.status < 500 or answer.status == 503, f"{what}: {answer.status} {answer.body}")
         return answer
 
@@ -267,7 +274,7 @@ class PromiseMachine(RuleBasedStateMachine):
     @initialize(seed=st.integers(0, 2**16))
     def alpha_with_faults_on(self, seed: int) -> None:
         """Pool alpha, its first pod up; from here on every table request may meet a fault."""
-        self._sent(self.api.put_pool(ALPHA, alpha_settings(self.image)), "PUT alpha")
+        self._sent(lambda: self.api.put_pool(ALPHA, alpha_settings(self.image)), "PUT alpha")
         self.autoscaler.run(ALPHA)
         self.pods_come_up()
         self.faults.chaos(RATES, seed=seed, operations=WRITES | READS)
@@ -285,20 +292,20 @@ class PromiseMachine(RuleBasedStateMachine):
             self.an_operator_sets_alphas_adopt_selector({"app": "tf-agent"} if change == "alpha adopts" else None)
 
     def an_operator_puts_beta_adopting(self, adopt: dict[str, str]) -> None:
-        answer = self._sent(self.api.put_pool(BETA, beta_settings(adopt)), "PUT beta")
+        answer = self._sent(lambda: self.api.put_pool(BETA, beta_settings(adopt)), "PUT beta")
         if answer.status == 422:
             # only a podslots label may be refused, and the answer names the field
             named = "adopt_selector" in str(answer.body)
             expect("422", any(k.startswith("podslots.io/") for k in adopt) and named, str(answer.body))
 
     def an_operator_sets_alphas_adopt_selector(self, adopt: dict[str, str] | None) -> None:
-        answer = self._sent(self.api.put_pool(ALPHA, alpha_settings(self.image, adopt)), "PUT alpha")
+        answer = self._sent(lambda: self.api.put_pool(ALPHA, alpha_settings(self.image, adopt)), "PUT alpha")
         if answer.status in (200, 201):
             self.alpha_adopts = adopt
 
     def the_template_changes(self) -> None:
         """A new image for alpha: its pods of the other revision are outdated; autoscale rolls them."""
-        answer = self._sent(self.api.put_pool(ALPHA, alpha_settings(1 - self.image, self.alpha_adopts)), "PUT")
+        answer = self._sent(lambda: self.api.put_pool(ALPHA, alpha_settings(1 - self.image, self.alpha_adopts)), "PUT")
         if answer.status in (200, 201):
             self.image = 1 - self.image
             self.cordoned_at_change = self._operator_cordoned()
@@ -306,8 +313,11 @@ class PromiseMachine(RuleBasedStateMachine):
 
     @rule(pool=st.sampled_from([ALPHA, BETA]))
     def an_operator_deletes_a_pool(self, pool: str) -> None:
-        answer = self._sent(self.api.call("DELETE", "/pools/{pool}", pool=pool), f"DELETE {pool}")
-        assert answer.status in (202, 404, 409, 503), answer
+        there = self._config(pool) is not None
+        answer = self._sent(lambda: self.api.call("DELETE", "/pools/{pool}", pool=pool), f"DELETE {pool}")
+        assert answer.status in (202, 404, 409, 502, 503), answer
+        # an answer says what happened: a pool that is there is never answered 404
+        expect("404", answer.status != 404 or not there, f"DELETE {pool}: 404 for a pool that exists")
 
     @rule(data=st.data(), what=st.sampled_from(["a Deployment's pod", "a node is lost"]))
     def the_cluster_changes(self, data: st.DataObject, what: str) -> None:
@@ -350,12 +360,14 @@ class PromiseMachine(RuleBasedStateMachine):
             self.uncordon(*data.draw(st.sampled_from(items)))
 
     def cordon(self, pool: str, pod: str) -> None:
-        self._sent(self.api.call("POST", "/pools/{pool}/pods/{pod}/cordon", pool=pool, pod=pod), "cordon")
+        self._sent(lambda: self.api.call("POST", "/pools/{pool}/pods/{pod}/cordon", pool=pool, pod=pod), "cordon")
 
     def uncordon(self, pool: str, pod: str) -> None:
         before = self._item(pool, pod)
         current = self._revision(pool)
-        answer = self._sent(self.api.call("DELETE", "/pools/{pool}/pods/{pod}/cordon", pool=pool, pod=pod), "uncordon")
+        answer = self._sent(
+            lambda: self.api.call("DELETE", "/pools/{pool}/pods/{pod}/cordon", pool=pool, pod=pod), "uncordon"
+        )
         after = self._item(pool, pod)
         outdated = before is not None and current is not None and before.get("revision", {}).get("S") != current
         changed = answer.status == 200 and answer.body.get("changed") is not False
@@ -413,7 +425,7 @@ class PromiseMachine(RuleBasedStateMachine):
         self.the_queue_dispatches(data.draw(st.sampled_from(self._in("apply_pending"))))
 
     def _allocate(self, pool: str, body: dict[str, Any]) -> Answer:
-        answer = self._sent(self.api.call("POST", "/pools/{pool}/allocations", body, pool=pool), "allocate")
+        answer = self._sent(lambda: self.api.call("POST", "/pools/{pool}/allocations", body, pool=pool), "allocate")
         if answer.status == 422 and "expect" in body and "expect" in str(answer.body):
             self.expect_resume = False  # code without the option: approve the plain way
             answer = self._allocate(pool, {k: v for k, v in body.items() if k != "expect"})
@@ -434,7 +446,7 @@ class PromiseMachine(RuleBasedStateMachine):
         """Mostly a running plan_and_apply (any task now and then: the others answer 409)."""
         plans = [t for t in self._in("running") if KIND[t] == "plan_and_apply"]
         task = data.draw(st.sampled_from(plans or sorted(self._tasks())))
-        answer = self._sent(self.api.status(task, "apply_pending"), "apply_pending")
+        answer = self._sent(lambda: self.api.status(task, "apply_pending"), "apply_pending")
         item = self._tasks()[task]
         if answer.status == 200 and item["status"]["S"] == "apply_pending":
             self.reserved[task] = (item["pool"]["S"], item["pod"]["S"], item["slot"]["S"])
@@ -444,7 +456,7 @@ class PromiseMachine(RuleBasedStateMachine):
     def an_approval_through_the_status_call(self, data: st.DataObject) -> None:
         task = data.draw(st.sampled_from(self._in("apply_pending") or sorted(self._tasks())))
         before = self._tasks()[task]
-        answer = self._sent(self.api.status(task, "running"), "running")
+        answer = self._sent(lambda: self.api.status(task, "running"), "running")
         if before["status"]["S"] == "apply_pending" and answer.status == 200:
             # b: the resumed apply runs on its plan's slot
             got, plan = _placement(self._tasks()[task])[:3], _placement(before)[:3]
@@ -454,7 +466,7 @@ class PromiseMachine(RuleBasedStateMachine):
     @rule(data=st.data(), end=st.sampled_from(ENDS))
     def a_task_ends(self, data: st.DataObject, end: str) -> None:
         task = data.draw(st.sampled_from(sorted(self._tasks())))
-        self._sent(self.api.status(task, end), end)
+        self._sent(lambda: self.api.status(task, end), end)
 
     # ---- the agents and the cluster ------------------------------------------------------------
 
@@ -480,7 +492,7 @@ class PromiseMachine(RuleBasedStateMachine):
         path = "/pools/{pool}/pods/{pod}/heartbeat"
         if "held_tasks" in body:  # even one answered 503 may have been written
             self.left_out.setdefault((pool, pod), set()).update(set(holds) - set(body["held_tasks"]))
-        self._sent(self.api.call("POST", path, body, pool=pool, pod=pod), "beat")
+        self._sent(lambda: self.api.call("POST", path, body, pool=pool, pod=pod), "beat")
 
     @rule()
     def pods_come_up(self) -> None:
@@ -492,7 +504,7 @@ class PromiseMachine(RuleBasedStateMachine):
                 pool = (pod["metadata"].get("labels") or {}).get(POOL_LABEL, ALPHA)
                 body = {"held_tasks": [], "pod_ip": "10.1.0.7"}
                 path = "/pools/{pool}/pods/{pod}/heartbeat"
-                self._sent(self.api.call("POST", path, body, pool=pool, pod=name), "beat")
+                self._sent(partial(self.api.call, "POST", path, body, pool=pool, pod=name), "beat")
 
     def a_node_is_lost(self, data: st.DataObject) -> None:
         """A pod goes outside podslots (node loss); reconcile must report its tasks lost."""
@@ -666,7 +678,7 @@ def test_the_machine_keeps_an_approved_apply_on_its_plans_slot_through_a_conflic
     # Then the apply runs on the plan's slot or the answer is an error (b, c, d)
     replay(
         lambda m: m.the_queue_dispatches("a0"),
-        lambda m: m._sent(m.api.status("a0", "apply_pending"), "apply_pending"),
+        lambda m: m._sent(lambda: m.api.status("a0", "apply_pending"), "apply_pending"),
         approve_after_a_conflict,
     )
 
@@ -674,7 +686,9 @@ def test_the_machine_keeps_an_approved_apply_on_its_plans_slot_through_a_conflic
 def silent_beat(machine: PromiseMachine) -> None:
     (pod,) = [p["name"]["S"] for p in machine._pods()]
     machine.clock.advance(10)
-    machine._sent(machine.api.call("POST", "/pools/{pool}/pods/{pod}/heartbeat", {}, pool=ALPHA, pod=pod), "beat")
+    machine._sent(
+        lambda: machine.api.call("POST", "/pools/{pool}/pods/{pod}/heartbeat", {}, pool=ALPHA, pod=pod), "beat"
+    )
 
 
 def test_the_machine_frees_no_slot_on_a_beat_without_held_tasks():
@@ -742,3 +756,14 @@ def test_the_machine_keeps_an_outdated_pod_closed_after_an_operators_uncordon():
         lambda m: m.a_scheduled_step_runs("autoscale"),
         lambda m: m.uncordon(ALPHA, f"{ALPHA}-up0"),
     )
+
+
+@pytest.mark.parametrize("after", [0, 1], ids=["marking it deleting", "removing it"])
+def test_the_machine_deletes_an_empty_pool_through_a_conflict(after: int):
+    # Given pool beta with no pod, When a transaction of its DELETE meets a TransactionConflict,
+    # Then the answer is neither a 5xx nor a 404 for the pool that is there (5xx, 404)
+    def delete_in_conflict(machine: PromiseMachine) -> None:
+        machine.faults.next("TransactWriteItems", Fault.TRANSACTION_CONFLICT, after=after)
+        machine.an_operator_deletes_a_pool(BETA)
+
+    replay(lambda m: m.an_operator_puts_beta_adopting({"tier": "legacy"}), delete_in_conflict)
