@@ -34,11 +34,12 @@ k. a slot is freed as leaked only on a beat that listed what its pod holds and l
    out: a beat without `held_tasks` says nothing, and frees nothing;
 plus no 5xx from any handler, and the slot counts and task/slot agreement of the store machine.
 
-Below the machine, a replay per failure of the issue drives its own rules and checks step by
-step (a conflicted approval, a silent beat, an uncordon in a deleting pool or of an outdated pod, overlapping
-selectors, a Deployment's pod, a deleted pool's lease), so each check is shown to see what it is
-for. The machine itself runs short in `make unit` and long (`slow`); a DynamoDB request costs
-moto milliseconds, so an example of 25 steps takes about a second.
+Below the machine, a replay per failure drives its own rules and checks step by step (a
+conflicted approval, a silent beat, an uncordon in a deleting pool or of an outdated pod,
+overlapping selectors, a Deployment's pod, a deleted pool's lease, a pool DELETE through a
+conflict), so each check is shown to see what it is for. The machine itself runs short in `make
+unit` and long (`slow`); a DynamoDB request costs moto milliseconds, so an example of 25 steps
+takes about a second.
 
 Rules that need an API the fix adds are guarded so the machine also runs on code without it: an
 approval sends `"expect": "resume"` only while the handler accepts it (a 422 naming `expect`
