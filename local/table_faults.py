@@ -166,7 +166,7 @@ def _error(start_response: Callable[..., Any], status: int, code: str, body: byt
 
 
 @contextmanager
-def faults_in_process(faults: TableFaults, backoff: bool = False) -> Iterator[TableFaults]:
+def faults_in_process(faults: TableFaults, backoff: bool = False, transient: bool = True) -> Iterator[TableFaults]:
     """The same faults for an in-process moto (`mock_aws`), on every DynamoDB request of every
     botocore client (PynamoDB's included) while the context is open.
 
@@ -177,6 +177,11 @@ def faults_in_process(faults: TableFaults, backoff: bool = False) -> Iterator[Ta
     throttle and a conflict are answered without moto seeing the request (nothing applied); a
     lost answer lets moto apply it, then answers 500, as `serve` does over HTTP.
 
+    `transient=True` lets botocore's retry of a request that met a fault through, so no request
+    fails past the client's retries only because the dice said so three times (DynamoDB throttling
+    for that long is an outage, and its 5xx is the documented answer); a conflict, which the
+    caller handles and sends anew, may meet the next one.
+
     `backoff=False` skips botocore's sleep before a retry: in process no time needs to pass (the
     code under test reads the clock it is given), and a machine of thousands of steps would
     otherwise sleep for minutes.
@@ -186,11 +191,14 @@ def faults_in_process(faults: TableFaults, backoff: bool = False) -> Iterator[Ta
     from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 
     served = BotocoreStubber.__call__
+    faulted: list[Any] = [None]  # the body of the request the last fault hit
 
     def call(stubber: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
         target = request.headers.get("X-Amz-Target") or b""
         target = target.decode() if isinstance(target, bytes) else str(target)
-        fault = faults.pick(target.rsplit(".", 1)[-1]) if target.startswith("DynamoDB_") else None
+        retried = transient and faulted[0] is not None and request.body == faulted[0]
+        fault = faults.pick(target.rsplit(".", 1)[-1]) if target.startswith("DynamoDB_") and not retried else None
+        faulted[0] = request.body if fault is not None else None
         if fault is None:
             return served(stubber, event_name, request, **kwargs)
         if fault is Fault.ANSWER_LOST:

@@ -41,7 +41,7 @@ def test_throttles_past_the_retries_apply_nothing(aws: None):
     faults = TableFaults()
     client = boto3.client("dynamodb", config=boto3.session.Config(retries={"total_max_attempts": 3}))
     faults.next("PutItem", Fault.THROTTLE, times=3)
-    with faults_in_process(faults), pytest.raises(ClientError) as refused:
+    with faults_in_process(faults, transient=False), pytest.raises(ClientError) as refused:
         client.put_item(TableName=TABLE, Item=item("t"))
     # Then the caller sees the throttling, and nothing was written
     assert refused.value.response["Error"]["Code"] == "ThrottlingException"
@@ -61,3 +61,15 @@ def test_a_lost_answer_was_applied_and_the_retry_meets_the_write(aws: None):
     assert refused.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
     assert stored("l")
     assert faults.injected == {Fault.ANSWER_LOST: 1}
+
+
+def test_a_transient_throttle_lets_the_retry_through(aws: None):
+    # Given throttles due on the next three puts, transient (the default)
+    faults = TableFaults()
+    faults.next("PutItem", Fault.THROTTLE, times=3)
+    with faults_in_process(faults):
+        # When one put is sent
+        boto3.client("dynamodb").put_item(TableName=TABLE, Item=item("r"))
+    # Then its first attempt was throttled, and botocore's retry of it went through
+    assert stored("r")
+    assert faults.injected == {Fault.THROTTLE: 1}
