@@ -17,11 +17,14 @@ import io
 import json
 import random
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from unittest import mock
 
 Moto = Callable[[dict[str, Any], Callable[..., Any]], list[bytes]]
 _TYPE = "com.amazonaws.dynamodb.v20120810#"
@@ -38,6 +41,7 @@ class _Next:
     operation: str
     fault: Fault
     times: int
+    after: int = 0  # calls of `operation` to let through first
 
 
 class TableFaults:
@@ -51,10 +55,10 @@ class TableFaults:
         self._rng = random.Random(0)
         self.injected: Counter[Fault] = Counter()
 
-    def next(self, operation: str, fault: Fault, times: int = 1) -> None:
-        """Inject `fault` into the next `times` calls of `operation`."""
+    def next(self, operation: str, fault: Fault, times: int = 1, after: int = 0) -> None:
+        """Inject `fault` into the next `times` calls of `operation` (after letting `after` through)."""
         with self._lock:
-            self._next.append(_Next(operation, fault, times))
+            self._next.append(_Next(operation, fault, times, after))
 
     def chaos(self, rates: dict[Fault, float], seed: int = 0, operations: frozenset[str] | None = None) -> None:
         """Inject each fault at its rate into every write (or into `operations`), seeded."""
@@ -69,17 +73,33 @@ class TableFaults:
     def serve(
         self, operation: str, environ: dict[str, Any], start_response: Callable[..., Any], moto: Moto
     ) -> list[bytes]:
-        fault = self._pick(operation)
+        fault = self.pick(operation)
         if fault is None:
             return moto(environ, start_response)
-        self.injected[fault] += 1
         if fault is Fault.ANSWER_LOST:
             moto(environ, lambda *_args, **_kwargs: None)  # applied; its answer never arrives
-            return _error(start_response, 500, "InternalServerError", "Internal server error")
+        request = _body(environ) if fault is Fault.TRANSACTION_CONFLICT else {}
+        status, code, body = self.refusal(fault, request)
+        return _error(start_response, status, code, body)
+
+    def pick(self, operation: str) -> Fault | None:
+        """The fault to inject into this call of `operation` (counted), or None to serve it."""
+        fault = self._pick(operation)
+        if fault is not None:
+            self.injected[fault] += 1
+        return fault
+
+    def refusal(self, fault: Fault, request: dict[str, Any]) -> tuple[int, str, bytes]:
+        """What DynamoDB answers for `fault` to this request (parsed JSON body): status, error
+        code, body. An `ANSWER_LOST` is answered so only after the caller applied the request."""
+        if fault is Fault.ANSWER_LOST:
+            return 500, "InternalServerError", _json_error("InternalServerError", "Internal server error")
         if fault is Fault.THROTTLE:
-            return _error(start_response, 400, "ThrottlingException", "Rate of requests exceeds the allowed rate.")
-        items = len(_body(environ).get("TransactItems", [])) or 1
-        conflicted = self._rng.randrange(items)
+            message = "Rate of requests exceeds the allowed rate."
+            return 400, "ThrottlingException", _json_error("ThrottlingException", message)
+        items = len(request.get("TransactItems", [])) or 1
+        with self._lock:
+            conflicted = self._rng.randrange(items)
         reasons = [
             {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
             if i == conflicted
@@ -87,18 +107,17 @@ class TableFaults:
             for i in range(items)
         ]
         codes = ", ".join(r["Code"] for r in reasons)
-        return _error(
-            start_response,
-            400,
-            "TransactionCanceledException",
-            f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
-            CancellationReasons=reasons,
-        )
+        message = f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]"
+        body = _json_error("TransactionCanceledException", message, CancellationReasons=reasons)
+        return 400, "TransactionCanceledException", body
 
     def _pick(self, operation: str) -> Fault | None:
         with self._lock:
             for rule in self._next:
                 if rule.operation == operation and rule.times > 0 and _applies(rule.fault, operation):
+                    if rule.after > 0:
+                        rule.after -= 1
+                        continue
                     rule.times -= 1
                     return rule.fault
             if not self._rates or operation not in (self._operations or WRITES):
@@ -110,6 +129,7 @@ class TableFaults:
 
 
 WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"})
+READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
 
 
 def _applies(fault: Fault, operation: str) -> bool:
@@ -128,8 +148,11 @@ def _body(environ: dict[str, Any]) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _error(start_response: Callable[..., Any], status: int, code: str, message: str, **extra: Any) -> list[bytes]:
-    body = json.dumps({"__type": _TYPE + code, "message": message, **extra}).encode()
+def _json_error(code: str, message: str, **extra: Any) -> bytes:
+    return json.dumps({"__type": _TYPE + code, "message": message, **extra}).encode()
+
+
+def _error(start_response: Callable[..., Any], status: int, code: str, body: bytes) -> list[bytes]:
     reason = {400: "Bad Request", 500: "Internal Server Error"}[status]
     start_response(
         f"{status} {reason}",
@@ -140,3 +163,73 @@ def _error(start_response: Callable[..., Any], status: int, code: str, message: 
         ],
     )
     return [body]
+
+
+@contextmanager
+def faults_in_process(faults: TableFaults, backoff: bool = False, transient: bool = True) -> Iterator[TableFaults]:
+    """The same faults for an in-process moto (`mock_aws`), on every DynamoDB request of every
+    botocore client (PynamoDB's included) while the context is open.
+
+    Why here: in process there is no HTTP server to wrap; moto answers from botocore's
+    `before-send` event through its `BotocoreStubber`, registered once for every session. Wrapping
+    that stubber's call (rather than adding a handler to each client) reaches clients made before
+    and after the context opens, and sees each attempt botocore makes, retries included. A
+    throttle and a conflict are answered without moto seeing the request (nothing applied); a
+    lost answer lets moto apply it, then answers 500, as `serve` does over HTTP.
+
+    `transient=True` lets botocore's retry of a request that met a fault through, so no request
+    fails past the client's retries only because the dice said so three times (DynamoDB throttling
+    for that long is an outage, and its 5xx is the documented answer); a conflict, which the
+    caller handles and sends anew, may meet the next one.
+
+    `backoff=False` skips botocore's sleep before a retry: in process no time needs to pass (the
+    code under test reads the clock it is given), and a machine of thousands of steps would
+    otherwise sleep for minutes.
+    """
+    from botocore import endpoint
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
+
+    served = BotocoreStubber.__call__
+    faulted: list[Any] = [None]  # the body of the request the last fault hit
+
+    def call(stubber: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
+        target = request.headers.get("X-Amz-Target") or b""
+        target = target.decode() if isinstance(target, bytes) else str(target)
+        retried = transient and faulted[0] is not None and request.body == faulted[0]
+        fault = faults.pick(target.rsplit(".", 1)[-1]) if target.startswith("DynamoDB_") and not retried else None
+        faulted[0] = request.body if fault is not None else None
+        if fault is None:
+            return served(stubber, event_name, request, **kwargs)
+        if fault is Fault.ANSWER_LOST:
+            served(stubber, event_name, request, **kwargs)  # applied; its answer never arrives
+        status, code, body = faults.refusal(fault, _parsed(request.body))
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}
+        return AWSResponse(request.url, status, headers, MockRawResponse(body))
+
+    with ExitStack() as patches:
+        patches.enter_context(mock.patch.object(BotocoreStubber, "__call__", call))
+        if not backoff:
+            patches.enter_context(mock.patch.object(endpoint, "time", _NoSleep()))
+        yield faults
+
+
+class _NoSleep:
+    """botocore's endpoint module's `time`, without its sleep before a retry."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(_seconds: float) -> None:
+        return None
+
+
+def _parsed(raw: Any) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
