@@ -53,7 +53,7 @@ else:
             200: ("The task's own slot: its reservation resumed, or a repeat", AllocationAnswer),
             201: ("A new allocation; `placed_anew` says the task had a slot podslots ended", AllocationAnswer),
         },
-        (*COMMON_ERRORS, 503),
+        COMMON_ERRORS,
     ),
 )
 @tracer.capture_method

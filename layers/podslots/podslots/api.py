@@ -34,7 +34,8 @@ from podslots.names import (
     TASK_ID_MAX,
     TaskIdStr,
 )
-from podslots.observability import logger, metrics
+from podslots.observability import count, logger, metrics
+from podslots.store import is_transient
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_BODY_DEPTH = 32  # nesting of arrays and objects; the deepest valid body is 4 levels deep
@@ -221,9 +222,10 @@ ERROR_TEXT = {
     413: "The body is over 64 KiB",
     415: "The body is not application/json",
     422: "The body breaks the schema or a rule; the message names the field",
-    503: "No ready pod has an idle slot; retry after Retry-After seconds",
+    503: "No ready pod has an idle slot (no_capacity), or the slot table is busy (store_busy); retry after Retry-After",
 }
-COMMON_ERRORS = (400, 404, 409, 413, 415, 422)
+COMMON_ERRORS = (400, 404, 409, 413, 415, 422, 503)
+STORE_BUSY_RETRY_AFTER_S = 1
 
 
 def responses(
@@ -262,6 +264,23 @@ def _domain_error(exc: PodSlotsError) -> Response[Any]:
         headers["Retry-After"] = str(exc.retry_after_s)
     body.update({k: v for k, v in exc.details.items() if k not in body})
     return json_answer(int(status), body, headers)
+
+
+def _store_busy(exc: Exception) -> Response[Any]:
+    """DynamoDB was busy or failed past the client's retries: nothing is known to have moved, and
+    every operation is safe to retry, so the caller is told to come back (never a 5xx of ours). Only
+    the failure's kind is logged: DynamoDB's words are not ours to write down."""
+    count("StoreBusy")
+    logger.warning("slot table busy; answered 503", extra={"failure": type(exc).__name__})
+    return json_answer(
+        503,
+        {
+            "error": "store_busy",
+            "message": "the slot table is busy; retry after Retry-After seconds",
+            "retry_after_s": STORE_BUSY_RETRY_AFTER_S,
+        },
+        {"Retry-After": str(STORE_BUSY_RETRY_AFTER_S)},
+    )
 
 
 def _where(loc: Any) -> str:
@@ -305,6 +324,12 @@ def make_resolver() -> APIGatewayRestResolver:
     @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]  # Powertools' decorator is untyped
     def _on_validation(exc: RequestValidationError) -> Response[Any]:
         return _validation_error(exc)
+
+    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # Powertools' decorator is untyped
+    def _on_unexpected(exc: Exception) -> Response[Any]:
+        if not is_transient(exc):
+            raise exc  # a defect: Lambda reports it, as before
+        return _store_busy(exc)
 
     @app.not_found
     def _on_not_found(exc: Exception) -> Response[Any]:

@@ -38,6 +38,7 @@ class PoolView:
         return rollout.view(self.pods, self.revision, acting)
 
 
+DELETE_ATTEMPTS = 5  # a DELETE whose mark met a concurrent write (not a missing pool) tries again
 UNCORDON_ATTEMPTS = 5  # an uncordon whose read went stale reads again, this many times
 
 
@@ -113,17 +114,29 @@ class PoolService:
         lost). Autoscale, which LISTs the pool's pods, deletes such strays and removes the pool once
         the cluster shows nothing of it. A repeated DELETE cordons again.
         """
-        if self.store.pool_state(pool) is None:
-            raise NotFound(f"pool {pool} does not exist", pool=pool)
-        try:
-            self.store.mark_pool_deleting(pool, int(self.clock.now()))
-        except StoreConflict as exc:
-            raise NotFound(f"pool {pool} does not exist", pool=pool) from exc
+        self._mark_deleting(pool)
         pods = self.store.pods(pool)
         for pod in pods:
             if Cordon.POOL_DELETED not in pod.cordons:
                 self.store.cordon(pool, pod.name, POOL_DELETED)
         return Deletion(pool, len(pods))
+
+    def _mark_deleting(self, pool: str) -> None:
+        """Mark the pool deleting; 404 only when it is really gone.
+
+        A TransactionConflict or a throttle is no answer about the pool: it is tried again, and a
+        pool that keeps meeting other writes is a 409 to retry, never a 404 for a pool that exists.
+        """
+        for _ in range(DELETE_ATTEMPTS):
+            if self.store.pool_state(pool) is None:
+                raise NotFound(f"pool {pool} does not exist", pool=pool)
+            try:
+                self.store.mark_pool_deleting(pool, int(self.clock.now()))
+                return
+            except StoreConflict as exc:
+                if exc.failed("pool") or exc.failed("registry"):
+                    raise NotFound(f"pool {pool} does not exist", pool=pool) from exc
+        raise Conflict(f"pool {pool} is changing under this delete; try again", pool=pool)
 
     def cordon(self, pool: str, pod: str, by: str | None = None) -> CordonChange:
         """Take one pod out of service: no new task; its running and reserved tasks finish, then

@@ -16,7 +16,7 @@ from podslots.store.pods import PodRecords, new_pod
 from podslots.store.pools import PoolRegistry
 from podslots.store.records import Lease, PoolEvent, PoolRecord, RegisteredPool, Rollout
 from podslots.store.tasks import TaskSlots
-from podslots.store.transaction import StoreConflict, new_token
+from podslots.store.transaction import StoreConflict, is_transient, new_token
 
 
 class SlotStore(TaskSlots, PodRecords, PoolRegistry):
@@ -32,6 +32,7 @@ __all__ = [
     "SlotStore",
     "StoreConflict",
     "bind_table",
+    "is_transient",
     "new_pod",
     "new_token",
 ]

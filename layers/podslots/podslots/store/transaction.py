@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, PutError, PynamoDBException, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
@@ -31,6 +31,36 @@ class StoreConflict(Exception):
     def failed(self, label: str) -> bool:
         """Did this item's own condition fail (as opposed to a TransactionConflict or a throttle)?"""
         return self.reasons.get(label) == CONDITION_FAILED
+
+
+# DynamoDB's answers that say nothing about the data: it was busy or failed, and a later retry of
+# the same request is the cure (throttling past the client's own retries, a 5xx).
+TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+        "TransactionInProgressException",
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Is this a store failure that says nothing about the data, so the caller should retry later?
+
+    Throttling or a 5xx past the client's retries, a connection that failed (no answer code), or a
+    transaction cancelled with no failed condition (TransactionConflict, throttling). A failed
+    condition is an answer, not a fault: the steps act on it, and it is never transient here.
+    """
+    if isinstance(exc, StoreConflict):
+        return bool(exc.reasons) and CONDITION_FAILED not in exc.reasons.values()
+    if isinstance(exc, PynamoDBException):
+        code = exc.cause_response_code
+        return code in TRANSIENT_CODES or (code is None and exc.cause is not None)
+    return False
 
 
 def new_token() -> str:
