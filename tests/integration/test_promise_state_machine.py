@@ -624,7 +624,9 @@ class PromiseMachine(RuleBasedStateMachine):
                 expect("h", not strays, f"{pool} gone, its pods {strays} left in the cluster")
 
 
-# Short, in `make unit`: a few seconds. Long (slow): about a minute on one quiet core.
+# Short, in `make unit`: a few seconds. Long (slow): 50 examples, about 35 s on one quiet core;
+# PODSLOTS_PROMISE_EXAMPLES=200 runs the long search (about 2.5 minutes).
+LONG_EXAMPLES = int(os.environ.get("PODSLOTS_PROMISE_EXAMPLES", "50"))
 TestPromiseShort = PromiseMachine.TestCase
 TestPromiseShort.settings = settings(
     max_examples=3,
@@ -640,7 +642,7 @@ class TestPromiseLong(PromiseMachine.TestCase):  # type: ignore[valid-type,misc]
 
 
 TestPromiseLong.settings = settings(
-    max_examples=50,
+    max_examples=LONG_EXAMPLES,
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=list(HealthCheck),
