@@ -190,12 +190,7 @@ class Allocator:
         """
         current = self.store.get_task(request.task_id)
         if current is None:
-            raise ReservationGone(
-                f"task {request.task_id} is unknown: there is no reservation to resume",
-                task_id=request.task_id,
-                task_status=None,
-                previous=None,
-            )
+            raise _unknown_task(request.task_id)
         if current.status.redispatchable:
             raise _reservation_gone(current)
         return self._existing(request, current)
@@ -258,12 +253,7 @@ class Allocator:
     def _after_resume(self, request: AllocationRequest, seen: Task, current: Task | None) -> Allocation:
         """The task moved while we resumed it: its own slot if it runs there, else why not."""
         if current is None:
-            raise ReservationGone(
-                f"task {seen.task_id} is unknown: there is no reservation to resume",
-                task_id=seen.task_id,
-                task_status=None,
-                previous=None,
-            )
+            raise _unknown_task(seen.task_id)
         if current.status is TaskStatus.RUNNING and (current.pod, current.slot) == (seen.pod, seen.slot):
             return self._held(current, Outcome.REPEATED)  # a concurrent approval resumed it
         if current.status.redispatchable:  # lost, expired (or waiting since): the reservation is gone
@@ -427,3 +417,13 @@ def _previous_doc(previous: EndedSlot | None) -> dict[str, str | None] | None:
     if previous is None:
         return None
     return {"pod": previous.pod, "slot": previous.slot, "status": previous.status.value, "reason": previous.reason}
+
+
+def _unknown_task(task_id: str) -> ReservationGone:
+    """An approval for a task podslots does not know: there is nothing to resume."""
+    return ReservationGone(
+        f"task {task_id} is unknown: there is no reservation to resume",
+        task_id=task_id,
+        task_status=None,
+        previous=None,
+    )
