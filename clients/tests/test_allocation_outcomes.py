@@ -62,10 +62,32 @@ def test_given_a_reservation_that_is_gone_when_the_approval_expects_a_resume_the
     assert (raised.value.task_status, raised.value.previous) == ("expired", PREVIOUS)
 
 
-def test_given_a_resume_that_kept_meeting_conflicts_then_resume_contended_is_raised(scripted: Scripted) -> None:
-    scripted.script((409, {"error": "resume_contended", "message": "try again", "task_id": "run-42"}, {}))
+CONTENDED: tuple[int, dict[str, str], dict[str, str]] = (409, {"error": "resume_contended", "message": "try again", "task_id": "run-42"}, {})
+
+
+def test_given_a_resume_that_kept_meeting_conflicts_when_no_time_is_left_then_resume_contended_is_raised(
+    scripted: Scripted,
+) -> None:
+    scripted.script(CONTENDED)
     with pytest.raises(ResumeContended):
-        queue(scripted).allocate("tf", "run-42", "plan_and_apply")
+        queue(scripted).allocate("tf", "run-42", "plan_and_apply", deadline_s=0)
+    assert len(scripted.received) == 1
+
+
+def test_given_a_contended_resume_when_time_is_left_then_the_same_resume_is_tried_again(scripted: Scripted) -> None:
+    # Given a server whose first answer to the approval is resume_contended (nothing moved), then the resume
+    scripted.script(CONTENDED, (200, {**SLOT, "outcome": "resumed", "placed_anew": False, "previous": None}, {}))
+    waits: list[float] = []
+    client = QueueClient(scripted.url, auth=None, retries=0, sleep=waits.append)
+    # When the queue approves with time to spare
+    allocation = client.allocate("tf", "run-42", "plan_and_apply", expect="resume", deadline_s=30)
+    # Then the same request was sent again after a floored wait, and the answer is the resume
+    assert allocation.outcome == "resumed"
+    assert [json.loads(r.body) for r in scripted.received] == [
+        {"task_id": "run-42", "task_type": "plan_and_apply", "expect": "resume"}
+    ] * 2
+    assert len(waits) == 1
+    assert waits[0] >= 0.25
 
 
 def test_given_a_server_from_before_outcomes_when_a_slot_is_allocated_then_the_new_fields_are_empty(

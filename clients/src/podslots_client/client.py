@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from podslots_client.auth import SIGV4_DEFAULT, Auth
-from podslots_client.errors import NoCapacity, NoCapacityInTime, UnexpectedAnswer
+from podslots_client.errors import NoCapacity, NoCapacityInTime, ResumeContended, UnexpectedAnswer
 from podslots_client.models import (
     Allocation,
     CordonChange,
@@ -26,7 +26,7 @@ from podslots_client.models import (
     StatusChange,
     Task,
 )
-from podslots_client.retry import Backoff, Deadline, capacity_wait
+from podslots_client.retry import Backoff, Deadline, capacity_wait, floored
 from podslots_client.transport import Answer, Transport, checked_url
 
 log = logging.getLogger("podslots_client")
@@ -117,7 +117,8 @@ class QueueClient(_Api):
         `NoCapacityInTime` (a `NoCapacity`) if the last answer was 503 no_capacity, else
         `NoAnswerInTime` (an `Unreachable`). A deadline of 0 means one try and no wait.
         `expect="resume"` marks an approval: the task's reserved slot, or `ReservationGone` if the
-        reservation is gone (expired, lost, unknown task), never a new slot.
+        reservation is gone (expired, lost, unknown task), never a new slot. A `resume_contended`
+        (409, nothing moved) is tried again, backed off, until the deadline; then it is raised.
         """
         deadline = Deadline(self.allocate_deadline_s if deadline_s is None else deadline_s, self._clock)
         url = f"{self.url}/pools/{_segment(pool)}/allocations"
@@ -140,6 +141,17 @@ class QueueClient(_Api):
                 if pause is None:
                     raise NoCapacityInTime.after(deadline, exc) from exc
                 log.info("no capacity in pool %s for task %s; trying again in %.1f s", pool, task_id, pause)
+                self._sleep(pause)
+                attempt += 1
+                continue
+            except ResumeContended:
+                # The approval's resume kept meeting other writes; nothing moved. It is still the
+                # same resume, so it is tried again (backed off) while the deadline allows.
+                rand = self._rand()
+                pause = deadline.pause(floored(self._transport.backoff.delay(attempt, rand), rand))
+                if pause is None:
+                    raise
+                log.info("resume of task %s contended; trying again in %.1f s", task_id, pause)
                 self._sleep(pause)
                 attempt += 1
                 continue
