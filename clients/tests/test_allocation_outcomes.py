@@ -62,7 +62,11 @@ def test_given_a_reservation_that_is_gone_when_the_approval_expects_a_resume_the
     assert (raised.value.task_status, raised.value.previous) == ("expired", PREVIOUS)
 
 
-CONTENDED: tuple[int, dict[str, str], dict[str, str]] = (409, {"error": "resume_contended", "message": "try again", "task_id": "run-42"}, {})
+CONTENDED: tuple[int, dict[str, str], dict[str, str]] = (
+    409,
+    {"error": "resume_contended", "message": "try again", "task_id": "run-42"},
+    {},
+)
 
 
 def test_given_a_resume_that_kept_meeting_conflicts_when_no_time_is_left_then_resume_contended_is_raised(
