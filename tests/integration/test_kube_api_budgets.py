@@ -10,21 +10,21 @@ disruption) are here too, so the stand-in cannot be a 429 that answers what pods
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
-from kubernetes.client import ApiClient, Configuration, CoreV1Api, PolicyV1Api
+from kubernetes.client import ApiClient, CoreV1Api, PolicyV1Api
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from local.kube_api import KubeApiStandIn
 from podslots import cluster
 from podslots.cluster import BUDGET_RECHECK_S, BUSY_LABEL, ClusterError, KubeGateway, disruption_budget_name
+from tests.integration.test_kube_api_stand_in import NS, api_client, core, gateway, kube
 
-NS = "agents"
+__all__ = ["api_client", "core", "gateway", "kube"]  # the stand-in's fixtures, with the real client
 POOL = "a"
 
 
@@ -60,33 +60,8 @@ def refusal(core: CoreV1Api, name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def kube() -> Iterator[KubeApiStandIn]:
-    with KubeApiStandIn(token="test-token") as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
-def api_client(kube: KubeApiStandIn) -> Iterator[ApiClient]:
-    configuration = Configuration()
-    configuration.retries = False
-    client = kubernetes.config.new_client_from_config_dict(kube.kubeconfig(NS), client_configuration=configuration)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def core(api_client: ApiClient) -> CoreV1Api:
-    return CoreV1Api(api_client)
-
-
-@pytest.fixture
 def policy(api_client: ApiClient) -> PolicyV1Api:
     return PolicyV1Api(api_client)
-
-
-@pytest.fixture
-def gateway(api_client: ApiClient) -> KubeGateway:
-    return KubeGateway(api_client, timeout_s=(1.0, 0.5))
 
 
 # ---- what podslots' gateway calls -------------------------------------------------------------
