@@ -428,7 +428,7 @@ class _PoolStep:
 
     def _own_pods(self) -> dict[str, ClusterPod]:
         """The pods podslots made for this pool, by its label: never another pool's, nor a pod an
-        adopt selector matched (that one goes only through its item, if it has one)."""
-        settings = self.pool.settings
-        listed = self.cluster.list_pool_pods(settings.namespace, self.pool.name, settings.adopt_selector)
+        adopt selector matched (that one goes only through its item, if it has one), so the
+        selector's own LIST is not sent."""
+        listed = self.cluster.list_pool_pods(self.pool.settings.namespace, self.pool.name)
         return {p.name: p for p in listed if p.managed and p.labels.get(POOL_LABEL) == self.pool.name}

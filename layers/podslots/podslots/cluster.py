@@ -278,22 +278,16 @@ class KubeGateway:
 
     def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
         """Delete this pod and no other (uid precondition). False when it was already gone."""
-        try:
-            self._json(
-                "delete pod",
-                lambda: self._api.delete_namespaced_pod(
-                    name,
-                    namespace,
-                    body={"preconditions": {"uid": uid}},  # type: ignore[arg-type]
-                    _request_timeout=self._timeout,
-                    _preload_content=False,
-                ),
-            )
-            return True
-        except ClusterError as exc:
-            if exc.status == 404:
-                return False
-            raise
+        return self._sent(
+            "delete pod",
+            lambda: self._api.delete_namespaced_pod(
+                name,
+                namespace,
+                body={"preconditions": {"uid": uid}},  # type: ignore[arg-type]
+                _request_timeout=self._timeout,
+                _preload_content=False,
+            ),
+        )
 
     def patch_annotations(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
         """A merge patch of metadata.annotations; None removes a key."""
@@ -355,21 +349,15 @@ class KubeGateway:
     def delete_disruption_budget(self, namespace: str, pool: str) -> bool:
         """Delete the pool's PodDisruptionBudget. False when it was already gone (404 counts as done)."""
         self._budgets_seen.pop((namespace, pool), None)
-        try:
-            self._json(
-                "delete poddisruptionbudget",
-                lambda: self._policy.delete_namespaced_pod_disruption_budget(
-                    disruption_budget_name(pool),
-                    namespace,
-                    _request_timeout=self._timeout,
-                    _preload_content=False,
-                ),
-            )
-            return True
-        except ClusterError as exc:
-            if exc.status == 404:
-                return False
-            raise
+        return self._sent(
+            "delete poddisruptionbudget",
+            lambda: self._policy.delete_namespaced_pod_disruption_budget(
+                disruption_budget_name(pool),
+                namespace,
+                _request_timeout=self._timeout,
+                _preload_content=False,
+            ),
+        )
 
     def claim_pod(self, namespace: str, pod: ClusterPod, pool: str) -> bool:
         """Annotate the pod as `pool`'s, only if it is still as listed: False when it changed since.
@@ -381,21 +369,27 @@ class KubeGateway:
         if not pod.resource_version:  # never an unconditional claim
             raise ClusterError("claim pod", "the LIST gave no resource version")
         patch = {"metadata": {"resourceVersion": pod.resource_version, "annotations": {CLAIM_ANNOTATION: pool}}}
+        return self._sent(
+            "claim pod",
+            lambda: self._api.patch_namespaced_pod(
+                pod.name,
+                namespace,
+                patch,
+                _content_type="application/merge-patch+json",
+                _request_timeout=self._timeout,
+                _preload_content=False,
+            ),
+            refused=(404, 409),  # gone, or changed since the LIST: the next run sees it as it is
+        )
+
+    def _sent(self, call: str, request: Any, *, refused: tuple[int, ...] = (404,)) -> bool:
+        """Send a call whose refusal with one of `refused` is an answer (already gone, changed since
+        read), not a failure: True when it was applied, False when refused so."""
         try:
-            self._json(
-                "claim pod",
-                lambda: self._api.patch_namespaced_pod(
-                    pod.name,
-                    namespace,
-                    patch,
-                    _content_type="application/merge-patch+json",
-                    _request_timeout=self._timeout,
-                    _preload_content=False,
-                ),
-            )
+            self._json(call, request)
             return True
         except ClusterError as exc:
-            if exc.status in (404, 409):  # changed since the LIST, or gone: the next run sees it as it is
+            if exc.status in refused:
                 return False
             raise
 

@@ -164,10 +164,8 @@ class _PoolRun:
         revision = pod.revision or item.revision or self.revision  # a pod from before revisions: current
         if self.store.observe_pod(item, pod.uid, pod.pod_ip, revision):
             item = replace(item, uid=pod.uid or item.uid, pod_ip=pod.pod_ip or item.pod_ip, revision=revision)
-        if item.adopted and pod.owner_pool != self.pool.name:
-            kept = self._unclaimed_adoption(item, pod)
-            if kept is None:
-                return None
+        if item.adopted and pod.owner_pool != self.pool.name and self._unclaimed_adoption(item, pod) is None:
+            return None
         item = self._leaks(item)
         if self.pool.settings.mode is not PoolMode.OBSERVE:
             self._protection(item, pod)

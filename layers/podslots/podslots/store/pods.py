@@ -228,13 +228,7 @@ class PodRecords(StoreBase):
         tx = self._tx(token)
         actions = [*_removal(pod, reason, left, second_choice), PodItem.cordon_token.set(token)]
         tx.update("pod", pod_key(pod.pool, pod.name), actions, _set_as_read(pod))
-        tx.condition_check(
-            "pool",
-            PoolItem,
-            pool_pk(pod.pool),
-            CONFIG_SK,
-            PoolItem.pk.exists() & (PoolItem.deleting == False),  # noqa: E712 (a DynamoDB condition)
-        )
+        tx.condition_check("pool", PoolItem, pool_pk(pod.pool), CONFIG_SK, _takes_pods(None))
         try:
             tx.commit()
         except StoreConflict:
