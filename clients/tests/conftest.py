@@ -44,9 +44,20 @@ class Scripted:
     answers: list[Any] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     otherwise: Any = (500, {"message": "nothing scripted"}, {})  # the answer once the script is spent
+    arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def script(self, *answers: Any) -> None:
         self.answers.extend(answers)
+
+    def record(self, request: Received) -> None:
+        with self.arrived:
+            self.received.append(request)
+            self.arrived.notify_all()
+
+    def wait_for_requests(self, count: int, timeout_s: float = 5.0) -> bool:
+        """True once `count` requests have arrived; False if `timeout_s` passed first (no test hangs)."""
+        with self.arrived:
+            return self.arrived.wait_for(lambda: len(self.received) >= count, timeout_s)
 
 
 @pytest.fixture
@@ -56,7 +67,7 @@ def scripted() -> Iterator[Scripted]:
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            state.received.append(
+            state.record(
                 Received(
                     self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
                 )

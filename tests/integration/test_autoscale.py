@@ -21,7 +21,7 @@ from podslots.clock import ManualClock
 from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, KubeGateway
 from podslots.errors import NoCapacity
 from podslots.expiry import Expirer
-from podslots.model import PodState, Slot, SlotStatus, Task, TaskStatus, TaskType
+from podslots.model import PodState, Task, TaskStatus, TaskType
 from podslots.reconcile import Reconciler
 from podslots.store import SlotStore, new_pod
 from podslots.tasks import TaskStatusService
@@ -313,16 +313,3 @@ def test_the_expire_handler_runs_on_its_schedule_event(store: SlotStore, bus: Bu
     handler.expirer.bus = EventBridgePublisher()
     result = handler.lambda_handler(load_event("expire_schedule.json"), LambdaContext())
     assert result == {"pools": [{"pool": POOL, "expired": []}]}
-
-
-def test_a_slot_marked_reserved_on_an_idle_pod_counts_as_busy():
-    from podslots.model import Pod, empty_slots
-    from podslots.step_plan import removal_order
-
-    reserved = Pod(POOL, "r", PodState.READY, empty_slots(3)).with_slot(
-        "s1", Slot(SlotStatus.RESERVED, "x", TaskType.PLAN_AND_APPLY, 1, 99)
-    )
-    idle = Pod(POOL, "i", PodState.READY, empty_slots(3))
-    starting = Pod(POOL, "s", PodState.STARTING, empty_slots(3))
-    sick = Pod(POOL, "u", PodState.UNHEALTHY, empty_slots(3))
-    assert [p.name for p in removal_order([reserved, idle, starting, sick])] == ["u", "i"]

@@ -7,7 +7,7 @@ import pytest
 from podslots import rollout
 from podslots.model import Cordon, Pod, PodState, Slot, SlotStatus, TaskType, empty_slots
 from podslots.scaling import Decision, Direction
-from podslots.step_plan import plan
+from podslots.step_plan import plan, removal_order
 
 OLD, NEW = "0000000000", "1111111111"
 
@@ -91,12 +91,14 @@ def test_a_reserved_slot_keeps_its_retired_pod_which_still_counts_against_the_su
         ([pod("o1", OLD), pod("o2", OLD)], 4, 1, 3),  # the load wants more: up to target + surge
         ([pod("o1", OLD), pod("n1"), pod("n2")], 2, 1, 0),  # enough current pods
         ([pod("o1", OLD, state=PodState.DRAINING), pod("n1")], 2, 1, 1),  # a draining pod counts for nothing
+        ([pod(f"o{i}", OLD) for i in range(4)], 2, 1, 0),  # already above target + surge: nothing more
     ],
 )
 def test_to_create_stays_within_target_plus_surge(pods: list[Pod], target: int, surge: int, expected: int):
     assert rollout.to_create(pods, NEW, target, surge) == expected
+    # a step never takes the pool above target + surge, nor above the size it already has
     live = rollout.live(pods)
-    assert len(live) + expected <= target + surge or expected == 0
+    assert len(live) + expected <= max(target + surge, len(live))
 
 
 def test_without_outdated_pods_an_operators_cordoned_idle_pod_is_drained_and_a_step_up_replaces_it():
@@ -164,3 +166,15 @@ def test_an_outdated_pod_already_retired_is_not_retired_again():
     both = frozenset({Cordon.OPERATOR.value, Cordon.OUTDATED.value})
     pods = [pod("o1", OLD, busy=1, cordoned=Cordon.OUTDATED.value, cordons=both), pod("n1")]
     assert rollout.to_retire(pods, NEW, 1) == []
+
+
+def test_removal_order_takes_sick_then_idle_pods_and_never_one_with_a_reserved_slot():
+    # Given a pod whose only marked slot is reserved, an idle pod, a starting pod and an unhealthy one
+    reserved = Pod("tf", "r", PodState.READY, empty_slots(3)).with_slot(
+        "s1", Slot(SlotStatus.RESERVED, "x", TaskType.PLAN_AND_APPLY, 1, 99)
+    )
+    idle = Pod("tf", "i", PodState.READY, empty_slots(3))
+    starting = Pod("tf", "s", PodState.STARTING, empty_slots(3))
+    sick = Pod("tf", "u", PodState.UNHEALTHY, empty_slots(3))
+    # Then the unhealthy one goes first, then the idle one; the reserved one counts as busy
+    assert [p.name for p in removal_order([reserved, idle, starting, sick])] == ["u", "i"]
