@@ -31,6 +31,7 @@ from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
 from podslots.cluster import CLAIM_ANNOTATION
+from podslots.environment import ENVIRONMENT_VAR
 from podslots.model import Pod, TaskType
 from podslots.store import SlotStore, new_pod
 from tests.support.cfn import Resolver
@@ -46,7 +47,7 @@ SETTINGS = {
 }
 # The variables a function's metrics depend on: Powertools' service and namespace, and the
 # environment observability.py adds as the environment's total.
-METRIC_VARIABLES = ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", observability.ENVIRONMENT_VAR)
+METRIC_VARIABLES = ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", ENVIRONMENT_VAR)
 # What AWS publishes for a resource of the template (not podslots' code, so named here): the
 # namespace's dimension, the resource type it names, and the metric names AWS documents.
 AWS_METRICS = {

@@ -26,7 +26,7 @@ from urllib3.exceptions import HTTPError
 
 from podslots.errors import PodSlotsError
 from podslots.model import ADOPTED
-from podslots.names import DNS_SUBDOMAIN, DNS_SUBDOMAIN_MAX, SLOTS_MAX, SLOTS_MIN, is_pool_name
+from podslots.names import DNS_SUBDOMAIN, DNS_SUBDOMAIN_MAX, SLOTS_MAX, SLOTS_MIN, is_pool_name, is_revision
 
 POOL_LABEL = "podslots.io/pool"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -113,7 +113,7 @@ class ClusterPod:
         if not self.managed:
             return ADOPTED
         raw = self.labels.get(REVISION_LABEL) or ""
-        return raw if re.fullmatch(r"[0-9a-f]{10}", raw) else None
+        return raw if is_revision(raw) else None
 
     @property
     def protected(self) -> bool:

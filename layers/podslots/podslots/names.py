@@ -37,6 +37,10 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 # An environment variable name a shell can also read.
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SLOTS_MIN, SLOTS_MAX = 1, 32  # per pod: in the settings, and in an adopted pod's annotation
+# A pod template's revision (its `podslots.io/revision` label): the first hex digits of its digest.
+# Made and read by this one rule: a pod whose label does not match reads as "made before revisions".
+REVISION_DIGITS = 10
+REVISION = rf"^[0-9a-f]{{{REVISION_DIGITS}}}$"
 
 PoolNameStr = Annotated[str, StringConstraints(pattern=POOL_NAME, max_length=POOL_NAME_MAX)]
 TaskIdStr = Annotated[str, StringConstraints(pattern=TASK_ID, max_length=TASK_ID_MAX)]
@@ -48,7 +52,16 @@ Quantity = Annotated[str, StringConstraints(pattern=QUANTITY, max_length=32)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME, max_length=128)]
 
 _POOL_NAME = re.compile(POOL_NAME)
+_REVISION = re.compile(REVISION)
 
 
 def is_pool_name(name: str) -> bool:
     return bool(_POOL_NAME.fullmatch(name))
+
+
+def revision_from_digest(hex_digest: str) -> str:
+    return hex_digest[:REVISION_DIGITS]
+
+
+def is_revision(label: str) -> bool:
+    return bool(_REVISION.fullmatch(label))

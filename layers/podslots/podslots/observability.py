@@ -31,9 +31,10 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
+from podslots.environment import configured_environment
+
 NAMESPACE = "PodSlots"
 ENVIRONMENT_DIMENSION = "environment"
-ENVIRONMENT_VAR = "PODSLOTS_ENVIRONMENT"  # set for every function in the template's Globals
 TRACED_MODULES = ("botocore", "httplib")
 
 
@@ -86,7 +87,7 @@ metrics = Metrics(namespace=NAMESPACE)
 def _environment_total(record: AmazonCloudWatchEMFProvider) -> None:
     """Add the `environment` dimension set to the record, once: its metrics also count towards the
     environment's total, without the pool (see the module's docstring)."""
-    environment = os.getenv(ENVIRONMENT_VAR, "").strip()
+    environment = configured_environment()
     if environment and {ENVIRONMENT_DIMENSION: environment} not in record.dimension_sets:
         record.add_dimensions(**{ENVIRONMENT_DIMENSION: environment})
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
+from podslots.environment import environment
 from podslots.names import (
     SLOTS_MAX,
     SLOTS_MIN,
@@ -24,18 +24,11 @@ from podslots.names import (
     LabelValue,
     QualifiedName,
     Quantity,
+    revision_from_digest,
 )
 
-# The deployment environment (template.yaml sets it from its Environment parameter). The cluster
-# functions may read the secrets under podslots/<environment>/ only, so a pool may name no other.
-ENVIRONMENT_VAR = "PODSLOTS_ENVIRONMENT"
-DEFAULT_ENVIRONMENT = "dev"  # outside Lambda (the local stack, tests), where nothing sets it
 _SECRET_LEAF = r"[A-Za-z0-9/_+=.@-]+"  # noqa: S105 (a name pattern, not a secret)
 _SECRET_ARN_HEAD = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"  # noqa: S105
-
-
-def environment() -> str:
-    return os.environ.get(ENVIRONMENT_VAR) or DEFAULT_ENVIRONMENT
 
 
 def secret_prefix(env: str | None = None) -> str:
@@ -248,7 +241,7 @@ class PoolSettings(BaseModel):
 
 
 def template_revision(settings: PoolSettings) -> str:
-    """What a pod is made from, as 10 hex digits: the template and the slot count, nothing else.
+    """What a pod is made from, as a few hex digits (`names.REVISION`): the template and the slot count, nothing else.
 
     Two pods of the same revision have the same manifest but for their names. Changing the
     scaling fields (`min_pods`, `max_pods`, thresholds, `max_surge`, `mode`) keeps the revision, so
@@ -256,4 +249,4 @@ def template_revision(settings: PoolSettings) -> str:
     """
     shape = {"pod_template": settings.pod_template.model_dump(mode="json"), "slots_per_pod": settings.slots_per_pod}
     digest = hashlib.sha256(json.dumps(shape, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    return digest[:10]
+    return revision_from_digest(digest)
