@@ -12,10 +12,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 
+# mk/sam.mk includes mk/uv.mk (uv_lock, for lock-dev)
 include mk/sam.mk
 include mk/layers.mk
 
-.PHONY: help venv lint typecheck layers unit pytest test demo local invoke openapi bench clean
+.PHONY: help venv lock-dev lint typecheck layers unit pytest test demo local invoke openapi bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -23,15 +24,21 @@ help: ## List the targets
 # podslots-dev.pth puts the layer's package (layers/podslots) and the repository root on the venv's
 # sys.path: `.venv/bin/python -m bench.X` (or local.demo, tools.X, a REPL, the hooks pre-commit
 # runs) works without make or PYTHONPATH.
+# Every distribution comes from requirements-dev.txt, the lock (`make lock-dev`), and pip checks
+# each file against its hashes (pip itself included). ./clients, the project's own code, is
+# installed editable with no dependency (they are in the lock) and built with the locked setuptools.
 $(STAMP): requirements-dev.txt layers/podslots/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e ./clients
 	printf '%s\n' "$(CURDIR)/layers/podslots" "$(CURDIR)" \
 		> "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/podslots-dev.pth"
 	touch $@
 
-venv: $(STAMP) ## Create the venv with the pinned dependencies
+venv: $(STAMP) ## Create the venv with the pinned dependencies (hash-checked: requirements-dev.txt)
+
+lock-dev: ## Re-lock requirements-dev.in into requirements-dev.txt, with hashes (uv from a throwaway venv)
+	$(call uv_lock,requirements-dev.in,requirements-dev.txt,3.13,lock-dev)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .

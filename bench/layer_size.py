@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "build" / "layers" / "bench"
 KUBE_REQUIREMENTS = ROOT / "layers" / "kube" / "requirements.txt"
 PODSLOTS_REQUIREMENTS = ROOT / "layers" / "podslots" / "requirements.txt"
-DEV_REQUIREMENTS = ROOT / "requirements-dev.txt"  # its boto3/botocore pins stand in for the runtime's
+DEV_REQUIREMENTS = ROOT / "requirements-dev.in"  # its boto3/botocore pins stand in for the runtime's
 ALLOCATE = ROOT / "functions" / "allocate"
 # The newest release of each line (pip index versions kubernetes); the pinned one is always added.
 CANDIDATES = ("37.0.1", "36.0.3", "35.0.0", "33.1.0", "31.0.0", "29.0.0")
@@ -224,7 +224,7 @@ def build_podslots_layer(lambda_platform: bool) -> Built:
 
 def runtime_stand_in() -> Path:
     """boto3 and botocore (with s3transfer, jmespath, python-dateutil, six, urllib3) for this machine,
-    with bytecode, as the Lambda runtime ships them; at requirements-dev.txt's pins."""
+    with bytecode, as the Lambda runtime ships them; at requirements-dev.in's pins."""
     pins = "".join(
         f"{line.split('#')[0].strip()}\n"
         for line in DEV_REQUIREMENTS.read_text(encoding="utf-8").splitlines()

@@ -34,7 +34,8 @@ build-podslots-layer: $(STAMP) ## Build PodSlotsLayer into build/layers/podslots
 	$(MAKE) --no-print-directory -f layers/podslots/Makefile build-PodSlotsLayer \
 		ARTIFACTS_DIR="$(PODSLOTS_LAYER_OUT)" PODSLOTS_LAYER_PYTHON="$(CURDIR)/$(BIN)/python"
 
-# requirements-dev.txt includes layers/kube/requirements.txt: a new kubernetes pin must reinstall
+# requirements-dev.in includes layers/kube/requirements.txt (make lock-dev carries it into the lock,
+# requirements-dev.txt; a unit test fails until it does): a new kubernetes pin must reinstall
 # the venv too (the tests and mypy run against the pinned client).
 ifdef STAMP
 $(STAMP): layers/kube/requirements.txt

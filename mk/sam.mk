@@ -6,13 +6,13 @@
 #   sam-build      sam build (no Docker): arm64 wheels are fetched by pip for
 #                  the Lambda platform; needs a python3.13 (the runtime).
 #   sam-venv       just (re)create .venv-sam.
+#   lock-sam       re-lock requirements-sam.in into requirements-sam.txt (hashes).
 #   clean-sam      remove .venv-sam and .aws-sam.
 #
 # aws-sam-cli pins its own boto3/botocore (and cfn-lint range), so it lives in
-# its own venv, .venv-sam, never in the project's venv.
-
-SAM_CLI_VERSION  := 1.170.0
-CFN_LINT_VERSION := 1.58.0
+# its own venv, .venv-sam, never in the project's venv. Its pins are
+# requirements-sam.in; the venv installs the lock, requirements-sam.txt, with
+# pip --require-hashes (every file checked against its sha256).
 
 # Repository root = the parent of this file's folder, wherever make runs from.
 SAM_ROOT     := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))..)
@@ -20,8 +20,11 @@ SAM_TEMPLATE ?= template.yaml
 SAM_VENV     := $(SAM_ROOT)/.venv-sam
 SAM          := $(SAM_VENV)/bin/sam
 CFN_LINT     := $(SAM_VENV)/bin/cfn-lint
-# The stamp's name carries the pins: change a pin and the venv is rebuilt.
-SAM_STAMP    := $(SAM_VENV)/.pins-aws-sam-cli-$(SAM_CLI_VERSION)-cfn-lint-$(CFN_LINT_VERSION)
+SAM_LOCK     := $(SAM_ROOT)/requirements-sam.txt
+# Rebuilt whenever the lock changes.
+SAM_STAMP    := $(SAM_VENV)/.installed
+
+include $(SAM_ROOT)/mk/uv.mk
 
 # Prints the path of the first `pythonX.Y` (X.Y from $(1)) that really runs:
 # on PATH first, else pyenv's newest X.Y.z (a pyenv shim on PATH fails when
@@ -49,21 +52,24 @@ SAM_OFFLINE_ENV := env -u AWS_PROFILE -u AWS_SESSION_TOKEN \
 	AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
 	AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
 
-.PHONY: sam-venv lint-template sam-build clean-sam
+.PHONY: sam-venv lint-template sam-build clean-sam lock-sam
 
-sam-venv: $(SAM_STAMP) ## (Re)create .venv-sam with the pinned aws-sam-cli and cfn-lint
+sam-venv: $(SAM_STAMP) ## (Re)create .venv-sam with the locked aws-sam-cli and cfn-lint (hash-checked)
 
-$(SAM_STAMP):
+$(SAM_STAMP): $(SAM_LOCK)
 	@py="$(firstword $(PYTHON_SAM))"; \
 	if [ -z "$$py" ]; then echo "sam.mk: no python3.13/3.12/3.11/python3 found" >&2; exit 1; fi; \
 	echo "sam.mk: creating $(SAM_VENV) with $$py ($$("$$py" -V 2>&1))"; \
 	rm -rf "$(SAM_VENV)" && "$$py" -m venv "$(SAM_VENV)"
-	@echo "sam.mk: installing aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION)"
+	@echo "sam.mk: installing $(notdir $(SAM_LOCK)) (aws-sam-cli, cfn-lint) with --require-hashes"
 	@"$(SAM_VENV)/bin/python" -m pip install --disable-pip-version-check --quiet \
-		"aws-sam-cli==$(SAM_CLI_VERSION)" "cfn-lint==$(CFN_LINT_VERSION)" \
+		--require-hashes -r "$(SAM_LOCK)" \
 		> "$(SAM_VENV)/pip-install.log" 2>&1 \
 		|| { tail -n 40 "$(SAM_VENV)/pip-install.log" >&2; exit 1; }
 	@touch "$@"
+
+lock-sam: ## Re-lock requirements-sam.in into requirements-sam.txt, with hashes (uv from a throwaway venv)
+	$(call uv_lock,requirements-sam.in,requirements-sam.txt,3.11,lock-sam)
 
 # 1. sam validate --lint: cfn-lint as SAM CLI runs it.
 # 2. sam validate --language-extensions: the SAM translator itself (with the

@@ -12,11 +12,16 @@ It follows the IAM policy evaluation logic of one account for the parts the temp
   without a value and without a default makes the element match nothing;
 - `Condition` with the String, Arn and Bool operators (`...IfExists` too): operators AND together,
   the values of one key OR; a missing key fails a positive operator and passes a negated one
-  (unless `IfExists`, which passes both).
+  (unless `IfExists`, which passes both);
+- `Principal` of a resource-based policy (a role's trust policy, an API's resource policy): `"*"`,
+  `{"AWS": "*"}`, and exact `Service` names or `AWS` ARNs, matched against the request's
+  `principal` (a request without one matches only the wildcards). A statement with a `Principal`
+  and no `Resource` applies to the resource it is attached to (a trust policy's role).
 
-Not modelled: Principal matching in identity policies, NotPrincipal, permission boundaries, SCPs,
+Not modelled: NotPrincipal, an account as a Principal (`"AWS": "<account id>"`, which defers to that
+account's identity policies), Principal matching in identity policies, permission boundaries, SCPs,
 session policies, numeric/date/IP operators, multi-valued keys (ForAllValues/ForAnyValue). What the
-evaluator is not told it raises on (an unknown operator), rather than guessing.
+evaluator is not told it raises on (an unknown operator, an account principal), rather than guessing.
 
 moto 5.2.5 has an evaluator (`moto.iam.access_control.IAMPolicy`), but it does not serve here: it
 substitutes no policy variable (the agents' policy is `${aws:PrincipalTag/kubernetes-pod-name}`), turns
@@ -42,11 +47,14 @@ class Decision(Enum):
 
 @dataclass(frozen=True)
 class Request:
-    """What is asked (action on resource) and the request context (condition keys, any case)."""
+    """What is asked (action on resource), the request context (condition keys, any case) and, for a
+    resource-based policy's `Principal`, who asks: `("Service", "pods.eks.amazonaws.com")` or
+    `("AWS", "arn:aws:iam::111122223333:role/x")`."""
 
     action: str
     resource: str
     context: Mapping[str, str | bool] = field(default_factory=dict)
+    principal: tuple[str, str] | None = None
 
     def value(self, key: str) -> str | bool | None:
         wanted = key.lower()
@@ -174,7 +182,35 @@ def _conditions_hold(condition: Mapping[str, Mapping[str, Any]] | None, request:
     return True
 
 
+_ACCOUNT = re.compile(r"^([0-9]{12}|arn:[^:]+:iam::[0-9]{12}:root)$")
+
+
+def _principal_matches(element: Any, request: Request) -> bool:
+    """A `Principal` element: `*` (anyone), or the request's principal named exactly under its kind.
+
+    IAM allows no wildcard in a Principal but `*` itself; an account (its id or `:root` ARN) means
+    "whatever that account's own policies allow", which this evaluator does not model.
+    """
+    if element == "*":
+        return True
+    if not isinstance(element, Mapping):
+        raise ValueError(f"Principal {element!r} is not modelled")
+    for kind, ids in element.items():
+        names = [str(i) for i in _as_list(ids)]
+        if kind == "AWS" and "*" in names:
+            return True
+        if kind == "AWS" and any(_ACCOUNT.match(n) for n in names):
+            raise ValueError(f"an account principal ({names}) is not modelled")
+        if request.principal is not None and request.principal[0] == kind and request.principal[1] in names:
+            return True
+    return False
+
+
 def statement_applies(statement: Mapping[str, Any], request: Request) -> bool:
+    if "NotPrincipal" in statement:
+        raise ValueError("NotPrincipal is not modelled")
+    if "Principal" in statement and not _principal_matches(statement["Principal"], request):
+        return False
     if "Action" in statement:
         if not _matches(_as_list(statement["Action"]), request.action, request, ignore_case=True):
             return False
@@ -189,7 +225,8 @@ def statement_applies(statement: Mapping[str, Any], request: Request) -> bool:
     elif "NotResource" in statement:
         if _matches(_as_list(statement["NotResource"]), request.resource, request, ignore_case=False):
             return False
-    else:
+    elif "Principal" not in statement:
+        # Only a resource-based statement may leave it out: it applies to the resource it is attached to.
         raise ValueError("a statement needs Resource or NotResource")
     return _conditions_hold(statement.get("Condition"), request)
 

@@ -129,3 +129,83 @@ def test_given_two_operators_when_evaluated_then_both_must_hold_and_the_values_o
     assert is_allowed([policy], Request("s3:GetObject", "r", {"k1": "b", "k2": "xyz"}))
     assert not is_allowed([policy], Request("s3:GetObject", "r", {"k1": "c", "k2": "xyz"}))
     assert not is_allowed([policy], Request("s3:GetObject", "r", {"k1": "a", "k2": "yz"}))
+
+
+# ---- resource-based policies: Principal, and a trust policy without Resource ----------------------
+
+EKS_PODS = ("Service", "pods.eks.amazonaws.com")
+
+
+def trust(principal: object, **extra: object) -> dict[str, object]:
+    """A role's trust policy: Principal, no Resource (the role it is attached to)."""
+    statement = {"Effect": "Allow", "Principal": principal, "Action": ["sts:AssumeRole", "sts:TagSession"], **extra}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+ROLE = "arn:aws:iam::111122223333:role/agent"
+
+
+@pytest.mark.parametrize(
+    ("principal", "allowed"),
+    [
+        (EKS_PODS, True),
+        (("Service", "ec2.amazonaws.com"), False),  # another service
+        (("AWS", "arn:aws:iam::111122223333:role/pods.eks.amazonaws.com"), False),  # another kind
+        (None, False),  # a request without a principal matches only the wildcards
+    ],
+)
+def test_given_a_trust_policy_naming_a_service_when_evaluated_then_only_that_service_may_assume_the_role(
+    principal: tuple[str, str] | None, allowed: bool
+):
+    policy = trust({"Service": "pods.eks.amazonaws.com"})
+    assert is_allowed([policy], Request("sts:AssumeRole", ROLE, principal=principal)) is allowed
+
+
+def test_given_a_trust_policy_when_an_action_it_does_not_name_is_asked_then_it_is_denied():
+    policy = trust({"Service": "pods.eks.amazonaws.com"})
+    assert is_allowed([policy], Request("sts:TagSession", ROLE, principal=EKS_PODS))
+    assert not is_allowed([policy], Request("sts:AssumeRoleWithWebIdentity", ROLE, principal=EKS_PODS))
+
+
+def test_given_a_trust_policy_on_request_tags_when_evaluated_then_the_session_must_carry_one_of_the_values():
+    # The EKS User Guide's example: only sessions of the named namespaces (session tags) may assume it.
+    policy = trust(
+        {"Service": "pods.eks.amazonaws.com"},
+        Condition={"StringEquals": {"aws:RequestTag/kubernetes-namespace": ["agents", "agents-2"]}},
+    )
+
+    def assume(context: dict[str, str]) -> bool:
+        return is_allowed([policy], Request("sts:AssumeRole", ROLE, context, principal=EKS_PODS))
+
+    assert assume({"aws:RequestTag/kubernetes-namespace": "agents-2"})
+    assert not assume({"aws:RequestTag/kubernetes-namespace": "kube-system"})
+    assert not assume({})  # session tags disabled: no tag, no role
+
+
+def test_given_wildcard_principals_when_evaluated_then_they_match_any_caller_and_none():
+    for principal in ("*", {"AWS": "*"}):
+        policy = {"Statement": [{"Effect": "Allow", "Principal": principal, "Action": "s3:*", "Resource": "*"}]}
+        assert is_allowed([policy], Request("s3:GetObject", "r", principal=("AWS", ROLE)))
+        assert is_allowed([policy], Request("s3:GetObject", "r"))
+
+
+def test_given_an_exact_aws_principal_when_another_role_asks_then_it_does_not_match():
+    policy = trust({"AWS": [ROLE]})
+    assert is_allowed([policy], Request("sts:AssumeRole", ROLE, principal=("AWS", ROLE)))
+    assert not is_allowed([policy], Request("sts:AssumeRole", ROLE, principal=("AWS", ROLE + "-2")))
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        {"Effect": "Allow", "Principal": {"AWS": "111122223333"}, "Action": "sts:AssumeRole"},  # an account
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "sts:AssumeRole"},
+        {"Effect": "Allow", "NotPrincipal": {"AWS": ROLE}, "Action": "sts:AssumeRole"},
+        {"Effect": "Allow", "Action": "sts:AssumeRole"},  # neither Principal nor Resource
+    ],
+)
+def test_given_what_the_evaluator_does_not_model_when_evaluated_then_it_raises_rather_than_guesses(
+    statement: dict[str, object],
+):
+    with pytest.raises(ValueError, match=r"not modelled|needs Resource"):
+        evaluate([{"Statement": [statement]}], Request("sts:AssumeRole", ROLE, principal=("AWS", ROLE)))

@@ -32,8 +32,16 @@ def rules_refusing(parameters: dict[str, str]) -> list[str]:
 def test_given_an_environment_and_auth_mode_when_deployed_then_only_api_keys_in_prod_are_refused(
     environment: str, auth_mode: str
 ):
-    refused = rules_refusing({"Environment": environment, "AuthMode": auth_mode})
+    cluster = "arn:aws:eks:us-east-1:111122223333:cluster/agents"  # prod needs it (the next test)
+    refused = rules_refusing({"Environment": environment, "AuthMode": auth_mode, "AgentClusterArn": cluster})
     assert bool(refused) is (environment == "prod" and auth_mode == "API_KEY"), refused
+
+
+@pytest.mark.parametrize("environment", template()["Parameters"]["Environment"]["AllowedValues"])
+def test_given_no_agent_cluster_when_deployed_then_only_prod_is_refused(environment: str):
+    # The agent role's trust names the cluster only when AgentClusterArn is set: prod must set it.
+    refused = rules_refusing({"Environment": environment, "AgentClusterArn": ""})
+    assert refused == (["AgentClusterInProd"] if environment == "prod" else []), refused
 
 
 # ---- secrets per environment ------------------------------------------------------------------

@@ -65,8 +65,12 @@ class Toleration(BaseModel):
 PODSLOTS_LABEL_PREFIX = "podslots.io/"
 
 # The ServiceAccount podslots itself runs as in the cluster (k8s/rbac.yaml): it may create and delete
-# pods. An agent pod must never run as it.
+# pods. An agent pod must never run as it. It lives, with its token Secret, in a namespace of its own
+# that no pool may use, and a RoleBinding lets it act in the agents' namespace: a pod can only run as
+# (or mount a Secret of) its own namespace, so no agent pod can reach it. The name is refused anyway,
+# for clusters set up before the account moved (it was `podslots` in `agents`).
 CONTROLLER_SERVICE_ACCOUNT = "podslots"
+CONTROLLER_NAMESPACE = "podslots-system"
 
 Capability = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z_]{0,31}$")]
 
@@ -195,6 +199,18 @@ class PoolSettings(BaseModel):
             "pods); see docs/architecture.md, 'Adoption' and 'Migration'."
         ),
     )
+
+    @field_validator("namespace")
+    @classmethod
+    def _not_the_controllers_namespace(cls, value: str) -> str:
+        # Its pods could run as podslots' own account and mount its token; stored or not, no agent
+        # pod is ever made there (as for the account itself).
+        if value == CONTROLLER_NAMESPACE:
+            raise ValueError(
+                f"namespace may not be {CONTROLLER_NAMESPACE!r}: that is podslots' own namespace, where its "
+                "ServiceAccount and token live; give the agents a namespace of their own"
+            )
+        return value
 
     @field_validator("adopt_selector")
     @classmethod
