@@ -430,7 +430,7 @@ def accepted_kubeconfigs(kube: KubeApiStandIn) -> dict[str, dict[str, Any]]:
         .replace("${CA}", ca)
         .replace("${TOKEN}", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
     )
-    kind = {  # what `kind get kubeconfig` writes
+    kind: dict[str, Any] = {  # what `kind get kubeconfig` writes
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
