@@ -12,6 +12,7 @@ calls of a verb and count the requests that arrived:
         kubernetes.client.CoreV1Api(api_client).create_namespaced_pod("agents", {"metadata": {"name": "a"}})
         kube.set_phase("agents", "a", "Running")
         kube.fail_next(500, verb="list")
+        kube.echo_authorization_next(401)  # an error answer that quotes the request's Authorization
 """
 
 from __future__ import annotations
