@@ -348,6 +348,7 @@ REFUSED: list[Any] = [
             "HTTP://127.0.0.1",
             "ftp://127.0.0.1",
             "https://user:pw@k8s.example.com",
+            "https://[::1",
             "",
         )
     ),

@@ -500,12 +500,16 @@ def is_loopback_host(host: str) -> bool:
 def _check_server(where: str, server: object) -> None:
     if not isinstance(server, str) or not server:
         raise _refuse(where, "a cluster needs a server URL")
-    parts = urlsplit(server)
+    try:
+        parts = urlsplit(server)
+        host = parts.hostname
+    except ValueError:  # an unclosed [ipv6 bracket, and kin
+        raise _refuse(where, "it is not a URL") from None
     if "@" in parts.netloc:
         raise _refuse(where, "it carries a user name or password")
-    if server.startswith("https://") and parts.hostname:
+    if server.startswith("https://") and host:
         return
-    if server.startswith("http://") and parts.hostname and is_loopback_host(parts.hostname):
+    if server.startswith("http://") and host and is_loopback_host(host):
         return
     raise _refuse(
         where, "it must be an https:// URL (http:// only for a loopback address): a token must not travel in clear"
