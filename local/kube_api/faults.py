@@ -20,6 +20,14 @@ class ErrorStatus:
 
 
 @dataclass(frozen=True)
+class EchoAuthorization:
+    """Answer with this HTTP status and a Status body whose message quotes the request's `Authorization`
+    header as it arrived: an API server, or a proxy in front of it, that repeats what it was sent."""
+
+    status: int
+
+
+@dataclass(frozen=True)
 class SlowAnswer:
     """Wait this many seconds, then answer normally: trips a client's read timeout."""
 
@@ -31,7 +39,7 @@ class DropConnection:
     """Read the request, then close the socket without an answer."""
 
 
-Fault = ErrorStatus | SlowAnswer | DropConnection
+Fault = ErrorStatus | EchoAuthorization | SlowAnswer | DropConnection
 
 
 @dataclass

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from .budgets import BudgetStore
 from .discovery import discovery_document
 from .errors import KubeError, status_body
-from .faults import DropConnection, ErrorStatus, SlowAnswer
+from .faults import DropConnection, EchoAuthorization, ErrorStatus, SlowAnswer
 from .store import Event
 from .table import table, wants_table
 
@@ -73,7 +73,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw_body = self.rfile.read(length) if length else b""
         verb, namespace, name = route(self.command, url.path, query)
-        stand_in._record(verb)
+        stand_in._record(verb, self.headers.get("Authorization"))
 
         fault = stand_in._faults.take(verb)
         if isinstance(fault, DropConnection) or (
@@ -83,6 +83,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         if isinstance(fault, ErrorStatus):
             self._send(fault.status, status_body(fault.status, f"injected fault: HTTP {fault.status}"))
+            return
+        if isinstance(fault, EchoAuthorization):
+            sent = self.headers.get("Authorization")
+            self._send(fault.status, status_body(fault.status, f"request refused; it carried Authorization: {sent}"))
             return
 
         try:

@@ -12,6 +12,7 @@ calls of a verb and count the requests that arrived:
         kubernetes.client.CoreV1Api(api_client).create_namespaced_pod("agents", {"metadata": {"name": "a"}})
         kube.set_phase("agents", "a", "Running")
         kube.fail_next(500, verb="list")
+        kube.echo_authorization_next(401)  # an error answer that quotes the request's Authorization
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, Self
 
 from .budgets import Budget, BudgetStore
 from .errors import KubeError
-from .faults import DropConnection, ErrorStatus, FaultBook, SlowAnswer
+from .faults import DropConnection, EchoAuthorization, ErrorStatus, FaultBook, SlowAnswer
 from .handler import Handler
 from .store import Clock, Pod, PodStore, utc_now
 
@@ -73,6 +74,7 @@ class KubeApiStandIn:
         self._budgets = BudgetStore(self._store)
         self._faults = FaultBook()
         self._calls: Counter[str] = Counter()
+        self._authorizations: list[str] = []  # each request's Authorization header, in arrival order
         self._calls_lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -196,9 +198,16 @@ class KubeApiStandIn:
 
     # ---- requests and faults -----------------------------------------------------------------
 
-    def _record(self, verb: str) -> None:
+    def _record(self, verb: str, authorization: str | None = None) -> None:
         with self._calls_lock:
             self._calls[verb] += 1
+            if authorization is not None:
+                self._authorizations.append(authorization)
+
+    def authorizations(self) -> list[str]:
+        """The `Authorization` headers received so far, in order (a request without one adds none)."""
+        with self._calls_lock:
+            return list(self._authorizations)
 
     def count(self, verb: str | None = None) -> int:
         """Requests received with this verb ("list", "watch", "discovery", ...), or in all."""
@@ -213,10 +222,16 @@ class KubeApiStandIn:
     def clear_requests(self) -> None:
         with self._calls_lock:
             self._calls.clear()
+            self._authorizations.clear()
 
     def fail_next(self, status: int = 500, *, verb: str | None = None, times: int = 1) -> None:
         """The next `times` calls with this verb (None: any) answer `status` with a Status body."""
         self._faults.add(ErrorStatus(status), verb, times)
+
+    def echo_authorization_next(self, status: int = 401, *, verb: str | None = None, times: int = 1) -> None:
+        """The next `times` calls with this verb answer `status`, their Status message quoting the
+        request's own `Authorization` header (what podslots must never log or store)."""
+        self._faults.add(EchoAuthorization(status), verb, times)
 
     def slow_next(self, seconds: float, *, verb: str | None = None, times: int = 1) -> None:
         """The next `times` calls with this verb answer `seconds` late."""

@@ -8,10 +8,12 @@ deterministic, so the stand-in is started with that very token as the one it acc
 from __future__ import annotations
 
 import base64
+import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from unittest import mock
 from urllib.parse import parse_qs, urlsplit
@@ -35,6 +37,7 @@ NS = "agents"
 SECRET = "podslots/kubeconfig"
 CREDS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 SIGNED_AT = datetime(2030, 1, 2, 3, 4, 5)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -282,15 +285,197 @@ def test_given_a_token_or_eks_user_when_its_server_is_not_verified_then_the_kube
     assert "s3cret" not in str(raised.value)
 
 
-def test_given_a_client_certificate_user_then_skip_tls_verify_is_left_to_the_loader():
-    # No reusable secret goes over the wire with a client certificate: not this check's concern.
-    config = {
-        "clusters": [{"name": "c", "cluster": {"server": "https://k.example", "insecure-skip-tls-verify": True}}],
-        "users": [{"name": "u", "user": {"client-certificate-data": "Y2VydA==", "client-key-data": "a2V5"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
+# ---- the allow-list: each refused field or form, by name -----------------------------------------
+
+FILE_CONTENT = "AWS_SECRET_ACCESS_KEY=file-secret-value"  # what a file-reading field would send
+
+
+def _user(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda config: config["users"][0]["user"].update(fields)
+
+
+def _cluster(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda config: config["clusters"][0]["cluster"].update(fields)
+
+
+def _only_user(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(config: dict[str, Any]) -> None:
+        config["users"][0]["user"] = fields
+
+    return edit
+
+
+REFUSED: list[Any] = [
+    pytest.param(_only_user(tokenFile="{file}"), "users[0].user.tokenFile", id="tokenFile"),
+    pytest.param(_user(tokenFile="{file}"), "users[0].user.tokenFile", id="tokenFile-beside-a-token"),
+    pytest.param(
+        _only_user(**{"client-certificate": "{file}", "client-key": "{file}"}),
+        "users[0].user.client-certificate",
+        id="client-certificate-file",
+    ),
+    pytest.param(_user(**{"client-key": "{file}"}), "users[0].user.client-key", id="client-key-file"),
+    pytest.param(
+        _cluster(**{"certificate-authority": "{file}"}),
+        "clusters[0].cluster.certificate-authority",
+        id="certificate-authority-file",
+    ),
+    pytest.param(
+        _only_user(**{"auth-provider": {"name": "oidc", "config": {"id-token": "x", "idp-issuer-url": "https://i"}}}),
+        "users[0].user.auth-provider",
+        id="auth-provider",
+    ),
+    pytest.param(_only_user(username="admin"), "users[0].user.username", id="username"),
+    pytest.param(_user(password=FILE_CONTENT), "users[0].user.password", id="password"),
+    pytest.param(_user(**{"as": "system:admin"}), "users[0].user.as", id="unknown-user-field"),
+    pytest.param(
+        _cluster(**{"disable-compression": True}), "clusters[0].cluster.disable-compression", id="unknown-cluster-field"
+    ),
+    *(
+        pytest.param(
+            _cluster(**{"insecure-skip-tls-verify": value}),
+            "clusters[0].cluster.insecure-skip-tls-verify",
+            id=f"insecure-skip-tls-verify={value!r}",
+        )
+        for value in (True, "true", "1", "yes", "TRUE", "false", 1, 0, None)
+    ),
+    pytest.param(_cluster(**{"proxy-url": "http://127.0.0.1:3128"}), "clusters[0].cluster.proxy-url", id="proxy-url"),
+    *(
+        pytest.param(_cluster(server=server), "clusters[0].cluster.server", id=f"server={server}")
+        for server in (
+            "http://k8s.example.com",
+            "http://10.0.0.1:6443",
+            "http://127.0.0.1.nip.io",
+            "HTTP://127.0.0.1",
+            "ftp://127.0.0.1",
+            "https://user:pw@k8s.example.com",
+            "https://[::1",
+            "",
+        )
+    ),
+    *(
+        pytest.param(_only_user(token=token), "users[0].user.token", id=f"token={token!r}")
+        for token in (
+            "s3cret\ninside",
+            "s3cret\r\nX-Injected: 1",
+            "s3cret\x00",
+            "s3cret inside",
+            "s3cr\u00e9t",
+            "  ",
+            42,
+        )
+    ),
+    pytest.param(
+        _only_user(**{"client-certificate-data": "Y2VydA=="}),
+        "users[0].user.client-key-data",
+        id="certificate-without-key",
+    ),
+    pytest.param(
+        _user(exec={"command": "aws", "args": ["eks", "get-token", "--cluster-name", "demo"]}),
+        "users[0].user.exec",
+        id="token-and-exec",
+    ),
+    pytest.param(
+        _only_user(exec={"command": "aws", "args": ["eks", "get-token", "--cluster-name", "d"], "shell": "sh"}),
+        "users[0].user.exec.shell",
+        id="unknown-exec-field",
+    ),
+    pytest.param(_only_user(), "users[0].user is refused: it holds no credential", id="no-credential"),
+]
+
+
+@pytest.mark.parametrize(("edit", "named"), REFUSED)
+def test_a_kubeconfig_field_outside_the_allow_list_is_refused_by_name_before_any_request(
+    secrets: Any, provider: SecretsProvider, kube: KubeApiStandIn, tmp_path: Any, edit: Any, named: str
+):
+    # Given a kubeconfig for the stand-in with one field or form outside the allow-list
+    secret_file = tmp_path / "content"
+    secret_file.write_text(FILE_CONTENT)
+    config = kube.kubeconfig(namespace=NS)
+    edit(config)
+    text = yaml.safe_dump(config).replace("{file}", str(secret_file))
+    secrets.create_secret(Name=SECRET, SecretString=text)
+    # When podslots makes its client from the secret
+    with pytest.raises(ClusterAccessError) as raised:
+        ClusterConnections(provider=provider).api_client(SECRET)
+    # Then it is refused, naming the field and quoting no value
+    message = str(raised.value)
+    assert named in message
+    for value in ("s3cret", "file-secret-value", str(secret_file), "system:admin", "k8s.example.com", "user:pw"):
+        assert value not in message
+    # And the cluster never heard of it
+    assert kube.count() == 0
+
+
+def test_a_token_with_a_line_break_at_its_end_is_trimmed_and_used(
+    secrets: Any, provider: SecretsProvider, kube: KubeApiStandIn
+):
+    # Given a ServiceAccount token pasted with its trailing newline (and spaces before it)
+    secrets.create_secret(Name=SECRET, SecretString=yaml.safe_dump(kube.kubeconfig(NS, token="  s3cret\n")))
+    # When pods are listed through it, Then the token sent is the token, trimmed
+    assert pod_names(ClusterConnections(provider=provider).api_client(SECRET)) == ["agent-1", "agent-2"]
+    assert kube.authorizations() == ["Bearer s3cret"]
+
+
+def readme_kubeconfig() -> str:
+    """The kubeconfig k8s/README.md tells operators to write (its heredoc)."""
+    text = (ROOT / "k8s" / "README.md").read_text(encoding="utf-8")
+    block = text[text.index("cat > kubeconfig.yaml <<EOF\n") :].split("\n", 1)[1]
+    return block[: block.index("\nEOF\n")]
+
+
+def accepted_kubeconfigs(kube: KubeApiStandIn) -> dict[str, dict[str, Any]]:
+    ca = base64.b64encode(b"ca").decode()
+    readme = yaml.safe_load(
+        readme_kubeconfig()
+        .replace("${SERVER}", "https://ABCDEF.gr7.eu-west-1.eks.amazonaws.com")
+        .replace("${CA}", ca)
+        .replace("${TOKEN}", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+    )
+    kind: dict[str, Any] = {  # what `kind get kubeconfig` writes
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "kind-k", "cluster": {"server": "https://127.0.0.1:40001", "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": "kind-k", "user": {"client-certificate-data": ca, "client-key-data": ca}}],
+        "contexts": [{"name": "kind-k", "context": {"cluster": "kind-k", "user": "kind-k"}}],
+        "current-context": "kind-k",
+        "preferences": {},
     }
-    kubeconfig.refuse_unverified_server(config)
+    minikube = copy.deepcopy(kind)  # `kubectl config view --flatten` of a minikube profile
+    minikube["clusters"][0]["cluster"].update(
+        {"extensions": [{"name": "cluster_info", "extension": {"provider": "minikube.sigs.k8s.io"}}]}
+    )
+    eks = eks_kubeconfig(kube)
+    eks["clusters"][0]["cluster"] = {
+        "server": "https://ABCDEF.gr7.eu-west-1.eks.amazonaws.com",
+        "certificate-authority-data": ca,
+    }
+    eks["users"][0]["user"]["exec"].update({"env": None, "interactiveMode": "IfAvailable", "provideClusterInfo": False})
+    verified = kube.kubeconfig(NS)
+    verified["clusters"][0]["cluster"].update({"insecure-skip-tls-verify": False, "tls-server-name": "kubernetes"})
+    forms = {
+        "readme": readme,
+        "kind": kind,
+        "minikube": minikube,
+        "eks": eks,
+        "stand-in": kube.kubeconfig(NS),
+        "verified": verified,
+    }
+    for host in ("localhost", "127.0.0.2", "[::1]"):
+        local = kube.kubeconfig(NS)
+        local["clusters"][0]["cluster"]["server"] = f"http://{host}:8001"
+        forms[f"http-{host}"] = local
+    return forms
+
+
+@pytest.mark.parametrize(
+    "form",
+    ["readme", "kind", "minikube", "eks", "stand-in", "verified", "http-localhost", "http-127.0.0.2", "http-[::1]"],
+)
+def test_the_kubeconfigs_the_docs_and_the_local_stack_write_pass_the_allow_list(kube: KubeApiStandIn, form: str):
+    config = accepted_kubeconfigs(kube)[form]
+    assert kubeconfig.allowed_kubeconfig(config) == config
 
 
 def test_the_default_provider_honours_secretsmanager_endpoint(monkeypatch: pytest.MonkeyPatch):

@@ -435,13 +435,15 @@ def test_token_and_client_certificate_kubeconfigs_work_as_they_are():
     assert configuration.retries is False
 
 
-def test_given_a_client_certificate_user_without_a_token_then_skip_tls_verify_still_goes_to_the_loader():
-    # Given a user that sends no bearer credential (the key never leaves the client)
+def test_given_a_client_certificate_user_when_its_cluster_skips_tls_verify_then_it_is_refused_too():
+    # Given a user that sends no bearer credential (the key never leaves the client), but a server
+    # nobody verifies: whoever answers could feed podslots a false picture of the pods
     config = static_kubeconfig()
     del config["users"][0]["user"]["token"]
     config["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = True
-    # When a client is made, Then the loader's own reading stands
-    assert api_client_from_kubeconfig(config).configuration.verify_ssl is False
+    # When a client is made, Then it is refused, naming the field
+    with pytest.raises(ClusterAccessError, match=r"clusters\[0\]\.cluster\.insecure-skip-tls-verify"):
+        api_client_from_kubeconfig(config)
 
 
 def test_given_a_token_user_when_its_cluster_skips_tls_verify_then_no_client_is_made():
@@ -452,11 +454,11 @@ def test_given_a_token_user_when_its_cluster_skips_tls_verify_then_no_client_is_
     assert "static-tok" not in str(raised.value)
 
 
-def test_a_token_beside_an_exec_block_wins_as_in_the_loader():
+def test_a_token_beside_an_exec_block_is_refused_rather_than_one_of_them_chosen():
     config = static_kubeconfig()
-    config["users"][0]["user"]["exec"] = aws_exec("--anything", command="some-plugin")
-    configuration = api_client_from_kubeconfig(config).configuration
-    assert configuration.auth_settings()["BearerToken"]["value"] == "Bearer static-tok"
+    config["users"][0]["user"]["exec"] = aws_exec("eks get-token --cluster-name demo")
+    with pytest.raises(ClusterAccessError, match=r"users\[0\]\.user\.exec is refused: the user also has a token"):
+        api_client_from_kubeconfig(config)
 
 
 def test_a_non_eks_exec_plugin_is_refused_and_never_run(tmp_path: Path):

@@ -24,6 +24,7 @@ from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.podspec import new_pod_name, pod_manifest
 from podslots.pool_order import each_pool
 from podslots.scaling import Direction, Load, decide
+from podslots.scrub import exception_facts
 from podslots.settings import PoolMode, template_revision
 from podslots.store import RegisteredPool, Rollout, SlotStore, StoreConflict, new_pod
 
@@ -181,8 +182,8 @@ class Autoscaler:
         self.store.add_event(pool, kind, detail, now, uuid.uuid4().hex[:12])
         try:
             self.bus.publish(kind, detail)
-        except Exception:
-            logger.exception(f"{kind} not published", extra=detail)
+        except Exception as exc:
+            logger.error(f"{kind} not published", extra={**detail, **exception_facts(exc)})
         pool_metrics(pool, [(kind, MetricUnit.Count, 1)])
         logger.info(kind, extra=detail)
 
@@ -198,8 +199,8 @@ class Autoscaler:
         self.store.add_event(pool.name, "PoolScaled", detail, now, uuid.uuid4().hex[:12])
         try:
             self.bus.publish("PoolScaled", detail)
-        except Exception:
-            logger.exception("PoolScaled not published", extra=detail)
+        except Exception as exc:
+            logger.error("PoolScaled not published", extra={**detail, **exception_facts(exc)})
         if report.direction == Direction.UP.value:
             pool_metrics(pool.name, [("ScaleUp", MetricUnit.Count, len(report.created))])
         else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ from urllib3.exceptions import HTTPError
 from podslots.errors import PodSlotsError
 from podslots.model import ADOPTED
 from podslots.names import DNS_SUBDOMAIN, DNS_SUBDOMAIN_MAX, SLOTS_MAX, SLOTS_MIN, is_pool_name, is_revision
+from podslots.scrub import scrub
 
 POOL_LABEL = "podslots.io/pool"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -51,11 +52,16 @@ TIMEOUT_S = (3.0, 10.0)  # (connect, read) for every call
 
 
 class ClusterError(PodSlotsError):
-    """A Kubernetes API call failed; `call` names it, `status` is the HTTP status if there was one."""
+    """A Kubernetes API call failed; `call` names it, `status` is the HTTP status if there was one.
+
+    `reason` is partly the server's own words, so it is scrubbed here (cut, credential-like text and
+    the exact `secrets` the call sent redacted): the message is safe to log, report and store.
+    """
 
     code = "cluster_error"
 
-    def __init__(self, call: str, reason: str, status: int | None = None) -> None:
+    def __init__(self, call: str, reason: str, status: int | None = None, secrets: Iterable[str] = ()) -> None:
+        reason = scrub(reason, secrets=secrets)
         super().__init__(f"kubernetes {call} failed: {reason}", call=call, status=status)
         self.call = call
         self.status = status
@@ -393,12 +399,18 @@ class KubeGateway:
                 return False
             raise
 
-    @staticmethod
-    def _json(call: str, request: Any) -> dict[str, Any]:
+    def _sent_secrets(self) -> tuple[str, ...]:
+        """The bearer token this client sends (as the refresh hook last set it), to redact wherever
+        an answer quotes it."""
+        header = str(self._api.api_client.configuration.api_key.get("BearerToken") or "")
+        return (header, header.removeprefix("Bearer ").strip())
+
+    def _json(self, call: str, request: Any) -> dict[str, Any]:
         try:
             response = request()
         except ApiException as exc:
-            raise ClusterError(call, _reason(exc), exc.status) from exc
+            # Not chained: the ApiException's text carries the answer's headers and body as sent.
+            raise ClusterError(call, _reason(exc), exc.status, self._sent_secrets()) from None
         except (HTTPError, OSError) as exc:  # timeouts, refused or dropped connections
             raise ClusterError(call, type(exc).__name__) from exc
         try:
@@ -409,7 +421,8 @@ class KubeGateway:
 
 
 def _reason(exc: ApiException) -> str:
-    """The API's own words (a Status object's reason and message), never the request."""
+    """The API's own words (a Status object's reason and message), never the request; ClusterError
+    scrubs them (a server, or a proxy in front of it, may echo what it was sent)."""
     try:
         status = json.loads(exc.body or "{}")
         return f"{exc.status} {status.get('reason', exc.reason)}: {status.get('message', '')}".strip(": ")

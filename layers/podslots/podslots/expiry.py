@@ -14,6 +14,7 @@ from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.pool_order import each_pool
+from podslots.scrub import exception_facts
 from podslots.store import SlotStore
 
 
@@ -60,8 +61,8 @@ class Expirer:
             logger.info("reservation expired", extra=detail)
             try:
                 self.bus.publish("ReservationExpired", detail)
-            except Exception:
-                logger.exception("ReservationExpired not published", extra=detail)
+            except Exception as exc:
+                logger.error("ReservationExpired not published", extra={**detail, **exception_facts(exc)})
         if report.expired:
             pool_metrics(pool, [("ReservationsExpired", MetricUnit.Count, len(report.expired))])
         return report

@@ -17,6 +17,12 @@
   GetCallerIdentity URL with the cluster name in the signed `x-k8s-aws-id` header, base64url-encoded
   without padding behind `k8s-aws-v1.`. It is signed with the function's own credentials, or those of the
   `--role-arn` it assumes. Any other exec plugin is refused with `ClusterAccessError`.
+- The kubeconfig is allow-listed before the loader sees it (`allowed_kubeconfig`): a user holds a
+  token (trimmed; nothing but printable ASCII left inside), a client certificate as data, or an EKS
+  exec; a cluster holds an https server (http only for loopback), its CA as data, and never
+  `insecure-skip-tls-verify` but `false`, nor `proxy-url`. The loader would otherwise read files
+  (`tokenFile: /proc/self/environ` sends the function's own AWS keys), run auth-provider refreshes and
+  turn verification off for the string "false". docs/security.md, "The kubeconfig".
 - EKS accepts such a token for 15 minutes. The client's `refresh_api_key_hook` runs before every
   request and renews the token after 10 minutes, so a long-lived ApiClient never sends a stale one.
 
@@ -28,6 +34,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -36,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import yaml
@@ -50,7 +58,9 @@ from kubernetes.config.config_exception import ConfigException
 from podslots.clock import Clock, SystemClock
 from podslots.errors import PodSlotsError
 from podslots.observability import logger
+from podslots.scrub import scrub
 
+MESSAGE_LIMIT = 600  # a refusal's message is ours, and says what to do instead: longer than a server's
 DEFAULT_MAX_AGE_S = 300  # how long a read kubeconfig is trusted before Secrets Manager is asked again
 
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 (the public token format, not a secret)
@@ -80,9 +90,16 @@ _REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 class ClusterAccessError(PodSlotsError):
-    """The kubeconfig cannot be read, parsed or used to reach the cluster (no secret value in the message)."""
+    """The kubeconfig cannot be read, parsed or used to reach the cluster (no secret value in the message).
+
+    The message names fields, never their values; what it quotes of another error (AWS's answer, the
+    loader's words) goes through `scrub` here, so no caller has to remember to.
+    """
 
     code = "cluster_access"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(scrub(message, limit=MESSAGE_LIMIT), **details)
 
 
 # ---- the kubeconfig secret ---------------------------------------------------------------------
@@ -369,6 +386,164 @@ class EksTokenSource:
         return token
 
 
+# ---- the allow-list --------------------------------------------------------------------------------
+#
+# Every user and cluster entry of the kubeconfig is checked before the kubernetes loader sees the
+# dict: the loader honours far more than podslots can vouch for (it reads files, runs auth-provider
+# refreshes, turns TLS verification off for any truthy value). A refusal names the field by its place
+# (`users[0].user.tokenFile`), never its value.
+
+_CERT_PAIR = ("client-certificate-data", "client-key-data")
+_USER_FIELDS = frozenset({"token", "exec", "extensions", *_CERT_PAIR})  # extensions: read by no client
+_EXEC_FIELDS = frozenset(
+    {"apiVersion", "command", "args", "env", "interactiveMode", "provideClusterInfo", "installHint"}
+)
+_CLUSTER_FIELDS = frozenset(
+    {"server", "certificate-authority-data", "tls-server-name", "insecure-skip-tls-verify", "extensions"}
+)
+_REFUSED_FIELDS: dict[str, str] = {
+    "tokenFile": "it names a file the client would read and send as the bearer token; give token",
+    "client-certificate": "it names a file; give client-certificate-data",
+    "client-key": "it names a file; give client-key-data",
+    "certificate-authority": "it names a file; give certificate-authority-data",
+    "auth-provider": "its refresh (oidc, gcp, azure) runs outside podslots' checks; give token or an EKS exec",
+    "username": "basic auth is not sent; give token or a client certificate",
+    "password": "basic auth is not sent; give token or a client certificate",
+    "proxy-url": "requests and their token would go through a host the kubeconfig names; reach the cluster directly",
+}
+_ALLOWED_USER = "a user may hold token, client-certificate-data with client-key-data, or an EKS exec (k8s/README.md)"
+_ALLOWED_CLUSTER = "a cluster may hold server, certificate-authority-data, tls-server-name (and extensions)"
+_ALLOWED_EXEC = "an EKS exec may hold apiVersion, command, args, env (and interactiveMode, provideClusterInfo)"
+
+
+def _refuse(where: str, why: str) -> ClusterAccessError:
+    return ClusterAccessError(f"the kubeconfig's {where} is refused: {why}")
+
+
+def _entries(config: Mapping[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """(`clusters[i].cluster`, its mapping) for each entry of `clusters` or `users`."""
+    raw = config.get(f"{kind}s")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _refuse(f"{kind}s", "it is not a list")
+    entries = []
+    for i, entry in enumerate(raw):
+        body = entry.get(kind) if isinstance(entry, dict) else None
+        if not isinstance(body, dict):
+            raise _refuse(f"{kind}s[{i}]", f"it is not a mapping with name and {kind}")
+        entries.append((f"{kind}s[{i}].{kind}", body))
+    return entries
+
+
+def _unknown_or_refused(where: str, entry: Mapping[str, Any], allowed: frozenset[str], hint: str) -> None:
+    for key in entry:
+        name = str(key)
+        if name in _REFUSED_FIELDS:
+            raise _refuse(f"{where}.{name}", _REFUSED_FIELDS[name])
+        if name not in allowed:
+            # An unknown key is named only if it looks like a field name: keys come from the secret too.
+            shown = name if re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,40}", name) else "(a field)"
+            raise _refuse(f"{where}.{shown}", f"it is not a field podslots knows; {hint}")
+
+
+def clean_token(where: str, value: object) -> str:
+    """The token without surrounding whitespace; refused if anything but printable ASCII is left in it.
+
+    A line break left inside a token makes the HTTP layer raise an error that quotes the whole header;
+    no bearer token (RFC 6750) has a space, a control character or a non-ASCII character.
+    """
+    if not isinstance(value, str):
+        raise _refuse(where, "it is not text")
+    token = value.strip()
+    if not token:
+        raise _refuse(where, "it is empty")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in token):
+        raise _refuse(where, "a control character is left inside it (a line break?) once its ends are trimmed")
+    if not all(0x21 <= ord(c) <= 0x7E for c in token):
+        raise _refuse(where, "a space or a non-ASCII character is inside it")
+    return token
+
+
+def _check_user(where: str, user: dict[str, Any]) -> None:
+    _unknown_or_refused(where, user, _USER_FIELDS, _ALLOWED_USER)
+    if "token" in user:
+        user["token"] = clean_token(f"{where}.token", user["token"])
+        if "exec" in user:
+            raise _refuse(f"{where}.exec", "the user also has a token; give one credential")
+    if any(k in user for k in _CERT_PAIR):
+        for k in _CERT_PAIR:
+            if not isinstance(user.get(k), str) or not user[k].strip():
+                raise _refuse(
+                    f"{where}.{k}", "a client certificate needs both client-certificate-data and client-key-data"
+                )
+    if "exec" in user:
+        exec_block = user["exec"]
+        if not isinstance(exec_block, dict):
+            raise _refuse(f"{where}.exec", "it is not a mapping")
+        _unknown_or_refused(f"{where}.exec", exec_block, _EXEC_FIELDS, _ALLOWED_EXEC)
+        eks_exec(exec_block)  # only the EKS token commands, made in process
+    if not any(k in user for k in ("token", "exec", *_CERT_PAIR)):
+        raise _refuse(where, f"it holds no credential; {_ALLOWED_USER}")
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: the local stack and the tests, where plain http stays on the machine."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_server(where: str, server: object) -> None:
+    if not isinstance(server, str) or not server:
+        raise _refuse(where, "a cluster needs a server URL")
+    try:
+        parts = urlsplit(server)
+        host = parts.hostname
+    except ValueError:  # an unclosed [ipv6 bracket, and kin
+        raise _refuse(where, "it is not a URL") from None
+    if "@" in parts.netloc:
+        raise _refuse(where, "it carries a user name or password")
+    if server.startswith("https://") and host:
+        return
+    if server.startswith("http://") and host and is_loopback_host(host):
+        return
+    raise _refuse(
+        where, "it must be an https:// URL (http:// only for a loopback address): a token must not travel in clear"
+    )
+
+
+def _check_cluster(where: str, cluster: dict[str, Any]) -> None:
+    _unknown_or_refused(where, cluster, _CLUSTER_FIELDS, _ALLOWED_CLUSTER)
+    _check_server(f"{where}.server", cluster.get("server"))
+    # The loader turns verification off for any truthy value ("1", "yes", even the string "false").
+    if "insecure-skip-tls-verify" in cluster and cluster["insecure-skip-tls-verify"] is not False:
+        raise _refuse(
+            f"{where}.insecure-skip-tls-verify",
+            "anyone on the path could answer as the API server; give certificate-authority-data (only false passes)",
+        )
+    for key in ("certificate-authority-data", "tls-server-name"):
+        if key in cluster and not isinstance(cluster[key], str):
+            raise _refuse(f"{where}.{key}", "it is not text")
+
+
+def allowed_kubeconfig(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `config` whose every user and cluster entry passed the allow-list (tokens trimmed).
+
+    Every entry is checked, not only the current context's: what the loader would pick then never
+    depends on a reading of contexts that could differ from its own.
+    """
+    checked = copy.deepcopy(dict(config))  # the caller's dict stays as it was
+    for where, user in _entries(checked, "user"):
+        _check_user(where, user)
+    for where, cluster in _entries(checked, "cluster"):
+        _check_cluster(where, cluster)
+    return checked
+
+
 # ---- ApiClient -----------------------------------------------------------------------------------
 
 
@@ -388,33 +563,9 @@ def _active_user(config: dict[str, Any], context: str | None) -> dict[str, Any] 
     return _active(config, context, "user")
 
 
-# A user of these kinds sends a bearer credential with every request: a token (or one made from the
-# function's IAM role for EKS), a password. It must only ever go to the server the CA vouches for.
-_BEARER_USER_KEYS = ("token", "tokenFile", "exec", "auth-provider", "password")
-
-
-def refuse_unverified_server(config: dict[str, Any], context: str | None = None) -> None:
-    """ClusterAccessError if a bearer credential would go to a server that was never verified.
-
-    `insecure-skip-tls-verify` lets anyone on the path answer as the API server, and `proxy-url` sends
-    every request through a host the kubeconfig names: either way a token (an EKS token is good for
-    15 minutes for the function's role on any cluster that maps it) could reach someone else. A
-    client-certificate user sends no reusable secret, so it is left to the loader.
-    """
-    user = _active(config, context, "user")
-    cluster = _active(config, context, "cluster")
-    if user is None or cluster is None or not any(user.get(k) for k in _BEARER_USER_KEYS):
-        return
-    if cluster.get("insecure-skip-tls-verify") in (True, "true", "True"):
-        raise ClusterAccessError(
-            "the kubeconfig's cluster sets insecure-skip-tls-verify with a token or EKS user: the token "
-            "would go to a server nobody verified. Give its certificate-authority-data instead."
-        )
-    if cluster.get("proxy-url"):
-        raise ClusterAccessError(
-            "the kubeconfig's cluster sets proxy-url with a token or EKS user: podslots sends a token "
-            "only straight to the API server. Remove proxy-url (reach the cluster from the VPC instead)."
-        )
+def _names(names: Sequence[str]) -> list[str]:
+    """Flag and variable names as they may be logged: a name that does not look like one is not repeated."""
+    return [n if re.fullmatch(r"-{0,2}[A-Za-z_][A-Za-z0-9_-]{0,40}", n) else "(unreadable)" for n in names]
 
 
 def api_client_from_kubeconfig(
@@ -427,24 +578,20 @@ def api_client_from_kubeconfig(
 ) -> ApiClient:
     """An ApiClient for the kubeconfig's context (default: current-context), on its own Configuration.
 
-    Token, client-certificate and CA kubeconfigs go to the kubernetes loader unchanged; a token or EKS
-    user with `insecure-skip-tls-verify` or `proxy-url` is refused (`refuse_unverified_server`). An
-    EKS exec user gets an `EksTokenSource` instead (`credentials`/`sts_client` sign its tokens;
-    default: the function's own). The first token is made here, so a signing problem shows now.
-    The loader writes `*-data` certificates and keys to temp files, as it always does (Lambda: /tmp).
+    The kubeconfig must pass the allow-list (`allowed_kubeconfig`) first: the loader never sees a
+    field podslots did not vouch for. Token and client-certificate users go to the kubernetes loader
+    as they are (the token trimmed). An EKS exec user gets an `EksTokenSource` instead
+    (`credentials`/`sts_client` sign its tokens; default: the function's own). The first token is
+    made here, so a signing problem shows now. The loader writes `*-data` certificates and keys to
+    temp files, as it always does (Lambda: /tmp).
     """
-    config_dict = copy.deepcopy(dict(config))  # the caller's dict stays as it was
-    refuse_unverified_server(config_dict, context)
+    config_dict = allowed_kubeconfig(config)
     user = _active_user(config_dict, context)
     source: EksTokenSource | None = None
-    # The loader prefers a token to exec; so does podslots.
-    if user is not None and "exec" in user and not user.get("token") and not user.get("tokenFile"):
-        exec_block = user.pop("exec")
-        if not isinstance(exec_block, Mapping):
-            raise ClusterAccessError("the kubeconfig user's exec is not a mapping")
-        eks = eks_exec(exec_block)
+    if user is not None and "exec" in user:  # the allow-list made it an EKS command, alone
+        eks = eks_exec(user.pop("exec"))
         if eks.ignored:
-            logger.warning("kubeconfig exec settings without effect in Lambda", extra={"ignored": list(eks.ignored)})
+            logger.warning("kubeconfig exec settings without effect in Lambda", extra={"ignored": _names(eks.ignored)})
         source = EksTokenSource(eks, clock=clock, credentials=credentials, sts_client=sts_client)
     configuration = Configuration()
     configuration.retries = False
@@ -452,8 +599,10 @@ def api_client_from_kubeconfig(
         api_client = new_client_from_config_dict(
             config_dict, context=context, persist_config=False, client_configuration=configuration
         )
-    except ConfigException as exc:  # its messages name keys and entries, not values
-        raise ClusterAccessError(f"the kubeconfig is not usable: {exc}") from exc
+    except ConfigException as exc:  # its messages name keys and entries, not values (and are scrubbed)
+        raise ClusterAccessError(f"the kubeconfig is not usable: {exc}") from None
+    except (ValueError, TypeError, OSError) as exc:  # bad base64, a wrong type: the type says enough
+        raise ClusterAccessError(f"the kubeconfig is not usable ({type(exc).__name__} while loading it)") from None
     if source is not None:
         source.refresh(configuration)
         # kubernetes declares the hook's type as that of its default, None.
@@ -533,13 +682,15 @@ __all__ = [
     "ClusterConnections",
     "EksExec",
     "EksTokenSource",
+    "allowed_kubeconfig",
     "api_client_from_kubeconfig",
+    "clean_token",
     "default_secrets_provider",
     "eks_exec",
     "eks_token",
+    "is_loopback_host",
     "load_kubeconfig",
     "new_sts_client",
     "parse_kubeconfig",
     "read_secret_text",
-    "refuse_unverified_server",
 ]

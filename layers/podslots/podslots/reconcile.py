@@ -32,6 +32,7 @@ from podslots.errors import PodSlotsError
 from podslots.model import CREATE_GRACE_S, IDLE_SLOT, Pod, PodState, PoolFigures
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.pool_order import each_pool
+from podslots.scrub import exception_facts
 from podslots.settings import PoolMode, template_revision
 from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
 
@@ -118,8 +119,8 @@ class Reconciler:
     def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
         try:
             self.bus.publish(detail_type, detail)
-        except Exception:  # the history already holds it; the bus is best effort here
-            logger.exception("event not published", extra={"detail_type": detail_type, **detail})
+        except Exception as exc:  # the history already holds it; the bus is best effort here
+            logger.error("event not published", extra={"detail_type": detail_type, **detail, **exception_facts(exc)})
 
 
 @dataclass
