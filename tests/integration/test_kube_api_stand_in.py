@@ -15,7 +15,7 @@ from typing import Any
 
 import kubernetes
 import pytest
-from kubernetes.client import ApiClient, Configuration, CoreV1Api
+from kubernetes.client import ApiClient, Configuration, CoreV1Api, V1PodList
 from kubernetes.client.exceptions import ApiException
 
 from local.kube_api import KubeApiStandIn
@@ -278,6 +278,11 @@ def test_discovery_says_the_server_has_pods_in_v1_and_the_table_view_has_kubectl
 # ---- every namespace at once, as `kubectl get pods -A` asks -------------------------------------
 
 
+def placed(listed: V1PodList) -> list[tuple[str | None, str | None]]:
+    """(namespace, name) of each pod listed."""
+    return [(p.metadata.namespace, p.metadata.name) for p in listed.items if p.metadata is not None]
+
+
 def test_a_list_of_every_namespace_has_each_namespaces_pods_in_namespace_then_name_order(
     kube: KubeApiStandIn, core: CoreV1Api
 ):
@@ -290,14 +295,15 @@ def test_a_list_of_every_namespace_has_each_namespaces_pods_in_namespace_then_na
     pages, token = [], None
     while True:
         page = core.list_pod_for_all_namespaces(limit=2, _continue=token)
-        pages.append([(p.metadata.namespace, p.metadata.name) for p in page.items])
+        pages.append(placed(page))
+        assert page.metadata is not None
         token = page.metadata._continue
         if not token:
             break
 
     # Then every pod is there once, by namespace then name, and paging cuts the same list
     expected = [("agents", "a-1"), ("agents", "b-1"), ("agents-x", "a-1"), ("ops", "z-1")]
-    assert [(p.metadata.namespace, p.metadata.name) for p in whole.items] == expected
+    assert placed(whole) == expected
     assert pages == [expected[:2], expected[2:]]
 
 
@@ -308,6 +314,7 @@ def test_a_list_of_every_namespace_filters_by_label_and_a_watch_of_every_namespa
     kube.add_pod("agents", manifest("a-1"))
     kube.add_pod("other", manifest("b-1", pool="b"))
     listed = core.list_pod_for_all_namespaces(label_selector=pool_selector("b"))
+    assert listed.metadata is not None
 
     # When pods change in both namespaces while a watch of every namespace runs
     def changes() -> None:
@@ -321,5 +328,5 @@ def test_a_list_of_every_namespace_filters_by_label_and_a_watch_of_every_namespa
     seen = [(e["type"], e["raw_object"]["metadata"]["namespace"], e["raw_object"]["metadata"]["name"]) for e in stream]
 
     # Then the selector kept pool b's pod only, and the watch saw both namespaces' changes
-    assert [(p.metadata.namespace, p.metadata.name) for p in listed.items] == [("other", "b-1")]
+    assert placed(listed) == [("other", "b-1")]
     assert seen == [("ADDED", "other", "a-2"), ("DELETED", "agents", "a-1")]
