@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import LocalApi
+from conftest import LocalApi, Scripted
 from pool_schema import SHIPPED, generated
 
 from podslots_client import cli
@@ -191,7 +191,7 @@ def test_a_pool_the_api_refuses_is_reported_with_its_file_and_fields_and_the_oth
     head = lines.index(f"pool refused ({file}, document 2): not created: 422 invalid_request")
     problems = lines[head + 1 : head + 3]
     assert sorted(p.split(":")[0] for p in problems) == ["  ! replicas", "  ! slots_per_pod"]
-    assert "1 created, 1 refused" in lines
+    assert "1 created, 1 failed" in lines
     assert writes(capsys) == ["PUT /v1/pools/accepted", "PUT /v1/pools/refused"]
     assert "refused" not in local_api.pools().names()
 
@@ -337,3 +337,52 @@ def test_a_files_settings_normalised_are_what_the_server_stores(document: dict[s
     from podslots.settings import PoolSettings
 
     assert normalised(document) == PoolSettings.model_validate(document).model_dump(mode="json")
+
+
+def test_a_pool_being_deleted_is_refused_and_the_others_apply(local_api: LocalApi, tmp_path: Path) -> None:
+    # Given a pool being deleted (its drain waits for autoscale's LIST)
+    local_api.pools().put("draining", {"pod_template": {"image": "tf-agent:1.9"}})
+    local_api.pools().delete("draining")
+    file = pool_file(tmp_path / "again.yaml", tf("draining"), tf("beside-draining"))
+
+    # When a file declaring it again is applied
+    code, said = podslots(local_api, "pools", "apply", "-f", str(file))
+
+    # Then it is refused with the reason, and the other pool is created
+    assert code == 1
+    assert (
+        f"pool draining ({file}, document 1): refused: 409 conflict: "
+        "pool draining is being deleted: apply again once it is gone"
+    ) in said.splitlines()
+    assert f"pool beside-draining ({file}, document 2): created" in said.splitlines()
+
+
+def test_a_failure_not_about_a_pool_ends_the_run_and_the_rest_say_not_attempted(
+    scripted: Scripted, tmp_path: Path
+) -> None:
+    # Given two new pools, and an API whose first write is forbidden (a role without PUT)
+    file = pool_file(tmp_path / "two.yaml", tf("one"), tf("two"))
+    missing: tuple[int, dict[str, str], dict[str, str]] = (
+        404,
+        {"error": "not_found", "message": "pool does not exist"},
+        {},
+    )
+    scripted.script(missing, missing, (200, {"pools": []}, {}), (403, {"message": "Forbidden"}, {}))
+
+    # When they are applied
+    out = io.StringIO()
+    code = cli.main(["pools", "apply", "-f", str(file), "--url", scripted.url, "--no-sign"], env={}, out=out)
+
+    # Then the first is forbidden, the second never sent, and the run failed
+    assert code == 1
+    assert [(r.method, r.path) for r in scripted.received] == [
+        ("GET", "/v1/pools/one"),
+        ("GET", "/v1/pools/two"),
+        ("GET", "/v1/pools"),
+        ("PUT", "/v1/pools/one"),
+    ]
+    assert out.getvalue().splitlines() == [
+        f"pool one ({file}, document 1): not created: 403 forbidden: Forbidden",
+        f"pool two ({file}, document 2): not created: not attempted: an earlier call failed (403 forbidden: Forbidden)",
+        "2 failed",
+    ]

@@ -27,6 +27,15 @@ from podslots_client.pool_settings import ABSENT, Change, differences, normalise
 UNREADABLE = "unreadable_settings"  # 409: stored settings that no longer validate; a whole PUT repairs them
 
 
+class NotAttempted(PodSlotsError):
+    """A write left out because an earlier call of the run failed for a reason not about its pool."""
+
+    CODE = "not_attempted"
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class Action(StrEnum):
     CREATE = "create"
     CHANGE = "change"
@@ -86,7 +95,7 @@ def carry_out(pools: PoolsClient, planned: Plan) -> Plan:
         if step.action not in WRITES or step.error is not None:
             steps.append(step)
         elif stopped is not None:
-            steps.append(replace(step, error=PodSlotsError(f"not attempted: an earlier call failed ({stopped})")))
+            steps.append(replace(step, error=NotAttempted(f"not attempted: an earlier call failed ({stopped})")))
         else:
             try:
                 steps.append(_write(pools, step))

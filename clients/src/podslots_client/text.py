@@ -230,7 +230,7 @@ def _value(value: object) -> str:
 def _summary(plan: Plan, dry_run: bool) -> str:
     counts: dict[str, int] = {}
     for step in plan.steps:
-        word = "refused" if step.error is not None else _COUNTED[step.action][1 if dry_run else 0]
+        word = "failed" if step.error is not None else _COUNTED[step.action][1 if dry_run else 0]
         counts[word] = counts.get(word, 0) + 1
     if not plan.steps:
         return "no pool declared"
