@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "-f",
         "--file",
         dest="files",
+        metavar="FILE|DIR",
         action="append",
         required=True,
         help="a pool file (YAML or JSON: name and settings), a directory of them (*.yaml, *.yml, *.json), "
