@@ -28,7 +28,8 @@ import yaml
 from podslots_client import apply
 from podslots_client.auth import ApiKey, Auth, SigV4
 from podslots_client.client import PoolsClient, QueueClient
-from podslots_client.errors import CannotSign, PodSlotsError
+from podslots_client.errors import CannotSign, NotFound, PodSlotsError
+from podslots_client.models import Pool
 from podslots_client.pool_files import PoolFileError, declared_pools, read_settings
 from podslots_client.text import (
     apply_text,
@@ -171,12 +172,23 @@ def _pools(pools: PoolsClient, args: argparse.Namespace, output: str | None, out
     elif args.action == "list":
         names = pools.names()
         if output == "wide":  # a row a pool: one read of each
-            print(pools_table([pools.get(name) for name in names]), file=out)
+            print(pools_table(_each_pool(pools, names)), file=out)
         else:
             _print(out, output, {"pools": names}, lambda: "\n".join(names))
     else:
         gone = pools.delete(args.pool)
         _print(out, output, dict(gone.raw), lambda: deletion_text(gone.pool, gone.status, gone.pods_remaining))
+
+
+def _each_pool(pools: PoolsClient, names: Sequence[str]) -> list[Pool]:
+    """Each pool listed, read; one gone since the list is left out."""
+    found = []
+    for name in names:
+        try:
+            found.append(pools.get(name))
+        except NotFound:
+            continue
+    return found
 
 
 def _apply(pools: PoolsClient, args: argparse.Namespace, output: str | None, out: TextIO) -> int:
