@@ -1,4 +1,4 @@
-"""What `podslots` prints for people (`--json` prints the API's answer instead).
+"""What `podslots` prints for people (`-o json` or `-o yaml` prints the API's answer instead).
 
 Apart from the command line so each stays small; the texts read only the answer models.
 """
