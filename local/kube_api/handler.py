@@ -20,7 +20,8 @@ from .table import table, wants_table
 if TYPE_CHECKING:
     from .server import KubeApiStandIn
 
-_COLLECTION = re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/?")
+# A namespace's pods, or (no namespace: `kubectl get pods -A`) every namespace's, for LIST and watch.
+_COLLECTION = re.compile(r"/api/v1(?:/namespaces/(?P<ns>[^/]+))?/pods/?")
 _ITEM = re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)")
 _ITEM_VERBS = {"GET": "get", "PATCH": "patch", "DELETE": "delete"}
 _EVICTION = re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/eviction")
@@ -40,15 +41,17 @@ def policy_route(method: str, path: str) -> tuple[str, str | None, str | None] |
 
 
 def route(method: str, path: str, query: Mapping[str, str]) -> tuple[str, str | None, str | None]:
-    """(verb, namespace, name) of a request; "unknown" for what is not served."""
+    """(verb, namespace, name) of a request; "unknown" for what is not served. A LIST or watch of
+    every namespace has no namespace."""
     if policy := policy_route(method, path):
         return policy
     if m := _ITEM.fullmatch(path):
         return _ITEM_VERBS.get(method, "unknown"), unquote(m["ns"]), unquote(m["name"])
     if m := _COLLECTION.fullmatch(path):
+        namespace = unquote(m["ns"]) if m["ns"] else None
         if method == "GET":
-            return ("watch" if query.get("watch") in ("1", "true") else "list"), unquote(m["ns"]), None
-        return ("create" if method == "POST" else "unknown"), unquote(m["ns"]), None
+            return ("watch" if query.get("watch") in ("1", "true") else "list"), namespace, None
+        return ("create" if method == "POST" and namespace else "unknown"), namespace, None
     if method == "GET" and discovery_document(path, "") is not None:
         return "discovery", None, None
     return "unknown", None, None
@@ -92,7 +95,6 @@ class Handler(BaseHTTPRequestHandler):
         try:
             stand_in._check_token(self.headers.get("Authorization"))
             if verb == "watch":
-                assert namespace is not None
                 self._watch(namespace, query)
                 return
             if verb == "evict" or verb.startswith("budget-"):
@@ -114,17 +116,17 @@ class Handler(BaseHTTPRequestHandler):
             document = discovery_document(urlsplit(self.path).path, self.headers.get("Host", ""))
             assert document is not None
             return 200, document
+        if verb == "list":  # of one namespace, or (None) of every one
+            listed = store.list_pods(
+                namespace, query.get("labelSelector"), _int(query, "limit") or 0, query.get("continue")
+            )
+            return 200, self._as_table(listed["items"], listed["metadata"]) or listed
         if namespace is None:
             raise KubeError(404, "the server could not find the requested resource")
         if verb == "unknown":
             raise KubeError(405, f"the server does not allow this method: {self.command}")
         if verb == "create":
             return 201, store.create(namespace, _json(raw_body))
-        if verb == "list":
-            listed = store.list_pods(
-                namespace, query.get("labelSelector"), _int(query, "limit") or 0, query.get("continue")
-            )
-            return 200, self._as_table(listed["items"], listed["metadata"]) or listed
         assert name is not None
         if verb == "get":
             pod = store.get(namespace, name)
@@ -140,8 +142,9 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return table(pods, metadata, self.stand_in._store.clock())
 
-    def _watch(self, namespace: str, query: Mapping[str, str]) -> None:
-        """A chunked stream of one JSON event a line, until timeoutSeconds or the server stops."""
+    def _watch(self, namespace: str | None, query: Mapping[str, str]) -> None:
+        """A chunked stream of one JSON event a line, until timeoutSeconds or the server stops (of
+        every namespace when `namespace` is None)."""
         store, selector = self.stand_in._store, query.get("labelSelector")
         after, events = store.watch_start(namespace, selector, _int(query, "resourceVersion"))
         timeout = _int(query, "timeoutSeconds")

@@ -3,8 +3,8 @@
 It serves what podslots' gateway (podslots/cluster.py) calls, paged LIST by label, create, delete
 with a uid precondition, merge patch, policy/v1 PodDisruptionBudgets (create, get, list, delete)
 and the pods/eviction subresource that honours them (429 while a budget allows no disruption),
-and what `kubectl get pods -w` and the client's dynamic client need on top: discovery, watches
-and the Table view. Tests arrange faults on the next
+and what `kubectl get pods -w` (and `-A`: a LIST or watch of every namespace) and the client's
+dynamic client need on top: discovery, watches and the Table view. Tests arrange faults on the next
 calls of a verb and count the requests that arrived:
 
     with KubeApiStandIn() as kube:

@@ -118,20 +118,24 @@ class PodStore:
         with self._changed:
             return copy.deepcopy(self._find(namespace, name))
 
-    def list_pods(self, namespace: str, selector: str | None, limit: int, token: str | None) -> dict[str, Any]:
-        """One page, by name; the continue token is the last name sent, so paging never expires."""
+    def list_pods(self, namespace: str | None, selector: str | None, limit: int, token: str | None) -> dict[str, Any]:
+        """One page, by namespace and name (`namespace` None: every namespace); the continue token
+        is the last pod sent, so paging never expires."""
         wanted = parse_selector(selector)
         after = _decode(token) if token else ""
         with self._changed:
             items = [
                 copy.deepcopy(pod)
                 for (ns, name), pod in sorted(self._pods.items())
-                if ns == namespace and name > after and selected(pod, wanted)
+                if namespace in (None, ns) and _place(ns, name, namespace) > after and selected(pod, wanted)
             ]
             metadata: dict[str, Any] = {"resourceVersion": str(self._resource_version)}
         if 0 < limit < len(items):
             items = items[:limit]
-            metadata["continue"] = base64.urlsafe_b64encode(items[-1]["metadata"]["name"].encode()).decode()
+            last = items[-1]["metadata"]
+            metadata["continue"] = base64.urlsafe_b64encode(
+                _place(last["namespace"], last["name"], namespace).encode()
+            ).decode()
         return {"kind": "PodList", "apiVersion": "v1", "metadata": metadata, "items": items}
 
     def delete(self, namespace: str, name: str, options: Mapping[str, Any]) -> Pod:
@@ -196,7 +200,7 @@ class PodStore:
 
     # ---- watches ---------------------------------------------------------------------------------
 
-    def watch_start(self, namespace: str, selector: str | None, since: int | None) -> tuple[int, list[Event]]:
+    def watch_start(self, namespace: str | None, selector: str | None, since: int | None) -> tuple[int, list[Event]]:
         """Where a watch starts: after `since`, or (none given, or 0) after ADDED for every pod now."""
         wanted = parse_selector(selector)
         with self._changed:
@@ -205,12 +209,12 @@ class PodStore:
             current = [
                 Event(self._resource_version, "ADDED", ns, copy.deepcopy(pod))
                 for (ns, _), pod in sorted(self._pods.items())
-                if ns == namespace and selected(pod, wanted)
+                if namespace in (None, ns) and selected(pod, wanted)
             ]
             return self._resource_version, current
 
     def events_after(
-        self, namespace: str, selector: str | None, after: int, timeout: float | None
+        self, namespace: str | None, selector: str | None, after: int, timeout: float | None
     ) -> tuple[int, list[Event]] | None:
         """Changes after `after`, waiting up to `timeout` for one; None when none came or the store closed."""
         wanted = parse_selector(selector)
@@ -220,7 +224,9 @@ class PodStore:
                 return None
             start = bisect.bisect_right(self._events, after, key=lambda event: event.resource_version)
             return self._resource_version, [
-                event for event in self._events[start:] if event.namespace == namespace and selected(event.pod, wanted)
+                event
+                for event in self._events[start:]
+                if namespace in (None, event.namespace) and selected(event.pod, wanted)
             ]
 
     @contextmanager
@@ -290,6 +296,12 @@ def _identity(pod: Pod) -> dict[str, Any]:
     """The metadata a patch cannot change."""
     meta = pod["metadata"]
     return {k: meta[k] for k in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion") if k in meta}
+
+
+def _place(namespace: str, name: str, listed: str | None) -> str:
+    """Where a pod sorts in a LIST: by name in one namespace; by namespace, then name, in every one
+    (joined by a NUL, below every character a name may hold, so strings sort as the pairs do)."""
+    return name if listed is not None else f"{namespace}\0{name}"
 
 
 def _decode(token: str) -> str:

@@ -78,3 +78,33 @@ def test_kubectl_gets_the_pods_as_json(kube: KubeApiStandIn, tmp_path: Path):
         ("agent-1", "Running")
     ]
     assert as_table.stdout.split()[:8] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "agent-1", "1/1", "Running"]
+
+
+def test_kubectl_gets_the_pods_of_every_namespace(kube: KubeApiStandIn, tmp_path: Path):
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not on PATH (apt-get install -y kubernetes-client)")
+    # Given a running pod in the agents namespace and a pending one in another
+    kube.add_pod(NS, POD)
+    kube.set_phase(NS, "agent-1", "Running")
+    kube.add_pod("ops", {**POD, "metadata": {"name": "ops-1"}})
+    config = tmp_path / "kubeconfig"
+    config.write_text(json.dumps(kube.kubeconfig(NS)), encoding="utf-8")
+    base = [kubectl, "--kubeconfig", str(config), "--cache-dir", str(tmp_path / "cache"), "get", "pods", "-A"]
+
+    # When kubectl gets the pods of every namespace, as a table and as JSON
+    as_table = subprocess.run(base, check=False, capture_output=True, text=True, timeout=30)
+    as_json = subprocess.run([*base, "-o", "json"], check=False, capture_output=True, text=True, timeout=30)
+
+    # Then both answer, the table with a NAMESPACE column
+    assert (as_table.returncode, as_json.returncode) == (0, 0), as_table.stderr + as_json.stderr
+    rows = [line.split()[:4] for line in as_table.stdout.splitlines()]
+    assert rows == [
+        ["NAMESPACE", "NAME", "READY", "STATUS"],
+        [NS, "agent-1", "1/1", "Running"],
+        ["ops", "ops-1", "0/1", "Pending"],
+    ]
+    assert [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in json.loads(as_json.stdout)["items"]] == [
+        (NS, "agent-1"),
+        ("ops", "ops-1"),
+    ]

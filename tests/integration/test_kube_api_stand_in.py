@@ -15,7 +15,7 @@ from typing import Any
 
 import kubernetes
 import pytest
-from kubernetes.client import ApiClient, Configuration, CoreV1Api
+from kubernetes.client import ApiClient, Configuration, CoreV1Api, V1PodList
 from kubernetes.client.exceptions import ApiException
 
 from local.kube_api import KubeApiStandIn
@@ -273,3 +273,60 @@ def test_discovery_says_the_server_has_pods_in_v1_and_the_table_view_has_kubectl
     table = get(f"/api/v1/namespaces/{NS}/pods", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
     assert [c["name"] for c in table["columnDefinitions"]][:3] == ["Name", "Ready", "Status"]
     assert table["rows"][0]["cells"][:3] == ["a-1", "0/1", "Pending"]
+
+
+# ---- every namespace at once, as `kubectl get pods -A` asks -------------------------------------
+
+
+def placed(listed: V1PodList) -> list[tuple[str | None, str | None]]:
+    """(namespace, name) of each pod listed."""
+    return [(p.metadata.namespace, p.metadata.name) for p in listed.items if p.metadata is not None]
+
+
+def test_a_list_of_every_namespace_has_each_namespaces_pods_in_namespace_then_name_order(
+    kube: KubeApiStandIn, core: CoreV1Api
+):
+    # Given pods in three namespaces, two of whose names sort apart as strings and as pairs
+    for namespace, name in (("agents", "b-1"), ("agents-x", "a-1"), ("agents", "a-1"), ("ops", "z-1")):
+        kube.add_pod(namespace, manifest(name))
+
+    # When the client lists pods for all namespaces, whole and two at a time
+    whole = core.list_pod_for_all_namespaces()
+    pages, token = [], None
+    while True:
+        page = core.list_pod_for_all_namespaces(limit=2, _continue=token)
+        pages.append(placed(page))
+        assert page.metadata is not None
+        token = page.metadata._continue
+        if not token:
+            break
+
+    # Then every pod is there once, by namespace then name, and paging cuts the same list
+    expected = [("agents", "a-1"), ("agents", "b-1"), ("agents-x", "a-1"), ("ops", "z-1")]
+    assert placed(whole) == expected
+    assert pages == [expected[:2], expected[2:]]
+
+
+def test_a_list_of_every_namespace_filters_by_label_and_a_watch_of_every_namespace_sees_each(
+    kube: KubeApiStandIn, core: CoreV1Api
+):
+    # Given pods of pool a and b in two namespaces
+    kube.add_pod("agents", manifest("a-1"))
+    kube.add_pod("other", manifest("b-1", pool="b"))
+    listed = core.list_pod_for_all_namespaces(label_selector=pool_selector("b"))
+    assert listed.metadata is not None
+
+    # When pods change in both namespaces while a watch of every namespace runs
+    def changes() -> None:
+        kube.add_pod("other", manifest("a-2"))
+        kube.remove("agents", "a-1")
+
+    threading.Timer(0.2, changes).start()
+    stream = kubernetes.watch.Watch().stream(
+        core.list_pod_for_all_namespaces, resource_version=listed.metadata.resource_version, timeout_seconds=1
+    )
+    seen = [(e["type"], e["raw_object"]["metadata"]["namespace"], e["raw_object"]["metadata"]["name"]) for e in stream]
+
+    # Then the selector kept pool b's pod only, and the watch saw both namespaces' changes
+    assert placed(listed) == [("other", "b-1")]
+    assert seen == [("ADDED", "other", "a-2"), ("DELETED", "agents", "a-1")]
