@@ -38,6 +38,13 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SLOTS_MIN, SLOTS_MAX = 1, 32  # per pod: in the settings, and in an adopted pod's annotation
 
+# The labels and annotation podslots writes on the pods it makes (cluster.py selects by them).
+POOL_LABEL = "podslots.io/pool"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "podslots"
+SLOTS_ANNOTATION = "podslots.io/slots"
+REVISION_LABEL = "podslots.io/revision"  # the pool template's revision the pod was made from
+
 PoolNameStr = Annotated[str, StringConstraints(pattern=POOL_NAME, max_length=POOL_NAME_MAX)]
 TaskIdStr = Annotated[str, StringConstraints(pattern=TASK_ID, max_length=TASK_ID_MAX)]
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)]
