@@ -10,9 +10,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from local.template import ROOT, template
 from podslots.pod_security import Level, check
 from podslots.podspec import pod_manifest, security_violations
 from podslots.settings import PoolSettings
@@ -302,3 +304,15 @@ def test_any_manifest_is_answered_with_violations_never_an_exception(manifest: d
     assert isinstance(check(manifest, level), list)
     # And a pod of the wrong shape in the right place is still read
     assert isinstance(check({"spec": {"containers": [manifest], "volumes": [manifest]}}, level), list)
+
+
+def test_the_agents_namespace_enforces_the_default_level():
+    # Given the namespace manifest of k8s/ and the template's AgentNamespaces
+    namespace = yaml.safe_load((ROOT / "k8s" / "namespace.yaml").read_text())
+    parameter = template()["Parameters"]["AgentNamespaces"]
+    # Then it is the parameter's default namespace, and the cluster enforces a pool's default level there
+    assert (parameter["Type"], parameter["Default"]) == ("CommaDelimitedList", namespace["metadata"]["name"])
+    default = PoolSettings.model_validate({"pod_template": {"image": "x"}}).pod_security
+    labels = namespace["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == default.value
