@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 
 from local.stack import Stack
+from local.table_faults import Fault, TableFaults, faults_in_process
 from podslots.clock import ManualClock
 from podslots.settings import PoolSettings
 from podslots.store import SlotStore
 
 IMAGE = "registry.example/tf-agent:1.9"
+ATTEMPTS = 4  # what one call makes of a throttle: the first attempt and botocore's retries
 POOL = "tf"
 
 
@@ -208,3 +210,24 @@ def test_a_pool_whose_namespace_is_not_allowed_is_left_alone_and_reported(
     world.minute()
     # Then the pool is acted on again
     assert len(world.pods("kube-system")) == 1
+
+
+def test_a_busy_table_costs_the_report_one_run_never_the_pools_repair(world: World):
+    # Given a pool stored below its level, and a table that throttles the next transaction past
+    # the client's retries (the report's history entry)
+    world.store_before_the_rules(settings({"capabilities_add": ["SYS_PTRACE"]}, min_pods=1))
+    faults = TableFaults()
+    faults.next("TransactWriteItems", Fault.THROTTLE, times=ATTEMPTS)
+    # When reconcile and autoscale run
+    with faults_in_process(faults, transient=False):
+        reconciled, _ = world.minute()
+    # Then the throttle met the report, and the run went on: no failure, and the pod is made
+    assert faults.injected == {Fault.THROTTLE: ATTEMPTS}
+    assert "errors" not in reconciled
+    assert reconciled["below_pod_security"]
+    assert len(world.pods()) == 1
+    assert world.events("PoolBelowPodSecurity") == []
+    # And the next run records it, once
+    world.minute()
+    world.minute()
+    assert len(world.events("PoolBelowPodSecurity")) == 1

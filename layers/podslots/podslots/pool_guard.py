@@ -10,7 +10,8 @@ every run, and reported.
   (`PoolBelowPodSecurity`, by reconcile); its next PUT must meet the level.
 
 Each is counted on every run (the metric an alarm watches) and recorded in the pool's history once
-per change (a notice keyed by what was found, so not every minute).
+per change (a notice keyed by what was found, so not every minute). The report is best effort: a
+busy table costs the history entry of that run (the next run records it), never the run itself.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.pod_security import Violation
 from podslots.podspec import security_violations
 from podslots.settings import namespace_allowed
-from podslots.store import RegisteredPool, SlotStore
+from podslots.store import RegisteredPool, SlotStore, is_transient
 
 NAMESPACE_NOT_ALLOWED = "PoolNamespaceNotAllowed"
 BELOW_POD_SECURITY = "PoolBelowPodSecurity"
@@ -54,4 +55,11 @@ def report_below_level(store: SlotStore, pool: RegisteredPool, now: int) -> list
 def _notice(store: SlotStore, pool: str, kind: str, detail: dict[str, Any], now: int) -> None:
     """Into the history once per distinct finding: a pool raised and lowered again is new."""
     digest = hashlib.sha256(json.dumps(detail, sort_keys=True).encode()).hexdigest()[:12]
-    store.notice_once(pool, kind, pod=pool, uid=digest, detail=detail, now=now)
+    try:
+        store.notice_once(pool, kind, pod=pool, uid=digest, detail=detail, now=now)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        logger.warning(
+            "notice not recorded; the next run records it", extra={"pool": pool, "failure": type(exc).__name__}
+        )
