@@ -46,7 +46,7 @@ class World:
     def minute(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Reconcile, then autoscale, as their schedules run them; each one's report of the pool."""
         self.stack.clock.advance(60)
-        reports = []
+        reports: list[dict[str, Any]] = []
         for function in ("ReconcileFunction", "AutoscaleFunction"):
             (schedule,) = [s for s in self.stack.schedules if s.function == function]
             result = self.stack.invoke(function, schedule.event)
