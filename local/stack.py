@@ -32,6 +32,7 @@ ENV = {
     "EVENT_BUS_NAME": "podslots-local",
     "KUBECONFIG_SECRET": "podslots/dev/kubeconfig",
     "PODSLOTS_ENVIRONMENT": "dev",
+    "PODSLOTS_AGENT_NAMESPACES": "agents",  # the AgentNamespaces parameter's default
     "API_BASE_URL": "http://127.0.0.1:3000/v1",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",

@@ -33,10 +33,12 @@ from podslots.clock import ManualClock
 from podslots.cluster import CLAIM_ANNOTATION
 from podslots.environment import ENVIRONMENT_VAR
 from podslots.model import Pod, TaskType
+from podslots.settings import PoolSettings
 from podslots.store import SlotStore, new_pod
 from tests.support.cfn import Resolver
 
 POOL, BROKEN, UNREADABLE, ADOPTER = "terraform", "broken", "unreadable", "adopter"
+BELOW, OUTSIDE = "below", "outside"  # stored before the pod security rules
 SETTINGS = {
     "namespace": NAMESPACE,
     "slots_per_pod": 2,
@@ -213,6 +215,11 @@ def live_a_pools_life(world: World) -> None:
     assert world.put_pool(UNREADABLE) == 201
     for key in ({"pk": f"POOL#{UNREADABLE}", "sk": "#CONFIG"}, {"pk": "POOLS", "sk": f"POOL#{UNREADABLE}"}):
         world.corrupt(key, "settings.slots_per_pod", 0)
+    # Two pools stored before the pod security rules, which reconcile reports every run: one whose
+    # agent keeps SYS_PTRACE (below its level), one in a namespace no longer allowed (left alone).
+    below = {**SETTINGS, "pod_template": {"image": "x", "security_context": {"capabilities_add": ["SYS_PTRACE"]}}}
+    for name, document in ((BELOW, below), (OUTSIDE, {**SETTINGS, "namespace": "kube-system"})):
+        SlotStore().put_pool(name, PoolSettings.from_stored(document), int(clock.now()))
 
     # A cold pool: no capacity, and the shortage wakes autoscale, which creates a pod.
     assert world.allocate("t1", "plan_and_apply").status == 503

@@ -110,6 +110,7 @@ def world(
     boto3.client("secretsmanager").create_secret(Name=SECRET, SecretString=json.dumps(kube.kubeconfig(NS)))
     monkeypatch.setenv("KUBECONFIG_SECRET", SECRET)
     monkeypatch.setenv("KUBE_READ_TIMEOUT_S", "1")
+    monkeypatch.setenv("PODSLOTS_AGENT_NAMESPACES", f"{NS},{OTHER_NS}")  # the deployment's AgentNamespaces
     parameters.clear_caches()
     from podslots.kubeconfig import ClusterConnections
 

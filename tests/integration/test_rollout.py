@@ -286,8 +286,9 @@ def test_get_pool_shows_the_rollout_and_what_holds_the_old_pods(world: World):
     assert view["figures"]["pods_outdated"] == 1
 
 
-def test_a_new_namespace_is_refused_while_the_pool_has_pods(world: World):
+def test_a_new_namespace_is_refused_while_the_pool_has_pods(world: World, monkeypatch: pytest.MonkeyPatch):
     # (reconcile would look for the pods in the new namespace only: the old ones would look vanished)
+    monkeypatch.setenv("PODSLOTS_AGENT_NAMESPACES", f"{NS},elsewhere")  # an allowed namespace, still refused
     moved = world.api.put_pool(POOL, settings(namespace="elsewhere"))
     assert (moved.status, moved.body["error"]) == (409, "conflict")
     assert "namespace" in moved.body["message"]

@@ -185,9 +185,9 @@ def test_given_no_security_settings_then_the_defaults_are_restricted_and_tokenle
     [
         {"privileged": True},  # not offered at all
         {"run_as_user": 0},  # root while run_as_non_root holds
-        {"capabilities_add": ["SYS_ADMIN"]},
-        {"capabilities_add": ["ALL"]},
         {"capabilities_add": ["net_admin"]},  # not a capability name
+        {"capabilities_add": ["CAP_SYS_ADMIN"]},  # the kernel's name: Kubernetes' is SYS_ADMIN
+        {"capabilities_add": ["CAP_NET_BIND_SERVICE"]},  # refused, not normalised, even when allowed
         {"seccomp_profile": "Localhost"},
         {"run_as_user": -1},
     ],
@@ -202,3 +202,48 @@ def test_given_a_pool_that_runs_its_agent_as_root_on_purpose_then_it_may():
     context = {"run_as_non_root": False, "run_as_user": 0}
     settings = PoolSettings.model_validate({"pod_template": {**TEMPLATE, "security_context": context}})
     assert settings.pod_template.security_context.run_as_user == 0
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "container.apparmor.security.beta.kubernetes.io/agent",
+        "seccomp.security.alpha.kubernetes.io/pod",
+        "container.seccomp.security.alpha.kubernetes.io/agent",
+    ],
+)
+def test_given_an_annotation_that_sets_a_security_profile_then_the_template_is_refused(key: str):
+    # Given a template that would set the AppArmor or seccomp profile by annotation (any value)
+    document = {"pod_template": {**TEMPLATE, "annotations": {key: "runtime/default"}}}
+    # When it is put, Then it is refused naming the annotations: those are podslots' own
+    with pytest.raises(ValidationError) as raised:
+        PoolSettings.model_validate(document)
+    assert [e["loc"] for e in raised.value.errors()] == [("pod_template", "annotations")]
+    # And a stored document with one stays readable (its level is checked by the steps instead)
+    stored = PoolSettings.from_stored({"pod_template": {**TEMPLATE, "annotations": {key: "unconfined"}}})
+    assert stored.pod_template.annotations == {key: "unconfined"}
+
+
+def test_given_a_stored_capability_with_the_cap_prefix_then_the_pool_stays_readable():
+    stored = PoolSettings.from_stored(
+        {"pod_template": {**TEMPLATE, "security_context": {"capabilities_add": ["CAP_SYS_ADMIN"]}}}
+    )
+    assert stored.pod_template.security_context.capabilities_add == ["CAP_SYS_ADMIN"]
+
+
+def test_given_no_level_then_a_pool_is_restricted():
+    assert PoolSettings.model_validate({"pod_template": TEMPLATE}).pod_security == "restricted"
+    assert PoolSettings.from_stored({"pod_template": TEMPLATE}).pod_security == "restricted"
+
+
+def test_given_a_namespace_outside_the_agent_namespaces_then_the_pool_is_refused(monkeypatch: pytest.MonkeyPatch):
+    # Given a deployment whose agents may run in two namespaces
+    monkeypatch.setenv("PODSLOTS_AGENT_NAMESPACES", "agents, agents-gpu")
+    # Then a pool in either is accepted
+    assert PoolSettings.model_validate({"namespace": "agents-gpu", "pod_template": TEMPLATE}).namespace == "agents-gpu"
+    # And one in kube-system is refused, naming the field
+    with pytest.raises(ValidationError) as raised:
+        PoolSettings.model_validate({"namespace": "kube-system", "pod_template": TEMPLATE})
+    assert [e["loc"] for e in raised.value.errors()] == [("namespace",)]
+    # And a stored pool there stays readable: the steps leave it alone and report it
+    assert PoolSettings.from_stored({"namespace": "kube-system", "pod_template": TEMPLATE}).namespace == "kube-system"

@@ -23,7 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from podslots.errors import Conflict, Gone, NoCapacity, NotFound, PodSlotsError
+from podslots.errors import BelowPodSecurity, Conflict, Gone, NoCapacity, NotFound, PodSlotsError
 from podslots.model import Pod, Task, TaskStatus, TaskType, cordon_order, shown_cordon
 from podslots.names import (
     DNS_SUBDOMAIN,
@@ -252,6 +252,7 @@ _STATUS_OF: list[tuple[type[PodSlotsError], HTTPStatus]] = [
     (Conflict, HTTPStatus.CONFLICT),
     (Gone, HTTPStatus.GONE),
     (NoCapacity, HTTPStatus.SERVICE_UNAVAILABLE),
+    (BelowPodSecurity, HTTPStatus.UNPROCESSABLE_ENTITY),
 ]
 
 

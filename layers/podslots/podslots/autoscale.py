@@ -22,6 +22,7 @@ from podslots.errors import PodSlotsError
 from podslots.model import CREATE_GRACE_S, POOL_DELETED, Cordon, Pod, PodState
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.podspec import new_pod_name, pod_manifest
+from podslots.pool_guard import namespace_refused
 from podslots.pool_order import each_pool
 from podslots.scaling import Direction, Load, decide
 from podslots.scrub import exception_facts
@@ -97,6 +98,9 @@ class Autoscaler:
     def scale_pool(self, pool: RegisteredPool) -> ScaleReport:
         report = ScaleReport(pool.name)
         now = int(self.clock.now())
+        if namespace_refused(self.store, pool, now, "autoscale"):
+            report.skipped = "namespace not allowed"
+            return report
         lease = self.store.acquire_lease(pool.name, self.holder, now, LEASE_TTL_S)
         if lease is None:
             report.skipped = "another run holds the lease"

@@ -24,16 +24,18 @@ from kubernetes.client import ApiClient, CoreV1Api, PolicyV1Api
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from podslots import names
 from podslots.errors import PodSlotsError
 from podslots.model import ADOPTED
 from podslots.names import DNS_SUBDOMAIN, DNS_SUBDOMAIN_MAX, SLOTS_MAX, SLOTS_MIN, is_pool_name, is_revision
 from podslots.scrub import scrub
 
-POOL_LABEL = "podslots.io/pool"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "podslots"
-SLOTS_ANNOTATION = "podslots.io/slots"
-REVISION_LABEL = "podslots.io/revision"  # the pool template's revision the pod was made from
+# Defined in names.py, so that podspec (the manifest the pools function checks) needs no kubernetes.
+POOL_LABEL = names.POOL_LABEL
+MANAGED_BY_LABEL = names.MANAGED_BY_LABEL
+MANAGED_BY = names.MANAGED_BY
+SLOTS_ANNOTATION = names.SLOTS_ANNOTATION
+REVISION_LABEL = names.REVISION_LABEL
 # The pool that adopted a pod podslots did not make (reconcile's claim; docs/architecture.md, "Adoption").
 CLAIM_ANNOTATION = "podslots.io/claimed-by"
 # Node consolidation (Karpenter, cluster-autoscaler) may only take pods without these.

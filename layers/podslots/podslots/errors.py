@@ -49,6 +49,13 @@ class ResumeContended(Conflict):
     code = "resume_contended"
 
 
+class BelowPodSecurity(PodSlotsError):
+    """The pod a pool's settings would make breaks the pool's `pod_security` level; the details list
+    each violation (control and field path in the manifest)."""
+
+    code = "below_pod_security"
+
+
 class Gone(PodSlotsError):
     """The pod is draining or unknown: its agent should exit."""
 

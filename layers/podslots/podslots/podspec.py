@@ -8,7 +8,9 @@ exits is gone, and reconcile reports its tasks lost instead of a restarted agent
 The agent talks to podslots' API with its own IAM identity, never to Kubernetes, so by default it
 gets no service account token (`automountServiceAccountToken: false`) and a restricted container:
 non-root, no privilege escalation, every capability dropped, the runtime's default seccomp profile.
-A pool may loosen these (`automount_service_account_token`, `security_context`), never to privileged;
+A pool may loosen these (`automount_service_account_token`, `security_context`) within its
+`pod_security` level, never to privileged: `security_violations` checks the whole manifest this
+module makes against the level (pod_security.py), at every PUT and on every reconcile run.
 settings.py refuses podslots' own service account for the agents.
 """
 
@@ -18,7 +20,8 @@ import secrets
 import string
 from typing import Any
 
-from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, REVISION_LABEL, SLOTS_ANNOTATION
+from podslots.names import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, REVISION_LABEL, SLOTS_ANNOTATION
+from podslots.pod_security import Violation, check
 from podslots.settings import PoolSettings, SecurityContext, template_revision
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
@@ -51,6 +54,12 @@ def container_security_context(context: SecurityContext) -> dict[str, Any]:
     if context.run_as_group is not None:
         out["runAsGroup"] = context.run_as_group
     return out
+
+
+def security_violations(pool: str, settings: PoolSettings) -> list[Violation]:
+    """What the pool's pods would break of its `pod_security` level: the manifest this module makes
+    for them, checked whole (a pod's name and the API's URL change nothing the standard reads)."""
+    return check(pod_manifest(pool, f"{pool}-check", settings, "https://podslots.invalid"), settings.pod_security)
 
 
 def pod_manifest(pool: str, name: str, settings: PoolSettings, api_base_url: str) -> dict[str, Any]:

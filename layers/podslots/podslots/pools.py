@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from podslots import rollout
 from podslots.clock import Clock
-from podslots.errors import Conflict, NotFound, UnreadableSettings
+from podslots.errors import BelowPodSecurity, Conflict, NotFound, UnreadableSettings
 from podslots.model import POOL_DELETED, Cordon, Pod, PodState, PoolFigures, cordon_order, shown_cordon
+from podslots.podspec import security_violations
 from podslots.settings import PoolSettings, template_revision
 from podslots.store import PoolEvent, PoolRecord, SlotStore, StoreConflict
 
@@ -72,7 +73,11 @@ class PoolService:
         count unchanged, so a scale-up or adoption that put a pod item in between makes it fail,
         and the next look sees the pod. One that comes after finds the new namespace in its own
         condition and is refused.
+
+        The pod the settings would make must meet their `pod_security` level, whatever the stored
+        pool did: a pool stored before the levels existed is raised to its level by its next PUT.
         """
+        self._meets_its_level(pool, settings)
         for _ in range(3):
             record = self.store.pool_state(pool)
             if record is not None and record.deleting:
@@ -84,6 +89,18 @@ class PoolService:
             except StoreConflict:
                 continue  # a concurrent PUT, DELETE or pod put: look again
         raise Conflict(f"pool {pool} is changing under this update; try again", pool=pool)
+
+    @staticmethod
+    def _meets_its_level(pool: str, settings: PoolSettings) -> None:
+        violations = security_violations(pool, settings)
+        if violations:
+            named = "; ".join(f"{v.field} ({v.control})" for v in violations)
+            raise BelowPodSecurity(
+                f"the pool's pods would break pod_security {settings.pod_security.value}: {named}",
+                pool=pool,
+                pod_security=settings.pod_security.value,
+                violations=[v.as_dict() for v in violations],
+            )
 
     def _no_pods(self, pool: str, current: str | None, wanted: str) -> None:
         pods = self.store.pods(pool)

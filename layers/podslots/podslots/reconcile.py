@@ -31,6 +31,7 @@ from podslots.cluster import BUSY_LABEL, DO_NOT_DISRUPT, Cluster, ClusterError, 
 from podslots.errors import PodSlotsError
 from podslots.model import CREATE_GRACE_S, IDLE_SLOT, Pod, PodState, PoolFigures
 from podslots.observability import MetricUnit, logger, pool_metrics
+from podslots.pool_guard import namespace_refused, report_below_level
 from podslots.pool_order import each_pool
 from podslots.scrub import exception_facts
 from podslots.settings import PoolMode, template_revision
@@ -50,6 +51,8 @@ class PoolReport:
     deletes_retried: list[str] = field(default_factory=list)
     annotated: list[str] = field(default_factory=list)
     would_delete: list[str] = field(default_factory=list)  # observe and paused mode
+    below_pod_security: list[str] = field(default_factory=list)  # `control: field` of each violation
+    skipped: str | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -83,6 +86,11 @@ class Reconciler:
 
     def reconcile_pool(self, pool: RegisteredPool) -> PoolReport:
         report = PoolReport(pool.name)
+        now = int(self.clock.now())
+        if namespace_refused(self.store, pool, now, "reconcile"):
+            report.skipped = "namespace not allowed"
+            return report
+        report.below_pod_security = [f"{v.control}: {v.field}" for v in report_below_level(self.store, pool, now)]
         try:
             cluster = self.cluster_for(pool)
             listed = cluster.list_pool_pods(pool.settings.namespace, pool.name, pool.settings.adopt_selector)

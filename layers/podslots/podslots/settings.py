@@ -26,6 +26,12 @@ from podslots.names import (
     Quantity,
     revision_from_digest,
 )
+from podslots.pod_security import (
+    APPARMOR_ANNOTATION_PREFIX,
+    SECCOMP_CONTAINER_ANNOTATION_PREFIX,
+    SECCOMP_POD_ANNOTATION,
+    Level,
+)
 
 _SECRET_LEAF = r"[A-Za-z0-9/_+=.@-]+"  # noqa: S105 (a name pattern, not a secret)
 _SECRET_ARN_HEAD = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"  # noqa: S105
@@ -40,6 +46,24 @@ def is_own_secret(name: str, env: str | None = None) -> bool:
     """A secret name under this environment's prefix, or the ARN of one."""
     prefix = re.escape(secret_prefix(env))
     return bool(re.fullmatch(f"(?:{_SECRET_ARN_HEAD})?{prefix}{_SECRET_LEAF}", name))
+
+
+# The namespaces agent pods may run in (template.yaml's AgentNamespaces, comma-separated). podslots
+# may create and delete pods there only: a pool in kube-system would make it a way into the cluster.
+AGENT_NAMESPACES_VAR = "PODSLOTS_AGENT_NAMESPACES"
+DEFAULT_AGENT_NAMESPACES = "agents"  # outside Lambda (tests), where nothing sets it; the parameter's default
+
+
+def agent_namespaces() -> frozenset[str]:
+    """The allow-list as deployed; set but empty allows none."""
+    listed = os.environ.get(AGENT_NAMESPACES_VAR)
+    return frozenset(
+        n.strip() for n in (listed if listed is not None else DEFAULT_AGENT_NAMESPACES).split(",") if n.strip()
+    )
+
+
+def namespace_allowed(namespace: str) -> bool:
+    return namespace in agent_namespaces()
 
 
 # Environment names podslots sets for the agent itself; a template may not override them.
@@ -73,13 +97,25 @@ CONTROLLER_SERVICE_ACCOUNT = "podslots"
 CONTROLLER_NAMESPACE = "podslots-system"
 
 Capability = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z_]{0,31}$")]
+# What sets the AppArmor or seccomp profile by annotation: podslots' own, never the pool's (the
+# security context says which profile; an annotation could say `unconfined` past it).
+PROFILE_ANNOTATIONS = (APPARMOR_ANNOTATION_PREFIX, SECCOMP_CONTAINER_ANNOTATION_PREFIX, SECCOMP_POD_ANNOTATION)
+
+
+def _stored(info: ValidationInfo) -> bool:
+    """Read back from the table (`PoolSettings.from_stored`): checked when it was put. A rule added
+    since leaves an older document readable; the steps report what it breaks instead."""
+    return bool(info.context and info.context.get("stored"))
 
 
 class SecurityContext(BaseModel):
-    """The agent container's security context; every field left out keeps the restricted default.
+    """The agent container's security context; every field left out keeps the restricted default,
+    whatever the pool's `pod_security` level.
 
     What it can never do: run privileged, or keep a capability it does not name (`capabilities: drop
-    ALL` always; `capabilities_add` names the few it needs back).
+    ALL` always; `capabilities_add` names the few it needs back). What it may loosen is the pool's
+    level's to say (`pod_security.check` over the manifest, at the PUT): the shape here is only what
+    a Kubernetes security context can hold.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -96,9 +132,21 @@ class SecurityContext(BaseModel):
     def _non_root_means_it(self) -> SecurityContext:
         if self.run_as_non_root and self.run_as_user == 0:
             raise ValueError("security_context.run_as_user 0 is root; set run_as_non_root false to allow it")
-        if "SYS_ADMIN" in self.capabilities_add or "ALL" in self.capabilities_add:
-            raise ValueError("security_context.capabilities_add may not add ALL or SYS_ADMIN")
         return self
+
+    @field_validator("capabilities_add")
+    @classmethod
+    def _kubernetes_names(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # Kubernetes names capabilities without the kernel's CAP_ prefix, and the standard compares
+        # names exactly: CAP_SYS_ADMIN would pass a list that refuses SYS_ADMIN, and runtimes differ
+        # in what they make of it. Refused, not normalised: the document says what the pod gets.
+        prefixed = [name for name in value if name.startswith("CAP_")]
+        if prefixed and not _stored(info):
+            raise ValueError(
+                f"capabilities_add names capabilities without the CAP_ prefix, as Kubernetes does: "
+                f"{', '.join(name.removeprefix('CAP_') for name in prefixed)}"
+            )
+        return value
 
 
 class PodTemplate(BaseModel):
@@ -120,6 +168,17 @@ class PodTemplate(BaseModel):
     # unless the pool asks for one.
     automount_service_account_token: bool = False
     security_context: SecurityContext = Field(default_factory=SecurityContext)
+
+    @field_validator("annotations")
+    @classmethod
+    def _no_profile_annotations(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        taken = sorted(key for key in value if key.startswith(PROFILE_ANNOTATIONS))
+        if taken and not _stored(info):
+            raise ValueError(
+                f"pod_template.annotations may not set {', '.join(taken)}: the AppArmor and seccomp profiles "
+                "are podslots' own (security_context.seccomp_profile sets seccomp)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _no_reserved_env(self) -> PodTemplate:
@@ -161,7 +220,17 @@ class PoolSettings(BaseModel):
     """The whole settings document; fields left out take these defaults."""
 
     model_config = ConfigDict(extra="forbid")
-    namespace: DnsLabel = "agents"
+    namespace: DnsLabel = Field(
+        default="agents",
+        description="The namespace of the pool's pods: one of the deployment's AgentNamespaces.",
+    )
+    pod_security: Level = Field(
+        default=Level.RESTRICTED,
+        description=(
+            "The Kubernetes Pod Security Standards level every agent pod meets: `restricted` (the default) "
+            "or `baseline`; a PUT whose pod would break it is a 422 naming each field (docs/security.md)."
+        ),
+    )
     slots_per_pod: int = Field(default=3, ge=SLOTS_MIN, le=SLOTS_MAX)
     min_pods: int = Field(default=0, ge=0, le=1000)
     max_pods: int = Field(default=10, ge=0, le=1000)
@@ -224,6 +293,18 @@ class PoolSettings(BaseModel):
             raise ValueError(
                 f"adopt_selector may not select by podslots' own labels ({', '.join(reserved)}): "
                 "they mark the pods another pool already owns"
+            )
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _allowed_namespace(cls, value: str, info: ValidationInfo) -> str:
+        # A stored pool whose namespace was allowed when it was put stays readable; reconcile and
+        # autoscale leave it alone, and report it, while its namespace is not allowed.
+        if not _stored(info) and not namespace_allowed(value):
+            raise ValueError(
+                f"namespace must be one of this deployment's agent namespaces "
+                f"({', '.join(sorted(agent_namespaces())) or 'none'}: the AgentNamespaces parameter)"
             )
         return value
 
