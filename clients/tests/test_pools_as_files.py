@@ -318,7 +318,7 @@ def test_the_settings_schema_the_client_ships_is_the_servers() -> None:
     [
         {"pod_template": {"image": "x"}},
         {
-            "namespace": "ci",
+            "namespace": "agents",
             "min_pods": 1,
             "mode": "observe",
             "adopt_selector": {"app": "agents"},

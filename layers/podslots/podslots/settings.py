@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from podslots.environment import environment
+from podslots.environment import agent_namespaces, environment
 from podslots.names import (
     SLOTS_MAX,
     SLOTS_MIN,
@@ -46,20 +46,6 @@ def is_own_secret(name: str, env: str | None = None) -> bool:
     """A secret name under this environment's prefix, or the ARN of one."""
     prefix = re.escape(secret_prefix(env))
     return bool(re.fullmatch(f"(?:{_SECRET_ARN_HEAD})?{prefix}{_SECRET_LEAF}", name))
-
-
-# The namespaces agent pods may run in (template.yaml's AgentNamespaces, comma-separated). podslots
-# may create and delete pods there only: a pool in kube-system would make it a way into the cluster.
-AGENT_NAMESPACES_VAR = "PODSLOTS_AGENT_NAMESPACES"
-DEFAULT_AGENT_NAMESPACES = "agents"  # outside Lambda (tests), where nothing sets it; the parameter's default
-
-
-def agent_namespaces() -> frozenset[str]:
-    """The allow-list as deployed; set but empty allows none."""
-    listed = os.environ.get(AGENT_NAMESPACES_VAR)
-    return frozenset(
-        n.strip() for n in (listed if listed is not None else DEFAULT_AGENT_NAMESPACES).split(",") if n.strip()
-    )
 
 
 def namespace_allowed(namespace: str) -> bool:
