@@ -13,7 +13,16 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from podslots.names import (
     SLOTS_MAX,
@@ -25,6 +34,7 @@ from podslots.names import (
     QualifiedName,
     Quantity,
 )
+from podslots.tenancy import CALLER_PATTERNS_MAX, check_caller_pattern
 
 # The deployment environment (template.yaml sets it from its Environment parameter). The cluster
 # functions may read the secrets under podslots/<environment>/ only, so a pool may name no other.
@@ -200,6 +210,16 @@ class PoolSettings(BaseModel):
             "Labels (all must match) of pods podslots did not create, e.g. an existing Deployment's, "
             "that this pool adopts and counts as its own (no podslots.io/ key: those mark another pool's "
             "pods); see docs/architecture.md, 'Adoption' and 'Migration'."
+        ),
+    )
+
+    allowed_callers: list[Annotated[str, AfterValidator(check_caller_pattern)]] = Field(
+        default_factory=list,
+        max_length=CALLER_PATTERNS_MAX,
+        description=(
+            "IAM principals (ARN patterns, ArnLike's `*` and `?`: arn:aws:iam::<account>:role/<name>) that may "
+            "allocate in this pool; a session counts as its role. Empty (the default): any holder of the "
+            "task queue's policy. See docs/security.md, 'Tasks belong to the queue that allocated them'."
         ),
     )
 
