@@ -33,6 +33,8 @@ ENV = {
     "KUBECONFIG_SECRET": "podslots/dev/kubeconfig",
     "PODSLOTS_ENVIRONMENT": "dev",
     "API_BASE_URL": "http://127.0.0.1:3000/v1",
+    # OperatorRoleArns: the local stack's callers are all the task queue's role (local/apigw.py).
+    "PODSLOTS_OPERATOR_ROLE_ARNS": "arn:aws:iam::123456789012:role/podslots-operator",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "PodSlots",
