@@ -8,15 +8,17 @@ its id is taken (409 `task_id_taken`, nothing told of the task), and nothing it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
 
+from functions.allocate import app as allocate_app
 from local.apigw import ACCOUNT, TASK_QUEUE_SESSION, proxy_event
 from podslots.allocation import CALLERS_MAX_AGE_S
 from podslots.clock import ManualClock
-from podslots.model import SlotStatus, TaskStatus
+from podslots.model import SlotStatus, Task, TaskStatus
 from podslots.store import SlotStore
 from podslots.store.keys import TASK_SK, task_pk
 from podslots.tenancy import OPERATOR_ROLE_ARNS_VAR
@@ -44,7 +46,9 @@ class As:
         return self.api.invoke(event)
 
     def allocate(self, task_id: str = TASK, task_type: str = "plan_and_apply", pool: str = POOL, **more: str) -> Answer:
-        return self.call("POST", "/pools/{pool}/allocations", {"task_id": task_id, "task_type": task_type, **more}, pool=pool)
+        return self.call(
+            "POST", "/pools/{pool}/allocations", {"task_id": task_id, "task_type": task_type, **more}, pool=pool
+        )
 
     def status(self, status: str, task_id: str = TASK) -> Answer:
         return self.call("PUT", "/tasks/{task_id}/status", {"status": status}, task_id=task_id)
@@ -256,7 +260,9 @@ def test_a_task_stored_before_owners_were_recorded_stays_open_to_every_queue(
     assert other.task().status == 200
     assert other.allocate().body["outcome"] == "repeated"
     assert other.status("success").status == 200
-    assert store.get_task(TASK) is not None and store.get_task(TASK).status is TaskStatus.SUCCESS  # type: ignore[union-attr]
+    ended = store.get_task(TASK)
+    assert ended is not None
+    assert ended.status is TaskStatus.SUCCESS
 
 
 def test_api_key_callers_own_their_tasks_by_the_keys_id_never_by_the_key(api: Api, store: SlotStore, pool: str):
@@ -314,3 +320,34 @@ def test_a_narrowed_allowed_callers_reaches_allocation_within_its_max_age(
     # and once that read is CALLERS_MAX_AGE_S old, the queue is refused
     clock.advance(CALLERS_MAX_AGE_S)
     assert queue.allocate("third", "plan").status == 403
+
+
+class WaitRacedStore(SlotStore):
+    """The real store; right before its next wait is recorded, another caller's request runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_wait: Callable[[], object] | None = None
+
+    def record_waiting(self, task: Task, now: int, signal_every_s: int) -> tuple[bool, int]:
+        step, self.before_wait = self.before_wait, None
+        if step is not None:
+            step()
+        return super().record_waiting(task, now, signal_every_s)
+
+
+def test_a_wait_recorded_in_a_race_never_takes_over_the_task_another_caller_made_meanwhile(
+    queue: As, other: As, store: SlotStore, monkeypatch: pytest.MonkeyPatch
+):
+    # Given a pool with no pod, and an allocate function whose next wait is preceded by the queue's
+    # own ask for the same id (it read no task; the queue's request slips in before its write)
+    given_pool(store, POOL)
+    raced = WaitRacedStore()
+    monkeypatch.setattr(allocate_app.allocator, "store", raced)
+    raced.before_wait = queue.allocate
+    # When the other caller asks
+    answer = other.allocate()
+    # Then its wait is refused by the write's own condition: the 409, and the task stays the queue's
+    taken(answer)
+    assert raw_task()["owner"] == {"S": TASK_QUEUE_ROLE}
+    assert queue.task().body["status"] == "pending"

@@ -55,12 +55,12 @@ def test_the_principal_of_an_identity_is_its_role_user_or_key(identity: dict[str
         (ROLE, ROLE, True),
         (f"arn:aws:iam::{ACCOUNT}:role/task-*", ROLE, True),
         (f"arn:aws:iam::{ACCOUNT}:role/task-queu?", ROLE, True),
-        (f"arn:aws:iam::*:role/task-queue", ROLE, True),
+        ("arn:aws:iam::*:role/task-queue", ROLE, True),
         (f"arn:aws:iam::{ACCOUNT}:role/*", ROLE, True),
         (f"arn:aws:iam::{ACCOUNT}:role/Task-Queue", ROLE, False),  # case-sensitive, as ArnLike
         (f"arn:aws:iam::{ACCOUNT}:role/task", ROLE, False),
         (f"arn:aws:iam::{ACCOUNT}:role/task-queue-2", ROLE, False),
-        (f"arn:aws:iam::999999999999:role/task-queue", ROLE, False),
+        ("arn:aws:iam::999999999999:role/task-queue", ROLE, False),
         ("arn:aws:iam::*", ROLE, False),  # `*` does not cross a colon: six parts, each on its own
         ("*", ROLE, False),
         (f"arn:aws:iam::{ACCOUNT}:user/*", ROLE, False),
@@ -95,9 +95,13 @@ def test_no_pattern_matches_an_anonymous_caller_or_an_api_key():
 def test_a_caller_uses_its_own_and_unowned_tasks_and_an_operator_reads_every_one():
     queue, other = Caller(ROLE), Caller(f"arn:aws:iam::{ACCOUNT}:role/other")
     operator = Caller(f"arn:aws:iam::{ACCOUNT}:role/ops", reads_every_task=True)
-    assert queue.may_use(ROLE) and queue.may_use(None) and not other.may_use(ROLE)
-    assert operator.may_read(ROLE) and not operator.may_use(ROLE)
-    assert Caller().may_use(None) and not Caller().may_use(ROLE)  # anonymous: unowned tasks only
+    assert queue.may_use(ROLE)
+    assert queue.may_use(None)
+    assert not other.may_use(ROLE)
+    assert operator.may_read(ROLE)
+    assert not operator.may_use(ROLE)
+    assert Caller().may_use(None)
+    assert not Caller().may_use(ROLE)
 
 
 def test_operator_patterns_come_from_the_environment_as_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch):
