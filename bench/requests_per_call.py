@@ -74,6 +74,9 @@ def main() -> None:
             return allocator.allocate(AllocationRequest(pool, task, kind))
 
         print(f"DynamoDB requests per step (pool of {PODS} ready pods, uncontended)")
+        # The pool's allowed_callers: read by a container's first allocation in a pool, then trusted
+        # for CALLERS_MAX_AGE_S (the clock here stands still, so every step below is a warm one).
+        show("allocate, a container's first in the pool", count(ops, lambda: alloc("t-0", TaskType.PLAN)))
         show("allocate, new task", count(ops, lambda: alloc("t-1")))
         show("allocate, same task again (idempotent)", count(ops, lambda: alloc("t-1")))
         show(

@@ -10,6 +10,11 @@ from typing import Any
 from local.template import ROOT
 
 EVENTS = ROOT / "events"
+# Who calls, as API Gateway names a SigV4 caller: a session of the task queue's role. Every request
+# of the local stack comes from it (it signs nothing; `make local` has no auth), so locally every
+# task is this role's.
+ACCOUNT = "123456789012"
+TASK_QUEUE_SESSION = f"arn:aws:sts::{ACCOUNT}:assumed-role/task-queue/session"
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -26,8 +31,13 @@ def proxy_event(
     query: dict[str, str] | None = None,
     content_type: str | None = "application/json",
     stage: str = "v1",
+    user_arn: str | None = TASK_QUEUE_SESSION,
 ) -> dict[str, Any]:
-    """One proxy event: `resource` is the template path (`/pools/{pool}`), `path` its filled form."""
+    """One proxy event: `resource` is the template path (`/pools/{pool}`), `path` its filled form.
+
+    `user_arn` is the caller's identity as API Gateway puts it (`requestContext.identity.userArn`);
+    None leaves it out, as API_KEY mode does.
+    """
     params = path_parameters or {}
     path = resource
     for key, value in params.items():
@@ -64,9 +74,9 @@ def proxy_event(
             "identity": {
                 "sourceIp": "10.0.0.1",
                 "userAgent": "task-queue/1.0",
-                "userArn": "arn:aws:sts::123456789012:assumed-role/task-queue/session",
-                "caller": "AROAEXAMPLE:session",
-                "accountId": "123456789012",
+                "userArn": user_arn,
+                "caller": "AROAEXAMPLE:session" if user_arn else None,
+                "accountId": ACCOUNT if user_arn else None,
             },
             "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
             "apiId": "abc123",
@@ -80,4 +90,4 @@ def answer_json(answer: dict[str, Any]) -> Any:
     return json.loads(answer["body"]) if answer.get("body") else None
 
 
-__all__ = ["EVENTS", "Path", "answer_json", "load_event", "proxy_event"]
+__all__ = ["ACCOUNT", "EVENTS", "TASK_QUEUE_SESSION", "Path", "answer_json", "load_event", "proxy_event"]

@@ -174,7 +174,10 @@ def main() -> None:
     with stack:
         server = serve(stack, "127.0.0.1", args.port, "v1", agents=args.kubeconfig is None)
         base = f"http://127.0.0.1:{args.port}/v1"
-        print(f"podslots serves {base} (auth: none locally; the deployed API uses IAM)")
+        print(
+            f"podslots serves {base} (auth: none locally, and every request is a session of the task queue's "
+            "role, so every task is that role's; the deployed API uses IAM)"
+        )
         if args.kubeconfig is None:  # so a person can watch the embedded cluster's pods
             kubeconfig = Path(__file__).resolve().parent.parent / ".local" / "kubeconfig"
             kubeconfig.parent.mkdir(exist_ok=True)

@@ -34,6 +34,8 @@ ENV = {
     "PODSLOTS_ENVIRONMENT": "dev",
     "PODSLOTS_AGENT_NAMESPACES": "agents",  # the AgentNamespaces parameter's default
     "API_BASE_URL": "http://127.0.0.1:3000/v1",
+    # OperatorRoleArns: the local stack's callers are all the task queue's role (local/apigw.py).
+    "PODSLOTS_OPERATOR_ROLE_ARNS": "arn:aws:iam::123456789012:role/podslots-operator",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "PodSlots",

@@ -9,7 +9,15 @@ import json
 import pytest
 from conftest import Scripted
 
-from podslots_client import Conflict, QueueClient, ReservationGone, ResumeContended
+from podslots_client import (
+    CallerNotAllowed,
+    Conflict,
+    Forbidden,
+    QueueClient,
+    ReservationGone,
+    ResumeContended,
+    TaskIdTaken,
+)
 
 SLOT = {"task_id": "run-42", "pool": "tf", "pod": "tf-b", "slot": "s1", "pod_ip": "10.0.0.8", "status": "running"}
 PREVIOUS = {"pod": "tf-a", "slot": "s0", "status": "expired", "reason": "reservation expired"}
@@ -105,3 +113,29 @@ def test_given_a_server_from_before_outcomes_when_a_slot_is_allocated_then_the_n
         False,
         None,
     )
+
+
+def test_given_another_callers_task_id_when_it_is_dispatched_then_task_id_taken_is_raised_once(
+    scripted: Scripted,
+) -> None:
+    taken = {
+        "error": "task_id_taken",
+        "message": "task id run-42 is taken by another caller's task",
+        "task_id": "run-42",
+    }
+    scripted.script((409, taken, {}))
+    with pytest.raises(TaskIdTaken) as raised:
+        QueueClient(scripted.url, auth=None).allocate("tf", "run-42", "plan", deadline_s=30)
+    assert isinstance(raised.value, Conflict)  # code that catches Conflict still catches it
+    assert len(scripted.received) == 1  # no retry can free the id
+
+
+def test_given_a_pool_that_does_not_allow_the_caller_when_it_allocates_then_caller_not_allowed_is_raised_once(
+    scripted: Scripted,
+) -> None:
+    refused = {"error": "caller_not_allowed", "message": "pool tf does not allow this caller", "pool": "tf"}
+    scripted.script((403, refused, {}))
+    with pytest.raises(CallerNotAllowed) as raised:
+        QueueClient(scripted.url, auth=None).allocate("tf", "run-42", "plan", deadline_s=30)
+    assert isinstance(raised.value, Forbidden)
+    assert len(scripted.received) == 1

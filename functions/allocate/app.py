@@ -6,6 +6,9 @@ and slot when the task already holds one (`resumed`: a reserved slot runs again,
 the plan ran; `repeated`), 503 + Retry-After when no ready pod has an idle slot (the task is
 recorded as waiting and a CapacityShortage goes out). With `"expect": "resume"` (an approval), a
 reservation that is gone is a 409 `reservation_gone`, never a new slot.
+
+The caller (API Gateway's `requestContext.identity`) becomes the task's owner: another caller's
+task id is a 409 `task_id_taken`, and a pool whose `allowed_callers` does not name the caller a 403.
 """
 
 from typing import Annotated, Any
@@ -31,6 +34,7 @@ from podslots.bus import EventBridgePublisher
 from podslots.clock import SystemClock
 from podslots.observability import logger, metrics, tracer
 from podslots.store import SlotStore
+from podslots.tenancy import Caller, principal_of
 
 app = make_resolver()
 allocator = Allocator(SlotStore(), EventBridgePublisher(), SystemClock())
@@ -53,14 +57,17 @@ else:
             200: ("The task's own slot: its reservation resumed, or a repeat", AllocationAnswer),
             201: ("A new allocation; `placed_anew` says the task had a slot podslots ended", AllocationAnswer),
         },
-        COMMON_ERRORS,
+        (*COMMON_ERRORS, 403),
     ),
 )
 @tracer.capture_method
 def allocate(pool: PoolName, body: Annotated[AllocateBody, Body()]) -> Response[Any]:
     metrics.add_dimension(name="pool", value=pool)
     logger.append_keys(pool=pool, task_id=body.task_id)
-    request = AllocationRequest(pool, body.task_id, body.task_type, expect_resume=body.expect == "resume")
+    caller = Caller(principal_of(app.current_event.request_context.identity.raw_event))
+    request = AllocationRequest(
+        pool, body.task_id, body.task_type, expect_resume=body.expect == "resume", caller=caller
+    )
     done = allocator.allocate(request)
     previous = done.previous
     answer = AllocationAnswer(

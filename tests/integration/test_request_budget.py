@@ -2,7 +2,9 @@
 the hot path, and a read that does not grow with the pool.
 
 A new allocation is one Query of the `open_slots` index and one transaction; the task item is read
-only from a cancelled transaction's own answer (a repeat, a resume, a re-dispatch).
+only from a cancelled transaction's own answer (a repeat, a resume, a re-dispatch). The pool's item
+(its `allowed_callers`) is read by a container's first allocation in the pool, then again only
+once `CALLERS_MAX_AGE_S` have passed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 
 from local.moto_server import MotoServer
 from local.table_faults import Fault
-from podslots.allocation import AllocationRequest, Allocator
+from podslots.allocation import CALLERS_MAX_AGE_S, AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
 from podslots.model import TaskStatus, TaskType
@@ -37,7 +39,10 @@ def test_the_allocation_hot_path_stays_within_its_request_budget(server: MotoSer
     allocator, tasks = Allocator(store, RecordingPublisher(), clock), TaskStatusService(store, clock)
     ask = AllocationRequest("budget", "t1", TaskType.PLAN_AND_APPLY)
 
-    # Then a new allocation is one read of candidates and one transaction
+    # Then the container's first allocation in the pool also reads the pool's item (allowed_callers)
+    first = requests_of(server, lambda: allocator.allocate(AllocationRequest("budget", "t0", TaskType.PLAN)))
+    assert first == Counter({"GetItem": 1, "Query": 1, "TransactWriteItems": 1})
+    # and every new allocation after it is one read of candidates and one transaction
     assert requests_of(server, lambda: allocator.allocate(ask)) == Counter({"Query": 1, "TransactWriteItems": 1})
     # and a repeat learns of its slot from the cancelled transaction's answer (no GetItem)
     assert requests_of(server, lambda: allocator.allocate(ask)) == Counter({"Query": 1, "TransactWriteItems": 1})
@@ -46,6 +51,10 @@ def test_the_allocation_hot_path_stays_within_its_request_budget(server: MotoSer
     assert resume == Counter({"Query": 1, "TransactWriteItems": 2})
     release = requests_of(server, lambda: tasks.set_status("t1", TaskStatus.APPLIED))
     assert release == Counter({"GetItem": 1, "TransactWriteItems": 1})
+    # and the pool's item is read again once what the container knows of it is CALLERS_MAX_AGE_S old
+    clock.advance(CALLERS_MAX_AGE_S)
+    again = requests_of(server, lambda: allocator.allocate(AllocationRequest("budget", "t2", TaskType.PLAN)))
+    assert again == Counter({"GetItem": 1, "Query": 1, "TransactWriteItems": 1})
 
 
 @pytest.mark.parametrize("pods", [10, 100, 1000])

@@ -28,6 +28,7 @@ from podslots.expiry import Expirer
 from podslots.model import Pod, SlotStatus, Task, TaskStatus, TaskType
 from podslots.store import SlotStore
 from tests.integration.conftest import Answer, Api
+from tests.support.callers import TASK_QUEUE
 from tests.support.pods import given_pool, given_ready_pods
 
 POOL = "terraform"
@@ -204,7 +205,7 @@ def test_eight_approvals_at_once_under_table_faults_all_get_the_reserved_slot(
     # that cancels, throttles and loses the answers of writes at random
     faults = server.dispatcher.faults
     faults.chaos({Fault.TRANSACTION_CONFLICT: 0.2, Fault.THROTTLE: 0.05, Fault.ANSWER_LOST: 0.1}, seed=seed)
-    request = AllocationRequest(POOL, TASK, TaskType.PLAN_AND_APPLY)
+    request = AllocationRequest(POOL, TASK, TaskType.PLAN_AND_APPLY, caller=TASK_QUEUE)  # the handler's caller
     allocator = Allocator(SlotStore(), RecordingPublisher(), clock, sleep=time.sleep)
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda _i: allocator.allocate(request), range(8)))

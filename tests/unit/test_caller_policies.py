@@ -31,6 +31,9 @@ OPERATORS = {
     "POST /pools/{pool}/pods/{pod}/cordon",
     "DELETE /pools/{pool}/pods/{pod}/cordon",
 }
+# Operators read any task (the handler shows another queue's task only to OperatorRoleArns); they
+# never move one: no PUT of a task's status.
+OPERATOR_TASK_READS = {"GET /tasks/{task_id}"}
 OPERATOR_ROLE = f"arn:aws:iam::{ACCOUNT}:role/podslots-operator"
 # The agents' role as the template names it (RoleName podslots-<Environment>-agent; Environment dev).
 AGENT_ROLE = f"arn:aws:iam::{ACCOUNT}:role/podslots-dev-agent"
@@ -97,8 +100,9 @@ def test_given_the_task_queues_policy_when_it_calls_each_route_then_only_allocat
     assert allowed_routes(managed_policy("TaskQueueInvokePolicy")) == TASK_QUEUE
 
 
-def test_given_the_operators_policy_when_it_calls_each_route_then_only_the_pool_routes_are_allowed():
-    assert allowed_routes(managed_policy("OperatorInvokePolicy")) == OPERATORS
+def test_given_the_operators_policy_when_it_calls_each_route_then_only_the_pool_routes_and_task_reads_are_allowed():
+    assert allowed_routes(managed_policy("OperatorInvokePolicy")) == OPERATORS | OPERATOR_TASK_READS
+    assert "PUT /tasks/{task_id}/status" not in allowed_routes(managed_policy("OperatorInvokePolicy"))
 
 
 def test_given_an_agent_of_pod_identity_when_it_calls_each_route_then_only_its_own_heartbeat_is_allowed():

@@ -90,6 +90,13 @@ class ResumeContended(Conflict):
     CODE = "resume_contended"
 
 
+class TaskIdTaken(Conflict):
+    """The task id is another caller's task (tasks belong to the caller that allocated them): dispatch
+    under another id. The answer says nothing else of that task."""
+
+    CODE = "task_id_taken"
+
+
 class Gone(PodSlotsError):
     """The pod is draining or unknown: its agent should take no more work and exit. (A cordoned pod
     is answered 200, with `cordoned` set: it finishes its tasks and beats on until it is drained.)"""
@@ -160,6 +167,12 @@ class Forbidden(PodSlotsError):
     (also its answer for a path with no route)."""
 
     CODE = "forbidden"
+
+
+class CallerNotAllowed(Forbidden):
+    """The pool's `allowed_callers` does not name this caller: it may not allocate in that pool."""
+
+    CODE = "caller_not_allowed"
 
 
 class Throttled(PodSlotsError):
@@ -264,6 +277,8 @@ _BY_CODE: dict[str, type[PodSlotsError]] = {
         Conflict,
         ReservationGone,
         ResumeContended,
+        TaskIdTaken,
+        CallerNotAllowed,
         Gone,
         NoCapacity,
         InvalidRequest,

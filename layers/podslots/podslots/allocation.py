@@ -8,6 +8,13 @@ Every answer says what happened (`Outcome`): a 200 only ever names the slot the 
 (resumed or repeated); a task podslots took a slot from (lost, expired) is placed anew with a 201
 that names the slot it had and why it ended. A task seen reserved is only ever answered with its own
 slot, or with a refusal: never with another slot.
+
+A task belongs to the caller that allocated it (`podslots.tenancy`): another caller's task id is
+refused (`task_id_taken`) without a word about that task, and an approval for it is answered as
+for an unknown task. The check reads nothing more: it looks at the task item the allocation reads
+anyway (the cancelled transaction's ALL_OLD, or the read of the slow paths). A pool's
+`allowed_callers` is checked first, from the pool's state as this container read it at most
+`CALLERS_MAX_AGE_S` ago.
 """
 
 from __future__ import annotations
@@ -20,7 +27,15 @@ from enum import StrEnum
 
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
-from podslots.errors import Conflict, NoCapacity, NotFound, ReservationGone, ResumeContended
+from podslots.errors import (
+    CallerNotAllowed,
+    Conflict,
+    NoCapacity,
+    NotFound,
+    ReservationGone,
+    ResumeContended,
+    TaskIdTaken,
+)
 from podslots.model import (
     EndedSlot,
     Placement,
@@ -31,7 +46,8 @@ from podslots.model import (
     placement_candidates,
 )
 from podslots.observability import count, logger, seconds
-from podslots.store import SlotStore, StoreConflict, new_token
+from podslots.store import PoolState, SlotStore, StoreConflict, new_token
+from podslots.tenancy import ANONYMOUS, Caller, matches_any
 
 MAX_ATTEMPTS = 10  # slot races lost before answering 503 (each attempt reads the open pods again)
 CANDIDATE_PODS = 4  # open pods read per attempt: the fullest few, whatever the pool's size
@@ -42,6 +58,9 @@ RETRY_AFTER_STARTING_S = 10  # a pod is already starting: capacity is near
 RETRY_AFTER_COLD_S = 30
 RESUME_ATTEMPTS = 8  # a resume met by transient faults is tried again, as a resume, this many times
 RESUME_GONE = "reserved slot gone"  # why a task seen reserved is lost when its slot is not there
+# A pool's allowed_callers, as read by this container, is trusted this long: a narrowing reaches every
+# allocation within it, and a warm container reads the pool at most once per pool and period.
+CALLERS_MAX_AGE_S = 10
 
 
 class Outcome(StrEnum):
@@ -63,6 +82,7 @@ class AllocationRequest:
     task_id: str
     task_type: TaskType
     expect_resume: bool = False  # an approval: a reservation that is gone is refused, not replaced
+    caller: Caller = ANONYMOUS  # who asks: the task's owner once placed, and who may touch it
 
 
 @dataclass(frozen=True)
@@ -107,9 +127,11 @@ class Allocator:
         self.sleep = sleep
 
     def allocate(self, request: AllocationRequest) -> Allocation:
+        pool_read = self._admit(request)
         if request.expect_resume:
             return self._approval(request)
-        task = Task(request.task_id, request.pool, request.task_type, TaskStatus.RUNNING)
+        owner = request.caller.principal
+        task = Task(request.task_id, request.pool, request.task_type, TaskStatus.RUNNING, owner=owner)
         known: Task | None = None  # the task item as last seen; None: assumed not to exist
         races = 0
         for _ in range(MAX_ATTEMPTS):
@@ -119,7 +141,7 @@ class Allocator:
                     self.store.open_slots(request.pool, CANDIDATE_PODS, second_choice=True)
                 )
             if not candidates:
-                return self._no_capacity(request, known)
+                return self._no_capacity(request, known, pool_read)
             choice = self._choose(candidates, races)
             token = new_token()
             now = int(self.clock.now())
@@ -143,6 +165,24 @@ class Allocator:
         raise NoCapacity(
             "every idle slot was taken by a concurrent allocation; try again", retry_after_s=1, contended=True
         )
+
+    def _admit(self, request: AllocationRequest) -> PoolState | None:
+        """403 unless the pool's `allowed_callers` (if it has any) names the caller.
+
+        Returns the pool's state when this request read it (the no-capacity path needs it too),
+        None when the container's recent read answered, or the pool is not there (the usual paths
+        answer that 404).
+        """
+        state, read_now = self.store.recent_pool_state(request.pool, int(self.clock.now()), CALLERS_MAX_AGE_S)
+        callers = state.allowed_callers if state is not None else None
+        if callers is not None and not matches_any(callers, request.caller.principal):
+            count("CallerNotAllowed")
+            logger.info("caller not allowed in pool", extra={"pool": request.pool})
+            raise CallerNotAllowed(
+                f"pool {request.pool} does not allow this caller to allocate (its allowed_callers)",
+                pool=request.pool,
+            )
+        return state if read_now else None
 
     def _back_off(self, tries: int) -> None:
         self.sleep(self.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**tries)))
@@ -168,7 +208,17 @@ class Allocator:
         )
 
     def _task_exists(self, request: AllocationRequest, current: Task | None, known: Task | None) -> Allocation | None:
-        """The task item is there: answer its own slot, refuse, or return None to place it anew."""
+        """The task item is there: answer its own slot, refuse, or return None to place it anew.
+
+        Another caller's task is refused before anything else is looked at, so no answer (its pool,
+        type, status, slot) says anything about it.
+        """
+        if current is not None and not request.caller.may_use(current.owner):
+            count("TaskIdTaken")
+            raise TaskIdTaken(
+                f"task id {request.task_id} is taken by another caller's task; dispatch under another id",
+                task_id=request.task_id,
+            )
         if current is None or current.status.redispatchable:
             if current is not None and current.status is TaskStatus.PENDING:
                 self._same_type(request, current)
@@ -188,8 +238,8 @@ class Allocator:
 
         Read first, because a blind placement would be the one answer an approval must never get.
         """
-        current = self.store.get_task(request.task_id)
-        if current is None:
+        current = self._own(request, self.store.get_task(request.task_id))
+        if current is None:  # unknown, or another caller's: the same answer
             raise _unknown_task(request.task_id)
         if current.status.redispatchable:
             raise _reservation_gone(current)
@@ -225,7 +275,7 @@ class Allocator:
             try:
                 self.store.resume(task, int(self.clock.now()), token=token)
             except StoreConflict as conflict:
-                current = self.store.get_task(task.task_id)
+                current = self._own(request, self.store.get_task(task.task_id))
                 if current is not None and current.request_token == token:
                     break  # our own write; its answer was lost
                 if not _same_reservation(task, current):
@@ -269,6 +319,11 @@ class Allocator:
             slot=current.slot,
             previous={"pod": seen.pod, "slot": seen.slot, "status": None, "reason": None},
         )
+
+    @staticmethod
+    def _own(request: AllocationRequest, task: Task | None) -> Task | None:
+        """The task as this caller may see it: another caller's task is no task at all."""
+        return task if task is not None and request.caller.may_use(task.owner) else None
 
     def _slot_gone(self, task: Task) -> bool:
         """Is the reserved slot really gone: no pod item, no such slot, or a slot that names another
@@ -336,7 +391,7 @@ class Allocator:
 
     # ---- no open slot ----------------------------------------------------------------------------
 
-    def _no_capacity(self, request: AllocationRequest, known: Task | None) -> Allocation:
+    def _no_capacity(self, request: AllocationRequest, known: Task | None, pool_read: PoolState | None) -> Allocation:
         """No open pod: the task's own slot if it holds one, else 404/409, else wait (503).
 
         The task is looked at first, so a repeat or a resume still finds its slot in a full pool
@@ -348,13 +403,15 @@ class Allocator:
             answer = self._task_exists(request, current, None)
             if answer is not None:
                 return answer
-        record = self.store.pool_state(request.pool)
+        record = pool_read if pool_read is not None else self.store.pool_state(request.pool)
         if record is None:
             raise NotFound(f"pool {request.pool} does not exist", pool=request.pool)
         if record.deleting:
             raise Conflict(f"pool {request.pool} is being deleted and takes no new tasks", pool=request.pool)
         now = int(self.clock.now())
-        waiting = Task(request.task_id, request.pool, request.task_type, TaskStatus.PENDING)
+        waiting = Task(
+            request.task_id, request.pool, request.task_type, TaskStatus.PENDING, owner=request.caller.principal
+        )
         try:
             signal, since = self.store.record_waiting(waiting, now, SHORTAGE_SIGNAL_EVERY_S)
         except StoreConflict:

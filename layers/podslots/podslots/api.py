@@ -23,7 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from podslots.errors import BelowPodSecurity, Conflict, Gone, NoCapacity, NotFound, PodSlotsError
+from podslots.errors import BelowPodSecurity, CallerNotAllowed, Conflict, Gone, NoCapacity, NotFound, PodSlotsError
 from podslots.model import Pod, Task, TaskStatus, TaskType, cordon_order, shown_cordon
 from podslots.names import (
     DNS_SUBDOMAIN,
@@ -216,8 +216,9 @@ def error_answer(status: int, code: str, message: str, **extra: Any) -> Response
 
 ERROR_TEXT = {
     400: "The body is not JSON, or a path name is malformed",
-    404: "Unknown pool, pod or task",
-    409: "The request contradicts the current state (the message says which)",
+    403: "The pool's allowed_callers does not name the caller (caller_not_allowed)",
+    404: "Unknown pool, pod or task (another caller's task is unknown to this one)",
+    409: "The request contradicts the current state (the message says which); task_id_taken: another caller's task",
     410: "The pod is draining or unknown: the agent should exit",
     413: "The body is over 64 KiB",
     415: "The body is not application/json",
@@ -249,6 +250,7 @@ def responses(
 
 _STATUS_OF: list[tuple[type[PodSlotsError], HTTPStatus]] = [
     (NotFound, HTTPStatus.NOT_FOUND),
+    (CallerNotAllowed, HTTPStatus.FORBIDDEN),
     (Conflict, HTTPStatus.CONFLICT),
     (Gone, HTTPStatus.GONE),
     (NoCapacity, HTTPStatus.SERVICE_UNAVAILABLE),

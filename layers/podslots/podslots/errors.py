@@ -56,6 +56,19 @@ class BelowPodSecurity(PodSlotsError):
     code = "below_pod_security"
 
 
+class TaskIdTaken(Conflict):
+    """The task id belongs to another caller's task. Nothing of that task is told (not its pool, pod,
+    slot or status): task ids are chosen by callers, and one queue must not learn another's."""
+
+    code = "task_id_taken"
+
+
+class CallerNotAllowed(PodSlotsError):
+    """The pool's `allowed_callers` does not name the caller: it may not allocate in this pool."""
+
+    code = "caller_not_allowed"
+
+
 class Gone(PodSlotsError):
     """The pod is draining or unknown: its agent should exit."""
 

@@ -233,6 +233,7 @@ class Task:
     pod_ip: str | None = None  # the pod's IP when the slot was given (a pod keeps its IP for life)
     request_token: str | None = None  # the write that last moved it (a retry of it recognises itself)
     ended: EndedSlot | None = None  # the slot podslots last took from it (lost, expired); None once placed again
+    owner: str | None = None  # the principal that allocated it (podslots.tenancy); None: open to every caller
 
     @property
     def previous_slot(self) -> EndedSlot | None:

@@ -12,7 +12,16 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from podslots.environment import agent_namespaces, environment
 from podslots.names import (
@@ -32,6 +41,7 @@ from podslots.pod_security import (
     SECCOMP_POD_ANNOTATION,
     Level,
 )
+from podslots.tenancy import CALLER_PATTERNS_MAX, check_caller_pattern
 
 _SECRET_LEAF = r"[A-Za-z0-9/_+=.@-]+"  # noqa: S105 (a name pattern, not a secret)
 _SECRET_ARN_HEAD = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"  # noqa: S105
@@ -252,6 +262,16 @@ class PoolSettings(BaseModel):
             "Labels (all must match) of pods podslots did not create, e.g. an existing Deployment's, "
             "that this pool adopts and counts as its own (no podslots.io/ key: those mark another pool's "
             "pods); see docs/architecture.md, 'Adoption' and 'Migration'."
+        ),
+    )
+
+    allowed_callers: list[Annotated[str, AfterValidator(check_caller_pattern)]] = Field(
+        default_factory=list,
+        max_length=CALLER_PATTERNS_MAX,
+        description=(
+            "IAM principals (ARN patterns, ArnLike's `*` and `?`: arn:aws:iam::<account>:role/<name>) that may "
+            "allocate in this pool; a session counts as its role. Empty (the default): any holder of the "
+            "task queue's policy. See docs/security.md, 'Tasks belong to the queue that allocated them'."
         ),
     )
 

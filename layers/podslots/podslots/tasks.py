@@ -3,6 +3,10 @@
 `apply_pending` keeps the slot reserved (the plan's working directory stays on that pod until a
 person approves), `running` resumes it, and every end status frees it. The same status twice is
 a no-op, so the agent and the queue may both report, and retry, without harm.
+
+A task is its owner's (`podslots.tenancy`): to any other caller it is unknown, with the same 404 as
+a task that does not exist, so not even its existence is told. Operators may read any task, never
+move one. The check looks at the task item this step reads anyway: no request is added.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from podslots.errors import Conflict, NotFound, UnreadableSettings
 from podslots.model import Task, TaskStatus, TaskType
 from podslots.observability import count, logger
 from podslots.store import SlotStore, StoreConflict, new_token
+from podslots.tenancy import ANONYMOUS, Caller
 
 DEFAULT_RESERVATION_TTL_S = 86400
 MAX_ATTEMPTS = 10  # reads and writes before a 409: DynamoDB cancels concurrent transactions on one item
@@ -43,15 +48,24 @@ class TaskStatusService:
         self.rng = rng or random.Random()  # noqa: S311 (spreads retries; not a secret)
         self.sleep = sleep
 
-    def get(self, task_id: str) -> Task:
+    def get(self, task_id: str, caller: Caller = ANONYMOUS) -> Task:
+        """The task as the caller may read it: its own, an unowned one, or any for an operator."""
         task = self.store.get_task(task_id)
-        if task is None:
-            raise NotFound(f"task {task_id} is not known", task_id=task_id)
+        if task is None or not caller.may_read(task.owner):
+            raise _unknown(task_id)
         return task
 
-    def set_status(self, task_id: str, status: TaskStatus) -> StatusChange:
+    def _own(self, task_id: str, caller: Caller) -> Task:
+        """The task as the caller may move it: its own or an unowned one (an operator's reading
+        right does not count)."""
+        task = self.store.get_task(task_id)
+        if task is None or not caller.may_use(task.owner):
+            raise _unknown(task_id)
+        return task
+
+    def set_status(self, task_id: str, status: TaskStatus, caller: Caller = ANONYMOUS) -> StatusChange:
         for attempt in range(MAX_ATTEMPTS):
-            task = self.get(task_id)
+            task = self._own(task_id, caller)
             if task.status is status:
                 return StatusChange(task, changed=False)
             token = new_token()
@@ -66,7 +80,7 @@ class TaskStatusService:
                 if current is not None and current.request_token == token:
                     return StatusChange(current, changed=True)
                 if self._slot_lost(task, conflict, status):
-                    return StatusChange(self.get(task_id), changed=True)
+                    return StatusChange(self._own(task_id, caller), changed=True)
                 self.sleep(self.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)))
         raise Conflict(f"task {task_id} keeps changing under this update; try again", task_id=task_id)
 
@@ -137,6 +151,11 @@ class TaskStatusService:
     @staticmethod
     def _after(task: Task, status: TaskStatus, reserved_until: int | None = None) -> Task:
         return replace(task, status=status, reserved_until=reserved_until)
+
+
+def _unknown(task_id: str) -> NotFound:
+    """Unknown to this caller: there is no such task, or it is another caller's (the same answer)."""
+    return NotFound(f"task {task_id} is not known", task_id=task_id)
 
 
 def _keys(task: Task) -> dict[str, str | None]:

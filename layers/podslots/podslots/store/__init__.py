@@ -14,7 +14,7 @@ from __future__ import annotations
 from podslots.store.items import bind_table
 from podslots.store.pods import PodRecords, new_pod
 from podslots.store.pools import PoolRegistry
-from podslots.store.records import Lease, PoolEvent, PoolRecord, RegisteredPool, Rollout
+from podslots.store.records import Lease, PoolEvent, PoolRecord, PoolState, RegisteredPool, Rollout
 from podslots.store.tasks import TaskSlots
 from podslots.store.transaction import StoreConflict, is_transient, new_token
 
@@ -27,6 +27,7 @@ __all__ = [
     "Lease",
     "PoolEvent",
     "PoolRecord",
+    "PoolState",
     "RegisteredPool",
     "Rollout",
     "SlotStore",

@@ -11,6 +11,7 @@ from podslots.model import EndedSlot, TaskStatus
 from podslots.store.conversions import ended_doc
 from podslots.store.items import EventItem, TaskItem
 from podslots.store.keys import event_sk, pool_pk
+from podslots.store.records import PoolState
 from podslots.store.transaction import LabelledTransaction, SharedConnection
 
 
@@ -19,6 +20,8 @@ class StoreBase:
         self.event_ttl_s = event_ttl_s
         self.task_ttl_s = task_ttl_s
         self._connection = SharedConnection()
+        # pool -> (table binding, read at, state): `PoolRegistry.recent_pool_state`
+        self._recent_pools: dict[str, tuple[int, int, PoolState]] = {}
 
     def _tx(self, token: str | None = None) -> LabelledTransaction:
         return LabelledTransaction(self._connection.get(), token)

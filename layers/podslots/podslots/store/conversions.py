@@ -77,6 +77,7 @@ def task_from(item: TaskItem) -> Task:
         pod_ip=item.pod_ip,
         request_token=item.request_token,
         ended=ended_from(item.ended),
+        owner=item.owner,
     )
 
 

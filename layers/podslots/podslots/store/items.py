@@ -120,6 +120,9 @@ class TaskItem(Item):
     request_token = UnicodeAttribute(null=True)  # the write that last moved it: a retry recognises itself
     # {pod, slot, status, reason}: the slot podslots took from it (lost, expired); gone once placed again
     ended = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]
+    # The principal that allocated it (a role, without the session): only it may read or move the task.
+    # Absent on items stored before owners were recorded: those stay open to every task-queue caller.
+    owner = UnicodeAttribute(null=True)
     reservations = ReservationIndex()
     waiting = WaitingIndex()
 

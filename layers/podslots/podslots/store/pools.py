@@ -14,7 +14,7 @@ from pynamodb.expressions.update import Action
 from podslots.errors import UnreadableSettings
 from podslots.settings import PoolSettings
 from podslots.store.base import StoreBase
-from podslots.store.items import EventItem, LeaseItem, PodItem, PoolItem, RegistryItem
+from podslots.store.items import EventItem, LeaseItem, PodItem, PoolItem, RegistryItem, binding
 from podslots.store.keys import CONFIG_SK, EVENT_PREFIX, LEASE_SK, POD_PREFIX, REGISTRY_PK, pool_pk
 from podslots.store.records import Lease, PoolEvent, PoolRecord, PoolState, RegisteredPool, Rollout
 from podslots.store.transaction import StoreConflict, conditional, new_token
@@ -41,14 +41,34 @@ class PoolRegistry(StoreBase):
         item = self._pool_item(pool)
         if item is None:
             return None
-        namespace = item.settings.as_dict().get("namespace") if item.settings is not None else None
+        document = item.settings.as_dict() if item.settings is not None else {}
+        namespace = document.get("namespace")
         return PoolState(
             int(item.created_at),
             int(item.updated_at),
             bool(item.deleting),
             namespace=namespace if isinstance(namespace, str) else None,
             pod_puts=int(item.pod_puts or 0),
+            allowed_callers=_allowed_callers(document.get("allowed_callers")),
         )
+
+    def recent_pool_state(self, pool: str, now: int, max_age_s: int) -> tuple[PoolState | None, bool]:
+        """The pool's state as this store read it at most `max_age_s` ago, or read now (then True).
+
+        Allocation checks `allowed_callers` on every request without reading the pool each time (its
+        hot path is one Query and one transaction); a change reaches it within `max_age_s`. A pool
+        that is not there is not remembered.
+        """
+        generation = binding["generation"]
+        seen = self._recent_pools.get(pool)
+        if seen is not None and seen[0] == generation and 0 <= now - seen[1] < max_age_s:
+            return seen[2], False
+        state = self.pool_state(pool)
+        if state is None:
+            self._recent_pools.pop(pool, None)
+        else:
+            self._recent_pools[pool] = (generation, now, state)
+        return state, True
 
     @staticmethod
     def _pool_item(pool: str) -> PoolItem | None:
@@ -270,6 +290,15 @@ class PoolRegistry(StoreBase):
         # If another run took the expired lease meanwhile, it decides now: nothing to give back.
         item = LeaseItem(pool_pk(lease.pool), LEASE_SK)
         conditional(lambda: item.update(actions=actions, condition=LeaseItem.holder == lease.holder))
+
+
+def _allowed_callers(raw: Any) -> tuple[str, ...] | None:
+    """A stored `allowed_callers`: None (or empty) lets every caller in; anything malformed, nobody."""
+    if raw is None or raw == []:
+        return None
+    if isinstance(raw, list) and all(isinstance(p, str) for p in raw):
+        return tuple(raw)
+    return ()
 
 
 def _settings(pool: str, document: dict[str, Any]) -> PoolSettings:

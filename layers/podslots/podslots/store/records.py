@@ -31,6 +31,9 @@ class PoolState:
     deleting: bool
     namespace: str | None = None
     pod_puts: int = 0
+    # The stored document's `allowed_callers` (ARN patterns), read without validating the rest: None
+    # lets every task-queue caller allocate; a value that is not a list of strings lets nobody.
+    allowed_callers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

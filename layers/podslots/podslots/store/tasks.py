@@ -10,6 +10,7 @@ retried transaction idempotent by its token, and where a retry still meets its o
 from __future__ import annotations
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from podslots.model import RESERVATION_EXPIRED, EndedSlot, Pod, PodState, Slot, SlotStatus, Task, TaskStatus
@@ -71,6 +72,7 @@ class TaskSlots(StoreBase):
             allocated_at=now,
             updated_at=now,
             request_token=token,
+            owner=task.owner,
         )
         if previous is None:
             task_condition = TaskItem.pk.does_not_exist()
@@ -82,6 +84,7 @@ class TaskSlots(StoreBase):
                 (TaskItem.status == previous.status.value)
                 & TaskItem.status.is_in(*(s.value for s in TaskStatus if s.redispatchable))
                 & (TaskItem.updated_at == previous.updated_at)
+                & _owner_is(previous.owner)
             )
         tx.put("task", item, condition=task_condition, return_old=True)
         tx.update(
@@ -107,8 +110,9 @@ class TaskSlots(StoreBase):
         slot or ended meanwhile (StoreConflict). Its first wait is kept across asks; the signal is
         rate-limited per task through `signalled_at`.
         """
-        base_condition = TaskItem.pk.does_not_exist() | TaskItem.status.is_in(
-            *(s.value for s in TaskStatus if s.redispatchable)
+        # A task of another caller is never taken over: only an unowned one or the caller's own.
+        base_condition = TaskItem.pk.does_not_exist() | (
+            TaskItem.status.is_in(*(s.value for s in TaskStatus if s.redispatchable)) & _usable_by(task.owner)
         )
         actions: list[Action] = [
             TaskItem.task_id.set(task.task_id),
@@ -122,6 +126,8 @@ class TaskSlots(StoreBase):
             TaskItem.pod.remove(),
             TaskItem.slot.remove(),
         ]
+        if task.owner is not None:
+            actions.append(TaskItem.owner.set(task.owner))
         signal_condition = TaskItem.signalled_at.does_not_exist() | (TaskItem.signalled_at <= now - signal_every_s)
         item = task_key(task.task_id)
         if conditional(
@@ -152,7 +158,8 @@ class TaskSlots(StoreBase):
             ],
             condition=(TaskItem.status == TaskStatus.RUNNING.value)
             & (TaskItem.pod == task.pod)
-            & (TaskItem.slot == task.slot),
+            & (TaskItem.slot == task.slot)
+            & _owner_is(task.owner),
         )
         tx.update(
             "slot",
@@ -190,7 +197,8 @@ class TaskSlots(StoreBase):
             ],
             condition=(TaskItem.status == TaskStatus.APPLY_PENDING.value)
             & (TaskItem.pod == task.pod)
-            & (TaskItem.slot == task.slot),
+            & (TaskItem.slot == task.slot)
+            & _owner_is(task.owner),
         )
         tx.update(
             "slot",
@@ -217,7 +225,8 @@ class TaskSlots(StoreBase):
             actions=self._end_actions(end, now, token),
             condition=(TaskItem.status == task.status.value)
             & (TaskItem.pod == task.pod)
-            & (TaskItem.slot == task.slot),
+            & (TaskItem.slot == task.slot)
+            & _owner_is(task.owner),
         )
         tx.update(
             "slot",
@@ -241,7 +250,9 @@ class TaskSlots(StoreBase):
             "task",
             lambda: task_key(task.task_id).update(
                 actions=self._end_actions(end, now, token, ended),
-                condition=(TaskItem.status == task.status.value) & (TaskItem.updated_at == task.updated_at),
+                condition=(TaskItem.status == task.status.value)
+                & (TaskItem.updated_at == task.updated_at)
+                & _owner_is(task.owner),
             ),
         )
 
@@ -295,6 +306,21 @@ class TaskSlots(StoreBase):
         """Was the task last moved by the write with this token (a retry met its own write)?"""
         current = self.get_task(task_id)
         return current is not None and current.request_token == token
+
+
+def _owner_is(owner: str | None) -> Condition:
+    """The task's owner as the caller read it: a write never lands on an item another caller put since
+    (an unowned task re-dispatched by someone else in the same second keeps its `updated_at`)."""
+    if owner is None:
+        return TaskItem.owner.does_not_exist()
+    same: Condition = TaskItem.owner == owner
+    return same
+
+
+def _usable_by(principal: str | None) -> Condition:
+    """An item this principal may take over: one with no owner, or its own."""
+    unowned = TaskItem.owner.does_not_exist()
+    return unowned if principal is None else unowned | _owner_is(principal)
 
 
 TRANSIENT = frozenset(
