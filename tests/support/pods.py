@@ -8,6 +8,7 @@ from local.kube_api import KubeApiStandIn
 from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, REVISION_LABEL
 from podslots.settings import PoolSettings, template_revision
 from podslots.store import SlotStore, new_pod
+from podslots.store.keys import pod_sk, pool_pk
 
 AGENT_IMAGE = "registry.example/tf-agent:1.9"
 
@@ -40,42 +41,35 @@ def given_idle_ready_pods_in_bulk(
 ) -> None:
     """`count` running pods in the cluster (when a cluster is given) and their ready, idle,
     just-beaten items, written in batches (a 1,000-pod pool in seconds): the given of the at-scale
-    tests and benchmarks. The items are as `put_pod` and a first beat leave them."""
+    tests and benchmarks. The first pod goes through the store (`put_pod`, what reconcile observes, a
+    first beat); the others are copies of its item with their own name, uid and IP, so the layout is
+    always the store's own, never a copy of it here."""
     revision = template_revision(given_pool(store, pool, now=now, max_pods=count))
     labels = {POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY, REVISION_LABEL: revision}
     table = boto3.resource("dynamodb", endpoint_url=endpoint_url).Table(table_name)
-    with table.batch_writer() as batch:
-        for i in range(count):
-            name, ip = f"{pool}-{i:04d}", f"10.{i // 62500}.{i // 250 % 250}.{i % 250}"
-            uid = f"uid-{name}"
-            if kube is not None:
-                created = kube.add_pod(
-                    "agents",
-                    {
-                        "metadata": {"name": name, "labels": labels},
-                        "spec": {"containers": [{"name": "agent", "image": "x"}]},
-                        "status": {"phase": "Running", "podIP": ip},
-                    },
-                )
-                uid = created["metadata"]["uid"]
-            batch.put_item(
-                Item={
-                    "pk": f"POOL#{pool}",
-                    "sk": f"POD#{name}",
-                    "pool": pool,
-                    "name": name,
-                    "uid": uid,
-                    "state": "ready",
-                    "slots": {f"s{k}": {"status": "idle"} for k in range(3)},
-                    "busy": 0,
-                    "idle": 3,
-                    "open_pool": pool,
-                    "pod_ip": ip,
-                    "created_at": now,
-                    "heartbeat_at": now,
-                    "held_tasks": [],
-                    "held_at": now,
-                    "last_used_at": now,
-                    "revision": revision,
-                }
+
+    def running_pod(i: int) -> tuple[str, str, str]:
+        name, ip = f"{pool}-{i:04d}", f"10.{i // 62500}.{i // 250 % 250}.{i % 250}"
+        uid = f"uid-{name}"
+        if kube is not None:
+            created = kube.add_pod(
+                "agents",
+                {
+                    "metadata": {"name": name, "labels": labels},
+                    "spec": {"containers": [{"name": "agent", "image": "x"}]},
+                    "status": {"phase": "Running", "podIP": ip},
+                },
             )
+            uid = created["metadata"]["uid"]
+        return name, uid, ip
+
+    name, uid, ip = running_pod(0)
+    first = new_pod(pool, name, 3, now, uid=uid, revision=revision)
+    store.put_pod(first)
+    store.observe_pod(first, uid, ip)
+    store.heartbeat(pool, name, [], ip, now)
+    item = table.get_item(Key={"pk": pool_pk(pool), "sk": pod_sk(name)}, ConsistentRead=True)["Item"]
+    with table.batch_writer() as batch:
+        for i in range(1, count):
+            name, uid, ip = running_pod(i)
+            batch.put_item(Item={**item, "sk": pod_sk(name), "name": name, "uid": uid, "pod_ip": ip, "reported_ip": ip})
