@@ -35,7 +35,7 @@ from tests.integration.conftest import Api
 from tests.support.pods import AGENT_IMAGE, given_pool
 
 NS, OTHER_NS, POOL = "agents", "agents-b", "dm"
-SECRET = "podslots/kubeconfig"
+SECRET = "podslots/dev/kubeconfig"  # under the environment's prefix, as the template requires
 
 
 def settings(**more: Any) -> dict[str, Any]:
