@@ -10,4 +10,33 @@ from __future__ import annotations
 
 from tests.support.least_privilege import Allowance
 
-ALLOWANCES: tuple[Allowance, ...] = ()
+OWN_LOG_GROUP = "arn:aws:logs:us-east-1:111122223333:log-group:/aws/lambda/*Function-id:*"
+
+ALLOWANCES: tuple[Allowance, ...] = (
+    # ---- Lambda's runtime, not the code: no test process is a Lambda runtime ----
+    Allowance(
+        "*",
+        "xray:PutTraceSegments",
+        "*",
+        "Tracing: Active: the runtime and the Powertools Tracer send each invocation's segments"
+        " (FunctionTracesPolicy; X-Ray has no resource-level permissions)",
+    ),
+    Allowance(
+        "*",
+        "xray:PutTelemetryRecords",
+        "*",
+        "Tracing: Active: the X-Ray daemon in the runtime reports its telemetry (FunctionTracesPolicy)",
+    ),
+    Allowance(
+        "*",
+        "logs:CreateLogStream",
+        OWN_LOG_GROUP,
+        "the runtime opens a stream per execution environment in the function's own log group (<Name>Logs)",
+    ),
+    Allowance(
+        "*",
+        "logs:PutLogEvents",
+        OWN_LOG_GROUP,
+        "the runtime writes the function's stdout (Powertools' JSON logs, EMF metrics) to its own log group",
+    ),
+)

@@ -299,7 +299,8 @@ def grants(function: str, resources: Mapping[str, Any] | None = None) -> list[Gr
 def _unseen(calls: Sequence[Call], allowances: Sequence[Allowance], resources: Mapping[str, Any] | None) -> list[str]:
     problems = []
     every = [g for f in function_ids() for g in grants(f, resources)]
-    unseen = [g for g in every if not _seen(g, calls)]
+    seen = [g for g in every if _seen(g, calls)]
+    unseen = [g for g in every if g not in seen]
     used: set[Allowance] = set()
     for grant in unseen:
         allowance = next((a for a in allowances if _covers(a, grant)), None)
@@ -311,7 +312,7 @@ def _unseen(calls: Sequence[Call], allowances: Sequence[Allowance], resources: M
         else:
             used.add(allowance)
     for grant in every:
-        if grant.resource == "*" and _seen(grant, calls):
+        if grant.resource == "*" and grant in seen:
             problems.append(f"WIDER THAN ITS CALLS: {grant.function} may {grant.action} on every resource")
     for allowance in allowances:
         if allowance in used:
