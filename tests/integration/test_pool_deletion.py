@@ -32,6 +32,7 @@ from podslots.pools import PoolService
 from podslots.store import Rollout, SlotStore
 from tests.conftest import TABLE, BusTap, LambdaContext
 from tests.integration.conftest import Api
+from tests.support.least_privilege import as_another_process
 from tests.support.pods import AGENT_IMAGE, given_pool
 
 NS, OTHER_NS, POOL = "agents", "agents-b", "dm"
@@ -65,7 +66,7 @@ class World:
         def read_then_interlope(*args: Any, **kwargs: Any) -> Any:
             answer = original(*args, **kwargs)
             setattr(store, read, original)
-            interloper()
+            as_another_process(interloper)
             return answer
 
         setattr(store, read, read_then_interlope)

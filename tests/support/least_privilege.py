@@ -36,7 +36,7 @@ import fnmatch
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -158,7 +158,7 @@ class Recorder:
                 if function is None and os.sep + "_pytest" + os.sep in filename:
                     function = _PYTEST
                 self._handler_files[filename] = function
-            if function is _PYTEST:
+            if function is _PYTEST or frame.f_code is _ANOTHER_PROCESS:
                 return None
             if function is not None:
                 return function
@@ -204,6 +204,17 @@ class Recorder:
 
 
 _PYTEST = "<pytest>"  # a frame of pytest itself: no handler is further down the stack
+
+
+def as_another_process[T](step: Callable[[], T]) -> T:
+    """Run `step` as another process: a test's interloper inside a handler's call (a concurrent
+    reconcile, an expiry racing an approval, a beat between a read and a write). Its own calls
+    are nobody's, not the handler's it interrupts; a handler it invokes has its calls as usual
+    (the walk meets that handler's frame first)."""
+    return step()
+
+
+_ANOTHER_PROCESS = as_another_process.__code__
 
 ITEM_ACTIONS = {
     "Put": "PutItem",
