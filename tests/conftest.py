@@ -53,6 +53,11 @@ from local.stack import Context
 from local.template import table_definition
 from podslots.clock import ManualClock
 from podslots.store import SlotStore, bind_table
+from tests.support import least_privilege
+
+# Before any botocore session is made (the functions' modules make theirs when collected): every
+# session made after this records the AWS calls of the functions' handlers (docs/security.md).
+least_privilege.install()
 
 TABLE = os.environ["TABLE_NAME"]
 BUS = os.environ["EVENT_BUS_NAME"]
@@ -62,6 +67,7 @@ LambdaContext = Context  # the local stack's stand-in for the Lambda context obj
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    least_privilege.register(config)
     # The API fuzz's items, one per operation, share one node id (schemathesis on pytest 9), and
     # pytest-xdist's schedulers by scope key tests by node id: they would run one of the nine.
     if getattr(config.option, "dist", "no") in {"loadfile", "loadscope", "loadgroup"}:

@@ -36,6 +36,7 @@ from podslots.model import Pod, TaskType
 from podslots.settings import PoolSettings
 from podslots.store import SlotStore, new_pod
 from tests.support.cfn import Resolver
+from tests.support.least_privilege import as_another_process
 
 POOL, BROKEN, UNREADABLE, ADOPTER = "terraform", "broken", "unreadable", "adopter"
 BELOW, OUTSIDE = "below", "outside"  # stored before the pod security rules
@@ -157,7 +158,7 @@ class StoreWithAnInterloper(SlotStore):
         read = super().open_slots(pool, pods, second_choice)
         interloper, self.after_next_read = self.after_next_read, None
         if interloper is not None:
-            interloper()
+            as_another_process(interloper)
         return read
 
 

@@ -149,9 +149,9 @@ def test_cold_start_through_the_api_the_bus_and_the_autoscale_handler(
     # Given an empty pool, and autoscale wired to the stand-in through its kubeconfig secret
     given_pool(store, POOL, now=int(clock.now()), min_pods=0)
     boto3.client("secretsmanager").create_secret(
-        Name="podslots/kubeconfig", SecretString=json.dumps(kube.kubeconfig(NS))
+        Name="podslots/dev/kubeconfig", SecretString=json.dumps(kube.kubeconfig(NS))
     )
-    monkeypatch.setenv("KUBECONFIG_SECRET", "podslots/kubeconfig")
+    monkeypatch.setenv("KUBECONFIG_SECRET", "podslots/dev/kubeconfig")
     handler = importlib.import_module("functions.autoscale.app")
     from podslots.kubeconfig import ClusterConnections
 

@@ -24,6 +24,7 @@ from podslots.errors import Conflict, NoCapacity
 from podslots.model import Cordon, Pod, PodState, TaskType
 from podslots.pools import PoolService
 from podslots.store import SlotStore, StoreConflict, new_pod
+from tests.support.least_privilege import as_another_process
 from tests.support.pods import given_pool, given_ready_pods
 
 POOL = "terraform"
@@ -41,7 +42,7 @@ class StoreWithAnInterloper(SlotStore):
         read = super().get_pod(pool, pod)
         interloper, self.after_next_read = self.after_next_read, None
         if interloper is not None:
-            interloper()
+            as_another_process(interloper)
         return read
 
 

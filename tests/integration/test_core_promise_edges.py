@@ -32,6 +32,7 @@ from podslots.settings import PoolSettings
 from podslots.store import SlotStore, new_pod
 from podslots.tasks import TaskStatusService
 from tests.conftest import TABLE
+from tests.support.least_privilege import as_another_process
 from tests.support.pods import given_pool
 
 NS, POOL = "agents", "terraform"
@@ -48,7 +49,7 @@ class StoreWithAnInterloper(SlotStore):
         read = super().pods(pool)
         interloper, self.after_next_read = self.after_next_read, None
         if interloper is not None:
-            interloper()
+            as_another_process(interloper)
         return read
 
 

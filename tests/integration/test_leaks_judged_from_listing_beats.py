@@ -22,6 +22,7 @@ from podslots.store import SlotStore, StoreConflict, new_pod
 from tests.conftest import BusTap
 from tests.integration.conftest import Answer, Api
 from tests.integration.test_reconcile import POOL, ClusterWorld, kube, lost_events, world
+from tests.support.least_privilege import as_another_process
 from tests.support.pods import given_pool
 
 __all__ = ["kube", "world"]  # the reconcile tests' fixtures: a pool in moto and in the stand-in
@@ -118,7 +119,7 @@ def interleaved(world: ClusterWorld, monkeypatch: pytest.MonkeyPatch, step: Call
     release = store.release_leaked
 
     def stepped_in(pod: Pod, key: str, now: int, event_id: str) -> None:
-        assert step().status == 200
+        assert as_another_process(step).status == 200
         release(pod, key, now, event_id)
 
     monkeypatch.setattr(store, "release_leaked", stepped_in)

@@ -22,6 +22,7 @@ from podslots.reconcile import Reconciler
 from podslots.settings import PoolSettings
 from podslots.store import SlotStore, new_pod
 from tests.integration.conftest import Api
+from tests.support.least_privilege import as_another_process
 
 NS = "agents"
 IMAGE = "registry.example/tf-agent:1.9"
@@ -233,7 +234,7 @@ class ListThenInterlope:
         listed = self.gateway.list_pool_pods(namespace, pool, adopt_selector)
         interloper, self.interloper = self.interloper, None
         if interloper is not None:
-            interloper()
+            as_another_process(interloper)
         return listed
 
 

@@ -32,10 +32,11 @@ from podslots.pools import PoolService
 from podslots.store import Rollout, SlotStore
 from tests.conftest import TABLE, BusTap, LambdaContext
 from tests.integration.conftest import Api
+from tests.support.least_privilege import as_another_process
 from tests.support.pods import AGENT_IMAGE, given_pool
 
 NS, OTHER_NS, POOL = "agents", "agents-b", "dm"
-SECRET = "podslots/kubeconfig"
+SECRET = "podslots/dev/kubeconfig"  # under the environment's prefix, as the template requires
 
 
 def settings(**more: Any) -> dict[str, Any]:
@@ -65,7 +66,7 @@ class World:
         def read_then_interlope(*args: Any, **kwargs: Any) -> Any:
             answer = original(*args, **kwargs)
             setattr(store, read, original)
-            interloper()
+            as_another_process(interloper)
             return answer
 
         setattr(store, read, read_then_interlope)

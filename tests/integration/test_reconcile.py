@@ -33,7 +33,7 @@ from tests.support.pods import given_pool
 
 NS = "agents"
 POOL = "terraform"
-SECRET = "podslots/kubeconfig"
+SECRET = "podslots/dev/kubeconfig"  # under the environment's prefix, as the template requires
 
 
 class ClusterWorld:

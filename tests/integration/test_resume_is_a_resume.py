@@ -29,6 +29,7 @@ from podslots.model import Pod, SlotStatus, Task, TaskStatus, TaskType
 from podslots.store import SlotStore
 from tests.integration.conftest import Answer, Api
 from tests.support.callers import TASK_QUEUE
+from tests.support.least_privilege import as_another_process
 from tests.support.pods import given_pool, given_ready_pods
 
 POOL = "terraform"
@@ -47,13 +48,13 @@ class SteppedInStore(SlotStore):
     def resume(self, task: Task, now: int, *, token: str | None = None) -> None:
         step, self.before_resume = self.before_resume, None
         if step is not None:
-            step()
+            as_another_process(step)
         super().resume(task, now, token=token)
 
     def allocate(self, *args: Any, **kwargs: Any) -> None:
         step, self.before_allocate = self.before_allocate, None
         if step is not None:
-            step()
+            as_another_process(step)
         super().allocate(*args, **kwargs)
 
 

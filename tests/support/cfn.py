@@ -83,8 +83,24 @@ class Resolver:
 
     def _get_att(self, resource: str, attribute: str) -> str:
         if attribute == "Arn":
-            return f"arn:aws:service:{REGION}:{ACCOUNT}:{resource}"
+            return self._arn(resource)
         return f"{resource}.{attribute}"
+
+    def _arn(self, resource: str) -> str:
+        """The ARN CloudFormation would give: the real form for what IAM statements name, where a
+        resource's name is its logical id unless the template names it."""
+        declared = template()["Resources"].get(resource, {})
+        props = declared.get("Properties", {})
+        kind = declared.get("Type")
+        if kind == "AWS::DynamoDB::Table":
+            return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.resolve(props.get('TableName', resource))}"
+        if kind == "AWS::Events::EventBus":
+            return f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{self.resolve(props['Name'])}"
+        if kind == "AWS::Logs::LogGroup":  # Fn::GetAtt's form: it ends in `:*`, every stream of the group
+            return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{self.resolve(props['LogGroupName'])}:*"
+        if kind == "AWS::IAM::Role":
+            return f"arn:aws:iam::{ACCOUNT}:role/{resource}"
+        return f"arn:aws:service:{REGION}:{ACCOUNT}:{resource}"
 
     def resolve(self, node: Any) -> Any:
         if isinstance(node, list):
@@ -127,3 +143,77 @@ class Resolver:
                 raise NotImplementedError(f"intrinsic {key} is not resolved by tests/support/cfn.py")
         resolved = {key: self.resolve(value) for key, value in node.items()}
         return {key: value for key, value in resolved.items() if value is not _NO_VALUE}
+
+
+# What SAM attaches to a role it makes for a function (AWSLambdaBasicExecutionRole, and
+# AWSXrayWriteOnlyAccess with Tracing: Active), as those managed policies read.
+SAM_BASIC_EXECUTION = {
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": "*",
+        }
+    ]
+}
+SAM_XRAY_WRITE_ONLY = {
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "xray:PutTraceSegments",
+                "xray:PutTelemetryRecords",
+                "xray:GetSamplingRules",
+                "xray:GetSamplingTargets",
+                "xray:GetSamplingStatisticSummaries",
+            ],
+            "Resource": "*",
+        }
+    ]
+}
+
+
+def function_role_policies(
+    resolver: Resolver, function: str, resources: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every policy document the function's execution role carries, resolved.
+
+    With `Role`, the role's inline policies, its managed policies of this template, and each
+    AWS::IAM::RolePolicy/Policy naming it. Without, the role SAM makes: the function's `Policies` plus
+    SAM's own (basic execution, and X-Ray when traced). `resources` replaces the template's (a test
+    that changes a policy); anything this reader does not model raises.
+    """
+    resources = resources if resources is not None else template()["Resources"]
+    props = resources[function]["Properties"]
+    if "Role" not in props:
+        return _sam_role_policies(resolver, function, props)
+    role = props["Role"]
+    if not (isinstance(role, dict) and "Fn::GetAtt" in role):
+        raise NotImplementedError(f"{function}'s Role is not a role of this template: {role!r}")
+    target = role["Fn::GetAtt"]
+    role_id = (target if isinstance(target, list) else target.split(".", 1))[0]
+    role_props = resources[role_id]["Properties"]
+    docs = [resolver.resolve(p["PolicyDocument"]) for p in role_props.get("Policies", [])]
+    for arn in role_props.get("ManagedPolicyArns", []):
+        if not (isinstance(arn, dict) and arn.get("Ref") in resources):
+            raise NotImplementedError(f"{role_id}'s managed policy {arn!r} is not one of this template's")
+        docs.append(resolver.resolve(resources[arn["Ref"]]["Properties"]["PolicyDocument"]))
+    for res in resources.values():
+        if res.get("Type") in ("AWS::IAM::RolePolicy", "AWS::IAM::Policy"):
+            named = [res["Properties"].get("RoleName"), *res["Properties"].get("Roles", [])]
+            if {"Ref": role_id} in named:
+                docs.append(resolver.resolve(res["Properties"]["PolicyDocument"]))
+    return docs
+
+
+def _sam_role_policies(resolver: Resolver, function: str, props: Mapping[str, Any]) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for policy in resolver.resolve(props.get("Policies", [])):
+        if not isinstance(policy, dict) or "Statement" not in policy:
+            raise NotImplementedError(f"{function}: only inline policy documents are read, not {policy!r}")
+        docs.append(policy)
+    docs.append(SAM_BASIC_EXECUTION)
+    tracing = props.get("Tracing", template().get("Globals", {}).get("Function", {}).get("Tracing"))
+    if tracing == "Active":
+        docs.append(SAM_XRAY_WRITE_ONLY)
+    return docs

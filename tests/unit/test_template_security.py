@@ -9,7 +9,7 @@ import pytest
 
 from local.stack import _rate_seconds
 from local.template import template
-from tests.support.cfn import Resolver
+from tests.support.cfn import Resolver, function_role_policies
 from tests.support.iam_eval import Request, is_allowed
 
 
@@ -54,7 +54,7 @@ def secret_arn(name: str) -> str:
 
 
 def function_policies(resolver: Resolver, function: str) -> list[dict[str, object]]:
-    return resolver.resolve(template()["Resources"][function]["Properties"].get("Policies", []))
+    return function_role_policies(resolver, function)
 
 
 @pytest.mark.parametrize("function", CLUSTER_FUNCTIONS)

@@ -1,0 +1,60 @@
+"""The recording under the least-privilege check (tests/support/least_privilege.py): a handler's
+calls are recorded as IAM authorises them, on the template's resources; other calls are nobody's."""
+
+from __future__ import annotations
+
+import boto3
+
+from podslots.store import SlotStore
+from tests.conftest import TABLE
+from tests.integration.conftest import Api
+from tests.support import least_privilege
+from tests.support.least_privilege import Call
+from tests.support.pods import given_pool, given_ready_pods
+
+SLOT_TABLE = "arn:aws:dynamodb:us-east-1:111122223333:table/SlotTable"
+
+
+def recorder() -> least_privilege.Recorder:
+    assert least_privilege.RECORDER is not None, "tests/conftest.py installs the recorder"
+    return least_privilege.RECORDER
+
+
+def test_an_allocations_transaction_is_recorded_per_item_and_its_query_on_the_index(api: Api, store: SlotStore):
+    # Given a pool with a ready pod
+    given_pool(store, "p")
+    given_ready_pods(store, "p")
+    # When the allocate handler places a task (one Query of open_slots, one TransactWriteItems)
+    with recorder().fresh() as seen:
+        assert api.allocate("p", "t-1").status == 201
+    # Then the calls are allocate's, as IAM authorises them: the index's Query, each item's write
+    assert set(seen) == {
+        Call("AllocateFunction", "dynamodb:Query", f"{SLOT_TABLE}/index/open_slots"),
+        Call("AllocateFunction", "dynamodb:PutItem", SLOT_TABLE),
+        Call("AllocateFunction", "dynamodb:UpdateItem", SLOT_TABLE),
+    }
+    assert all(
+        t.endswith("test_an_allocations_transaction_is_recorded_per_item_and_its_query_on_the_index")
+        for t in seen.values()
+    )
+
+
+def test_a_shortage_is_recorded_on_the_functions_own_bus(api: Api, store: SlotStore):
+    # Given a pool with no pod
+    given_pool(store, "p")
+    # When an allocation finds no slot (503) and signals CapacityShortage
+    with recorder().fresh() as seen:
+        assert api.allocate("p", "t-1").status == 503
+    # Then the publish is on the bus the template gives the function (EVENT_BUS_NAME is EventBus)
+    assert (
+        Call("AllocateFunction", "events:PutEvents", "arn:aws:events:us-east-1:111122223333:event-bus/podslots-dev")
+        in seen
+    )
+
+
+def test_a_call_made_outside_any_handler_is_nobodys(aws: None):
+    # When the test itself writes to the table (setup, as many tests do)
+    with recorder().fresh() as seen:
+        boto3.client("dynamodb").put_item(TableName=TABLE, Item={"pk": {"S": "x"}, "sk": {"S": "y"}})
+    # Then no function is charged with it
+    assert seen == {}
