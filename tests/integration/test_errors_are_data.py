@@ -38,7 +38,7 @@ from tests.support.pods import given_pool
 
 NS = "agents"
 POOL = "terraform"
-SECRET = "podslots/kubeconfig"
+SECRET = "podslots/dev/kubeconfig"  # under the environment's prefix, the only secrets the roles may read
 TOKEN = "s3cret-TOKEN-value-42"
 STEPS = ("reconcile", "autoscale")
 

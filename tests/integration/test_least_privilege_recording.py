@@ -24,11 +24,14 @@ def test_an_allocations_transaction_is_recorded_per_item_and_its_query_on_the_in
     # Given a pool with a ready pod
     given_pool(store, "p")
     given_ready_pods(store, "p")
-    # When the allocate handler places a task (one Query of open_slots, one TransactWriteItems)
+    # When the allocate handler places a task (one Query of open_slots, one TransactWriteItems; and
+    # the container's first read of the pool's state, its allowed callers, kept for a few seconds)
     with recorder().fresh() as seen:
         assert api.allocate("p", "t-1").status == 201
-    # Then the calls are allocate's, as IAM authorises them: the index's Query, each item's write
+    # Then the calls are allocate's, as IAM authorises them: the pool's read, the index's Query, each
+    # item's write
     assert set(seen) == {
+        Call("AllocateFunction", "dynamodb:GetItem", SLOT_TABLE),
         Call("AllocateFunction", "dynamodb:Query", f"{SLOT_TABLE}/index/open_slots"),
         Call("AllocateFunction", "dynamodb:PutItem", SLOT_TABLE),
         Call("AllocateFunction", "dynamodb:UpdateItem", SLOT_TABLE),
