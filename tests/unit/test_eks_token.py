@@ -27,7 +27,7 @@ from botocore.credentials import Credentials
 from kubernetes.client import Configuration
 from moto import mock_aws
 
-from podslots import kubeconfig
+from podslots import eks_token as eks_tokens
 from podslots.clock import ManualClock
 from podslots.kubeconfig import (
     ClusterAccessError,
@@ -300,7 +300,7 @@ def test_cluster_name_and_cluster_id_together_are_refused():
 def test_a_token_is_reused_for_under_ten_minutes_then_renewed():
     clock = ManualClock()
     source = EksTokenSource(EksExec("demo", region="us-east-1"), clock=clock, credentials=CREDS)
-    with botocore_time(step_s=1), mock.patch.object(kubeconfig, "eks_token", wraps=kubeconfig.eks_token) as made:
+    with botocore_time(step_s=1), mock.patch.object(eks_tokens, "eks_token", wraps=eks_tokens.eks_token) as made:
         first = source.token()
         clock.advance(599)
         assert source.token() == first

@@ -5,6 +5,8 @@ They know nothing of HTTP; `podslots.api` maps each kind to one status code, in 
 
 from __future__ import annotations
 
+from podslots.scrub import scrub
+
 
 class PodSlotsError(Exception):
     """Base of every error a caller can cause or a step can report."""
@@ -83,3 +85,19 @@ class NoCapacity(PodSlotsError):
     def __init__(self, message: str, retry_after_s: int, **details: object) -> None:
         super().__init__(message, **details)
         self.retry_after_s = retry_after_s
+
+
+MESSAGE_LIMIT = 600  # a refusal's message is ours, and says what to do instead: longer than a server's
+
+
+class ClusterAccessError(PodSlotsError):
+    """The kubeconfig cannot be read, parsed or used to reach the cluster (no secret value in the message).
+
+    The message names fields, never their values; what it quotes of another error (AWS's answer, the
+    loader's words) goes through `scrub` here, so no caller has to remember to.
+    """
+
+    code = "cluster_access"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(scrub(message, limit=MESSAGE_LIMIT), **details)
