@@ -21,14 +21,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from podslots.allocation import AllocationRequest, Allocator, Outcome
 from podslots.api import (
     COMMON_ERRORS,
-    AllocateBody,
-    AllocationAnswer,
-    PoolName,
-    PreviousSlot,
     json_answer,
     make_resolver,
     resolve,
     responses,
+)
+from podslots.api_models import (
+    AllocateBody,
+    AllocationAnswer,
+    PoolName,
+    PreviousSlot,
 )
 from podslots.bus import EventBridgePublisher
 from podslots.clock import SystemClock

@@ -14,15 +14,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podslots.api import (
     COMMON_ERRORS,
+    json_answer,
+    make_resolver,
+    resolve,
+    responses,
+)
+from podslots.api_models import (
     HeartbeatBody,
     PodAnswer,
     PodName,
     PoolName,
-    json_answer,
-    make_resolver,
     pod_answer,
-    resolve,
-    responses,
 )
 from podslots.clock import SystemClock
 from podslots.heartbeat import HeartbeatService

@@ -14,15 +14,17 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podslots.api import (
+    json_answer,
+    make_resolver,
+    resolve,
+    responses,
+)
+from podslots.api_models import (
     CordonAnswer,
     EventLimit,
     PodName,
     PoolName,
-    json_answer,
-    make_resolver,
     pod_answer,
-    resolve,
-    responses,
 )
 from podslots.clock import SystemClock
 from podslots.observability import logger, metrics, tracer

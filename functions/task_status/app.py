@@ -16,13 +16,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podslots.api import (
-    StatusBody,
-    TaskAnswer,
-    TaskIdPath,
     json_answer,
     make_resolver,
     resolve,
     responses,
+)
+from podslots.api_models import (
+    StatusBody,
+    TaskAnswer,
+    TaskIdPath,
     task_answer,
 )
 from podslots.clock import SystemClock
