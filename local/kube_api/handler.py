@@ -18,7 +18,7 @@ from .store import Event
 from .table import table, wants_table
 
 if TYPE_CHECKING:
-    from .server import KubeApiStandIn
+    from .backend import Backend
 
 # A namespace's pods, or (no namespace: `kubectl get pods -A`) every namespace's, for LIST and watch.
 _COLLECTION = re.compile(r"/api/v1(?:/namespaces/(?P<ns>[^/]+))?/pods/?")
@@ -60,7 +60,7 @@ def route(method: str, path: str, query: Mapping[str, str]) -> tuple[str, str | 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body leave at once: no 40 ms stalls
-    stand_in: KubeApiStandIn  # set on the subclass each server makes
+    backend: Backend  # set on the subclass each server makes
 
     def do_GET(self) -> None:
         self._handle()
@@ -71,16 +71,16 @@ class Handler(BaseHTTPRequestHandler):
         pass  # quiet: tests count requests with KubeApiStandIn.count instead
 
     def _handle(self) -> None:
-        stand_in, url = self.stand_in, urlsplit(self.path)
+        backend, url = self.backend, urlsplit(self.path)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         length = int(self.headers.get("Content-Length") or 0)
         raw_body = self.rfile.read(length) if length else b""
         verb, namespace, name = route(self.command, url.path, query)
-        stand_in._record(verb, self.headers.get("Authorization"))
+        backend.record(verb, self.headers.get("Authorization"))
 
-        fault = stand_in._faults.take(verb)
+        fault = backend.faults.take(verb)
         if isinstance(fault, DropConnection) or (
-            isinstance(fault, SlowAnswer) and stand_in._stopping.wait(fault.seconds)  # stopping: no answer
+            isinstance(fault, SlowAnswer) and backend.stopping.wait(fault.seconds)  # stopping: no answer
         ):
             self.close_connection = True
             return
@@ -93,13 +93,13 @@ class Handler(BaseHTTPRequestHandler):
             return
 
         try:
-            stand_in._check_token(self.headers.get("Authorization"))
+            backend.check_token(self.headers.get("Authorization"))
             if verb == "watch":
                 self._watch(namespace, query)
                 return
             if verb == "evict" or verb.startswith("budget-"):
                 assert namespace is not None
-                code, body = _policy(stand_in._budgets, verb, namespace, name, raw_body)
+                code, body = _policy(backend.budgets, verb, namespace, name, raw_body)
             else:
                 code, body = self._answer(verb, namespace, name, query, raw_body)
         except KubeError as error:
@@ -111,7 +111,7 @@ class Handler(BaseHTTPRequestHandler):
     def _answer(
         self, verb: str, namespace: str | None, name: str | None, query: Mapping[str, str], raw_body: bytes
     ) -> tuple[int, dict[str, Any]]:
-        store = self.stand_in._store
+        store = self.backend.store
         if verb == "discovery":
             document = discovery_document(urlsplit(self.path).path, self.headers.get("Host", ""))
             assert document is not None
@@ -140,12 +140,12 @@ class Handler(BaseHTTPRequestHandler):
     def _as_table(self, pods: list[Any], metadata: dict[str, Any]) -> dict[str, Any] | None:
         if not wants_table(self.headers.get("Accept")):
             return None
-        return table(pods, metadata, self.stand_in._store.clock())
+        return table(pods, metadata, self.backend.store.clock())
 
     def _watch(self, namespace: str | None, query: Mapping[str, str]) -> None:
         """A chunked stream of one JSON event a line, until timeoutSeconds or the server stops (of
         every namespace when `namespace` is None)."""
-        store, selector = self.stand_in._store, query.get("labelSelector")
+        store, selector = self.backend.store, query.get("labelSelector")
         after, events = store.watch_start(namespace, selector, _int(query, "resourceVersion"))
         timeout = _int(query, "timeoutSeconds")
         deadline = None if timeout is None else time.monotonic() + timeout

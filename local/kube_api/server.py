@@ -26,11 +26,11 @@ from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
-from .budgets import Budget, BudgetStore
-from .errors import KubeError
-from .faults import DropConnection, EchoAuthorization, ErrorStatus, FaultBook, SlowAnswer
+from .backend import Backend
+from .budgets import Budget
+from .faults import DropConnection, EchoAuthorization, ErrorStatus, SlowAnswer
 from .handler import Handler
-from .store import Clock, Pod, PodStore, utc_now
+from .store import Clock, Pod, utc_now
 
 
 class _Server(ThreadingHTTPServer):
@@ -69,14 +69,11 @@ class KubeApiStandIn:
     """Start it with `with` or start(); `token`, if set, is the one bearer token accepted (else 401)."""
 
     def __init__(self, *, token: str | None = None, clock: Clock = utc_now) -> None:
-        self.token = token
-        self._store = PodStore(clock)
-        self._budgets = BudgetStore(self._store)
-        self._faults = FaultBook()
-        self._calls: Counter[str] = Counter()
-        self._authorizations: list[str] = []  # each request's Authorization header, in arrival order
-        self._calls_lock = threading.Lock()
-        self._stopping = threading.Event()
+        self._backend = Backend(token=token, clock=clock)
+        self._store = self._backend.store
+        self._budgets = self._backend.budgets
+        self._faults = self._backend.faults
+        self._stopping = self._backend.stopping
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -85,7 +82,7 @@ class KubeApiStandIn:
             raise RuntimeError("the stand-in is already running")
         self._stopping.clear()
         self._store.open()
-        handler = type("StandInHandler", (Handler,), {"stand_in": self})
+        handler = type("StandInHandler", (Handler,), {"backend": self._backend})
         self._server = _Server(("127.0.0.1", 0), handler)  # an ephemeral port: tests run side by side
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -137,9 +134,14 @@ class KubeApiStandIn:
             "preferences": {},
         }
 
-    def _check_token(self, authorization: str | None) -> None:
-        if self.token is not None and authorization != f"Bearer {self.token}":
-            raise KubeError(401, "Unauthorized")
+    @property
+    def token(self) -> str | None:
+        """The one bearer token accepted (None: any); a test may change it, as a rotated credential."""
+        return self._backend.token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self._backend.token = value
 
     # ---- pods, from the test's side: what a kubelet or another client would do --------------
 
@@ -198,31 +200,21 @@ class KubeApiStandIn:
 
     # ---- requests and faults -----------------------------------------------------------------
 
-    def _record(self, verb: str, authorization: str | None = None) -> None:
-        with self._calls_lock:
-            self._calls[verb] += 1
-            if authorization is not None:
-                self._authorizations.append(authorization)
-
     def authorizations(self) -> list[str]:
         """The `Authorization` headers received so far, in order (a request without one adds none)."""
-        with self._calls_lock:
-            return list(self._authorizations)
+        return self._backend.authorizations()
 
     def count(self, verb: str | None = None) -> int:
         """Requests received with this verb ("list", "watch", "discovery", ...), or in all."""
-        with self._calls_lock:
-            return self._calls.total() if verb is None else self._calls[verb]
+        calls = self._backend.calls()
+        return calls.total() if verb is None else calls[verb]
 
     def calls(self) -> Counter[str]:
         """A copy of the requests received so far, by verb."""
-        with self._calls_lock:
-            return self._calls.copy()
+        return self._backend.calls()
 
     def clear_requests(self) -> None:
-        with self._calls_lock:
-            self._calls.clear()
-            self._authorizations.clear()
+        self._backend.clear_requests()
 
     def fail_next(self, status: int = 500, *, verb: str | None = None, times: int = 1) -> None:
         """The next `times` calls with this verb (None: any) answer `status` with a Status body."""
