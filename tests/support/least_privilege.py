@@ -11,9 +11,10 @@ Attribution. A call is a function's when that function's handler module (its Cod
 in the template, `functions/<name>/app.py`) is on the calling thread's stack. How the handler was
 reached (the API test client, the local stack, a test calling `lambda_handler`) does not matter,
 and a call made outside any handler (a test's setup, a step a test drives directly) is nobody's.
-The innermost handler wins, should one ever run inside another. A test that plays another process
-inside a handler's call wraps it in `as_another_process`, whose frame ends the walk. podslots starts
-no thread inside a handler; a call from one would go unattributed, not misattributed.
+The innermost handler wins, should one ever run inside another. A test that plays another
+process inside a handler's call wraps it in `as_another_process`, whose frame ends the walk.
+podslots starts no thread inside a handler; a call from one would go unattributed, not
+misattributed.
 
 What is recorded: (function, action, resource, environment) as IAM authorises the call. A
 TransactWriteItems is authorised per item (PutItem, UpdateItem, DeleteItem, ConditionCheckItem on
