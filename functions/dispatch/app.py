@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podslots.clock import SystemClock
 from podslots.fanout import Dispatcher
-from podslots.observability import logger, metrics, tracer
+from podslots.observability import logger, tracer
 from podslots.step_queues import SqsStepQueues
 from podslots.store import SlotStore
 from podslots.triggers import fan_out_run
@@ -17,7 +17,6 @@ dispatcher = Dispatcher(SlotStore(), SqsStepQueues(), SystemClock())
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step, pool, event_id = fan_out_run(event)
     report = dispatcher.dispatch(step, pool, event_id)

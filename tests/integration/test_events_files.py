@@ -60,14 +60,18 @@ def test_every_api_event_file_gets_its_documented_answer(api: Api, store: SlotSt
         assert {k: answer.body[k] for k in holds} == holds, name
 
 
-def test_the_schedule_files_are_what_the_template_schedules_send():
-    by_function = {s.function: s.event for s in schedules()}
-    assert load_event("reconcile_schedule.json") == by_function["ReconcileFunction"]
-    assert load_event("autoscale_schedule.json") == by_function["AutoscaleFunction"]
-    assert load_event("expire_schedule.json") == by_function["ExpireFunction"]
+def test_the_schedule_files_are_direct_runs_of_every_pool_and_the_schedules_name_their_step():
+    # the step functions' direct form (an operator's run, make invoke); the schedules fan out instead
+    assert load_event("reconcile_schedule.json") == load_event("autoscale_schedule.json") == {}
+    assert load_event("expire_schedule.json") == {}
+    assert sorted(s.event["step"] for s in schedules() if s.function == "DispatchFunction") == [
+        "autoscale",
+        "expire",
+        "reconcile",
+    ]
     ((function, pattern),) = rules()
     shortage = load_event("capacity_shortage.json")
-    assert function == "AutoscaleFunction"
+    assert function == "DispatchFunction"
     assert all(shortage[field] in allowed for field, allowed in pattern.items())
 
 

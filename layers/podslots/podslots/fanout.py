@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from podslots.clock import Clock
 from podslots.names import PoolNameStr
-from podslots.observability import count, logger
+from podslots.observability import logger
 from podslots.step_queues import PoolRun, Step, StepQueues
 from podslots.store import SlotStore
 
@@ -67,9 +67,7 @@ class Dispatcher:
         report = DispatchReport(step, trigger)
         report.unsent = self.queues.send(step, [PoolRun(p, dedup_id(step, p, trigger)) for p in pools])
         report.sent = len(pools) - len(report.unsent)
-        count("PoolRunsDispatched", report.sent)
         if report.unsent:
-            count("PoolRunsNotDispatched", len(report.unsent))
             logger.error("pool runs not dispatched", extra={"step": step, "pools": report.unsent})
             raise FanOutFailed(f"{len(report.unsent)} of {len(pools)} {step} messages not sent")
         return report
