@@ -33,9 +33,9 @@ from pydantic import ValidationError
 
 from local.stack import Answer, Stack
 from local.template import function_ids
+from podslots.fanout import is_sqs_batch, pool_of
 from podslots.podspec import new_pod_name, pod_manifest
 from podslots.settings import PoolSettings
-from podslots.fanout import is_sqs_batch, pool_of
 from podslots.triggers import trigger_pool
 
 RECONCILE = "ReconcileFunction"  # the template's logical id of the function that adopts labelled pods

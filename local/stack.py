@@ -154,7 +154,13 @@ def queue_attributes(logical_id: str, arns: dict[str, str]) -> dict[str, str]:
     props = resource(logical_id)["Properties"]
     attributes = {
         key: str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
-        for key in ("FifoQueue", "VisibilityTimeout", "MessageRetentionPeriod", "DeduplicationScope", "FifoThroughputLimit")
+        for key in (
+            "FifoQueue",
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "DeduplicationScope",
+            "FifoThroughputLimit",
+        )
         if key in props
     }
     if "RedrivePolicy" in props:
@@ -382,7 +388,7 @@ class Stack:
         every = {r["messageId"] for r in records}
         try:
             result = self.invoke(mapping.function, {"Records": records})
-        except Exception:  # noqa: BLE001 (Lambda: a function error fails the whole batch)
+        except Exception:
             return every
         if not mapping.reports_failures:
             return set()

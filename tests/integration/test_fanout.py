@@ -134,7 +134,9 @@ def test_a_shortage_in_the_minute_of_the_schedule_is_not_dropped_as_its_duplicat
     ).get("Messages", []):
         for message in messages:
             bodies.append((message["Body"], message["Attributes"]["MessageDeduplicationId"]))
-            stack.sqs.delete_message(QueueUrl=stack.queue_urls["AutoscaleQueue"], ReceiptHandle=message["ReceiptHandle"])
+            stack.sqs.delete_message(
+                QueueUrl=stack.queue_urls["AutoscaleQueue"], ReceiptHandle=message["ReceiptHandle"]
+            )
     assert sorted(bodies) == [
         ('{"pool": "alpha"}', "autoscale:alpha:event-6a7e8feb-b491-4cf7-a9f1-bf3703467718"),
         ('{"pool": "alpha"}', "autoscale:alpha:minute-30000000"),

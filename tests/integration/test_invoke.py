@@ -184,8 +184,11 @@ def test_every_events_file_is_covered_with_the_function_the_template_wires_to_it
             for m in queue_mappings()
             for r in event["Records"]
         )
-        assert direct or batch or any(s.function == function and s.event == event for s in schedules()) or any(
-            f == function and matches(pattern, event) for f, pattern in rules()
+        assert (
+            direct
+            or batch
+            or any(s.function == function and s.event == event for s in schedules())
+            or any(f == function and matches(pattern, event) for f, pattern in rules())
         ), name
 
 

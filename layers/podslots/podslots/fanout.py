@@ -107,9 +107,11 @@ def run_batch(event: dict[str, Any], context: Any, run_pool: Callable[[str], obj
             raise OutOfTime
         run_pool(pool_of(record.body))
 
-    return process_partial_response(
-        event=event,
-        record_handler=one,
-        processor=SqsFifoPartialProcessor(skip_group_on_error=True),
-        context=context,
+    return dict(
+        process_partial_response(
+            event=event,
+            record_handler=one,
+            processor=SqsFifoPartialProcessor(skip_group_on_error=True),
+            context=context,
+        )
     )

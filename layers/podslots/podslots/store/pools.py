@@ -179,9 +179,7 @@ class PoolRegistry(StoreBase):
             records.append(RegisteredPool(item.pool, settings, bool(item.deleting), figures))
         return records
 
-    def pool_record(
-        self, pool: str, unreadable: Callable[[str, str], None] | None = None
-    ) -> RegisteredPool | None:
+    def pool_record(self, pool: str, unreadable: Callable[[str, str], None] | None = None) -> RegisteredPool | None:
         """One pool's registry entry, as `pool_records` gives it: one consistent GetItem, so a run
         for one pool (a fan-out message) costs the same with ten pools or ten thousand."""
         try:
