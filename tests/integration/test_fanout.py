@@ -14,6 +14,7 @@ import pytest
 from local.apigw import load_event
 from local.stack import Context, Stack, function_module
 from podslots.clock import ManualClock
+from podslots.fanout import FanOutFailed
 
 POOLS = ["alpha", "beta", "gamma"]
 
@@ -170,3 +171,13 @@ def test_a_direct_run_of_every_pool_resumes_where_the_last_one_stopped(stack: St
         visited |= {r["pool"] for r in result["pools"]}
     # Then every pool was visited
     assert visited == set(names)
+
+
+def test_a_dispatch_whose_messages_are_refused_fails_so_eventbridge_delivers_it_again(stack: Stack):
+    # Given pools, and the reconcile queue gone (SQS refuses the sends)
+    given_pools(stack, POOLS)
+    stack.sqs.delete_queue(QueueUrl=stack.queue_urls["ReconcileQueue"])
+    # When the schedule's event reaches the dispatcher
+    # Then it fails (the Errors alarm; EventBridge retries), naming no message as sent
+    with pytest.raises(FanOutFailed, match="3 of 3 reconcile messages not sent"):
+        function_module("DispatchFunction").lambda_handler({"step": "reconcile"}, Context())
