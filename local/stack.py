@@ -388,7 +388,7 @@ class Stack:
         every = {r["messageId"] for r in records}
         try:
             result = self.invoke(mapping.function, {"Records": records})
-        except Exception:
+        except Exception:  # Lambda: a function error fails the whole batch
             return every
         if not mapping.reports_failures:
             return set()

@@ -181,3 +181,18 @@ def test_a_dispatch_whose_messages_are_refused_fails_so_eventbridge_delivers_it_
     # Then it fails (the Errors alarm; EventBridge retries), naming no message as sent
     with pytest.raises(FanOutFailed, match="3 of 3 reconcile messages not sent"):
         function_module("DispatchFunction").lambda_handler({"step": "reconcile"}, Context())
+
+
+def test_a_message_that_names_no_pool_fails_alone_and_is_never_quoted(stack: Stack, capsys: pytest.CaptureFixture[str]):
+    # Given a batch of expire's queue: a good message, and one whose body is not {"pool": name}
+    given_pools(stack, ["alpha"])
+    event = load_event("expire_sqs.json")
+    good = event["Records"][0] | {"body": '{"pool": "alpha"}', "messageId": "good"}
+    bad = event["Records"][0] | {"body": '{"pool": "Bearer s3cr3t-t0ken"}', "messageId": "bad"}
+    # When the function gets it
+    answer = function_module("ExpireFunction").lambda_handler({"Records": [good, bad]}, Context())
+    # Then the bad message alone fails (and would end in the dead-letter queue), the good one ran
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    # and nothing of its body was written anywhere
+    written = capsys.readouterr()
+    assert "s3cr3t" not in written.out + written.err

@@ -15,7 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from podslots.clock import Clock
 from podslots.names import PoolNameStr
@@ -105,13 +105,19 @@ def run_batch(event: dict[str, Any], context: Any, run_pool: Callable[[str], obj
     def one(record: SQSRecord) -> None:
         if context.get_remaining_time_in_millis() / 1000 < TIME_MARGIN_S:
             raise OutOfTime
-        run_pool(pool_of(record.body))
+        try:
+            pool = pool_of(record.body)
+        except ValidationError:
+            logger.error("fan-out message unreadable; it fails", extra={"message_id": record.message_id})
+            raise UnreadableMessage from None  # the body, not ours to quote, stays out of every record
+        run_pool(pool)
 
-    return dict(
-        process_partial_response(
-            event=event,
-            record_handler=one,
-            processor=SqsFifoPartialProcessor(skip_group_on_error=True),
-            context=context,
-        )
-    )
+    processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+    # A failed pool is that pool's (PoolStepFailed, the dead letters), not the function's: the answer
+    # names it even when it was the whole batch, and the invocation succeeds.
+    processor.raise_on_entire_batch_failure = False
+    return dict(process_partial_response(event=event, record_handler=one, processor=processor, context=context))
+
+
+class UnreadableMessage(Exception):
+    """A message whose body is not `{"pool": name}`: it fails, and ends in the dead-letter queue."""
