@@ -154,6 +154,11 @@ def one_autoscale_message(answer: Any) -> None:
     assert answer == {"step": "autoscale", "trigger": "event-6a7e8feb-b491-4cf7-a9f1-bf3703467718", "sent": 1}
 
 
+def one_reconcile_message(answer: Any) -> None:
+    assert (answer["step"], answer["sent"]) == ("reconcile", 1)  # the seeded pool's
+    assert answer["trigger"].startswith("minute-")
+
+
 def no_failures(answer: Any) -> None:
     assert answer == {"batchItemFailures": []}  # the message's pool ran: SQS deletes it
 
@@ -164,6 +169,7 @@ SCHEDULED: dict[str, tuple[str, Callable[[Any], None]]] = {
     "autoscale_schedule.json": ("AutoscaleFunction", steady),
     "capacity_shortage.json": ("DispatchFunction", one_autoscale_message),  # that pool only
     "expire_schedule.json": ("ExpireFunction", none_expired),
+    "dispatch_schedule.json": ("DispatchFunction", one_reconcile_message),  # the reconcile schedule's Input
     # a fan-out batch as the step's SQS event source mapping delivers it (one message, the pool)
     "reconcile_sqs.json": ("ReconcileFunction", no_failures),
     "autoscale_sqs.json": ("AutoscaleFunction", no_failures),
