@@ -41,6 +41,10 @@ def queued(stack: Stack, queue: str) -> int:
     return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
+def history(stack: Stack, pool: str) -> list[str]:
+    return [e["kind"] for e in stack.call("GET", "/pools/{pool}/events", pool=pool).body["events"]]
+
+
 class ExpiryWatch:
     """Which pools expiry ran, invocation by invocation; a pool in `broken` fails unexpectedly."""
 
@@ -196,3 +200,18 @@ def test_a_message_that_names_no_pool_fails_alone_and_is_never_quoted(stack: Sta
     # and nothing of its body was written anywhere
     written = capsys.readouterr()
     assert "s3cr3t" not in written.out + written.err
+
+
+def test_a_failing_cluster_costs_its_own_pools_run_only(stack: Stack):
+    # Given two pools, one of them on a cluster whose kubeconfig cannot be read
+    given_pools(stack, ["alpha"])
+    broken = settings() | {"kubeconfig_secret": "podslots/dev/no-such-kubeconfig"}
+    assert stack.call("PUT", "/pools/{pool}", broken, pool="beta").status == 201
+    # When the minute's reconcile is fanned out
+    stack.invoke("DispatchFunction", {"step": "reconcile"})
+    # Then each pool ran in an invocation of its own: beta's unreadable kubeconfig ended its own run
+    # (reported; the next minute tries again), and alpha's run went as ever: its figures are recorded
+    assert [f for _, f in stack.invocations].count("ReconcileFunction") == 2
+    assert "PoolFigures" in history(stack, "alpha")
+    assert "PoolFigures" not in history(stack, "beta")
+    assert queued(stack, "ReconcileQueue") == 0
