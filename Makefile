@@ -75,7 +75,7 @@ local: $(STAMP) ## Serve the embedded stack on 127.0.0.1:3000 until stopped (ARG
 invoke: $(STAMP) ## Run one function on one event file in the embedded stack, as `sam local invoke -e` (FUNCTION=AllocateFunction EVENT=events/allocate.json ARGS=--empty)
 	@$(BIN)/python -m local.invoke "$(FUNCTION)" "$(EVENT)" $(ARGS)
 
-bench: $(STAMP) ## Benchmarks (quick by default; each has --help for bigger runs): requests, import times, reconcile, a scripted hour, allocation floor, cold start, steps at scale, a short day of four policies
+bench: $(STAMP) ## Benchmarks (quick by default; each has --help for bigger runs): requests, import times, reconcile, a scripted hour, allocation floor, cold start, steps at scale, the fan-out of 1,000 pools, a short day of four policies
 	$(BIN)/python -m bench.requests_per_call
 	$(BIN)/python -m bench.import_time
 	$(BIN)/python -m bench.reconcile_scale
@@ -83,6 +83,7 @@ bench: $(STAMP) ## Benchmarks (quick by default; each has --help for bigger runs
 	$(BIN)/python -m bench.allocation_floor
 	$(BIN)/python -m bench.cold_start
 	$(BIN)/python -m bench.steps_at_scale
+	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.day --hours 2 --start-hour 9 --drain-hours 1 --out /tmp/podslots-bench-day
 
 clean: ## Remove the venvs and caches

@@ -1,8 +1,8 @@
 """`make demo`: podslots' whole life cycle on the embedded stack, on a virtual clock.
 
 A task queue and simulated agents talk to the real handlers through API Gateway events; autoscale,
-reconcile and expire run on the template's schedules; bus events reach the functions whose rules
-match them. The story:
+reconcile and expire run on the template's schedules, fanned out one message per pool through their
+SQS queues; bus events reach the functions whose rules match them. The story:
 
 1. a burst of dispatches on an empty pool: 503s, a cold start, then scale-up;
 2. two plan_and_apply tasks whose plans wait for approval (their slots reserved);

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from local.stack import Answer, Stack
 from local.template import function_ids
+from podslots.fanout import is_sqs_batch, pool_of
 from podslots.podspec import new_pod_name, pod_manifest
 from podslots.settings import PoolSettings
 from podslots.triggers import trigger_pool
@@ -62,9 +63,12 @@ class World:
 
 
 def event_pool(event: dict[str, Any]) -> str | None:
-    """The pool an event is for: an API event's `pool` path parameter, or a scheduled run's pool."""
+    """The pool an event is for: an API event's `pool` path parameter, a fan-out batch's first
+    message's pool, or a scheduled run's pool."""
     if "httpMethod" in event:
         return (event.get("pathParameters") or {}).get("pool")
+    if is_sqs_batch(event) and event["Records"]:
+        return pool_of(event["Records"][0]["body"])
     try:
         return trigger_pool(event)
     except ValidationError:

@@ -4,7 +4,11 @@
 - the table is created from the template's SlotTable, the bus and the kubeconfig secret exist;
 - API calls become API Gateway proxy events for the template's routes, sent to the real handlers;
 - the template's schedules run on the virtual clock, and bus events reach the functions whose
-  EventBridgeRule patterns match them (a CapacityShortage wakes autoscale), as EventBridge would.
+  EventBridgeRule patterns match them (a CapacityShortage wakes the dispatcher), as EventBridge would;
+- the template's SQS queues exist in moto (FIFO, redrive), and its SQS event source mappings are
+  emulated: a poller delivers batches (BatchSize, the real record shape) to the function, deletes
+  what succeeded and lets each `batchItemFailures` message come back after the queue's visibility
+  timeout on the virtual clock (moto moves it to the dead-letter queue after maxReceiveCount).
 """
 
 from __future__ import annotations
@@ -41,6 +45,13 @@ ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "PodSlots",
     "POWERTOOLS_LOG_LEVEL": "ERROR",
 }
+SQS_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/"  # moto's queue URLs
+ENV.update(
+    {
+        f"{step.upper()}_QUEUE_URL": f"{SQS_URL}podslots-{ENV['PODSLOTS_ENVIRONMENT']}-{step}.fifo"
+        for step in ("reconcile", "autoscale", "expire")
+    }
+)
 NAMESPACE = "agents"
 
 
@@ -106,6 +117,82 @@ def rules() -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+@dataclass
+class QueueMapping:
+    """An SQS event source mapping of the template: which function consumes which queue, how."""
+
+    function: str
+    queue: str  # the queue's logical id
+    batch_size: int
+    reports_failures: bool
+
+
+def queue_mappings() -> list[QueueMapping]:
+    """Every SQS event of the template's functions."""
+    found = []
+    for name, res in template()["Resources"].items():
+        if res.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in (res["Properties"].get("Events") or {}).values():
+            if event.get("Type") == "SQS":
+                props = event["Properties"]
+                queue = str(props["Queue"]["Fn::GetAtt"]).split(".")[0]
+                reports = "ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or [])
+                found.append(QueueMapping(name, queue, int(props.get("BatchSize", 10)), reports))
+    return found
+
+
+def queue_name(logical_id: str) -> str:
+    """The queue's name as the template gives it (`${Environment}` the local stack's)."""
+    name = resource(logical_id)["Properties"]["QueueName"]
+    text = name["Fn::Sub"] if isinstance(name, dict) else name
+    return str(text).replace("${Environment}", ENV["PODSLOTS_ENVIRONMENT"])
+
+
+def queue_attributes(logical_id: str, arns: dict[str, str]) -> dict[str, str]:
+    """CreateQueue attributes from the template's queue (its dead-letter queue's ARN from `arns`)."""
+    props = resource(logical_id)["Properties"]
+    attributes = {
+        key: str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
+        for key in (
+            "FifoQueue",
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "DeduplicationScope",
+            "FifoThroughputLimit",
+        )
+        if key in props
+    }
+    if "RedrivePolicy" in props:
+        redrive = props["RedrivePolicy"]
+        target = str(redrive["deadLetterTargetArn"]["Fn::GetAtt"]).split(".")[0]
+        attributes["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": arns[target], "maxReceiveCount": int(redrive["maxReceiveCount"])}
+        )
+    return attributes
+
+
+def queue_ids() -> list[str]:
+    """The template's queues, dead-letter targets first (a redrive policy names an existing queue)."""
+    ids = [n for n, r in template()["Resources"].items() if r.get("Type") == "AWS::SQS::Queue"]
+    return sorted(ids, key=lambda n: "RedrivePolicy" in resource(n)["Properties"])
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """One record of an SQS event as Lambda's event source mapping delivers it."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": ENV["AWS_REGION"],
+    }
+
+
 def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
     """EventBridge's matching for the flat patterns the template uses (field -> allowed values)."""
     return all(event.get(field) in allowed for field, allowed in pattern.items())
@@ -165,6 +252,11 @@ class Stack:
         self.kubeconfig_path = kubeconfig_path
         self.schedules = schedules()
         self.rules = rules()
+        self.mappings = queue_mappings()
+        self.queue_urls: dict[str, str] = {}
+        self.queue_arns: dict[str, str] = {}
+        self._hidden: list[tuple[str, str, float]] = []  # (queue url, receipt, visible again at)
+        self._polling = False
         self.invocations: list[tuple[float, str]] = []
         self.on_event: list[Callable[[dict[str, Any]], None]] = []
 
@@ -181,6 +273,7 @@ class Stack:
         boto3.client("dynamodb").create_table(**table_definition(os.environ["TABLE_NAME"]))
         bind_table(os.environ["TABLE_NAME"])
         self.tap = BusTap(os.environ["EVENT_BUS_NAME"])
+        self._create_queues()
         self.kube = KubeApiStandIn(clock=lambda: datetime.fromtimestamp(self.clock.now(), UTC)).start()
         if self.kubeconfig_path:
             with open(self.kubeconfig_path) as f:
@@ -197,16 +290,34 @@ class Stack:
         self.kube.stop()
         self._mock.stop()
 
+    def _create_queues(self) -> None:
+        import boto3
+
+        sqs = boto3.client("sqs")
+        for logical_id in queue_ids():
+            url = sqs.create_queue(
+                QueueName=queue_name(logical_id), Attributes=queue_attributes(logical_id, self.queue_arns)
+            )["QueueUrl"]
+            self.queue_urls[logical_id] = url
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            self.queue_arns[logical_id] = arn
+        self.sqs = sqs
+
     def _wire_clocks(self) -> None:
         """Every handler's step gets the virtual clock and a bus client made inside the mock."""
         from aws_lambda_powertools.utilities import parameters
 
         from podslots.bus import EventBridgePublisher
         from podslots.kubeconfig import ClusterConnections
+        from podslots.step_queues import SqsStepQueues
 
         provider = parameters.SecretsProvider()
-        modules = [r.module() for r in api_routes()] + [function_module(s.function) for s in self.schedules]
+        functions = [s.function for s in self.schedules] + [m.function for m in self.mappings]
+        modules = [r.module() for r in api_routes()] + [function_module(f) for f in dict.fromkeys(functions)]
         for module in modules:
+            if hasattr(module, "dispatcher"):
+                module.dispatcher.clock = self.clock
+                module.dispatcher.queues = SqsStepQueues()
             for attr in ("allocator", "service", "reconciler", "autoscaler", "expirer"):
                 step = getattr(module, attr, None)
                 if step is None:
@@ -235,7 +346,60 @@ class Stack:
         self.invocations.append((self.clock.now(), logical_id))
         result = function_module(logical_id).lambda_handler(event, Context())
         self.deliver_events()
+        self.deliver_queues()
         return result
+
+    def deliver_queues(self) -> None:
+        """Lambda's SQS pollers, until the queues have nothing visible: each mapping receives up to
+        its BatchSize, invokes its function with the batch, and deletes what succeeded. A message in
+        `batchItemFailures` (or the whole batch, if the function raised or does not report failures)
+        stays, and is visible again once the virtual clock has passed the queue's visibility timeout."""
+        if self._polling:
+            return  # the outer poll picks up what this invocation sent
+        self._polling = True
+        try:
+            while self._poll_once():
+                pass
+        finally:
+            self._polling = False
+
+    def _poll_once(self) -> bool:
+        self._release_due()
+        delivered = False
+        for mapping in self.mappings:
+            url = self.queue_urls[mapping.queue]
+            messages = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=mapping.batch_size, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not messages:
+                continue
+            delivered = True
+            failed = self._deliver(mapping, [sqs_record(m, self.queue_arns[mapping.queue]) for m in messages])
+            visibility = int(resource(mapping.queue)["Properties"].get("VisibilityTimeout", 30))
+            for message in messages:
+                if message["MessageId"] in failed:
+                    self._hidden.append((url, message["ReceiptHandle"], self.clock.now() + visibility))
+                else:
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return delivered
+
+    def _deliver(self, mapping: QueueMapping, records: list[dict[str, Any]]) -> set[str]:
+        """The ids of the records that failed."""
+        every = {r["messageId"] for r in records}
+        try:
+            result = self.invoke(mapping.function, {"Records": records})
+        except Exception:  # Lambda: a function error fails the whole batch
+            return every
+        if not mapping.reports_failures:
+            return set()
+        return {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+
+    def _release_due(self) -> None:
+        now = self.clock.now()
+        due = [h for h in self._hidden if h[2] <= now]
+        self._hidden = [h for h in self._hidden if h[2] > now]
+        for url, receipt, _ in due:
+            self.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0)
 
     def deliver_events(self) -> None:
         """Each new bus event goes to the functions whose rules match it, and to the watchers."""
@@ -254,3 +418,4 @@ class Stack:
             while schedule.next_at <= now:
                 self.invoke(schedule.function, schedule.event)
                 schedule.next_at += schedule.every_s
+        self.deliver_queues()  # failed runs whose visibility timeout has passed

@@ -39,4 +39,16 @@ ALLOWANCES: tuple[Allowance, ...] = (
         OWN_LOG_GROUP,
         "the runtime writes the function's stdout (Powertools' JSON logs, EMF metrics) to its own log group",
     ),
+    # ---- Lambda's SQS event source mappings poll with the function's role, not its code ----
+    *(
+        Allowance(
+            f"{step}Function",
+            f"sqs:{action}",
+            f"arn:aws:sqs:us-east-1:111122223333:podslots-dev-{step.lower()}.fifo",
+            "the event source mapping (PoolRuns) receives the step's fan-out messages, deletes those that"
+            " succeeded and reads the queue's attributes with this role; the local stack's poller plays it",
+        )
+        for step in ("Reconcile", "Autoscale", "Expire")
+        for action in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
+    ),
 )

@@ -1,7 +1,6 @@
-"""Autoscale, every minute (schedule, Input `{}`) and at once on each CapacityShortage event.
-
-A shortage event, as EventBridge delivers it, wakes it for that event's pool only, so a cold pool
-gets its first pod within seconds, not at the next minute.
+"""Autoscale: one pool per message of its SQS queue (the dispatcher fans out the minute's schedule,
+and each CapacityShortage as a message for that event's pool, so a cold pool gets its first pod
+within seconds), or directly `{"pool": name}`, `{}` (every pool in turn) or a CapacityShortage event.
 """
 
 import os
@@ -13,6 +12,7 @@ from podslots.autoscale import Autoscaler
 from podslots.bus import EventBridgePublisher
 from podslots.clock import SystemClock
 from podslots.cluster_gateways import pool_gateways
+from podslots.fanout import is_sqs_batch, run_batch
 from podslots.kubeconfig import ClusterConnections
 from podslots.observability import logger, tracer
 from podslots.store import SlotStore
@@ -28,6 +28,8 @@ autoscaler = Autoscaler(
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if is_sqs_batch(event):
+        return run_batch(event, context, lambda pool: autoscaler.run(pool, strict=True))
     pool = trigger_pool(event)
     reports = autoscaler.run(pool, time_left_s=lambda: context.get_remaining_time_in_millis() / 1000)
     return {"pools": [r.summary() | {"pool": r.pool} for r in reports]}

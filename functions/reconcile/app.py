@@ -1,16 +1,17 @@
-"""Reconcile, every minute (EventBridge schedule, Input `{}`; `{"pool": name}` for one pool).
+"""Reconcile: one pool per message of its SQS queue (the dispatcher fans the minute's schedule out),
+or directly `{"pool": name}` (that pool) or `{}` (every pool in turn, within the Lambda's time).
 
-Brings each pool's items in line with its pods in the cluster, within the Lambda's remaining time.
+Brings a pool's items in line with its pods in the cluster.
 """
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podslots.bus import EventBridgePublisher
 from podslots.clock import SystemClock
 from podslots.cluster_gateways import pool_gateways
+from podslots.fanout import is_sqs_batch, run_batch
 from podslots.kubeconfig import ClusterConnections
 from podslots.observability import logger, tracer
 from podslots.reconcile import Reconciler
@@ -24,7 +25,9 @@ reconciler = Reconciler(SlotStore(), cluster_for, EventBridgePublisher(), System
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
-@event_parser(model=ScheduledRun)
-def lambda_handler(event: ScheduledRun, context: LambdaContext) -> dict[str, Any]:
-    reports = reconciler.run(event.pool, time_left_s=lambda: context.get_remaining_time_in_millis() / 1000)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if is_sqs_batch(event):
+        return run_batch(event, context, lambda pool: reconciler.run(pool, strict=True))
+    run = ScheduledRun.model_validate(event)
+    reports = reconciler.run(run.pool, time_left_s=lambda: context.get_remaining_time_in_millis() / 1000)
     return {"pools": [{**r.summary(), "pool": r.pool, "figures": r.figures} for r in reports]}

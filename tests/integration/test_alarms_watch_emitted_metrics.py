@@ -24,7 +24,7 @@ import boto3
 import pytest
 
 from local.routes import api_routes
-from local.stack import NAMESPACE, Stack, function_module
+from local.stack import NAMESPACE, Stack, function_module, queue_mappings
 from local.template import template
 from podslots import observability
 from podslots.allocation import AllocationRequest, Allocator
@@ -178,8 +178,7 @@ class World:
 
     def run(self, function: str) -> Any:
         """One run of a scheduled function, with the event its schedule sends."""
-        (schedule,) = [s for s in self.stack.schedules if s.function == function]
-        return self.stack.invoke(function, schedule.event)
+        return self.stack.invoke(function, {})  # a direct run of every pool
 
     def pod_comes_up(self, name: str, ip: str, beat_from: str | None = None) -> None:
         """The pod runs, reconcile records its IP, and its agent sends its first beat."""
@@ -453,7 +452,9 @@ def test_each_alarm_says_what_to_do_and_notifies_the_topic_only_when_one_is_give
 def test_a_stopped_schedule_breaches_on_missing_data_and_nothing_else_does():
     breaching = {n for n, a in alarms().items() if a["Properties"]["TreatMissingData"] == "breaching"}
     assert breaching == {"ReconcileNotRunningAlarm", "AutoscaleNotRunningAlarm", "ExpireNotRunningAlarm"}
-    scheduled = {s["function"] for s in _scheduled_functions()}
+    # the schedules run the steps through the fan-out: the functions their queues invoke
+    scheduled = {m.function for m in queue_mappings()}
+    assert {s["function"] for s in _scheduled_functions()} == {"DispatchFunction"}
     watched = {resource_named(m, "FunctionName") for n in breaching for m in alarm_metrics(n)}
     assert watched == scheduled
 

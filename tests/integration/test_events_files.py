@@ -8,12 +8,13 @@ first beat is the heartbeat file.
 from __future__ import annotations
 
 import importlib
+import json
 from typing import Any
 
 import pytest
 
 from local.apigw import EVENTS, load_event
-from local.stack import rules, schedules
+from local.stack import queue_mappings, queue_name, rules, schedules
 from podslots.clock import ManualClock
 from podslots.store import SlotStore, new_pod
 from tests.conftest import BusTap, LambdaContext
@@ -45,6 +46,10 @@ def test_every_events_file_is_covered_here():
         "autoscale_schedule.json",
         "expire_schedule.json",
         "capacity_shortage.json",
+        "dispatch_schedule.json",
+        "reconcile_sqs.json",
+        "autoscale_sqs.json",
+        "expire_sqs.json",
     }
     assert {p.name for p in EVENTS.glob("*.json")} == covered
 
@@ -60,14 +65,18 @@ def test_every_api_event_file_gets_its_documented_answer(api: Api, store: SlotSt
         assert {k: answer.body[k] for k in holds} == holds, name
 
 
-def test_the_schedule_files_are_what_the_template_schedules_send():
-    by_function = {s.function: s.event for s in schedules()}
-    assert load_event("reconcile_schedule.json") == by_function["ReconcileFunction"]
-    assert load_event("autoscale_schedule.json") == by_function["AutoscaleFunction"]
-    assert load_event("expire_schedule.json") == by_function["ExpireFunction"]
+def test_the_schedule_files_are_direct_runs_of_every_pool_and_the_schedules_name_their_step():
+    # the step functions' direct form (an operator's run, make invoke); the schedules fan out instead
+    assert load_event("reconcile_schedule.json") == load_event("autoscale_schedule.json") == {}
+    assert load_event("expire_schedule.json") == {}
+    assert sorted(s.event["step"] for s in schedules() if s.function == "DispatchFunction") == [
+        "autoscale",
+        "expire",
+        "reconcile",
+    ]
     ((function, pattern),) = rules()
     shortage = load_event("capacity_shortage.json")
-    assert function == "AutoscaleFunction"
+    assert function == "DispatchFunction"
     assert all(shortage[field] in allowed for field, allowed in pattern.items())
 
 
@@ -78,3 +87,19 @@ def test_a_schedule_file_invokes_its_function(module: str, store: SlotStore, bus
     assert handler.lambda_handler(load_event("expire_schedule.json"), LambdaContext()) == {
         "pools": [{"pool": "terraform", "expired": []}]
     }
+
+
+def test_the_sqs_files_are_batches_of_their_steps_queue_and_one_runs_its_pool(
+    store: SlotStore, bus: BusTap, clock: ManualClock
+):
+    # Given each step's file: a batch of that step's queue, as its event source mapping delivers it
+    for mapping in queue_mappings():
+        step = mapping.function.removesuffix("Function").lower()
+        (record,) = load_event(f"{step}_sqs.json")["Records"]
+        assert record["eventSourceARN"].endswith(":" + queue_name(mapping.queue))
+        assert json.loads(record["body"]) == {"pool": "terraform"}
+    # When expire's is delivered to its handler, the pool existing
+    given_pool(store, "terraform")
+    handler = importlib.import_module("functions.expire.app")
+    # Then the message's pool ran and nothing failed (SQS deletes the message)
+    assert handler.lambda_handler(load_event("expire_sqs.json"), LambdaContext()) == {"batchItemFailures": []}

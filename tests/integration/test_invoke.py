@@ -25,7 +25,7 @@ from local.apigw import EVENTS, load_event, proxy_event
 from local.invoke import main
 from local.routes import route_for
 from local.seed import POD_IP
-from local.stack import ENV, function_environment, matches, rules, schedules
+from local.stack import ENV, function_environment, matches, queue_mappings, queue_name, rules, schedules
 from local.template import ROOT, function_ids, resource, template
 
 
@@ -150,12 +150,30 @@ def none_expired(answer: Any) -> None:
     assert answer == {"pools": [{"pool": "terraform", "expired": []}]}
 
 
+def one_autoscale_message(answer: Any) -> None:
+    assert answer == {"step": "autoscale", "trigger": "event-6a7e8feb-b491-4cf7-a9f1-bf3703467718", "sent": 1}
+
+
+def one_reconcile_message(answer: Any) -> None:
+    assert (answer["step"], answer["sent"]) == ("reconcile", 1)  # the seeded pool's
+    assert answer["trigger"].startswith("minute-")
+
+
+def no_failures(answer: Any) -> None:
+    assert answer == {"batchItemFailures": []}  # the message's pool ran: SQS deletes it
+
+
 # file -> (function, its report in the seeded world)
 SCHEDULED: dict[str, tuple[str, Callable[[Any], None]]] = {
     "reconcile_schedule.json": ("ReconcileFunction", figures_and_nothing_to_repair),
     "autoscale_schedule.json": ("AutoscaleFunction", steady),
-    "capacity_shortage.json": ("AutoscaleFunction", steady),  # that pool only
+    "capacity_shortage.json": ("DispatchFunction", one_autoscale_message),  # that pool only
     "expire_schedule.json": ("ExpireFunction", none_expired),
+    "dispatch_schedule.json": ("DispatchFunction", one_reconcile_message),  # the reconcile schedule's Input
+    # a fan-out batch as the step's SQS event source mapping delivers it (one message, the pool)
+    "reconcile_sqs.json": ("ReconcileFunction", no_failures),
+    "autoscale_sqs.json": ("AutoscaleFunction", no_failures),
+    "expire_sqs.json": ("ExpireFunction", no_failures),
 }
 
 
@@ -165,8 +183,18 @@ def test_every_events_file_is_covered_with_the_function_the_template_wires_to_it
         assert route_for(load_event(name)).function == function, name
     for name, (function, _) in SCHEDULED.items():
         event = load_event(name)
-        assert any(s.function == function and s.event == event for s in schedules()) or any(
-            f == function and matches(pattern, event) for f, pattern in rules()
+        # a direct run of every pool (`{}`), a batch of the function's queue, or a schedule or rule's event
+        direct = event == {} and any(m.function == function for m in queue_mappings())
+        batch = "Records" in event and any(
+            m.function == function and r["eventSourceARN"].endswith(":" + queue_name(m.queue))
+            for m in queue_mappings()
+            for r in event["Records"]
+        )
+        assert (
+            direct
+            or batch
+            or any(s.function == function and s.event == event for s in schedules())
+            or any(f == function and matches(pattern, event) for f, pattern in rules())
         ), name
 
 

@@ -39,13 +39,14 @@ def test_an_idle_run_over_1000_pods_lists_once_queries_once_and_writes_nothing(s
         (report,) = reconciler.run(POOL)
         ops = server.dispatcher.operations - before
     # Then: one LIST, followed over its pages; one Query of the pool's items (its pages, 1 MB
-    # each) and one of the pool registry; not a single write
+    # each) and one GetItem of the pool's registry entry (a one-pool run reads no other pool's);
+    # not a single write
     assert report.summary() == {"pool": POOL}
     assert report.figures["pods_idle"] == PODS
     assert kube.count(verb="list") == -(-PODS // PAGE_SIZE)
     assert kube.count() == kube.count(verb="list")
     assert not WRITES & set(ops)
-    queries = ops["Query"]
-    item_pages = queries - 1  # the registry Query is one page
+    item_pages = ops["Query"]
     assert 1 <= item_pages <= 3, ops  # 1,000 pod items of ~0.4 KB: at most a page per MB
-    assert set(ops) == {"Query"}
+    assert set(ops) == {"Query", "GetItem"}
+    assert ops["GetItem"] == 1

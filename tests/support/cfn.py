@@ -98,6 +98,8 @@ class Resolver:
             return f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{self.resolve(props['Name'])}"
         if kind == "AWS::Logs::LogGroup":  # Fn::GetAtt's form: it ends in `:*`, every stream of the group
             return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{self.resolve(props['LogGroupName'])}:*"
+        if kind == "AWS::SQS::Queue":
+            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{self.resolve(props.get('QueueName', resource))}"
         if kind == "AWS::IAM::Role":
             return f"arn:aws:iam::{ACCOUNT}:role/{resource}"
         return f"arn:aws:service:{REGION}:{ACCOUNT}:{resource}"

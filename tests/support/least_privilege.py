@@ -50,7 +50,7 @@ import botocore.handlers
 import botocore.session
 import pytest
 
-from local.template import ROOT, function_ids, function_property, table_definition
+from local.template import ROOT, function_ids, function_property, table_definition, template
 from tests.support.cfn import ACCOUNT, REGION, Resolver, function_role_policies
 from tests.support.iam_eval import Request, is_allowed, statement_applies, statements
 
@@ -177,6 +177,9 @@ class Recorder:
             return [("events:PutEvents", _bus_arn(bus, environment)) for bus in sorted(buses)]
         if service == "secretsmanager" and "SecretId" in (body := _json_body(params)):
             return [(f"secretsmanager:{operation}", _secret_arn(str(body["SecretId"])))]
+        if service == "sqs" and "QueueUrl" in (body := _json_body(params)):
+            action = "SendMessage" if operation == "SendMessageBatch" else operation  # IAM's spelling
+            return [(f"sqs:{action}", _queue_arn(str(body["QueueUrl"]), environment))]
         if service == "sts" and operation == "AssumeRole":
             form = params.get("body") or {}
             role = form.get("RoleArn") if isinstance(form, Mapping) else parse_qs(str(form)).get("RoleArn", ["*"])[0]
@@ -252,6 +255,17 @@ def _secret_arn(secret: str) -> str:
     if secret.startswith("arn:"):
         return secret
     return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{secret}-AbCdEf"  # Secrets Manager's suffix
+
+
+def _queue_arn(url: str, environment: str) -> str:
+    """A queue of the template (named by its QueueName) as the template's ARN, else in the test account."""
+    name = url.rstrip("/").rpartition("/")[2]
+    resolver = _resolver(environment)
+    for logical_id, declared in template()["Resources"].items():
+        props = declared.get("Properties", {})
+        if declared.get("Type") == "AWS::SQS::Queue" and resolver.resolve(props.get("QueueName")) == name:
+            return str(resolver.resolve({"Fn::GetAtt": f"{logical_id}.Arn"}))
+    return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
 
 
 @cache

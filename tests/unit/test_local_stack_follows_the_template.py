@@ -9,7 +9,7 @@ import pytest
 
 import local.template as template_module
 from local.routes import api_routes, match
-from local.stack import _rate_seconds, rules, schedules
+from local.stack import _rate_seconds, queue_mappings, rules, schedules
 from local.template import template
 
 
@@ -37,13 +37,18 @@ def test_a_request_off_the_template_matches_no_route():
     assert match("GET", "/pools//events") is None
 
 
-def test_every_schedule_and_rule_of_the_template_is_run():
-    assert {(s.function, s.every_s) for s in schedules()} == {
-        ("ReconcileFunction", 60),
-        ("AutoscaleFunction", 60),
-        ("ExpireFunction", 300),
+def test_every_schedule_rule_and_queue_mapping_of_the_template_is_run():
+    assert {(s.function, s.every_s, s.event["step"]) for s in schedules()} == {
+        ("DispatchFunction", 60, "reconcile"),
+        ("DispatchFunction", 60, "autoscale"),
+        ("DispatchFunction", 300, "expire"),
     }
-    assert [f for f, _ in rules()] == ["AutoscaleFunction"]
+    assert [f for f, _ in rules()] == ["DispatchFunction"]
+    assert {(m.function, m.queue, m.reports_failures) for m in queue_mappings()} == {
+        ("ReconcileFunction", "ReconcileQueue", True),
+        ("AutoscaleFunction", "AutoscaleQueue", True),
+        ("ExpireFunction", "ExpireQueue", True),
+    }
 
 
 def test_a_route_added_to_the_template_shows_up_without_touching_the_stack(monkeypatch: pytest.MonkeyPatch):

@@ -84,7 +84,9 @@ class Autoscaler:
         self.api_base_url = api_base_url
         self.holder = uuid.uuid4().hex
 
-    def run(self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None) -> list[ScaleReport]:
+    def run(
+        self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None, *, strict: bool = False
+    ) -> list[ScaleReport]:
         return each_pool(
             self.store,
             self.clock,
@@ -93,6 +95,7 @@ class Autoscaler:
             lambda pool, problem: ScaleReport(pool.name, errors=[problem]),
             only_pool=only_pool,
             time_left_s=time_left_s,
+            strict=strict,
         )
 
     def scale_pool(self, pool: RegisteredPool) -> ScaleReport:

@@ -31,7 +31,9 @@ class Expirer:
         self.bus = bus
         self.clock = clock
 
-    def run(self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None) -> list[ExpiryReport]:
+    def run(
+        self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None, *, strict: bool = False
+    ) -> list[ExpiryReport]:
         return each_pool(
             self.store,
             self.clock,
@@ -40,6 +42,7 @@ class Expirer:
             lambda pool, problem: ExpiryReport(pool.name, errors=[problem]),
             only_pool=only_pool,
             time_left_s=time_left_s,
+            strict=strict,
         )
 
     def expire_pool(self, pool: str) -> ExpiryReport:

@@ -73,7 +73,9 @@ class Reconciler:
         self.bus = bus
         self.clock = clock
 
-    def run(self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None) -> list[PoolReport]:
+    def run(
+        self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None, *, strict: bool = False
+    ) -> list[PoolReport]:
         return each_pool(
             self.store,
             self.clock,
@@ -82,6 +84,7 @@ class Reconciler:
             lambda pool, problem: PoolReport(pool.name, errors=[problem]),
             only_pool=only_pool,
             time_left_s=time_left_s,
+            strict=strict,
         )
 
     def reconcile_pool(self, pool: RegisteredPool) -> PoolReport:

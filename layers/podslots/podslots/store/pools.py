@@ -179,6 +179,24 @@ class PoolRegistry(StoreBase):
             records.append(RegisteredPool(item.pool, settings, bool(item.deleting), figures))
         return records
 
+    def pool_record(self, pool: str, unreadable: Callable[[str, str], None] | None = None) -> RegisteredPool | None:
+        """One pool's registry entry, as `pool_records` gives it: one consistent GetItem, so a run
+        for one pool (a fan-out message) costs the same with ten pools or ten thousand."""
+        try:
+            item = RegistryItem.get(REGISTRY_PK, pool_pk(pool), consistent_read=True)
+        except DoesNotExist:
+            return None
+        if item.settings is None:
+            return None
+        try:
+            settings = _settings(item.pool, item.settings.as_dict())
+        except UnreadableSettings as exc:
+            if unreadable is not None:
+                unreadable(item.pool, exc.message)
+            return None
+        figures = item.figures.as_dict() if item.figures is not None else None
+        return RegisteredPool(item.pool, settings, bool(item.deleting), figures)
+
     def record_figures(self, pool: str, figures: dict[str, Any], now: int, event_id: str) -> None:
         """Keep the figures on the registry item and in the pool's history (only called on change)."""
         tx = self._tx()
