@@ -21,7 +21,7 @@ import contextlib
 import socket
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -76,6 +76,8 @@ class KubeApiStandIn:
         self._calls: Counter[str] = Counter()
         self._authorizations: list[str] = []  # each request's Authorization header, in arrival order
         self._calls_lock = threading.Lock()
+        self._in_flight: Counter[str] = Counter()  # requests of each verb being served now
+        self._peaks: Counter[str] = Counter()  # the most of each verb ever served at once
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -204,6 +206,24 @@ class KubeApiStandIn:
             if authorization is not None:
                 self._authorizations.append(authorization)
 
+    @contextlib.contextmanager
+    def _serving(self, verb: str) -> Iterator[None]:
+        """Counts the request as in the server while it is served (for `peak`)."""
+        with self._calls_lock:
+            self._in_flight[verb] += 1
+            self._peaks[verb] = max(self._peaks[verb], self._in_flight[verb])
+        try:
+            yield
+        finally:
+            with self._calls_lock:
+                self._in_flight[verb] -= 1
+
+    def peak(self, verb: str) -> int:
+        """The most requests of this verb ever in the server at once (arrived, not yet answered): how
+        far a client's requests overlap, seen from the server, with no clock involved."""
+        with self._calls_lock:
+            return self._peaks[verb]
+
     def authorizations(self) -> list[str]:
         """The `Authorization` headers received so far, in order (a request without one adds none)."""
         with self._calls_lock:
@@ -222,6 +242,7 @@ class KubeApiStandIn:
     def clear_requests(self) -> None:
         with self._calls_lock:
             self._calls.clear()
+            self._peaks.clear()
             self._authorizations.clear()
 
     def fail_next(self, status: int = 500, *, verb: str | None = None, times: int = 1) -> None:
