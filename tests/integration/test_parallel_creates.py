@@ -28,7 +28,8 @@ class RecordedFirst(KubeGateway):
 
     def __init__(self, kube: KubeApiStandIn, store: SlotStore) -> None:
         super().__init__(new_client_from_config_dict(kube.kubeconfig(NS)))
-        self.store, self.known_at_create = store, []  # type: list[bool]
+        self.store = store
+        self.known_at_create: list[bool] = []
 
     def create_pod(self, namespace: str, manifest: dict[str, Any]) -> ClusterPod:
         self.known_at_create.append(self.store.get_pod(POOL, manifest["metadata"]["name"]) is not None)
