@@ -52,7 +52,7 @@ def test_a_scale_up_creates_its_pods_side_by_side_within_the_bound(
     store: SlotStore, kube: KubeApiStandIn, clock: ManualClock, gateway: RecordedFirst
 ):
     # Given a pool that needs 10 pods, and a cluster that takes its time over each create
-    kube.slow_next(0.5, verb="create", times=10)
+    kube.slow_next(1.5, verb="create", times=10)  # long enough for a window's 8 items to be put first
 
     # When autoscale runs
     report = scale(store, gateway, clock)
@@ -72,7 +72,6 @@ def test_a_failed_create_among_parallel_ones_removes_its_item_and_sends_no_more(
 ):
     # Given a pool that needs 10 pods, and a cluster that refuses the first create of the step
     kube.fail_next(500, verb="create")
-    kube.slow_next(0.5, verb="create", times=9)
 
     # When autoscale runs
     report = scale(store, gateway, clock)
