@@ -34,12 +34,13 @@ from podslots.model import TaskStatus, TaskType
 from podslots.observability import metrics
 from podslots.store import SlotStore, bind_table
 from podslots.tasks import TaskStatusService
-from tests.support.pods import given_pool, given_ready_pods
+from tests.support.pods import given_pool, given_ready_pods, given_starting_pods_in_bulk
 
 TABLE = "podslots-bench"
 POOL = "bench"
 PODS = 20
 TIMED = 30
+STARTING_PODS = 1000
 
 
 def count(ops: Counter[str], step: Callable[[], Any]) -> Counter[str]:
@@ -92,6 +93,17 @@ def main() -> None:
         show("heartbeat", count(ops, lambda: agents.beat(POOL, f"{POOL}-0000", ["t-1"], "10.0.0.9")))
         show("allocate, no capacity (503)", count(ops, lambda: alloc("w-1", pool="empty")))
         show("allocate, no capacity again within 60 s", count(ops, lambda: alloc("w-1", pool="empty")))
+        # The 503 of a large pool: 1,000 pods starting (none open), the container warm in the pool.
+        given_starting_pods_in_bulk(server.url, TABLE, store, "starting", STARTING_PODS, now=int(clock.now()))
+        count(ops, lambda: alloc("w-2", pool="starting"))  # the container's first read of this pool
+        items = server.dispatcher.items_read.copy()
+        show(
+            f"allocate, no capacity, {STARTING_PODS:,} pods starting", count(ops, lambda: alloc("w-3", pool="starting"))
+        )
+        read = server.dispatcher.items_read - items
+        print(
+            f"  {'':44}    items read: {sum(read.values())} ({', '.join(f'{n} {op}' for op, n in sorted(read.items()))})"
+        )
 
         # Time per allocation against the bare requests it is made of, on the same server.
         ours, bare = [], []

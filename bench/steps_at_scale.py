@@ -1,18 +1,18 @@
-"""The scheduled steps at scale: reconcile and autoscale over one pool of 100, 1,000 (and 5,000)
-pods, and over many pools of 5 pods, next to the bare reads they are made of, measured in the same
-run against the same servers.
+"""The scheduled steps at scale: reconcile and autoscale over one pool of 100 and 1,000 pods (and
+five pools of 1,000: 5,000 pods, each pool at the `max_pods` bound), and over many pools of 5 pods,
+next to the bare reads they are made of, measured in the same run against the same servers.
 
 The bare reads, per run: the registry Query (every pool's settings, one Query), then per pool the
 label-selected LIST of its pods (all pages, read as JSON as podslots reads it) and the Query of its
 pod items (all pages). Reconcile is built on exactly these; autoscale on the registry and the Query
-(it makes no LIST: it does not look at the cluster unless it scales), plus its lease and the
-`waiting` index. Every pool is idle and just beaten, so neither step has anything to write but
-autoscale's lease. DynamoDB is moto's HTTP server and the cluster the Kubernetes API stand-in, both
-on loopback; each scenario has a table of its own (moto answers a Query by going over the whole
-table). Requests are counted at both servers.
+(it makes no LIST: it does not look at the cluster unless it scales), plus its lease (read, not
+taken: a quiet pool's run writes nothing) and the `waiting` index. Every pool is idle and just
+beaten, so neither step has anything to write. DynamoDB is moto's HTTP server and the cluster the
+Kubernetes API stand-in, both on loopback; each scenario has a table of its own (moto answers a
+Query by going over the whole table). Requests are counted at both servers.
 
     make bench            # or: .venv/bin/python -m bench.steps_at_scale       (100 and 1,000 pods, 20 pools of 5)
-    .venv/bin/python -m bench.steps_at_scale --full                           (and 5,000 pods, 200 pools of 5)
+    .venv/bin/python -m bench.steps_at_scale --full      (and 5 pools of 1,000 pods, 200 pools of 5)
 """
 
 from __future__ import annotations
@@ -114,12 +114,13 @@ def scenario(server: MotoServer, label: str, pools: int, pods: int, runs: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="also 5,000 pods in one pool and 200 pools of 5")
+    parser.add_argument("--full", action="store_true", help="also 5 pools of 1,000 pods and 200 pools of 5")
     parser.add_argument("--runs", type=int, default=3, help="runs of each step per scenario (median)")
     args = parser.parse_args()
     shapes = [(1, 100), (1, 1000), (20, 5)]
     if args.full:
-        shapes = [(1, 100), (1, 1000), (1, 5000), (200, 5)]
+        # A pool holds at most 1,000 pods (`max_pods`): 5,000 pods are five pools at that bound.
+        shapes = [(1, 100), (1, 1000), (5, 1000), (200, 5)]
     print(
         f"reconcile and autoscale of idle pools, median of {args.runs} runs (moto server + Kubernetes stand-in, loopback)"
     )

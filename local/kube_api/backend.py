@@ -7,8 +7,10 @@ reads and records through this.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
+from collections.abc import Iterator
 
 from .budgets import BudgetStore
 from .errors import KubeError
@@ -25,6 +27,8 @@ class Backend:
         self.stopping = threading.Event()  # set while the server stops: slow answers give up
         self._calls: Counter[str] = Counter()
         self._authorizations: list[str] = []  # each request's Authorization header, in arrival order
+        self._in_flight: Counter[str] = Counter()  # requests of each verb being served now
+        self._peaks: Counter[str] = Counter()  # the most of each verb ever served at once
         self._lock = threading.Lock()
 
     def check_token(self, authorization: str | None) -> None:
@@ -37,6 +41,22 @@ class Backend:
             if authorization is not None:
                 self._authorizations.append(authorization)
 
+    @contextlib.contextmanager
+    def serving(self, verb: str) -> Iterator[None]:
+        """Counts the request as in the server while it is served (for `peak`)."""
+        with self._lock:
+            self._in_flight[verb] += 1
+            self._peaks[verb] = max(self._peaks[verb], self._in_flight[verb])
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight[verb] -= 1
+
+    def peak(self, verb: str) -> int:
+        with self._lock:
+            return self._peaks[verb]
+
     def authorizations(self) -> list[str]:
         with self._lock:
             return list(self._authorizations)
@@ -48,4 +68,5 @@ class Backend:
     def clear_requests(self) -> None:
         with self._lock:
             self._calls.clear()
+            self._peaks.clear()
             self._authorizations.clear()

@@ -77,36 +77,38 @@ class Handler(BaseHTTPRequestHandler):
         raw_body = self.rfile.read(length) if length else b""
         verb, namespace, name = route(self.command, url.path, query)
         backend.record(verb, self.headers.get("Authorization"))
-
-        fault = backend.faults.take(verb)
-        if isinstance(fault, DropConnection) or (
-            isinstance(fault, SlowAnswer) and backend.stopping.wait(fault.seconds)  # stopping: no answer
-        ):
-            self.close_connection = True
-            return
-        if isinstance(fault, ErrorStatus):
-            self._send(fault.status, status_body(fault.status, f"injected fault: HTTP {fault.status}"))
-            return
-        if isinstance(fault, EchoAuthorization):
-            sent = self.headers.get("Authorization")
-            self._send(fault.status, status_body(fault.status, f"request refused; it carried Authorization: {sent}"))
-            return
-
-        try:
-            backend.check_token(self.headers.get("Authorization"))
-            if verb == "watch":
-                self._watch(namespace, query)
+        with backend.serving(verb):
+            fault = backend.faults.take(verb)
+            if isinstance(fault, DropConnection) or (
+                isinstance(fault, SlowAnswer) and backend.stopping.wait(fault.seconds)  # stopping: no answer
+            ):
+                self.close_connection = True
                 return
-            if verb == "evict" or verb.startswith("budget-"):
-                assert namespace is not None
-                code, body = _policy(backend.budgets, verb, namespace, name, raw_body)
-            else:
-                code, body = self._answer(verb, namespace, name, query, raw_body)
-        except KubeError as error:
-            code, body = error.code, error.body
-        except Exception as error:  # a bug in the stand-in: say so, loudly
-            code, body = 500, status_body(500, f"stand-in error: {error!r}")
-        self._send(code, body)
+            if isinstance(fault, ErrorStatus):
+                self._send(fault.status, status_body(fault.status, f"injected fault: HTTP {fault.status}"))
+                return
+            if isinstance(fault, EchoAuthorization):
+                sent = self.headers.get("Authorization")
+                self._send(
+                    fault.status, status_body(fault.status, f"request refused; it carried Authorization: {sent}")
+                )
+                return
+
+            try:
+                backend.check_token(self.headers.get("Authorization"))
+                if verb == "watch":
+                    self._watch(namespace, query)
+                    return
+                if verb == "evict" or verb.startswith("budget-"):
+                    assert namespace is not None
+                    code, body = _policy(backend.budgets, verb, namespace, name, raw_body)
+                else:
+                    code, body = self._answer(verb, namespace, name, query, raw_body)
+            except KubeError as error:
+                code, body = error.code, error.body
+            except Exception as error:  # a bug in the stand-in: say so, loudly
+                code, body = 500, status_body(500, f"stand-in error: {error!r}")
+            self._send(code, body)
 
     def _answer(
         self, verb: str, namespace: str | None, name: str | None, query: Mapping[str, str], raw_body: bytes

@@ -200,6 +200,11 @@ class KubeApiStandIn:
 
     # ---- requests and faults -----------------------------------------------------------------
 
+    def peak(self, verb: str) -> int:
+        """The most requests of this verb ever in the server at once (arrived, not yet answered): how
+        far a client's requests overlap, seen from the server, with no clock involved."""
+        return self._backend.peak(verb)
+
     def authorizations(self) -> list[str]:
         """The `Authorization` headers received so far, in order (a request without one adds none)."""
         return self._backend.authorizations()

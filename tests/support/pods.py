@@ -73,3 +73,20 @@ def given_idle_ready_pods_in_bulk(
         for i in range(1, count):
             name, uid, ip = running_pod(i)
             batch.put_item(Item={**item, "sk": pod_sk(name), "name": name, "uid": uid, "pod_ip": ip, "reported_ip": ip})
+
+
+def given_starting_pods_in_bulk(
+    endpoint_url: str, table_name: str, store: SlotStore, pool: str, count: int, now: int, **settings: object
+) -> None:
+    """`count` pods just created and not yet beating (`starting`, so none is open to allocation),
+    written in batches: a pool mid-way through a large scale-up. The first goes through the store
+    (`put_pod`, what autoscale writes before a create); the others are copies of its item with their
+    own name, so the layout is always the store's own."""
+    given_pool(store, pool, now=now, **{"max_pods": count, **settings})
+    table = boto3.resource("dynamodb", endpoint_url=endpoint_url).Table(table_name)
+    store.put_pod(new_pod(pool, f"{pool}-0000", 3, now))
+    item = table.get_item(Key={"pk": pool_pk(pool), "sk": pod_sk(f"{pool}-0000")}, ConsistentRead=True)["Item"]
+    with table.batch_writer() as batch:
+        for i in range(1, count):
+            name = f"{pool}-{i:04d}"
+            batch.put_item(Item={**item, "sk": pod_sk(name), "name": name})

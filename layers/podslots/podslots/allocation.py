@@ -39,7 +39,6 @@ from podslots.errors import (
 from podslots.model import (
     EndedSlot,
     Placement,
-    PodState,
     Task,
     TaskStatus,
     TaskType,
@@ -395,8 +394,9 @@ class Allocator:
         """No open pod: the task's own slot if it holds one, else 404/409, else wait (503).
 
         The task is looked at first, so a repeat or a resume still finds its slot in a full pool
-        or in one being deleted (its pods cordoned). This path may cost more requests: it is the
-        one that answers 503.
+        or in one being deleted (its pods cordoned). This path costs a few more requests, none
+        of which grows with the pool: `Retry-After` comes from the starting pods autoscale keeps
+        on the pool's lease item, not from the pod items (a full pool is when tasks retry most).
         """
         current = known if known is not None else self.store.get_task(request.task_id)
         if current is not None:
@@ -429,7 +429,7 @@ class Allocator:
             except Exception:  # the wait is recorded: autoscale's schedule sees the demand anyway
                 logger.exception("CapacityShortage not published", extra=detail)
         logger.info("no idle slot", extra={"pool": request.pool, "task_id": request.task_id})
-        starting = any(p.state is PodState.STARTING for p in self.store.pods(request.pool))
+        starting = self.store.starting_pods(request.pool) > 0  # one small item, whatever the pool's size
         raise NoCapacity(
             f"no ready pod in pool {request.pool} has an idle slot",
             retry_after_s=RETRY_AFTER_STARTING_S if starting else RETRY_AFTER_COLD_S,

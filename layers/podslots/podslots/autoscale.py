@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +28,11 @@ from podslots.pool_order import each_pool
 from podslots.scaling import Direction, Load, decide
 from podslots.scrub import exception_facts
 from podslots.settings import PoolMode, template_revision
-from podslots.store import RegisteredPool, Rollout, SlotStore, StoreConflict, new_pod
+from podslots.store import Lease, RegisteredPool, Rollout, SlotStore, StoreConflict, new_pod
 
 DEMAND_WINDOW_S = 300  # a waiting task counts while it asked within the last 5 minutes
 LEASE_TTL_S = 120
+CREATE_CONCURRENCY = 8  # pod creates of one step in flight at once (the API server's and the quota's sake)
 SCALE_DOWN_STATES = (PodState.READY, PodState.UNHEALTHY)  # a starting pod is left to start
 EVERY_STATE = (*SCALE_DOWN_STATES, PodState.STARTING)  # a cordoned pod goes whatever its state
 
@@ -101,14 +103,14 @@ class Autoscaler:
     def scale_pool(self, pool: RegisteredPool) -> ScaleReport:
         report = ScaleReport(pool.name)
         now = int(self.clock.now())
-        if namespace_refused(self.store, pool, now, "autoscale"):
-            report.skipped = "namespace not allowed"
+        if self._left_alone(pool, now, report):
             return report
         lease = self.store.acquire_lease(pool.name, self.holder, now, LEASE_TTL_S)
         if lease is None:
             report.skipped = "another run holds the lease"
             return report
         low_since, rolling, noted = lease.low_since, lease.rollout, lease.noted
+        pods: list[Pod] | None = None
         try:
             step = _PoolStep(self, pool, self.cluster_for(pool), now, report)
             pods = self.store.pods(pool.name)
@@ -139,10 +141,58 @@ class Autoscaler:
         except StoreConflict as exc:
             report.errors.append(str(exc))
         finally:
-            self.store.release_lease(lease, low_since, rolling, noted)
+            starting = _starting_after(pods, report) if pods is not None else None
+            self.store.release_lease(lease, low_since, rolling, noted, starting)
         if report.direction != Direction.NONE.value:
             self._announce(pool, report, now)
         return report
+
+    def _left_alone(self, pool: RegisteredPool, now: int, report: ScaleReport) -> bool:
+        """A pool this run does not step: its namespace is not allowed, another run holds its
+        lease, or it is quiet (nothing to write or do, so no lease is taken and nothing written)."""
+        if namespace_refused(self.store, pool, now, "autoscale"):
+            report.skipped = "namespace not allowed"
+            return True
+        if pool.deleting:
+            return False
+        seen = self.store.read_lease(pool.name)
+        if seen is not None and seen.held_by_another(self.holder, now):
+            report.skipped = "another run holds the lease"
+            return True
+        return self._quiet(pool, seen, now, report)
+
+    def _quiet(self, pool: RegisteredPool, seen: Lease | None, now: int, report: ScaleReport) -> bool:
+        """Would this run write or act? Decided from reads alone, before any lease is taken.
+
+        The same decision as the step's, from the same reads (the pods, the demand, the lease's
+        `low_since`, roll-out and note): quiet when the plan does nothing (no create, drain, cordon
+        or re-rank), no waiting task has gone stale, and nothing the lease keeps would change
+        (`low_since`, the roll-out, an observed pool's note, the starting pods allocation's 503
+        reads). A run that is not quiet takes the lease and does it all again under it, as before, so
+        one run per pool at a time still holds for everything that writes or acts; a quiet run
+        changes nothing, so it needs no lease (the report is filled as the step would fill it).
+        """
+        pods, waiting = self.store.pods(pool.name), self.store.waiting(pool.name)
+        if any(now - task.updated_at > DEMAND_WINDOW_S for task in waiting):
+            return False  # the step would drop it from the demand: a write
+        low_since, rolling = (seen.low_since, seen.rollout) if seen is not None else (None, None)
+        settings, revision = pool.settings, template_revision(pool.settings)
+        load = load_of(pods, len(waiting))
+        decision = decide(load, settings, low_since, now)
+        if decision.low_since != low_since or _starting_after(pods, report) != (seen.starting if seen else 0):
+            return False
+        if settings.mode.acts and _rollout_moves(pods, revision, rolling):
+            return False
+        steady = max(settings.min_pods, min(settings.max_pods, rolling.size if rolling is not None else load.pods))
+        plan = step_plan.plan(pods, decision, revision, settings.max_surge, steady)
+        if plan.rank or not plan.idle:
+            return False
+        if not settings.mode.acts:
+            if seen is not None and seen.noted is not None:
+                return False  # the step would clear the note it recorded
+            report.mode = settings.mode.value
+        report.before, report.after, report.reason = load.pods, load.pods, decision.reason
+        return True
 
     def _demand(self, pool: str, now: int) -> int:
         """Count the waiting tasks; drop those that stopped asking (they come back if they ask again)."""
@@ -230,6 +280,7 @@ class _PoolStep:
     cluster: Cluster
     now: int
     report: ScaleReport
+    _unexpected: BaseException | None = None  # a create that failed other than as a ClusterError
 
     @property
     def store(self) -> SlotStore:
@@ -329,27 +380,69 @@ class _PoolStep:
         return note
 
     def scale_up(self, count: int, revision: str) -> None:
+        """Create `count` pods, up to `CREATE_CONCURRENCY` at a time, each recorded before it is created.
+
+        Every item is put (and every result recorded) on this thread, one after another: only the
+        Kubernetes creates, the slow part, run side by side. A new create is sent only after its
+        item is in the table, so the table still knows every pod first (invariant 12). A failed
+        create ends the step as before: its item is removed and `PodCreateFailed` recorded, no new
+        create is sent, and the creates already sent are waited for and recorded. A put the table
+        refuses (the pool is being deleted, or moved namespace) ends the step the same way, after
+        the creates in flight are recorded.
+        """
+        with ThreadPoolExecutor(max_workers=min(count, CREATE_CONCURRENCY), thread_name_prefix="create") as workers:
+            flying: dict[Future[ClusterPod], Pod] = {}
+            left, stop = count, False
+            refused: StoreConflict | None = None
+            while flying or (left and not stop):
+                while left and not stop and len(flying) < CREATE_CONCURRENCY:
+                    left -= 1
+                    try:
+                        item = self._record_new_pod(revision)
+                    except StoreConflict as exc:
+                        refused, stop = exc, True
+                        break
+                    if item is not None:
+                        manifest = pod_manifest(
+                            self.pool.name, item.name, self.pool.settings, self.autoscaler.api_base_url
+                        )
+                        flying[workers.submit(self.cluster.create_pod, self.pool.settings.namespace, manifest)] = item
+                if not flying:
+                    continue
+                done, _ = wait(flying, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: flying[f].name):
+                    stop |= not self._settle(flying.pop(future), future)
+        if refused is not None:
+            raise refused
+        if self._unexpected is not None:
+            raise self._unexpected
+
+    def _record_new_pod(self, revision: str) -> Pod | None:
+        """The item first, so the table always knows every pod; only while the pool is not being
+        deleted and still in the namespace read (a StoreConflict ends the step), so neither a DELETE
+        nor a namespace change can miss this pod. None when the name was taken."""
         settings = self.pool.settings
-        for _ in range(count):
-            name = new_pod_name(self.pool.name)
-            item = new_pod(self.pool.name, name, settings.slots_per_pod, self.now, revision=revision)
-            # The item first, so the table always knows every pod; only while the pool is not
-            # being deleted and still in the namespace read (a StoreConflict ends the step), so
-            # neither a DELETE nor a namespace change can miss this pod.
-            if not self.store.put_pod(item, namespace=settings.namespace):
-                continue  # the name was taken: a new name next time round
-            manifest = pod_manifest(self.pool.name, name, settings, self.autoscaler.api_base_url)
-            try:
-                created = self.cluster.create_pod(settings.namespace, manifest)
-            except ClusterError as exc:
-                self.store.remove_idle_pod(item)
-                self.report.errors.append(exc.message)
-                failure = {"pod": name, "error": exc.message}
-                self.store.add_event(self.pool.name, "PodCreateFailed", failure, self.now, name)
-                logger.error("pod create failed; item removed", extra={"pool": self.pool.name, "pod": name})
-                return
+        name = new_pod_name(self.pool.name)
+        item = new_pod(self.pool.name, name, settings.slots_per_pod, self.now, revision=revision)
+        return item if self.store.put_pod(item, namespace=settings.namespace) else None
+
+    def _settle(self, item: Pod, future: Future[ClusterPod]) -> bool:
+        """Record one create's result; False when it failed (the step sends no new create)."""
+        failure = future.exception()
+        if failure is None:
+            created = future.result()
             self.store.observe_pod(item, created.uid, created.pod_ip)
-            self.report.created.append(name)
+            self.report.created.append(item.name)
+            return True
+        if not isinstance(failure, ClusterError):
+            self._unexpected = self._unexpected or failure  # raised once the creates in flight are recorded
+            return False
+        self.store.remove_idle_pod(item)
+        self.report.errors.append(failure.message)
+        detail = {"pod": item.name, "error": failure.message}
+        self.store.add_event(self.pool.name, "PodCreateFailed", detail, self.now, item.name)
+        logger.error("pod create failed; item removed", extra={"pool": self.pool.name, "pod": item.name})
+        return False
 
     def drain(
         self,
@@ -440,3 +533,17 @@ class _PoolStep:
         selector's own LIST is not sent."""
         listed = self.cluster.list_pool_pods(self.pool.settings.namespace, self.pool.name)
         return {p.name: p for p in listed if p.managed and p.labels.get(POOL_LABEL) == self.pool.name}
+
+
+def _rollout_moves(pods: list[Pod], revision: str, rolling: Rollout | None) -> bool:
+    """Would `_track_rollout` start, supersede or finish a roll-out (and write it)?"""
+    outdated = rollout.outdated_pods(pods, revision)
+    if outdated:
+        return rolling is None or rolling.revision != revision
+    return rolling is not None
+
+
+def _starting_after(pods: list[Pod], report: ScaleReport) -> int:
+    """The pool's starting pods once the step is done: those read, less the removed, plus the created."""
+    removed = set(report.removed)
+    return sum(1 for p in pods if p.state is PodState.STARTING and p.name not in removed) + len(report.created)

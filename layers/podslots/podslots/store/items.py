@@ -164,6 +164,9 @@ class LeaseItem(Item):
     low_since = NumberAttribute(null=True)  # since when utilization has stayed below the down threshold
     rollout = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]  # {revision, started_at} while rolling
     noted = UnicodeAttribute(null=True)  # observe/paused: the scale step it last recorded it would take
+    # Starting pods as the last autoscale run that wrote left them: allocation's 503 chooses its
+    # Retry-After from this one item, never from the pool's pod items.
+    starting = NumberAttribute(null=True)
 
 
 ITEM_KINDS: tuple[type[Item], ...] = (PodItem, TaskItem, PoolItem, RegistryItem, EventItem, LeaseItem)

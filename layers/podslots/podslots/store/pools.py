@@ -277,25 +277,50 @@ class PoolRegistry(StoreBase):
             tx.commit()
         except StoreConflict:
             return None
+        lease = self.read_lease(pool)
+        if lease is None or lease.holder != holder:
+            return None  # taken by another run between our write and this read
+        return lease
+
+    def read_lease(self, pool: str) -> Lease | None:
+        """The pool's lease item as it is (consistent), without taking it; None when there is none.
+
+        Autoscale decides from this read whether its run will write or act at all: a quiet pool's run
+        takes no lease and writes nothing.
+        """
         try:
             item = LeaseItem.get(pool_pk(pool), LEASE_SK, consistent_read=True)
         except DoesNotExist:
             return None
-        if item.holder != holder:
-            return None  # taken by another run between our write and this read
-        low = int(item.low_since) if item.low_since is not None else None
-        rollout = None
-        if item.rollout is not None:
-            raw = item.rollout.as_dict()
-            rollout = Rollout(str(raw["revision"]), int(raw["started_at"]), int(raw.get("size", 0)))
-        return Lease(pool, holder, low, rollout, item.noted)
+        return _lease_of(pool, item)
+
+    def starting_pods(self, pool: str) -> int:
+        """Starting pods as autoscale last recorded them on the lease (0 if never): one small item.
+
+        The 503 path chooses its `Retry-After` from this instead of reading every pod item, so its
+        cost does not grow with the pool. It lags the pods by up to one autoscale run, which only
+        moves a hint (10 s or 30 s). An eventually consistent read: it is a hint.
+        """
+        try:
+            item = LeaseItem.get(pool_pk(pool), LEASE_SK, attributes_to_get=["starting"])
+        except DoesNotExist:
+            return 0
+        return int(item.starting or 0)
 
     def release_lease(
-        self, lease: Lease, low_since: int | None, rollout: Rollout | None = None, noted: str | None = None
+        self,
+        lease: Lease,
+        low_since: int | None,
+        rollout: Rollout | None = None,
+        noted: str | None = None,
+        starting: int | None = None,
     ) -> None:
         """Give the lease back, keeping what the next run needs: when utilization went low (the
-        scale-down delay's clock), the roll-out under way, and the step last noted in observe mode."""
+        scale-down delay's clock), the roll-out under way, the step last noted in observe mode, and
+        how many pods are starting (what allocation's 503 reads; None keeps what is there)."""
         actions: list[Action] = [LeaseItem.deadline.set(0)]
+        if starting is not None:
+            actions.append(LeaseItem.starting.set(starting))
         actions.append(LeaseItem.low_since.set(low_since) if low_since is not None else LeaseItem.low_since.remove())
         actions.append(
             LeaseItem.rollout.set(
@@ -308,6 +333,16 @@ class PoolRegistry(StoreBase):
         # If another run took the expired lease meanwhile, it decides now: nothing to give back.
         item = LeaseItem(pool_pk(lease.pool), LEASE_SK)
         conditional(lambda: item.update(actions=actions, condition=LeaseItem.holder == lease.holder))
+
+
+def _lease_of(pool: str, item: LeaseItem) -> Lease:
+    low = int(item.low_since) if item.low_since is not None else None
+    rollout = None
+    if item.rollout is not None:
+        raw = item.rollout.as_dict()
+        rollout = Rollout(str(raw["revision"]), int(raw["started_at"]), int(raw.get("size", 0)))
+    deadline, starting = int(item.deadline or 0), int(item.starting or 0)
+    return Lease(pool, item.holder, low, rollout, item.noted, deadline=deadline, starting=starting)
 
 
 def _allowed_callers(raw: Any) -> tuple[str, ...] | None:

@@ -68,3 +68,9 @@ class Lease:
     low_since: int | None
     rollout: Rollout | None = None
     noted: str | None = None  # observe/paused: the scale step last recorded as what it would do
+    deadline: int = 0  # held until then (0: given back)
+    starting: int = 0  # starting pods when the last run that wrote it ended
+
+    def held_by_another(self, holder: str, now: int) -> bool:
+        """Another run holds it: the one `acquire_lease` would refuse."""
+        return self.deadline >= now and self.holder != holder
