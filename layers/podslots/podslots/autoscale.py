@@ -128,6 +128,7 @@ class Autoscaler:
                 step.carry_out(plan, pods)
                 if plan.scale_down and not plan.rolling and report.removed:
                     low_since = now  # a new delay before the next step down
+                noted = _blocked_note(report)
             else:
                 noted = step.record_would(plan, noted)
         except PodSlotsError as exc:  # the cluster or the kubeconfig failed part-way
@@ -138,7 +139,7 @@ class Autoscaler:
         finally:
             self.store.release_lease(lease, low_since, rolling, noted)
         if report.direction != Direction.NONE.value:
-            self._announce(pool, report, now)
+            self._announce(pool, report, now, recorded=_blocked_note(report) is None or noted != lease.noted)
         return report
 
     def _demand(self, pool: str, now: int) -> int:
@@ -191,7 +192,10 @@ class Autoscaler:
         pool_metrics(pool, [(kind, MetricUnit.Count, 1)])
         logger.info(kind, extra=detail)
 
-    def _announce(self, pool: RegisteredPool, report: ScaleReport, now: int) -> None:
+    def _announce(self, pool: RegisteredPool, report: ScaleReport, now: int, recorded: bool = True) -> None:
+        """The metrics every run; the history and the bus only when the step did something, or when a
+        blocked step down differs from the one the last run recorded (`recorded`): a pool whose
+        busy pods block its step down for hours records it once, not every minute."""
         detail = {
             "pool": pool.name,
             "direction": report.direction,
@@ -200,11 +204,12 @@ class Autoscaler:
             "reason": report.reason,
             "blocked": report.blocked,
         }
-        self.store.add_event(pool.name, "PoolScaled", detail, now, uuid.uuid4().hex[:12])
-        try:
-            self.bus.publish("PoolScaled", detail)
-        except Exception as exc:
-            logger.error("PoolScaled not published", extra={**detail, **exception_facts(exc)})
+        if recorded:
+            self.store.add_event(pool.name, "PoolScaled", detail, now, uuid.uuid4().hex[:12])
+            try:
+                self.bus.publish("PoolScaled", detail)
+            except Exception as exc:
+                logger.error("PoolScaled not published", extra={**detail, **exception_facts(exc)})
         if report.direction == Direction.UP.value:
             pool_metrics(pool.name, [("ScaleUp", MetricUnit.Count, len(report.created))])
         else:
@@ -215,7 +220,17 @@ class Autoscaler:
                     ("ScaleDownBlocked", MetricUnit.Count, report.blocked),
                 ],
             )
-        logger.info("pool scaled", extra=detail)
+        if recorded:
+            logger.info("pool scaled", extra=detail)
+
+
+def _blocked_note(report: ScaleReport) -> str | None:
+    """An active pool's step that only met busy pods, as the lease remembers it (None: the step did
+    something, or wanted nothing). It changes with the pool's size or the step's target, not with
+    the reason's figures, which move every minute."""
+    if report.direction != Direction.DOWN.value or report.removed or report.created or report.retired:
+        return None
+    return f"blocked: down from {report.before} by {report.blocked}"
 
 
 @dataclass
