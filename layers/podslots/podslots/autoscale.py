@@ -1,4 +1,4 @@
-"""Autoscale: size each pool on slot utilization and waiting demand, and never delete a busy pod.
+"""Autoscale: size each pool by its scaling rule and waiting demand, and never delete a busy pod.
 
 Scale-up writes the pod item (`starting`) first, then creates the Kubernetes pod, so a pod never
 exists that the table does not know. Scale-down is the drain protocol: a conditional `ready ->
