@@ -13,10 +13,16 @@ EVERY_S = 60.0  # autoscale (and the HPA-like loop) evaluate every minute, as th
 DRAIN_S = RESERVATION_TTL_S + HOUR  # after the last arrival: every reservation has expired by then
 
 
-def pool_settings() -> PoolSettings:
-    """podslots' defaults (3 slots, up > 80 %, down < 20 %, 300 s delay), with the floor and ceiling above."""
+def pool_settings(**change: object) -> PoolSettings:
+    """podslots' defaults (3 slots, the packed rule with one pod of headroom, 300 s delay), with the
+    floor and ceiling above; `change` overrides (`scaling="utilization"`: the seed's 80/20 rule)."""
     return PoolSettings.model_validate(
-        {"min_pods": MIN_PODS, "max_pods": MAX_PODS, "pod_template": {"image": "registry.example/tf-agent:1.9"}}
+        {
+            "min_pods": MIN_PODS,
+            "max_pods": MAX_PODS,
+            "pod_template": {"image": "registry.example/tf-agent:1.9"},
+            **change,
+        }
     )
 
 

@@ -58,7 +58,7 @@ class DeploymentModel:
     def __init__(self, trace: Trace, graceful: bool, seed: int) -> None:
         self.trace = trace
         self.graceful = graceful
-        self.settings = pool_settings()
+        self.settings = pool_settings(scaling="utilization")  # (a) and (b): the seed's 80/20 rule
         self.ledger = Ledger(trace.pools, self.settings.slots_per_pod)
         self.loop = EventLoop(self.ledger)
         self.startup = StartupDraws(seed)

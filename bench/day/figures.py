@@ -27,6 +27,7 @@ class Figures:
     scale_up: int
     scale_down: int
     wall_s: float
+    pinned_hours: float = math.nan  # pods holding a reserved slot, in pod-hours (podslots only)
 
     @property
     def ratio(self) -> float:
@@ -61,6 +62,7 @@ def figures_of(policy: str, trace: Trace, ledger: Ledger, wall_s: float) -> Figu
         scale_up=ledger.scale_up,
         scale_down=ledger.scale_down,
         wall_s=wall_s,
+        pinned_hours=ledger.pinned_seconds / 3600 if ledger.pins_tracked else math.nan,
     )
 
 
@@ -73,6 +75,7 @@ COLUMNS = [
     ("pod-h", "{:.1f}"),
     ("bound pod-h", "{:.1f}"),
     ("pod-h / bound", "{:.2f}"),
+    ("pinned pod-h", "{:.1f}"),
     ("wait p50 s", "{:.0f}"),
     ("p95 s", "{:.0f}"),
     ("max s", "{:.0f}"),
@@ -92,6 +95,7 @@ def row(f: Figures) -> list[str]:
         f.pod_hours,
         f.bound_hours,
         f.ratio,
+        f.pinned_hours,
         f.wait_p50,
         f.wait_p95,
         f.wait_max,

@@ -29,6 +29,7 @@ class PoolState:
     pods: int = 0  # every pod that costs: starting, ready, terminating
     running: int = 0
     reserved: int = 0
+    pinned: int = 0  # pods holding at least one reserved slot (only a policy that knows pods reports it)
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Ledger:
     now: float = 0.0
     pod_seconds: float = 0.0
     bound_seconds: float = 0.0
+    pinned_seconds: float = 0.0
+    pins_tracked: bool = False
     scale_up: int = 0
     scale_down: int = 0
     state: dict[str, PoolState] = field(default_factory=dict)
@@ -56,14 +59,16 @@ class Ledger:
             return
         span = t - self.now
         pods = running = reserved = 0
-        bound = 0
+        bound = pinned = 0
         for s in self.state.values():
+            pinned += s.pinned
             pods += s.pods
             running += s.running
             reserved += s.reserved
             bound += math.ceil((s.running + s.reserved) / self.slots_per_pod)
         self.pod_seconds += pods * span
         self.bound_seconds += bound * span
+        self.pinned_seconds += pinned * span
         next_sample = (len(self.samples)) * SAMPLE_EVERY_S
         while next_sample < t:
             self.samples.append((next_sample, pods, running, reserved))
@@ -77,5 +82,6 @@ class Ledger:
         s.reserved += reserved
         assert min(s.pods, s.running, s.reserved) >= 0, (pool, s)
 
-    def set(self, pool: str, pods: int, running: int, reserved: int) -> None:
-        self.state[pool] = PoolState(pods, running, reserved)
+    def set(self, pool: str, pods: int, running: int, reserved: int, pinned: int | None = None) -> None:
+        self.state[pool] = PoolState(pods, running, reserved, pinned or 0)
+        self.pins_tracked |= pinned is not None

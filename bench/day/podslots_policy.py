@@ -230,6 +230,7 @@ class PodslotsModel:
             self.gone.add(name)
         running: dict[str, int] = dict.fromkeys(self.trace.pools, 0)
         reserved: dict[str, int] = dict.fromkeys(self.trace.pools, 0)
+        pinned: dict[str, set[object]] = {pool: set() for pool in self.trace.pools}
         for run in list(self.active):
             if not run.holds_slot:
                 self.active.discard(run)
@@ -238,8 +239,10 @@ class PodslotsModel:
                 self.interrupt(run)
                 continue
             (reserved if run.phase == "reserved" else running)[run.task.pool] += 1
+            if run.phase == "reserved":
+                pinned[run.task.pool].add(run.pod)
         for pool in self.trace.pools:
-            self.ledger.set(pool, pods[pool], running[pool], reserved[pool])
+            self.ledger.set(pool, pods[pool], running[pool], reserved[pool], len(pinned[pool]))
 
     def interrupt(self, run: Run) -> None:
         fate = self.ledger.fate(run.task.task_id)

@@ -46,6 +46,7 @@ SETTINGS = {
     "min_pods": 0,
     "max_pods": 2,
     "scale_down_delay_s": 0,
+    "headroom_pods": 0,  # the scripted life counts its pods: exactly what the work needs
     "pod_template": {"image": "registry.example/tf-agent:1.9"},
 }
 # The variables a function's metrics depend on: Powertools' service and namespace, and the

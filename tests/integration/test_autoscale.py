@@ -90,7 +90,16 @@ class Pool:
 
 @pytest.fixture
 def pool(store: SlotStore, kube: KubeApiStandIn, clock: ManualClock) -> Pool:
-    given_pool(store, POOL, now=int(clock.now()), min_pods=0, max_pods=10, scale_down_delay_s=0, slots_per_pod=6)
+    given_pool(
+        store,
+        POOL,
+        now=int(clock.now()),
+        min_pods=0,
+        max_pods=10,
+        scale_down_delay_s=0,
+        slots_per_pod=6,
+        headroom_pods=0,
+    )
     return Pool(store, kube, clock)
 
 
@@ -147,7 +156,7 @@ def test_cold_start_through_the_api_the_bus_and_the_autoscale_handler(
     api: Api, store: SlotStore, bus: BusTap, kube: KubeApiStandIn, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ):
     # Given an empty pool, and autoscale wired to the stand-in through its kubeconfig secret
-    given_pool(store, POOL, now=int(clock.now()), min_pods=0)
+    given_pool(store, POOL, now=int(clock.now()), min_pods=0, headroom_pods=0)
     boto3.client("secretsmanager").create_secret(
         Name="podslots/dev/kubeconfig", SecretString=json.dumps(kube.kubeconfig(NS))
     )

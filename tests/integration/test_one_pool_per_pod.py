@@ -34,6 +34,7 @@ def settings(**more: Any) -> dict[str, Any]:
         "min_pods": 0,
         "max_pods": 4,
         "scale_down_delay_s": 0,
+        "headroom_pods": 0,  # each pool holds exactly the pods its work needs
         "startup_timeout_s": 120,
         "pod_template": {"image": IMAGE},
         **more,

@@ -97,7 +97,7 @@ def test_a_dispatch_racing_scale_down_for_the_same_idle_pod_never_both_win(serve
             for round_ in range(ROUNDS):
                 # Given a pool whose one pod is ready and idle, and that wants no pod at all
                 pool = f"r{round_}"
-                settings = given_pool(store, pool, min_pods=0, scale_down_delay_s=0)
+                settings = given_pool(store, pool, min_pods=0, scale_down_delay_s=0, headroom_pods=0)
                 name = f"{pool}-pod"
                 created = kube.add_pod(
                     NS,
@@ -190,7 +190,9 @@ def test_a_dispatch_racing_a_rollout_that_retires_the_same_pod_never_both_win(se
                 # Given a pool of one-slot pods sized to one: a current pod, busy, and an outdated
                 # one, idle, that the roll-out retires now
                 pool = f"roll{round_}"
-                settings = given_pool(store, pool, min_pods=1, max_pods=1, slots_per_pod=1, scale_down_delay_s=0)
+                settings = given_pool(
+                    store, pool, min_pods=1, max_pods=1, slots_per_pod=1, scale_down_delay_s=0, headroom_pods=0
+                )
                 old, current = f"{pool}-old", f"{pool}-new"
                 pod(pool, old, "0000000000")
                 pod(pool, current, template_revision(settings))

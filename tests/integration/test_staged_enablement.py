@@ -110,13 +110,13 @@ def test_observe_allocates_on_the_adopted_pods_that_beat(world: World):
 
 
 def test_paused_allocates_but_takes_no_scale_step_and_deletes_nothing(world: World):
-    # Given an active pool of 3 idle pods above its minimum of 1
-    world.put(min_pods=3, max_pods=6)
+    # Given an active pool of 3 idle pods above its minimum of 1 (no headroom: it wants only its minimum)
+    world.put(min_pods=3, max_pods=6, headroom_pods=0)
     world.minute()
     world.minute()
     assert len(world.pods()) == 3
     # When it is paused with min_pods 1 (it would scale down), and a pod's agent falls silent
-    world.put(min_pods=1, max_pods=6, mode="paused")
+    world.put(min_pods=1, max_pods=6, mode="paused", headroom_pods=0)
     world.kube.clear_requests()
     for _ in range(5):
         world.minute()
@@ -129,7 +129,7 @@ def test_paused_allocates_but_takes_no_scale_step_and_deletes_nothing(world: Wor
     # And allocation goes on
     assert world.api.allocate(POOL, "run-1", "plan").status == 201
     # When it is active again, the step is taken: the idle pods go, the busy one stays
-    world.put(min_pods=1, max_pods=6, mode="active")
+    world.put(min_pods=1, max_pods=6, mode="active", headroom_pods=0)
     world.minute()
     assert len(world.pods()) == 1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from podslots.model import (
     Pod,
     PodState,
@@ -10,6 +12,8 @@ from podslots.model import (
     SlotStatus,
     TaskType,
     empty_slots,
+    is_pinned,
+    pins_a_pod,
     placement_candidates,
 )
 
@@ -69,3 +73,54 @@ def test_figures_count_capacity_only_on_ready_and_starting_pods():
 
 def test_an_empty_pool_has_zero_utilization():
     assert PoolFigures.of([]).utilization == 0.0
+
+
+def pinned_pod(name: str, plans: int = 1, busy: int = 0, slots: int = 3, reserved: bool = False) -> Pod:
+    """A pod holding `plans` plan_and_apply tasks (reserved or running) and `busy` short tasks after them."""
+    base = pod(name, slots=slots)
+    status = SlotStatus.RESERVED if reserved else SlotStatus.RUNNING
+    for i in range(plans):
+        base = base.with_slot(f"s{i}", Slot(status, f"{name}-p{i}", TaskType.PLAN_AND_APPLY, 1))
+    for i in range(plans, plans + busy):
+        base = base.with_slot(f"s{i}", Slot(SlotStatus.RUNNING, f"{name}-t{i}", TaskType.PLAN, 1))
+    return base
+
+
+def best(pods: list[Pod], task_type: TaskType) -> str:
+    return placement_candidates(pods, pins_a_pod(task_type))[0].pod.name
+
+
+@pytest.mark.parametrize(
+    ("pods", "task_type", "chosen", "why"),
+    [
+        ([pod("empty"), pinned_pod("pinned")], TaskType.PLAN, "pinned", "never an empty pod while one has room"),
+        ([pod("empty"), pod("used", busy=1)], TaskType.PLAN_AND_APPLY, "used", "never an empty pod, even unpinned"),
+        ([pod("free", busy=2), pinned_pod("pinned")], TaskType.PLAN_AND_APPLY, "pinned", "pins go together"),
+        ([pod("free", busy=1), pinned_pod("pinned", busy=1)], TaskType.PLAN, "free", "short tasks stay off pins"),
+        ([pod("free", busy=1), pinned_pod("pinned", busy=1)], TaskType.APPLY, "free", "an apply pins nothing"),
+        ([pinned_pod("one"), pinned_pod("two", plans=2)], TaskType.PLAN_AND_APPLY, "two", "then the fullest"),
+        ([pod("a", busy=1), pod("b", busy=2)], TaskType.PLAN_AND_APPLY, "b", "no pinned pod: the fullest"),
+        ([pinned_pod("r", reserved=True), pod("f", busy=1)], TaskType.PLAN_AND_APPLY, "r", "a reservation pins"),
+        ([pinned_pod("p"), pod("e", slots=1)], TaskType.PLAN, "p", "partly used beats an emptier pod with fewer idle"),
+    ],
+)
+def test_placement_keeps_pinning_tasks_together_without_opening_an_empty_pod(
+    pods: list[Pod], task_type: TaskType, chosen: str, why: str
+):
+    assert best(pods, task_type) == chosen, why
+
+
+def test_three_plans_on_an_empty_pool_of_three_slot_pods_share_one_pod():
+    pods = [pod("a"), pod("b"), pod("c")]
+    for n in range(3):
+        choice = placement_candidates(pods, pins=True)[0]
+        task = Slot(SlotStatus.RUNNING, f"plan-{n}", TaskType.PLAN_AND_APPLY, 1)
+        pods = [p.with_slot(choice.slot, task) if p.name == choice.pod.name else p for p in pods]
+    assert sorted(p.busy for p in pods) == [0, 0, 3]
+
+
+def test_a_pod_is_pinned_by_a_reservation_or_a_plan_and_apply_and_not_by_others():
+    assert is_pinned(pinned_pod("p"))
+    assert is_pinned(pinned_pod("r", reserved=True))
+    assert not is_pinned(pod("b", busy=3))
+    assert not is_pinned(pod("e"))

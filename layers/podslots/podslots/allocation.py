@@ -42,7 +42,9 @@ from podslots.model import (
     Task,
     TaskStatus,
     TaskType,
+    pins_a_pod,
     placement_candidates,
+    placement_rank,
 )
 from podslots.observability import count, logger, seconds
 from podslots.store import PoolState, SlotStore, StoreConflict, new_token
@@ -134,14 +136,15 @@ class Allocator:
         known: Task | None = None  # the task item as last seen; None: assumed not to exist
         races = 0
         for _ in range(MAX_ATTEMPTS):
-            candidates = placement_candidates(self.store.open_slots(request.pool, CANDIDATE_PODS))
+            pins = pins_a_pod(request.task_type)
+            candidates = placement_candidates(self.store.open_slots(request.pool, CANDIDATE_PODS), pins)
             if not candidates:  # a roll-out's outdated pods, only when no current pod has room
                 candidates = placement_candidates(
-                    self.store.open_slots(request.pool, CANDIDATE_PODS, second_choice=True)
+                    self.store.open_slots(request.pool, CANDIDATE_PODS, second_choice=True), pins
                 )
             if not candidates:
                 return self._no_capacity(request, known, pool_read)
-            choice = self._choose(candidates, races)
+            choice = self._choose(candidates, races, pins)
             token = new_token()
             now = int(self.clock.now())
             try:
@@ -370,21 +373,21 @@ class Allocator:
                 task_type=task.task_type.value,
             )
 
-    def _choose(self, candidates: list[Placement], races: int) -> Placement:
-        """One of the fullest pods, at its first idle slot; after lost races, one of the best few.
+    def _choose(self, candidates: list[Placement], races: int, pins: bool) -> Placement:
+        """One of the best pods (`placement_rank`), at its first idle slot; after lost races, one of the best few.
 
         On DynamoDB two transactions on one pod item conflict whatever slot they take, so the
-        spread is over pods. The first try picks at random among the pods tied for fullest (a
+        spread is over pods. The first try picks at random among the pods tied for best (a
         burst into an empty pool spreads at once, and sequential tasks still pack one pod: after
-        the first, that pod is the only fullest); each lost race doubles how many pods it may use.
+        the first, that pod is the only best); each lost race doubles how many pods it may use.
         """
         firsts: dict[str, Placement] = {}
         for placement in candidates:
             firsts.setdefault(placement.pod.name, placement)
         best = list(firsts.values())
         if races == 0:
-            fullest = len(best[0].pod.idle_slot_keys())
-            best = [p for p in best if len(p.pod.idle_slot_keys()) == fullest]
+            top = placement_rank(best[0].pod, pins)
+            best = [p for p in best if placement_rank(p.pod, pins) == top]
             return self.rng.choice(best)
         return self.rng.choice(best[: min(len(best), 2**races)])
 

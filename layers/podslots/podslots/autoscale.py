@@ -1,4 +1,4 @@
-"""Autoscale: size each pool on slot utilization and waiting demand, and never delete a busy pod.
+"""Autoscale: size each pool by its scaling rule and waiting demand, and never delete a busy pod.
 
 Scale-up writes the pod item (`starting`) first, then creates the Kubernetes pod, so a pod never
 exists that the table does not know. Scale-down is the drain protocol: a conditional `ready ->
@@ -133,6 +133,7 @@ class Autoscaler:
                 step.carry_out(plan, pods)
                 if plan.scale_down and not plan.rolling and report.removed:
                     low_since = now  # a new delay before the next step down
+                noted = _blocked_note(report)
             else:
                 noted = step.record_would(plan, noted)
         except PodSlotsError as exc:  # the cluster or the kubeconfig failed part-way
@@ -144,7 +145,7 @@ class Autoscaler:
             starting = _starting_after(pods, report) if pods is not None else None
             self.store.release_lease(lease, low_since, rolling, noted, starting)
         if report.direction != Direction.NONE.value:
-            self._announce(pool, report, now)
+            self._announce(pool, report, now, recorded=_blocked_note(report) is None or noted != lease.noted)
         return report
 
     def _left_alone(self, pool: RegisteredPool, now: int, report: ScaleReport) -> bool:
@@ -244,7 +245,10 @@ class Autoscaler:
         pool_metrics(pool, [(kind, MetricUnit.Count, 1)])
         logger.info(kind, extra=detail)
 
-    def _announce(self, pool: RegisteredPool, report: ScaleReport, now: int) -> None:
+    def _announce(self, pool: RegisteredPool, report: ScaleReport, now: int, recorded: bool = True) -> None:
+        """The metrics every run; the history and the bus only when the step did something, or when a
+        blocked step down differs from the one the last run recorded (`recorded`): a pool whose
+        busy pods block its step down for hours records it once, not every minute."""
         detail = {
             "pool": pool.name,
             "direction": report.direction,
@@ -253,11 +257,12 @@ class Autoscaler:
             "reason": report.reason,
             "blocked": report.blocked,
         }
-        self.store.add_event(pool.name, "PoolScaled", detail, now, uuid.uuid4().hex[:12])
-        try:
-            self.bus.publish("PoolScaled", detail)
-        except Exception as exc:
-            logger.error("PoolScaled not published", extra={**detail, **exception_facts(exc)})
+        if recorded:
+            self.store.add_event(pool.name, "PoolScaled", detail, now, uuid.uuid4().hex[:12])
+            try:
+                self.bus.publish("PoolScaled", detail)
+            except Exception as exc:
+                logger.error("PoolScaled not published", extra={**detail, **exception_facts(exc)})
         if report.direction == Direction.UP.value:
             pool_metrics(pool.name, [("ScaleUp", MetricUnit.Count, len(report.created))])
         else:
@@ -268,7 +273,17 @@ class Autoscaler:
                     ("ScaleDownBlocked", MetricUnit.Count, report.blocked),
                 ],
             )
-        logger.info("pool scaled", extra=detail)
+        if recorded:
+            logger.info("pool scaled", extra=detail)
+
+
+def _blocked_note(report: ScaleReport) -> str | None:
+    """An active pool's step that only met busy pods, as the lease remembers it (None: the step did
+    something, or wanted nothing). It changes with the pool's size or the step's target, not with
+    the reason's figures, which move every minute."""
+    if report.direction != Direction.DOWN.value or report.removed or report.created or report.retired:
+        return None
+    return f"blocked: down from {report.before} by {report.blocked}"
 
 
 @dataclass

@@ -254,15 +254,40 @@ class Placement:
     slot: str
 
 
-def placement_candidates(pods: list[Pod]) -> list[Placement]:
-    """Every free slot of every ready pod, best first.
+def pins_a_pod(task_type: TaskType | None) -> bool:
+    """A task that may hold its pod for hours: a `plan_and_apply`, whose plan may wait for approval
+    with its slot reserved (and its pod undrainable) until the apply."""
+    return task_type is TaskType.PLAN_AND_APPLY
 
-    Bin-packing: the fullest pod first (fewest idle slots left, then most busy), so that idle pods
-    stay idle and can be scaled down; within a pod the lowest slot first. Ties go to the pod used
-    most recently (its caches are warm), then by name, so the order is deterministic.
+
+def is_pinned(pod: Pod) -> bool:
+    """The pod holds a reservation, or a task that may leave one."""
+    return any(
+        s.status is SlotStatus.RESERVED or (not s.is_idle and pins_a_pod(s.task_type)) for s in pod.slots.values()
+    )
+
+
+def placement_rank(pod: Pod, pins: bool) -> tuple[bool, bool, int]:
+    """How good a pod is for a task, smaller first (docs/architecture.md, "Placement").
+
+    1. A partly used pod before an empty one (bin-packing: an empty pod stays free to go).
+    2. Among partly used pods, one whose pinning matches the task's: pinning tasks together, so
+       the pods their reservations hold for hours are few and the others can be drained.
+    3. The fullest.
+    """
+    partly_used = pod.busy > 0
+    mismatch = partly_used and is_pinned(pod) != pins
+    return (not partly_used, mismatch, len(pod.idle_slot_keys()))
+
+
+def placement_candidates(pods: list[Pod], pins: bool = False) -> list[Placement]:
+    """Every free slot of every ready pod, best first (`placement_rank`; `pins`: the task may pin its pod).
+
+    Ties go to the pod with more busy slots, then the one used most recently (its caches are
+    warm), then by name, so the order is deterministic; within a pod the lowest slot first.
     """
     ready = [p for p in pods if p.takes_tasks and p.idle_slot_keys()]
-    ready.sort(key=lambda p: (len(p.idle_slot_keys()), -p.busy, -p.last_used_at, p.name))
+    ready.sort(key=lambda p: (*placement_rank(p, pins), -p.busy, -p.last_used_at, p.name))
     return [Placement(pod, key) for pod in ready for key in pod.idle_slot_keys()]
 
 

@@ -1,5 +1,12 @@
-"""The scaling rule (docs/architecture.md, "Scaling"), as a pure function of a pool's figures and settings.
+"""The scaling rules (docs/architecture.md, "Scaling"), as pure functions of a pool's figures and settings.
 
+`packed` (the default):
+- target = ceil((used + waiting) / slots_per_pod) + headroom_pods, and at least
+  ceil((used + waiting + warm_slots) / slots_per_pod) so the pool keeps `warm_slots` idle slots.
+- Up to the target at once; down to it only after the target stayed below the pool's size for the
+  delay (the drain then removes only idle pods).
+
+`utilization` (the rule before it):
 - capacity: the slots of ready and starting pods; used: their running and reserved slots;
   waiting: tasks that asked within the last 5 minutes and hold no slot yet.
 - Up when something waits or used / capacity > up: ceil((used + waiting) / (slots_per_pod x up))
@@ -15,7 +22,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from podslots.settings import PoolSettings
+from podslots.settings import PoolSettings, ScalingRule
 
 
 class Direction(StrEnum):
@@ -48,6 +55,49 @@ class Decision:
 
 
 def decide(load: Load, settings: PoolSettings, low_since: int | None, now: int) -> Decision:
+    """The pool's own rule (`settings.scaling`)."""
+    if settings.scaling is ScalingRule.PACKED:
+        return decide_packed(load, settings, low_since, now)
+    return decide_utilization(load, settings, low_since, now)
+
+
+def packed_target(load: Load, settings: PoolSettings) -> int:
+    """Pods the used and waiting slots fill, plus the headroom, and enough for the warm slots; bounded."""
+    spp, demand = settings.slots_per_pod, load.used + load.waiting
+    wanted = max(math.ceil(demand / spp) + settings.headroom_pods, math.ceil((demand + settings.warm_slots) / spp))
+    return max(settings.min_pods, min(settings.max_pods, wanted))
+
+
+def decide_packed(load: Load, settings: PoolSettings, low_since: int | None, now: int) -> Decision:
+    """Up at once, down after the delay. Pinned pods (a reserved slot) are the drain's to spare."""
+    target = packed_target(load, settings)
+    low = target < load.pods
+    low_since = (low_since if low_since is not None else now) if low else None
+    if load.pods > settings.max_pods:
+        return Decision(Direction.DOWN, settings.max_pods, "above max_pods", low_since)
+    if target > load.pods:
+        if load.pods < settings.min_pods:
+            reason = "below min_pods"
+        elif load.capacity == 0 and load.waiting > 0:
+            reason = "cold start: no capacity and a task waits"
+        else:
+            reason = _packed_reason(load, settings)
+        return Decision(Direction.UP, target, reason, low_since)
+    if low and low_since is not None and now - low_since >= settings.scale_down_delay_s:
+        reason = f"{_packed_reason(load, settings)} for {now - low_since}s"
+        return Decision(Direction.DOWN, target, reason, low_since)
+    return Decision(Direction.NONE, load.pods, "steady", low_since)
+
+
+def _packed_reason(load: Load, settings: PoolSettings) -> str:
+    reason = f"{load.used} used and {load.waiting} waiting slot(s) + {settings.headroom_pods} pod(s) of headroom"
+    if settings.warm_slots:
+        reason += f", {settings.warm_slots} warm slot(s)"
+    return reason
+
+
+def decide_utilization(load: Load, settings: PoolSettings, low_since: int | None, now: int) -> Decision:
+    """The 80/20 rule of earlier releases (`scaling: utilization`), unchanged."""
     spp, up, down = settings.slots_per_pod, settings.scale_up_utilization, settings.scale_down_utilization
     low = load.waiting == 0 and load.utilization < down
     low_since = (low_since if low_since is not None else now) if low else None

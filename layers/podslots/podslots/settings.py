@@ -212,6 +212,18 @@ class PoolMode(StrEnum):
         return self is PoolMode.ACTIVE
 
 
+class ScalingRule(StrEnum):
+    """Which rule sizes the pool (docs/architecture.md, "Scaling").
+
+    - `packed` (the default): as many pods as the used and waiting slots fill, plus `headroom_pods`
+      and enough for `warm_slots` idle slots;
+    - `utilization`: the rule before it, on `scale_up_utilization` and `scale_down_utilization`.
+    """
+
+    PACKED = "packed"
+    UTILIZATION = "utilization"
+
+
 class PoolSettings(BaseModel):
     """The whole settings document; fields left out take these defaults."""
 
@@ -230,8 +242,36 @@ class PoolSettings(BaseModel):
     slots_per_pod: int = Field(default=3, ge=SLOTS_MIN, le=SLOTS_MAX)
     min_pods: int = Field(default=0, ge=0, le=1000)
     max_pods: int = Field(default=10, ge=0, le=1000)
-    scale_up_utilization: float = Field(default=0.8, gt=0, le=1)
-    scale_down_utilization: float = Field(default=0.2, ge=0, lt=1)
+    scaling: ScalingRule = Field(
+        default=ScalingRule.PACKED,
+        description=(
+            "The scaling rule: `packed` (the default): ceil((running + reserved + waiting) / slots_per_pod) "
+            "+ headroom_pods pods, at least enough for warm_slots idle slots; `utilization`: the rule of "
+            "earlier releases, on scale_up_utilization and scale_down_utilization. A pool stored without "
+            "this field reads as `packed`; put `utilization` to keep the old rule."
+        ),
+    )
+    headroom_pods: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="`packed` only: pods kept beyond what the used and waiting slots fill, so a new task seldom waits.",
+    )
+    warm_slots: int = Field(
+        default=0,
+        ge=0,
+        le=10000,
+        description=(
+            "`packed` only: the pool keeps at least this many idle slots on pods in service, so a burst is "
+            "served at once; never by deleting a busy pod."
+        ),
+    )
+    scale_up_utilization: float = Field(
+        default=0.8, gt=0, le=1, description="`utilization` only: step up above this share of used slots."
+    )
+    scale_down_utilization: float = Field(
+        default=0.2, ge=0, lt=1, description="`utilization` only: step down below this share, after the delay."
+    )
     scale_down_delay_s: int = Field(default=300, ge=0, le=86400)
     reservation_ttl_s: int = Field(default=86400, ge=60, le=7 * 86400)
     heartbeat_timeout_s: int = Field(default=120, ge=10, le=86400)
