@@ -193,7 +193,8 @@ class LocalApi:
 
     def starting_pod(self, pool: str) -> str:
         """A new pool's first pod: a refused allocation wakes autoscale, which creates it (`starting`)."""
-        self.pools().put(pool, {"pod_template": {"image": "tf-agent:1.9"}})
+        # no headroom: the waker's one pod, exactly (the packing rule would start one more)
+        self.pools().put(pool, {"pod_template": {"image": "tf-agent:1.9"}, "headroom_pods": 0})
         with pytest.raises(NoCapacity):
             self.queue().allocate(pool, f"{pool}-waker", "plan", deadline_s=0)
         self.queue().set_status(f"{pool}-waker", "cancelled")

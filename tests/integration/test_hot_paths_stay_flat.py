@@ -84,7 +84,9 @@ def test_the_503s_retry_after_follows_the_starting_pods_autoscale_recorded(serve
     # Given a pool whose two pods are starting, as autoscale recorded them
     store, clock = SlotStore(), ManualClock()
     assert server.table is not None
-    given_starting_pods_in_bulk(server.url, server.table, store, "cold", 2, now=int(clock.now()), min_pods=0)
+    given_starting_pods_in_bulk(
+        server.url, server.table, store, "cold", 2, now=int(clock.now()), min_pods=0, headroom_pods=0
+    )
     scaler, allocator = autoscaler(store, kube, clock), Allocator(store, RecordingPublisher(), clock)
     scaler.run("cold")
     assert refused(allocator, "cold", "t-1").retry_after_s == RETRY_AFTER_STARTING_S
@@ -105,7 +107,9 @@ def test_the_503s_retry_after_follows_the_starting_pods_autoscale_recorded(serve
 def test_a_quiet_pool_writes_nothing_run_after_run(server: MotoServer, kube: KubeApiStandIn):
     # Given a pool at its minimum size, idle, whose first autoscale run started the low clock
     store, clock = SlotStore(), ManualClock()
-    given_pool(store, "quiet", now=int(clock.now()), min_pods=2, max_pods=10, scale_down_delay_s=120)
+    given_pool(
+        store, "quiet", now=int(clock.now()), min_pods=2, max_pods=10, scale_down_delay_s=120, scaling="utilization"
+    )
     given_ready_pods(store, "quiet", count=2, now=int(clock.now()))
     scaler = autoscaler(store, kube, clock)
     assert writes(requests_of(server, lambda: scaler.run("quiet"))) > 0  # low_since recorded

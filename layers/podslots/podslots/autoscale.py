@@ -166,8 +166,9 @@ class Autoscaler:
         """Would this run write or act? Decided from reads alone, before any lease is taken.
 
         The same decision as the step's, from the same reads (the pods, the demand, the lease's
-        `low_since`, roll-out and note): quiet when the plan does nothing (no create, drain, cordon
-        or re-rank), no waiting task has gone stale, and nothing the lease keeps would change
+        `low_since`, roll-out and note): quiet when the rule wants no step (a step down that busy
+        pods block is not quiet: it is counted every run), the plan does nothing (no create, drain,
+        cordon or re-rank), no waiting task has gone stale, and nothing the lease keeps would change
         (`low_since`, the roll-out, an observed pool's note, the starting pods allocation's 503
         reads). A run that is not quiet takes the lease and does it all again under it, as before, so
         one run per pool at a time still holds for everything that writes or acts; a quiet run
@@ -180,7 +181,11 @@ class Autoscaler:
         settings, revision = pool.settings, template_revision(pool.settings)
         load = load_of(pods, len(waiting))
         decision = decide(load, settings, low_since, now)
-        if decision.low_since != low_since or _starting_after(pods, report) != (seen.starting if seen else 0):
+        # A step the rule wants is the step's to take, or to count and note as blocked (the
+        # ScaleDownBlocked metric every run, the history once per change): never quiet.
+        wants_a_step = decision.direction is not Direction.NONE
+        starting_changes = _starting_after(pods, report) != (seen.starting if seen else 0)
+        if wants_a_step or decision.low_since != low_since or starting_changes:
             return False
         if settings.mode.acts and _rollout_moves(pods, revision, rolling):
             return False
