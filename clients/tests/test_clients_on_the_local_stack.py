@@ -49,7 +49,7 @@ def test_the_queue_client_allocates_reserves_resumes_and_ends_a_task(local_api: 
 def test_the_queue_client_rides_out_a_storm_of_503s(local_api: LocalApi) -> None:
     # Given a cold pool (no pod at all), and a world where the pod autoscale starts registers
     # while the queue waits for the third time
-    local_api.pools().put("storm", {"pod_template": {"image": "tf-agent:1.9"}})
+    local_api.pools().put("storm", {"pod_template": {"image": "tf-agent:1.9"}, "headroom_pods": 0})
     sleeps: list[float] = []
 
     def sleep(seconds: float) -> None:
