@@ -9,7 +9,6 @@ recorded as blocked, never forced. One run per pool at a time, through the pool'
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster import POOL_LABEL, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
+from podslots.ids import new_event_id, new_token
 from podslots.model import CREATE_GRACE_S, POOL_DELETED, Cordon, Pod, PodState
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.podspec import new_pod_name, pod_manifest
@@ -84,7 +84,7 @@ class Autoscaler:
         self.bus = bus
         self.clock = clock
         self.api_base_url = api_base_url
-        self.holder = uuid.uuid4().hex
+        self.holder = new_token()
 
     def run(
         self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None, *, strict: bool = False
@@ -242,7 +242,7 @@ class Autoscaler:
 
     def _record(self, pool: str, kind: str, detail: dict[str, Any], now: int) -> None:
         """History first (the record of fact), then the bus and a metric, best effort."""
-        self.store.add_event(pool, kind, detail, now, uuid.uuid4().hex[:12])
+        self.store.add_event(pool, kind, detail, now, new_event_id())
         try:
             self.bus.publish(kind, detail)
         except Exception as exc:
@@ -263,7 +263,7 @@ class Autoscaler:
             "blocked": report.blocked,
         }
         if recorded:
-            self.store.add_event(pool.name, "PoolScaled", detail, now, uuid.uuid4().hex[:12])
+            self.store.add_event(pool.name, "PoolScaled", detail, now, new_event_id())
             try:
                 self.bus.publish("PoolScaled", detail)
             except Exception as exc:
@@ -395,7 +395,7 @@ class _PoolStep:
                 "delete": [p.name for p in plan.drain],
                 "cordon": [p.name for p in plan.retire],
             }
-            self.store.add_event(self.pool.name, "WouldScale", detail, self.now, uuid.uuid4().hex[:12])
+            self.store.add_event(self.pool.name, "WouldScale", detail, self.now, new_event_id())
             logger.info("would scale", extra=detail)
         return note
 

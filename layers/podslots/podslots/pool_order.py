@@ -8,10 +8,10 @@ failure in one pool costs that pool only."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 
 from podslots.clock import Clock
+from podslots.ids import new_event_id
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.scrub import described, exception_facts
 from podslots.store import RegisteredPool, SlotStore
@@ -115,7 +115,7 @@ class PoolRunFailed(Exception):
 def _record_failure(store: SlotStore, clock: Clock, pool: str, step_name: str, problem: str) -> None:
     try:
         detail = {"step": step_name, "error": problem}
-        store.add_event(pool, "PoolStepFailed", detail, int(clock.now()), uuid.uuid4().hex[:12])
+        store.add_event(pool, "PoolStepFailed", detail, int(clock.now()), new_event_id())
     except Exception as exc:  # the table itself may be what failed: the log and the metric remain
         logger.error("pool step failure not recorded", extra={"pool": pool, **exception_facts(exc)})
 

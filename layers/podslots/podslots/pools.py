@@ -8,12 +8,12 @@ kills a running apply either.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from podslots import rollout
 from podslots.clock import Clock
 from podslots.errors import BelowPodSecurity, Conflict, NotFound, UnreadableSettings
+from podslots.ids import new_event_id
 from podslots.model import POOL_DELETED, Cordon, Pod, PodState, PoolFigures, cordon_order, shown_cordon
 from podslots.podspec import security_violations
 from podslots.settings import PoolSettings, template_revision
@@ -246,7 +246,7 @@ class PoolService:
 
     def _history(self, pool: str, kind: str, pod: str, by: str | None) -> None:
         detail = {"pod": pod, **({"by": by} if by else {})}
-        self.store.add_event(pool, kind, detail, int(self.clock.now()), uuid.uuid4().hex[:12])
+        self.store.add_event(pool, kind, detail, int(self.clock.now()), new_event_id())
 
     def events(self, pool: str, limit: int) -> list[PoolEvent]:
         if self.store.pool_state(pool) is None:

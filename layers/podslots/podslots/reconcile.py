@@ -19,7 +19,6 @@ written:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -29,6 +28,7 @@ from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster import BUSY_LABEL, DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
+from podslots.ids import new_event_id
 from podslots.model import CREATE_GRACE_S, IDLE_SLOT, Pod, PodState, PoolFigures
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.pool_guard import namespace_refused, report_below_level
@@ -209,7 +209,7 @@ class _PoolRun:
         # Recorded once per pod and reason, on its item; a pod without one is only counted and logged.
         if item is not None and self.store.note(item, note):
             detail = {"pool": self.pool.name, "pod": pod.name, "reason": reason, "mode": self.pool.settings.mode.value}
-            self.store.add_event(self.pool.name, "WouldDelete", detail, self.now, f"{pod.name}-{_event_id()}")
+            self.store.add_event(self.pool.name, "WouldDelete", detail, self.now, f"{pod.name}-{new_event_id()}")
         self.report.would_delete.append(pod.name)
         logger.info("would delete", extra={"pool": self.pool.name, "pod": pod.name, "reason": reason})
         return False
@@ -257,7 +257,7 @@ class _PoolRun:
         return None
 
     def _lose(self, item: Pod, reason: str) -> None:
-        lost = self.store.lose_pod(item, reason, self.now, _event_id())
+        lost = self.store.lose_pod(item, reason, self.now, new_event_id())
         self.report.removed_pods.append(item.name)
         for slot, task_id in lost:
             self.report.lost_tasks.append(task_id)
@@ -308,7 +308,7 @@ class _PoolRun:
             if self.now - slot.since <= settings.leak_grace_s or listed <= slot.since:
                 continue
             try:
-                self.store.release_leaked(item, key, self.now, _event_id())
+                self.store.release_leaked(item, key, self.now, new_event_id())
             except StoreConflict:
                 # The slot or the listing moved since the read (or the write met a transient
                 # conflict): what was judged is stale, so nothing more is judged from it.
@@ -426,7 +426,7 @@ class _PoolRun:
         )
         if figures != self.pool.figures:
             try:
-                self.store.record_figures(self.pool.name, figures, self.now, _event_id())
+                self.store.record_figures(self.pool.name, figures, self.now, new_event_id())
             except StoreConflict as exc:  # the pool went meanwhile
                 self.report.errors.append(f"figures: {exc}")
 
@@ -434,7 +434,3 @@ class _PoolRun:
 def _metric_name(field_name: str) -> str:
     """slots_running -> SlotsRunning."""
     return "".join(part.capitalize() for part in field_name.split("_"))
-
-
-def _event_id() -> str:
-    return uuid.uuid4().hex[:12]

@@ -11,12 +11,13 @@ speaks in `podslots.model` values; PynamoDB items never leave this package.
 
 from __future__ import annotations
 
+from podslots.ids import new_token
 from podslots.store.items import bind_table
 from podslots.store.pods import PodRecords, new_pod
 from podslots.store.pools import PoolRegistry
 from podslots.store.records import Lease, PoolEvent, PoolRecord, PoolState, RegisteredPool, Rollout
 from podslots.store.tasks import TaskSlots
-from podslots.store.transaction import StoreConflict, is_transient, new_token
+from podslots.store.transaction import StoreConflict, is_transient
 
 
 class SlotStore(TaskSlots, PodRecords, PoolRegistry):

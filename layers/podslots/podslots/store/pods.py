@@ -8,13 +8,14 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.update import Action
 
+from podslots.ids import new_token
 from podslots.model import ADOPTED, EndedSlot, Pod, PodState, SlotStatus, TaskStatus, cordon_order, empty_slots
 from podslots.settings import PoolSettings
 from podslots.store.base import StoreBase
 from podslots.store.conversions import free_slot, pod_from, pod_key, slot_doc, task_key
 from podslots.store.items import EventItem, PodItem, PoolItem, TaskItem
 from podslots.store.keys import CONFIG_SK, POD_PREFIX, TASK_SK, notice_sk, open_partition, pod_sk, pool_pk, task_pk
-from podslots.store.transaction import CONDITION_FAILED, StoreConflict, condition_failed, conditional, new_token
+from podslots.store.transaction import CONDITION_FAILED, StoreConflict, condition_failed, conditional
 
 CORDON_ATTEMPTS = 5  # a cordon that keeps meeting other cordons' writes reads and tries again
 

@@ -12,12 +12,13 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from podslots.errors import UnreadableSettings
+from podslots.ids import new_token
 from podslots.settings import PoolSettings
 from podslots.store.base import StoreBase
 from podslots.store.items import EventItem, LeaseItem, PodItem, PoolItem, RegistryItem, binding
 from podslots.store.keys import CONFIG_SK, EVENT_PREFIX, LEASE_SK, POD_PREFIX, REGISTRY_PK, pool_pk
 from podslots.store.records import Lease, PoolEvent, PoolRecord, PoolState, RegisteredPool, Rollout
-from podslots.store.transaction import StoreConflict, conditional, new_token
+from podslots.store.transaction import StoreConflict, conditional
 
 
 class PoolRegistry(StoreBase):

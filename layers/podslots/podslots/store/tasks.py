@@ -13,6 +13,7 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
+from podslots.ids import new_token
 from podslots.model import RESERVATION_EXPIRED, EndedSlot, Pod, PodState, Slot, SlotStatus, Task, TaskStatus
 from podslots.store.base import StoreBase
 from podslots.store.conversions import free_slot, pod_from, pod_key, take_slot, task_from, task_key
@@ -23,7 +24,6 @@ from podslots.store.transaction import (
     StoreConflict,
     condition_failed,
     conditional,
-    new_token,
 )
 
 

@@ -4,7 +4,6 @@ the connection that transactions share."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -61,11 +60,6 @@ def is_transient(exc: BaseException) -> bool:
         code = exc.cause_response_code
         return code in TRANSIENT_CODES or (code is None and exc.cause is not None)
     return False
-
-
-def new_token() -> str:
-    """A client request token: DynamoDB applies a transaction retried with the same token once."""
-    return uuid.uuid4().hex
 
 
 def conditional(write: Callable[[], Any]) -> bool:
