@@ -4,12 +4,9 @@ reserved task is ever killed by a scale-down, and that the pool is no larger tha
 from __future__ import annotations
 
 import importlib
-import json
 from typing import Any
 
-import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from kubernetes.config import new_client_from_config_dict
 
 from local.apigw import load_event
@@ -27,6 +24,7 @@ from podslots.store import SlotStore, new_pod
 from podslots.tasks import TaskStatusService
 from tests.conftest import BusTap, LambdaContext
 from tests.integration.conftest import Api
+from tests.support.handlers import wired_autoscale_handler
 from tests.support.pods import given_pool
 
 NS, POOL = "agents", "terraform"
@@ -157,17 +155,7 @@ def test_cold_start_through_the_api_the_bus_and_the_autoscale_handler(
 ):
     # Given an empty pool, and autoscale wired to the stand-in through its kubeconfig secret
     given_pool(store, POOL, now=int(clock.now()), min_pods=0, headroom_pods=0)
-    boto3.client("secretsmanager").create_secret(
-        Name="podslots/dev/kubeconfig", SecretString=json.dumps(kube.kubeconfig(NS))
-    )
-    monkeypatch.setenv("KUBECONFIG_SECRET", "podslots/dev/kubeconfig")
-    handler = importlib.import_module("functions.autoscale.app")
-    from podslots.kubeconfig import ClusterConnections
-
-    provider = parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager"))
-    monkeypatch.setattr(handler, "connections", ClusterConnections(provider=provider))
-    monkeypatch.setattr(handler.autoscaler, "clock", clock)
-    monkeypatch.setattr(handler.autoscaler, "bus", EventBridgePublisher())
+    handler = wired_autoscale_handler(kube, NS, clock, monkeypatch)
     # When a task is dispatched: 503, and a CapacityShortage on the bus
     first = api.allocate(POOL, "run-1")
     assert first.status == 503

@@ -4,23 +4,19 @@ handlers (functions/autoscale/app.py, the allocate route), on moto and the Kuber
 
 from __future__ import annotations
 
-import importlib
-import json
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
 from local.kube_api import KubeApiStandIn
-from podslots.bus import EventBridgePublisher
 from podslots.clock import ManualClock
 from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL
 from podslots.model import Task, TaskStatus, TaskType
 from podslots.store import SlotStore, new_pod
 from tests.conftest import BusTap, LambdaContext
 from tests.integration.conftest import Api
+from tests.support.handlers import wired_autoscale_handler
 from tests.support.pods import given_pool
 
 NS, POOL = "agents", "terraform"
@@ -32,18 +28,7 @@ def autoscale(
     api: Api, store: SlotStore, kube: KubeApiStandIn, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> ModuleType:
     """The autoscale handler, wired to the stand-in through its kubeconfig secret and the test's clock."""
-    boto3.client("secretsmanager").create_secret(
-        Name="podslots/dev/kubeconfig", SecretString=json.dumps(kube.kubeconfig(NS))
-    )
-    monkeypatch.setenv("KUBECONFIG_SECRET", "podslots/dev/kubeconfig")
-    handler = importlib.import_module("functions.autoscale.app")
-    from podslots.kubeconfig import ClusterConnections
-
-    provider = parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager"))
-    monkeypatch.setattr(handler, "connections", ClusterConnections(provider=provider))
-    monkeypatch.setattr(handler.autoscaler, "clock", clock)
-    monkeypatch.setattr(handler.autoscaler, "bus", EventBridgePublisher())
-    return handler
+    return wired_autoscale_handler(kube, NS, clock, monkeypatch)
 
 
 def run(handler: ModuleType) -> dict[str, Any]:
