@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 include mk/sam.mk
 include mk/layers.mk
 
-.PHONY: help venv lock-dev lint typecheck layers unit pytest test demo local invoke openapi bench clean
+.PHONY: help venv lock-dev lint typecheck layers unit pytest test demo local invoke openapi docs bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ local: $(STAMP) ## Serve the embedded stack on 127.0.0.1:3000 until stopped (ARG
 
 invoke: $(STAMP) ## Run one function on one event file in the embedded stack, as `sam local invoke -e` (FUNCTION=AllocateFunction EVENT=events/allocate.json ARGS=--empty)
 	@$(BIN)/python -m local.invoke "$(FUNCTION)" "$(EVENT)" $(ARGS)
+
+docs: $(STAMP) ## Write docs/settings.md, the pool settings reference, from the settings model (a test fails when it is stale)
+	$(BIN)/python -m tools.settings_reference
 
 bench: $(STAMP) ## Benchmarks (quick by default; each has --help for bigger runs): requests, import times, reconcile, a scripted hour, allocation floor, cold start, steps at scale, the fan-out of 1,000 pools, a short day of four policies
 	$(BIN)/python -m bench.requests_per_call

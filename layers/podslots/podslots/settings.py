@@ -41,6 +41,7 @@ from podslots.pod_security import (
     SECCOMP_POD_ANNOTATION,
     Level,
 )
+from podslots.settings_help import described
 from podslots.tenancy import CALLER_PATTERNS_MAX, check_caller_pattern
 
 _SECRET_LEAF = r"[A-Za-z0-9/_+=.@-]+"  # noqa: S105 (a name pattern, not a secret)
@@ -67,13 +68,13 @@ RESERVED_ENV = frozenset({"PODSLOTS_POOL", "PODSLOTS_POD_NAME", "PODSLOTS_SLOTS"
 
 
 class Resources(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=described)
     requests: dict[QualifiedName, Quantity] = Field(default_factory=dict, max_length=16)
     limits: dict[QualifiedName, Quantity] = Field(default_factory=dict, max_length=16)
 
 
 class Toleration(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=described)
     key: QualifiedName | None = None
     operator: str | None = Field(default=None, pattern=r"^(Exists|Equal)$")
     value: LabelValue | None = None
@@ -114,7 +115,7 @@ class SecurityContext(BaseModel):
     a Kubernetes security context can hold.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=described)
     run_as_non_root: bool = True
     run_as_user: int | None = Field(default=None, ge=0, le=2147483647)
     run_as_group: int | None = Field(default=None, ge=0, le=2147483647)
@@ -148,7 +149,7 @@ class SecurityContext(BaseModel):
 class PodTemplate(BaseModel):
     """What every agent pod of the pool is made from (`podspec.pod_manifest` builds the manifest)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=described)
     image: str = Field(min_length=1, max_length=512, pattern=r"^\S+$")
     service_account: DnsSubdomain | None = None
     resources: Resources = Field(default_factory=Resources)
@@ -227,7 +228,7 @@ class ScalingRule(StrEnum):
 class PoolSettings(BaseModel):
     """The whole settings document; fields left out take these defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=described)
     namespace: DnsLabel = Field(
         default="agents",
         description="The namespace of the pool's pods: one of the deployment's AgentNamespaces.",
