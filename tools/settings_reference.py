@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,28 +69,27 @@ def _ref_name(prop: dict[str, Any]) -> str | None:
 
 
 def _type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    """A property's type in words: `integer`, `map of string to string`, an enum's values, ..."""
     if "anyOf" in prop:
         options = [o for o in prop["anyOf"] if o.get("type") != "null"]
         text = " or ".join(_type(o, defs) for o in options)
         return f"{text} or null" if len(options) < len(prop["anyOf"]) else text
     ref = _ref_name(prop)
-    if ref:
-        target = defs.get(ref, {})
-        if "enum" in target:
-            return " | ".join(f"`{value}`" for value in target["enum"])
-        return "object"
-    if "enum" in prop:
-        return " | ".join(f"`{value}`" for value in prop["enum"])
-    if "const" in prop:
-        return f"`{prop['const']}`"
-    kind = prop.get("type", "any")
+    target = defs.get(ref, {}) if ref else prop
+    if "enum" in target:
+        return " | ".join(f"`{value}`" for value in target["enum"])
+    return "object" if ref else _plain_type(prop, defs)
+
+
+def _plain_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    kind = str(prop.get("type", "any"))
     if kind == "array":
         items = prop.get("items", {})
-        return f"list of {_ref_name(items) and 'objects' or _type(items, defs)}"
+        return "list of objects" if _ref_name(items) else f"list of {_type(items, defs)}"
     values = [*prop.get("patternProperties", {}).values()] or [prop.get("additionalProperties")]
     if kind == "object" and isinstance(values[0], dict):
         return f"map of string to {_type(values[0], defs)}"
-    return str(kind)
+    return kind
 
 
 _BOUNDS = (
@@ -245,7 +243,7 @@ def render() -> str:
         "left out takes its default; an unknown field, a value outside its bounds or a broken rule between "
         "fields (`min_pods` above `max_pods`) is a 422 that names the field. The same descriptions are in the "
         "OpenAPI document (`make openapi`) and the client's schema. Changing `pod_template` or "
-        "`slots_per_pod` rolls the pool's pods (docs/architecture.md, \"Roll-out\"); every other field "
+        '`slots_per_pod` rolls the pool\'s pods (docs/architecture.md, "Roll-out"); every other field '
         "takes effect at the next step.",
     ]
     lines += _settings_sections()

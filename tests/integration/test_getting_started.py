@@ -66,6 +66,7 @@ def test_the_guides_local_commands_run_against_the_local_stack(local_url: str, t
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=tmp_path,
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,

@@ -79,4 +79,5 @@ def test_the_openapi_document_carries_the_settings_descriptions() -> None:
     # Then each field has the description the model gives it
     expected = dict(properties(PoolSettings.model_json_schema()))
     for name, text in described.items():
-        assert text and text == expected[name]["description"], name
+        assert text, name
+        assert text == expected[name]["description"], name

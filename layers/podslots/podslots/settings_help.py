@@ -97,7 +97,7 @@ FIELD_HELP: dict[str, dict[str, str]] = {
         "heartbeat_timeout_s": (
             "A ready pod with no beat for this long is `unhealthy`: it takes no new task until it beats again."
         ),
-        "startup_timeout_s": "A pod that has not registered (first beat) within this long after its creation is deleted.",
+        "startup_timeout_s": "A pod that has not registered (its first beat) this long after its creation is deleted.",
         "leak_grace_s": (
             "A slot whose task the agent's beats have stopped listing for this long is freed and the task "
             "`lost` (judged only from beats that list their tasks)."
