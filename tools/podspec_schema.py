@@ -78,7 +78,8 @@ def _required(cls: Any, attribute: str) -> bool:
 
 def _field(model: str, attribute: str, kind: str, models: Any, seen: list[str]) -> dict[str, Any]:
     if (model, attribute) in QUANTITIES:
-        return {"type": "object", "additionalProperties": dict(QUANTITY)} if kind.startswith("Dict[") else dict(QUANTITY)
+        is_map = kind.startswith("Dict[")
+        return {"type": "object", "additionalProperties": dict(QUANTITY)} if is_map else dict(QUANTITY)
     if kind == "object":
         return dict(INT_OR_STRING if attribute == "port" else FREE_OBJECT)
     return _type(kind, models, seen)
