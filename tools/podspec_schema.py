@@ -4,9 +4,14 @@ The pools function has no kubernetes layer (its cold start stays small, tests/un
 so the schema is a JSON data file in the package, made here from the models of the `kubernetes`
 client the kube layer pins: each model's `openapi_types` (the Python type of each field) and
 `attribute_map` (its camelCase name, as a manifest writes it), for V1PodSpec and every model it
-reaches. A field is required when the model (a pydantic model since client 35) requires it, as the
-API server does. tests/unit/test_podspec_schema.py regenerates it and fails when the committed file
-is stale (a new pin of the client without `make podspec-schema`).
+reaches. A field is required when the model requires it. The types are the client's, as strict as
+its models (pydantic, `extra="forbid"`, strict types): `create_namespaced_pod` validates its body
+against them before it sends anything, so a quantity is a string (`cpu: "1"`, not `cpu: 1`) here
+even where the API server would take a number.
+
+tests/unit/test_podspec_schema.py regenerates the file and fails when the committed one is stale (a
+new pin of the client without `make podspec-schema`), and holds the two to one contract: each of its
+cases is judged alike by the validator over this file and by the client's own V1PodSpec.
 
 The grammar is a small subset of JSON Schema, what `podslots.podspec_schema` reads:
 `{"type": "string"|"integer"|"number"|"boolean"}`, `{"type": ["integer", "string"]}` (IntOrString),
@@ -30,17 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "layers/podslots/podslots/podspec_schema.json"
 ROOT_MODEL = "V1PodSpec"
 
-# Quantities ("500m", "1Gi") are strings in the client's models, but the API server takes a number as
-# well (`cpu: 1` in a manifest): these fields hold quantities.
-QUANTITIES = {
-    ("V1ResourceRequirements", "limits"),
-    ("V1ResourceRequirements", "requests"),
-    ("V1PodSpec", "overhead"),
-    ("V1EmptyDirVolumeSource", "size_limit"),
-    ("V1VolumeResourceRequirements", "limits"),
-    ("V1VolumeResourceRequirements", "requests"),
-}
-QUANTITY: dict[str, Any] = {"type": ["string", "integer", "number"], "format": "quantity"}
 _SCALARS: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
     "int": {"type": "integer"},
@@ -77,9 +71,6 @@ def _required(cls: Any, attribute: str) -> bool:
 
 
 def _field(model: str, attribute: str, kind: str, models: Any, seen: list[str]) -> dict[str, Any]:
-    if (model, attribute) in QUANTITIES:
-        is_map = kind.startswith("Dict[")
-        return {"type": "object", "additionalProperties": dict(QUANTITY)} if is_map else dict(QUANTITY)
     if kind == "object":
         return dict(INT_OR_STRING if attribute == "port" else FREE_OBJECT)
     return _type(kind, models, seen)
