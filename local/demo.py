@@ -426,7 +426,7 @@ def a_pod_spec_with_the_sidecar(story: Story) -> Promise:
     pod = story.stack.kube.pod(NAMESPACE, job.pod or "") or {"spec": {}}
     spec = pod["spec"]
     sidecar = (spec.get("initContainers") or [{}])[0]
-    agent = next((c for c in spec.get("containers", []) if c["name"] == "agent"), {})
+    agent: dict[str, Any] = next((c for c in spec.get("containers", []) if c["name"] == "agent"), {})
     volumes = [v["name"] for v in spec.get("volumes", [])]
     story.say(
         f"   {job.task_id} ran on {job.pod}: init container {sidecar.get('name')} (restartPolicy "
