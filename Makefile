@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 include mk/sam.mk
 include mk/layers.mk
 
-.PHONY: help venv lock-dev lint typecheck layers unit pytest test demo local invoke openapi docs bench clean
+.PHONY: help venv lock-dev lint typecheck layers unit pytest test demo local invoke openapi docs podspec-schema bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ test: lint typecheck layers lint-template pytest ## Everything CI checks: ruff, 
 openapi: $(STAMP) ## Write the OpenAPI document the API handlers derive (openapi.json)
 	$(BIN)/python -m tools.openapi > openapi.json
 	@echo "wrote openapi.json"
+
+podspec-schema: $(STAMP) ## Write the PodSpec schema pod_template.spec is checked against, from the pinned kubernetes client
+	$(BIN)/python -m tools.podspec_schema --write
 
 demo: $(STAMP) ## The whole life cycle on an embedded DynamoDB and cluster, on a virtual clock
 	$(BIN)/python -m local.demo

@@ -11,7 +11,9 @@ SQS queues; bus events reach the functions whose rules match them. The story:
 5. the other reservation is never approved: it expires at its deadline (a day later), not before;
 6. a new agent image is rolled out while a plan waits for approval: new pods surge in, the old
    ones take no new task, finish theirs and go; the approved apply runs on its plan's old pod;
-7. the pool goes back to its minimum.
+7. the pool goes back to its minimum;
+8. the pool's template becomes a Kubernetes PodSpec (a volume for the working directory, command
+   and args) with podslots' heartbeat agent as a native sidecar: the pool rolls onto it, a plan runs.
 
 Then each promise is listed with whether it held; the exit status is 1 if any did not.
 """
@@ -41,6 +43,27 @@ SETTINGS = {
     "pod_template": {"image": "registry.example/tf-agent:1.9", "env": {"TF_IN_AUTOMATION": "1"}},
 }
 NEW_IMAGE = {**SETTINGS, "pod_template": {**SETTINGS["pod_template"], "image": "registry.example/tf-agent:1.10"}}  # type: ignore[dict-item]
+# Chapter 8: the same agent as a PodSpec, with the heartbeat sidecar (the simulated agents below play it).
+SIDECAR_IMAGE = "registry.example/podslots-sidecar:1"
+WITH_SPEC = {
+    **SETTINGS,
+    "pod_template": {
+        "sidecar": SIDECAR_IMAGE,
+        "spec": {
+            "containers": [
+                {
+                    "name": "agent",
+                    "image": "registry.example/tf-agent:1.10",
+                    "command": ["tf-agent"],
+                    "args": ["--work-dir", "/work"],
+                    "env": [{"name": "TF_IN_AUTOMATION", "value": "1"}],
+                    "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+                }
+            ],
+            "volumes": [{"name": "work", "emptyDir": {"sizeLimit": "5Gi"}}],
+        },
+    },
+}
 
 
 @dataclass
@@ -337,6 +360,7 @@ def play(quiet: bool = False) -> list[Promise]:  # noqa: PLR0915 (the story read
                 f"{figures['pods_total']} pod(s)",
             )
         )
+        promises.append(a_pod_spec_with_the_sidecar(story))
         if story.live is not None:
             story.live.stop()
         promises.insert(
@@ -382,6 +406,43 @@ def roll_out_a_new_image(story: Story) -> Promise:
         "the apply on its plan's pod, and the old pods went",
         finished_in_place and plan_slot == (waiting.pod, waiting.slot) and not left_old and current,
         f"{len(old)} old pod(s), {len(left_old)} left; roll-out events: {[k for k, _ in story.rollouts]}",
+    )
+
+
+def a_pod_spec_with_the_sidecar(story: Story) -> Promise:
+    """Chapter 8: `pod_template.spec` and `pod_template.sidecar`; the pool rolls onto them."""
+    story.say("8. the template becomes a PodSpec: a volume for the working dir, command and args, the sidecar")
+    answer = story.stack.call("PUT", "/pools/{pool}", WITH_SPEC, pool=POOL)
+    revision = story.pool()["revision"]
+    deadline = story.now + 600
+    while story.now < deadline and not all(
+        p["revision"] == revision and p["state"] == "ready" for p in story.pool()["pods"]
+    ):
+        story.tick()
+    job = story.submit("spec-plan", "plan", duration_s=60)
+    while story.now < deadline and job.state != "done":
+        story.tick()
+    story.show()
+    pod = story.stack.kube.pod(NAMESPACE, job.pod or "") or {"spec": {}}
+    spec = pod["spec"]
+    sidecar = (spec.get("initContainers") or [{}])[0]
+    agent: dict[str, Any] = next((c for c in spec.get("containers", []) if c["name"] == "agent"), {})
+    volumes = [v["name"] for v in spec.get("volumes", [])]
+    story.say(
+        f"   {job.task_id} ran on {job.pod}: init container {sidecar.get('name')} (restartPolicy "
+        f"{sidecar.get('restartPolicy')}) beats for it; volumes {', '.join(volumes)}; "
+        f"the agent runs {' '.join(agent.get('command', []) + agent.get('args', []))}"
+    )
+    return Promise(
+        "a pool using a PodSpec and the native sidecar: its pods carry the volume, the command and args and "
+        "the sidecar, and a task ran on one",
+        answer.status == 200
+        and job.state == "done"
+        and (sidecar.get("name"), sidecar.get("restartPolicy"), sidecar.get("image"))
+        == ("podslots-sidecar", "Always", SIDECAR_IMAGE)
+        and volumes == ["work", "podslots-held-tasks"]
+        and agent.get("command") == ["tf-agent"],
+        f"PUT answered {answer.status}; {job.task_id} {job.state} on {job.pod}",
     )
 
 

@@ -12,7 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 from local.template import ROOT
-from podslots.settings import CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT, PoolSettings
+from podslots.names import CONTROLLER_SERVICE_ACCOUNT
+from podslots.settings import CONTROLLER_NAMESPACE, PoolSettings
 
 # The kubernetes client's method prefix -> the RBAC verb that authorises it.
 VERB_OF = {

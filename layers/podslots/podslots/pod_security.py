@@ -18,10 +18,24 @@ says what the level allows, never the offending value (that is in the pool's own
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from typing import Any
+
+from podslots.pod_security_reading import (
+    Check,
+    Violation,
+    annotation_items,
+    annotation_path,
+    as_map,
+    as_seq,
+    container_contexts,
+    containers,
+    one_of,
+    pod_context,
+    pod_spec,
+    unset_or,
+)
 
 
 class Level(StrEnum):
@@ -31,96 +45,30 @@ class Level(StrEnum):
     RESTRICTED = "restricted"
 
 
-@dataclass(frozen=True)
-class Violation:
-    control: str  # the reference implementation's check id, e.g. `capabilities_restricted`
-    field: str  # the path in the manifest, e.g. `spec.containers[0].securityContext.capabilities.add[1]`
-    problem: str  # what the level allows there (fixed text)
-
-    def as_dict(self) -> dict[str, str]:
-        return {"control": self.control, "field": self.field, "problem": self.problem}
-
-
-Check = Callable[[Mapping[str, Any]], Iterator[Violation]]
-
-# ---- reading a manifest that may be malformed ----------------------------------------------
-
-
-def _map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _seq(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _one_of(value: Any, allowed: frozenset[str]) -> bool:
-    """True when `value` is one of the allowed strings (an unhashable value is simply not one)."""
-    return isinstance(value, str) and value in allowed
-
-
-def _spec(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
-    return _map(manifest.get("spec"))
-
-
-def _pod_context(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
-    return _map(_spec(manifest).get("securityContext"))
-
-
-def _containers(manifest: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Every container with its path: init containers, containers, ephemeral containers (the
-    reference's `visitContainers`)."""
-    spec = _spec(manifest)
-    for kind in ("initContainers", "containers", "ephemeralContainers"):
-        for i, container in enumerate(_seq(spec.get(kind))):
-            yield f"spec.{kind}[{i}]", _map(container)
-
-
-def _container_contexts(manifest: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any] | None]]:
-    """Each container's securityContext path and value (None when the container sets none)."""
-    for path, container in _containers(manifest):
-        context = container.get("securityContext")
-        yield f"{path}.securityContext", context if isinstance(context, Mapping) else None
-
-
-def _annotation_items(manifest: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    annotations = _map(_map(manifest.get("metadata")).get("annotations"))
-    return sorted((key, value) for key, value in annotations.items() if isinstance(key, str))
-
-
-def _annotation_path(key: str) -> str:
-    return f"metadata.annotations[{key!r}]"
-
-
-def _unset_or(value: Any, allowed: tuple[Any, ...]) -> bool:
-    """Undefined, or exactly one of the allowed values (`False` is not `0`, nor `0` `False`)."""
-    return value is None or any(value is a or (type(value) is type(a) and value == a) for a in allowed)
-
-
 # ---- baseline -------------------------------------------------------------------------------
 
 
 def windows_host_process(manifest: Mapping[str, Any]) -> Iterator[Violation]:
     problem = "windowsOptions.hostProcess must be false or unset"
-    if not _unset_or(_map(_pod_context(manifest).get("windowsOptions")).get("hostProcess"), (False,)):
+    if not unset_or(as_map(pod_context(manifest).get("windowsOptions")).get("hostProcess"), (False,)):
         yield Violation("windowsHostProcess", "spec.securityContext.windowsOptions.hostProcess", problem)
-    for path, context in _container_contexts(manifest):
-        if not _unset_or(_map(_map(context).get("windowsOptions")).get("hostProcess"), (False,)):
+    for path, context in container_contexts(manifest):
+        if not unset_or(as_map(as_map(context).get("windowsOptions")).get("hostProcess"), (False,)):
             yield Violation("windowsHostProcess", f"{path}.windowsOptions.hostProcess", problem)
 
 
 def host_namespaces(manifest: Mapping[str, Any]) -> Iterator[Violation]:
-    spec = _spec(manifest)
+    spec = pod_spec(manifest)
     for field in ("hostNetwork", "hostPID", "hostIPC"):
-        if not _unset_or(spec.get(field), (False,)):
+        if not unset_or(spec.get(field), (False,)):
             yield Violation(
                 "hostNamespaces", f"spec.{field}", "the host's namespaces may not be shared: false or unset"
             )
 
 
 def privileged(manifest: Mapping[str, Any]) -> Iterator[Violation]:
-    for path, context in _container_contexts(manifest):
-        if not _unset_or(_map(context).get("privileged"), (False,)):
+    for path, context in container_contexts(manifest):
+        if not unset_or(as_map(context).get("privileged"), (False,)):
             yield Violation(
                 "privileged", f"{path}.privileged", "a privileged container is never allowed: false or unset"
             )
@@ -147,22 +95,22 @@ BASELINE_CAPABILITIES = frozenset(
 
 def capabilities_baseline(manifest: Mapping[str, Any]) -> Iterator[Violation]:
     problem = f"only the runtime's default capabilities may be added: {', '.join(sorted(BASELINE_CAPABILITIES))}"
-    for path, context in _container_contexts(manifest):
-        for i, name in enumerate(_seq(_map(_map(context).get("capabilities")).get("add"))):
-            if not _one_of(name, BASELINE_CAPABILITIES):
+    for path, context in container_contexts(manifest):
+        for i, name in enumerate(as_seq(as_map(as_map(context).get("capabilities")).get("add"))):
+            if not one_of(name, BASELINE_CAPABILITIES):
                 yield Violation("capabilities_baseline", f"{path}.capabilities.add[{i}]", problem)
 
 
 def host_path_volumes(manifest: Mapping[str, Any]) -> Iterator[Violation]:
-    for i, volume in enumerate(_seq(_spec(manifest).get("volumes"))):
-        if _map(volume).get("hostPath") is not None:
+    for i, volume in enumerate(as_seq(pod_spec(manifest).get("volumes"))):
+        if as_map(volume).get("hostPath") is not None:
             yield Violation("hostPathVolumes", f"spec.volumes[{i}].hostPath", "a hostPath volume is never allowed")
 
 
 def host_ports(manifest: Mapping[str, Any]) -> Iterator[Violation]:
-    for path, container in _containers(manifest):
-        for i, port in enumerate(_seq(container.get("ports"))):
-            if not _unset_or(_map(port).get("hostPort"), (0,)):
+    for path, container in containers(manifest):
+        for i, port in enumerate(as_seq(container.get("ports"))):
+            if not unset_or(as_map(port).get("hostPort"), (0,)):
                 yield Violation("hostPorts", f"{path}.ports[{i}].hostPort", "a host port is never allowed: 0 or unset")
 
 
@@ -176,14 +124,14 @@ def _apparmor_annotation_allowed(value: Any) -> bool:
 
 def app_armor_profile(manifest: Mapping[str, Any]) -> Iterator[Violation]:
     problem = "the AppArmor profile may not be overridden but by RuntimeDefault or Localhost"
-    contexts = [("spec.securityContext", _pod_context(manifest)), *_container_contexts(manifest)]
+    contexts = [("spec.securityContext", pod_context(manifest)), *container_contexts(manifest)]
     for path, context in contexts:
-        profile = _map(context).get("appArmorProfile")
-        if profile is not None and not _one_of(_map(profile).get("type"), _APPARMOR_TYPES):
+        profile = as_map(context).get("appArmorProfile")
+        if profile is not None and not one_of(as_map(profile).get("type"), _APPARMOR_TYPES):
             yield Violation("appArmorProfile", f"{path}.appArmorProfile.type", problem)
-    for key, value in _annotation_items(manifest):
+    for key, value in annotation_items(manifest):
         if key.startswith(APPARMOR_ANNOTATION_PREFIX) and not _apparmor_annotation_allowed(value):
-            yield Violation("appArmorProfile", _annotation_path(key), "allowed: runtime/default, localhost/<profile>")
+            yield Violation("appArmorProfile", annotation_path(key), "allowed: runtime/default, localhost/<profile>")
 
 
 # The newest reference set (1.31+ adds container_engine_t).
@@ -191,13 +139,13 @@ _SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kv
 
 
 def se_linux_options(manifest: Mapping[str, Any]) -> Iterator[Violation]:
-    contexts = [("spec.securityContext", _pod_context(manifest)), *_container_contexts(manifest)]
+    contexts = [("spec.securityContext", pod_context(manifest)), *container_contexts(manifest)]
     for path, context in contexts:
-        options = _map(context).get("seLinuxOptions")
+        options = as_map(context).get("seLinuxOptions")
         if options is None:
             continue
-        options = _map(options)
-        if options.get("type") is not None and not _one_of(options.get("type"), _SELINUX_TYPES):
+        options = as_map(options)
+        if options.get("type") is not None and not one_of(options.get("type"), _SELINUX_TYPES):
             yield Violation(
                 "seLinuxOptions",
                 f"{path}.seLinuxOptions.type",
@@ -213,8 +161,8 @@ def se_linux_options(manifest: Mapping[str, Any]) -> Iterator[Violation]:
 def proc_mount(manifest: Mapping[str, Any]) -> Iterator[Violation]:
     """The default /proc masks (baseline, and restricted's `procMount_restricted`: podslots does not
     relax baseline for user-namespace pods, so the two are one check)."""
-    for path, context in _container_contexts(manifest):
-        if not _unset_or(_map(context).get("procMount"), ("Default",)):
+    for path, context in container_contexts(manifest):
+        if not unset_or(as_map(context).get("procMount"), ("Default",)):
             yield Violation("procMount", f"{path}.procMount", "the default /proc masks are required: Default or unset")
 
 
@@ -226,20 +174,20 @@ _SECCOMP_TYPES = frozenset({"RuntimeDefault", "Localhost"})
 def _seccomp_annotations(manifest: Mapping[str, Any], control: str) -> Iterator[Violation]:
     """The pre-1.19 annotations, which older kubelets still honour: runtime/default, docker/default,
     localhost/<profile> only."""
-    for key, value in _annotation_items(manifest):
+    for key, value in annotation_items(manifest):
         if key == SECCOMP_POD_ANNOTATION or key.startswith(SECCOMP_CONTAINER_ANNOTATION_PREFIX):
             allowed = isinstance(value, str) and (
                 value in ("runtime/default", "docker/default") or value.startswith("localhost/")
             )
             if not allowed:
-                yield Violation(control, _annotation_path(key), "allowed: runtime/default, localhost/<profile>")
+                yield Violation(control, annotation_path(key), "allowed: runtime/default, localhost/<profile>")
 
 
 def seccomp_profile_baseline(manifest: Mapping[str, Any]) -> Iterator[Violation]:
-    contexts = [("spec.securityContext", _pod_context(manifest)), *_container_contexts(manifest)]
+    contexts = [("spec.securityContext", pod_context(manifest)), *container_contexts(manifest)]
     for path, context in contexts:
-        profile = _map(context).get("seccompProfile")
-        if profile is not None and not _one_of(_map(profile).get("type"), _SECCOMP_TYPES):
+        profile = as_map(context).get("seccompProfile")
+        if profile is not None and not one_of(as_map(profile).get("type"), _SECCOMP_TYPES):
             yield Violation(
                 "seccompProfile_baseline", f"{path}.seccompProfile.type", "allowed: RuntimeDefault, Localhost or unset"
             )
@@ -268,8 +216,8 @@ SAFE_SYSCTLS = frozenset(
 
 
 def sysctls(manifest: Mapping[str, Any]) -> Iterator[Violation]:
-    for i, sysctl in enumerate(_seq(_pod_context(manifest).get("sysctls"))):
-        if not _one_of(_map(sysctl).get("name"), SAFE_SYSCTLS):
+    for i, sysctl in enumerate(as_seq(pod_context(manifest).get("sysctls"))):
+        if not one_of(as_map(sysctl).get("name"), SAFE_SYSCTLS):
             yield Violation(
                 "sysctls", f"spec.securityContext.sysctls[{i}].name", "only the namespaced, isolated (safe) sysctls"
             )
@@ -277,15 +225,15 @@ def sysctls(manifest: Mapping[str, Any]) -> Iterator[Violation]:
 
 def host_probes_and_host_lifecycle(manifest: Mapping[str, Any]) -> Iterator[Violation]:
     problem = "a probe or lifecycle handler may only reach its own pod: host empty or unset"
-    for path, container in _containers(manifest):
+    for path, container in containers(manifest):
         handlers = [
-            (probe, _map(container.get(probe))) for probe in ("livenessProbe", "readinessProbe", "startupProbe")
+            (probe, as_map(container.get(probe))) for probe in ("livenessProbe", "readinessProbe", "startupProbe")
         ]
-        lifecycle = _map(container.get("lifecycle"))
-        handlers += [(f"lifecycle.{hook}", _map(lifecycle.get(hook))) for hook in ("postStart", "preStop")]
+        lifecycle = as_map(container.get("lifecycle"))
+        handlers += [(f"lifecycle.{hook}", as_map(lifecycle.get(hook))) for hook in ("postStart", "preStop")]
         for where, handler in handlers:
             for action in ("httpGet", "tcpSocket"):
-                if _map(handler.get(action)).get("host") not in (None, ""):
+                if as_map(handler.get(action)).get("host") not in (None, ""):
                     yield Violation("hostProbesAndHostLifecycle", f"{path}.{where}.{action}.host", problem)
 
 
@@ -310,8 +258,8 @@ def restricted_volumes(manifest: Mapping[str, Any]) -> Iterator[Violation]:
     """Every volume's source (each key but `name`) is one of the restricted types (this overrides
     baseline's hostPath check, which it includes)."""
     problem = f"only these volume types: {', '.join(sorted(RESTRICTED_VOLUME_SOURCES))}"
-    for i, volume in enumerate(_seq(_spec(manifest).get("volumes"))):
-        sources = sorted(str(key) for key in _map(volume) if key != "name")
+    for i, volume in enumerate(as_seq(pod_spec(manifest).get("volumes"))):
+        sources = sorted(str(key) for key in as_map(volume) if key != "name")
         bad = [s for s in sources if s not in RESTRICTED_VOLUME_SOURCES] or ([] if sources else ["(none)"])
         for source in bad:
             field = f"spec.volumes[{i}]" if source == "(none)" else f"spec.volumes[{i}].{source}"
@@ -319,18 +267,18 @@ def restricted_volumes(manifest: Mapping[str, Any]) -> Iterator[Violation]:
 
 
 def allow_privilege_escalation(manifest: Mapping[str, Any]) -> Iterator[Violation]:
-    for path, context in _container_contexts(manifest):
-        if _map(context).get("allowPrivilegeEscalation") is not False:
+    for path, context in container_contexts(manifest):
+        if as_map(context).get("allowPrivilegeEscalation") is not False:
             yield Violation("allowPrivilegeEscalation", f"{path}.allowPrivilegeEscalation", "must be set to false")
 
 
 def run_as_non_root(manifest: Mapping[str, Any]) -> Iterator[Violation]:
     """True on every container, or on the pod and not false on any container."""
-    pod = _pod_context(manifest).get("runAsNonRoot")
+    pod = pod_context(manifest).get("runAsNonRoot")
     if pod is not None and pod is not True:
         yield Violation("runAsNonRoot", "spec.securityContext.runAsNonRoot", "must be true or unset")
-    for path, context in _container_contexts(manifest):
-        value = _map(context).get("runAsNonRoot")
+    for path, context in container_contexts(manifest):
+        value = as_map(context).get("runAsNonRoot")
         if value is None and pod is not True:
             yield Violation("runAsNonRoot", f"{path}.runAsNonRoot", "must be true (here or on the pod)")
         elif value is not None and value is not True:
@@ -342,37 +290,37 @@ def _non_root_uid(value: Any) -> bool:
 
 
 def run_as_user(manifest: Mapping[str, Any]) -> Iterator[Violation]:
-    contexts = [("spec.securityContext", _pod_context(manifest)), *_container_contexts(manifest)]
+    contexts = [("spec.securityContext", pod_context(manifest)), *container_contexts(manifest)]
     for path, context in contexts:
-        if not _non_root_uid(_map(context).get("runAsUser")):
+        if not _non_root_uid(as_map(context).get("runAsUser")):
             yield Violation("runAsUser", f"{path}.runAsUser", "user 0 (root) is not allowed")
 
 
 def seccomp_profile_restricted(manifest: Mapping[str, Any]) -> Iterator[Violation]:
     """RuntimeDefault or Localhost, set on every container or on the pod (overrides baseline's)."""
     problem = "must be RuntimeDefault or Localhost"
-    pod_profile = _pod_context(manifest).get("seccompProfile")
-    pod_set = pod_profile is not None and _one_of(_map(pod_profile).get("type"), _SECCOMP_TYPES)
+    pod_profile = pod_context(manifest).get("seccompProfile")
+    pod_set = pod_profile is not None and one_of(as_map(pod_profile).get("type"), _SECCOMP_TYPES)
     if pod_profile is not None and not pod_set:
         yield Violation("seccompProfile_restricted", "spec.securityContext.seccompProfile.type", problem)
-    for path, context in _container_contexts(manifest):
-        profile = _map(context).get("seccompProfile")
+    for path, context in container_contexts(manifest):
+        profile = as_map(context).get("seccompProfile")
         if profile is None and not pod_set:
             yield Violation(
                 "seccompProfile_restricted", f"{path}.seccompProfile.type", f"{problem} (here or on the pod)"
             )
-        elif profile is not None and not _one_of(_map(profile).get("type"), _SECCOMP_TYPES):
+        elif profile is not None and not one_of(as_map(profile).get("type"), _SECCOMP_TYPES):
             yield Violation("seccompProfile_restricted", f"{path}.seccompProfile.type", problem)
     yield from _seccomp_annotations(manifest, "seccompProfile_restricted")
 
 
 def capabilities_restricted(manifest: Mapping[str, Any]) -> Iterator[Violation]:
     """Drop ALL; add at most NET_BIND_SERVICE (overrides baseline's list)."""
-    for path, context in _container_contexts(manifest):
-        capabilities = _map(_map(context).get("capabilities"))
-        if "ALL" not in [c for c in _seq(capabilities.get("drop")) if isinstance(c, str)]:
+    for path, context in container_contexts(manifest):
+        capabilities = as_map(as_map(context).get("capabilities"))
+        if "ALL" not in [c for c in as_seq(capabilities.get("drop")) if isinstance(c, str)]:
             yield Violation("capabilities_restricted", f"{path}.capabilities.drop", 'must include "ALL"')
-        for i, name in enumerate(_seq(capabilities.get("add"))):
+        for i, name in enumerate(as_seq(capabilities.get("add"))):
             if name != "NET_BIND_SERVICE":
                 yield Violation(
                     "capabilities_restricted", f"{path}.capabilities.add[{i}]", "only NET_BIND_SERVICE may be added"
@@ -382,8 +330,8 @@ def capabilities_restricted(manifest: Mapping[str, Any]) -> Iterator[Violation]:
 def keyless_tolerations(manifest: Mapping[str, Any]) -> Iterator[Violation]:
     """podslots' own rule, not the standard's: a toleration without a key tolerates every taint, the
     control plane's and any node kept apart for other work, so a restricted pool may not have one."""
-    for i, toleration in enumerate(_seq(_spec(manifest).get("tolerations"))):
-        if _map(toleration).get("key") in (None, ""):
+    for i, toleration in enumerate(as_seq(pod_spec(manifest).get("tolerations"))):
+        if as_map(toleration).get("key") in (None, ""):
             yield Violation(
                 "tolerations", f"spec.tolerations[{i}].key", "a toleration must name a taint key (no tolerate-all)"
             )

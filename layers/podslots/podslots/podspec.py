@@ -12,6 +12,10 @@ A pool may loosen these (`automount_service_account_token`, `security_context`) 
 `pod_security` level, never to privileged: `security_violations` checks the whole manifest this
 module makes against the level (pod_security.py), at every PUT and on every reconcile run.
 settings.py refuses podslots' own service account for the agents.
+
+A pool with `pod_template.spec` gives the whole PodSpec (spec_manifest.py keeps podslots' parts and
+fills the restricted defaults); `pod_template.sidecar` adds the heartbeat agent as a native sidecar
+(heartbeat_sidecar.py). The same level check covers every container, init container and volume.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import secrets
 import string
 from typing import Any
 
+from podslots.heartbeat_sidecar import add_sidecar
 from podslots.names import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, REVISION_LABEL, SLOTS_ANNOTATION
-from podslots.pod_security import Violation, check
-from podslots.settings import PoolSettings, SecurityContext, template_revision
+from podslots.pod_security import check
+from podslots.pod_security_reading import Violation
+from podslots.settings import PodTemplate, PoolSettings, SecurityContext, template_revision
+from podslots.spec_manifest import spec_from_user_spec
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -62,15 +69,19 @@ def security_violations(pool: str, settings: PoolSettings) -> list[Violation]:
     return check(pod_manifest(pool, f"{pool}-check", settings, "https://podslots.invalid"), settings.pod_security)
 
 
-def pod_manifest(pool: str, name: str, settings: PoolSettings, api_base_url: str) -> dict[str, Any]:
-    template = settings.pod_template
-    env: list[dict[str, Any]] = [
+def podslots_env(pool: str, name: str, settings: PoolSettings, api_base_url: str) -> list[dict[str, Any]]:
+    """What the agent (and the sidecar) need to beat: podslots' own, never the pool's to set."""
+    return [
         {"name": "PODSLOTS_POOL", "value": pool},
         {"name": "PODSLOTS_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "PODSLOTS_SLOTS", "value": str(settings.slots_per_pod)},
         {"name": "PODSLOTS_HEARTBEAT_URL", "value": heartbeat_url(api_base_url, pool, name)},
     ]
-    env += [{"name": key, "value": value} for key, value in sorted(template.env.items())]
+
+
+def _template_spec(template: PodTemplate, own_env: list[dict[str, Any]]) -> dict[str, Any]:
+    """The spec of the older fields (a pool without `spec`: the same pod as before `spec` existed)."""
+    env = own_env + [{"name": key, "value": value} for key, value in sorted(template.env.items())]
     container: dict[str, Any] = {
         "name": "agent",
         "image": template.image,
@@ -107,6 +118,19 @@ def pod_manifest(pool: str, name: str, settings: PoolSettings, api_base_url: str
             }
             for t in template.tolerations
         ]
+    return spec
+
+
+def pod_manifest(pool: str, name: str, settings: PoolSettings, api_base_url: str) -> dict[str, Any]:
+    template = settings.pod_template
+    own_env = podslots_env(pool, name, settings, api_base_url)
+    if template.spec is None:
+        spec = _template_spec(template, own_env)
+    else:
+        automount = template.automount_service_account_token
+        spec = spec_from_user_spec(template.spec, template.image, own_env, automount)
+    if template.sidecar is not None:
+        add_sidecar(spec, template.sidecar, own_env)
     labels = {
         **template.labels,
         POOL_LABEL: pool,

@@ -21,7 +21,7 @@ import json
 from typing import Any
 
 from podslots.observability import MetricUnit, logger, pool_metrics
-from podslots.pod_security import Violation
+from podslots.pod_security_reading import Violation
 from podslots.podspec import security_violations
 from podslots.settings import namespace_allowed
 from podslots.store import RegisteredPool, SlotStore, is_transient

@@ -25,6 +25,8 @@ from pydantic import (
 
 from podslots.environment import agent_namespaces, environment
 from podslots.names import (
+    CONTROLLER_SERVICE_ACCOUNT,
+    PODSLOTS_LABEL_PREFIX,
     SLOTS_MAX,
     SLOTS_MIN,
     DnsLabel,
@@ -41,6 +43,7 @@ from podslots.pod_security import (
     SECCOMP_POD_ANNOTATION,
     Level,
 )
+from podslots.pod_template_spec import SIDECAR_FIELD, SPEC_FIELD, SpecRules
 from podslots.settings_help import described
 from podslots.tenancy import CALLER_PATTERNS_MAX, check_caller_pattern
 
@@ -82,15 +85,11 @@ class Toleration(BaseModel):
     toleration_seconds: int | None = Field(default=None, ge=0)
 
 
-# The prefix of the labels and annotations podslots writes on pods (`podslots.io/pool`, the claim...).
-PODSLOTS_LABEL_PREFIX = "podslots.io/"
-
 # The ServiceAccount podslots itself runs as in the cluster (k8s/rbac.yaml): it may create and delete
 # pods. An agent pod must never run as it. It lives, with its token Secret, in a namespace of its own
 # that no pool may use, and a RoleBinding lets it act in the agents' namespace: a pod can only run as
 # (or mount a Secret of) its own namespace, so no agent pod can reach it. The name is refused anyway,
 # for clusters set up before the account moved (it was `podslots` in `agents`).
-CONTROLLER_SERVICE_ACCOUNT = "podslots"
 CONTROLLER_NAMESPACE = "podslots-system"
 
 Capability = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z_]{0,31}$")]
@@ -146,11 +145,11 @@ class SecurityContext(BaseModel):
         return value
 
 
-class PodTemplate(BaseModel):
+class PodTemplate(SpecRules):
     """What every agent pod of the pool is made from (`podspec.pod_manifest` builds the manifest)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=described)
-    image: str = Field(min_length=1, max_length=512, pattern=r"^\S+$")
+    image: str | None = Field(default=None, min_length=1, max_length=512, pattern=r"^\S+$")  # or the spec's
     service_account: DnsSubdomain | None = None
     resources: Resources = Field(default_factory=Resources)
     env: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(default_factory=dict, max_length=64)
@@ -165,6 +164,8 @@ class PodTemplate(BaseModel):
     # unless the pool asks for one.
     automount_service_account_token: bool = False
     security_context: SecurityContext = Field(default_factory=SecurityContext)
+    spec: dict[str, Any] | None = SPEC_FIELD  # pod_template_spec.py: the rules podslots keeps
+    sidecar: str | None = SIDECAR_FIELD
 
     @field_validator("annotations")
     @classmethod
@@ -391,6 +392,8 @@ def template_revision(settings: PoolSettings) -> str:
     scaling fields (`min_pods`, `max_pods`, thresholds, `max_surge`, `mode`) keeps the revision, so
     it rolls nothing; changing the image, the env or the slot count rolls every pod.
     """
-    shape = {"pod_template": settings.pod_template.model_dump(mode="json"), "slots_per_pod": settings.slots_per_pod}
+    unset = {field for field in ("spec", "sidecar") if getattr(settings.pod_template, field) is None}  # as before them
+    template = settings.pod_template.model_dump(mode="json", exclude=unset)
+    shape = {"pod_template": template, "slots_per_pod": settings.slots_per_pod}
     digest = hashlib.sha256(json.dumps(shape, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return revision_from_digest(digest)

@@ -1,0 +1,171 @@
+"""`pod_template.spec` (a Kubernetes PodSpec) and `pod_template.sidecar`: the fields, and what podslots
+keeps for itself in them (docs/architecture.md, "The pod template").
+
+A spec is the pod as a manifest writes it (camelCase), checked against the PodSpec schema of the
+pinned client (podspec_schema.py). Its container named `agent` is the agent. podslots still owns
+the parts it relies on, and a spec that sets one is refused, naming the field:
+
+- the `PODSLOTS_*` environment, in any container: the agent and the sidecar read podslots' values;
+- `serviceAccountName` (or its old alias `serviceAccount`) of podslots itself, which may create and
+  delete pods;
+- the pod's `restartPolicy`: `Never`, so an agent that exits is gone and its tasks are reported lost
+  instead of held by a restarted agent that forgot them (an init container's `restartPolicy: Always`,
+  a native sidecar, is the user's);
+- `ephemeralContainers`: the API server takes none at create, and no pod check would see them later;
+- with `sidecar`, the container name `podslots-sidecar` and the volume name `podslots-held-tasks`.
+
+The older fields that a spec also says (`resources`, `env`...) may not be given beside it: two
+sources for one field would leave the reader guessing which wins. `labels` and `annotations` are
+pod metadata (a PodSpec has none) and stay; their `podslots.io/` keys are podslots' own.
+
+A stored document was checked when it was put: read back, none of this is applied again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Self
+
+from pydantic import BaseModel, Field, ValidationInfo, model_validator
+
+from podslots.names import CONTROLLER_SERVICE_ACCOUNT, PODSLOTS_LABEL_PREFIX
+from podslots.podspec_schema import problems
+
+AGENT_CONTAINER = "agent"
+SIDECAR_CONTAINER = "podslots-sidecar"
+HELD_TASKS_VOLUME = "podslots-held-tasks"
+HELD_TASKS_DIR = "/var/run/podslots/tasks"
+OWN_ENV_PREFIX = "PODSLOTS_"
+# The older template fields a spec says too: not both.
+OVERLAPPING = {
+    "resources": "containers[agent].resources",
+    "env": "containers[agent].env",
+    "tolerations": "tolerations",
+    "node_selector": "nodeSelector",
+    "service_account": "serviceAccountName",
+    "termination_grace_period_s": "terminationGracePeriodSeconds",
+    "security_context": "containers[agent].securityContext",
+}
+SPEC = "pod_template.spec"
+Problem = tuple[str, str]
+
+
+def _seq(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _containers(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for kind in ("initContainers", "containers"):
+        for i, container in enumerate(_seq(spec.get(kind))):
+            if isinstance(container, Mapping):
+                yield f"{SPEC}.{kind}[{i}]", container
+
+
+def agent_container(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return next((c for c in _seq(spec.get("containers")) if isinstance(c, Mapping) and c.get("name") == "agent"), None)
+
+
+def _own_env(spec: Mapping[str, Any]) -> Iterator[Problem]:
+    for path, container in _containers(spec):
+        for j, var in enumerate(_seq(container.get("env"))):
+            name = var.get("name") if isinstance(var, Mapping) else None
+            if isinstance(name, str) and name.startswith(OWN_ENV_PREFIX):
+                yield f"{path}.env[{j}].name", f"{OWN_ENV_PREFIX}* variables are podslots' own: it sets them"
+
+
+def _names(spec: Mapping[str, Any], sidecar: bool) -> Iterator[Problem]:
+    seen: set[str] = set()
+    for path, container in _containers(spec):
+        name = container.get("name")
+        if name in seen:
+            yield f"{path}.name", "another container has this name"
+        seen.add(str(name))
+        if sidecar and name == SIDECAR_CONTAINER:
+            yield f"{path}.name", f"{SIDECAR_CONTAINER} is the sidecar podslots adds"
+    if AGENT_CONTAINER not in {c.get("name") for c in _seq(spec.get("containers")) if isinstance(c, Mapping)}:
+        yield f"{SPEC}.containers", "needs a container named agent: the agent podslots gives slots to"
+    for i, volume in enumerate(_seq(spec.get("volumes"))):
+        if sidecar and isinstance(volume, Mapping) and volume.get("name") == HELD_TASKS_VOLUME:
+            yield f"{SPEC}.volumes[{i}].name", f"{HELD_TASKS_VOLUME} is the volume podslots shares with its sidecar"
+
+
+def _pod_fields(spec: Mapping[str, Any]) -> Iterator[Problem]:
+    if "restartPolicy" in spec:
+        yield f"{SPEC}.restartPolicy", "is podslots' own (Never): an agent that exits is gone, its tasks lost"
+    if spec.get("ephemeralContainers") is not None:
+        yield f"{SPEC}.ephemeralContainers", "a pod is created without ephemeral containers"
+    for field in ("serviceAccountName", "serviceAccount"):
+        if spec.get(field) == CONTROLLER_SERVICE_ACCOUNT:
+            yield f"{SPEC}.{field}", f"{CONTROLLER_SERVICE_ACCOUNT!r} is podslots' own account"
+
+
+def spec_problems(spec: Any, *, sidecar: bool, image: str | None) -> list[Problem]:
+    """Every way `spec` is not a PodSpec, or sets what podslots owns; empty when it is fine."""
+    shape = problems(spec, SPEC)
+    if shape or not isinstance(spec, Mapping):
+        return shape
+    found = [*_pod_fields(spec), *_names(spec, sidecar), *_own_env(spec)]
+    agent = agent_container(spec)
+    named = agent.get("image") if agent is not None else None
+    if agent is not None and named is None and image is None:
+        found.append(("pod_template.image", "is required: here or as the spec's agent container's image"))
+    if named is not None and image is not None and named != image:
+        found.append(("pod_template.image", "differs from pod_template.spec.containers[agent].image; give one"))
+    return found
+
+
+def own_keys(labels: Mapping[str, str], annotations: Mapping[str, str]) -> list[Problem]:
+    """`podslots.io/` labels and annotations are podslots' own (the pool, the slots, the revision)."""
+    return [
+        (f"pod_template.{where}[{key!r}]", f"{PODSLOTS_LABEL_PREFIX} keys are podslots' own")
+        for where, keys in (("labels", labels), ("annotations", annotations))
+        for key in sorted(keys)
+        if key.startswith(PODSLOTS_LABEL_PREFIX)
+    ]
+
+
+SPEC_FIELD: Any = Field(
+    default=None,
+    description=(
+        "A Kubernetes PodSpec as a manifest writes it (camelCase), checked against the schema of the "
+        "client podslots pins; its container named `agent` is the agent. With it, resources, env, "
+        "tolerations, node_selector, service_account, termination_grace_period_s and security_context "
+        "may not also be given. podslots sets restartPolicy and the PODSLOTS_* env itself."
+    ),
+)
+SIDECAR_FIELD: Any = Field(
+    default=None,
+    min_length=1,
+    max_length=512,
+    pattern=r"^\S+$",
+    description=(
+        "An image of the podslots heartbeat agent (clients/): podslots adds it as a native sidecar "
+        "(init container `podslots-sidecar`, restartPolicy Always) sharing an emptyDir at "
+        f"{HELD_TASKS_DIR} with the agent (PODSLOTS_HELD_TASKS_DIR)."
+    ),
+)
+
+
+class SpecRules(BaseModel):
+    """The rules `PodTemplate` (settings.py) adds for its `spec` and `sidecar` fields (declared there,
+    with SPEC_FIELD and SIDECAR_FIELD, so the document keeps its order); kept here, as settings.py
+    holds the rest of the settings."""
+
+    @model_validator(mode="after")
+    def _podslots_keeps_its_parts(self, info: ValidationInfo) -> Self:
+        if info.context and info.context.get("stored"):
+            return self
+        spec, sidecar, image = getattr(self, "spec", None), getattr(self, "sidecar", None), getattr(self, "image", None)
+        found = own_keys(getattr(self, "labels", {}), getattr(self, "annotations", {}))
+        if spec is None and image is None:
+            found.append(("pod_template.image", "is required (or a spec whose agent container names one)"))
+        if spec is not None:
+            found += spec_problems(spec, sidecar=sidecar is not None, image=image)
+            found += [
+                (f"pod_template.{field}", f"is said by {SPEC}.{where}: give one or the other")
+                for field, where in OVERLAPPING.items()
+                if field in self.model_fields_set
+            ]
+        if found:
+            raise ValueError("; ".join(f"{path}: {problem}" for path, problem in found))
+        return self
