@@ -19,7 +19,7 @@ def resources() -> dict[str, Any]:
 
 
 def code_statements(res: dict[str, Any], role: str) -> list[dict[str, Any]]:
-    (code,) = (p for p in res[role]["Properties"]["Policies"] if p["PolicyName"] == "code")
+    (code,) = (p for p in res[role]["Properties"]["Policies"] if p.get("PolicyName") == "code")
     statements: list[dict[str, Any]] = code["PolicyDocument"]["Statement"]
     return statements
 
