@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 include mk/sam.mk
 include mk/layers.mk
 
-.PHONY: help venv lock-dev lint typecheck layers unit pytest test demo local invoke openapi docs podspec-schema bench clean
+.PHONY: help venv lock-dev lock-sidecar lint typecheck layers unit pytest test demo local invoke openapi docs podspec-schema bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ venv: $(STAMP) ## Create the venv with the pinned dependencies (hash-checked: re
 
 lock-dev: ## Re-lock requirements-dev.in into requirements-dev.txt, with hashes (uv from a throwaway venv)
 	$(call uv_lock,requirements-dev.in,requirements-dev.txt,3.13,lock-dev)
+
+lock-sidecar: ## Re-lock the sidecar image's requirements (clients/sidecar/*.in -> *.txt, with hashes)
+	$(call uv_lock,clients/sidecar/requirements.in,clients/sidecar/requirements.txt,3.13,lock-sidecar)
+	$(call uv_lock,clients/sidecar/build.in,clients/sidecar/build.txt,3.13,lock-sidecar)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .

@@ -18,6 +18,7 @@ from conftest import DROP, Scripted
 
 from podslots_client import Agent, AgentExit, Backoff, Gone, InvalidRequest, Pod
 from podslots_client.agent import main
+from podslots_client.heartbeat import TASK_ID as HELD_TASK_ID
 from podslots_client.heartbeat import held_in
 
 FAST = Backoff(base_s=0.001, cap_s=0.004)
@@ -136,6 +137,23 @@ def test_the_held_tasks_directory_lists_its_files_but_not_dot_files(tmp_path: Pa
     assert held_in(tmp_path)() == ["run-1", "run-2"]
     with pytest.raises(FileNotFoundError):
         held_in(tmp_path / "missing")()
+
+
+def test_the_held_tasks_directory_lists_only_names_that_are_task_ids_of_regular_files(tmp_path: Path) -> None:
+    # Given the files of the protocol next to what else a directory may hold: a temp file being
+    # written, an editor's backup, a name with a space, a directory named like a task, a dangling link
+    for name in ("tf.run:42", "run-1", ".run-2.tmp", "run-1~", "run 3", "x" * 129):
+        (tmp_path / name).write_text("")
+    (tmp_path / "run-4").mkdir()
+    (tmp_path / "run-5").symlink_to(tmp_path / "gone")
+    # Then only the task ids are listed: anything else would make every beat a 400 (the agent exits)
+    assert held_in(tmp_path)() == ["run-1", "tf.run:42"]
+
+
+def test_the_clients_task_id_syntax_is_the_servers() -> None:
+    from podslots.names import TASK_ID
+
+    assert f"^{HELD_TASK_ID.pattern}$" == TASK_ID
 
 
 def test_the_sidecar_stops_cleanly_on_sigterm(scripted: Scripted, tmp_path: Path) -> None:

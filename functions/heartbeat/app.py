@@ -1,6 +1,7 @@
 """POST /pools/{pool}/pods/{pod}/heartbeat: the agent in each pod registers and beats.
 
-The first beat makes a starting pod ready; a beat brings an unhealthy pod back. A beat without
+The first beat makes a starting pod ready (and, while the cluster has not yet given the pod's IP,
+puts PodRegistered on the bus, so reconcile records it at once); a beat brings an unhealthy pod back. A beat without
 `held_tasks` keeps the pod alive and frees no slot (the agent did not say what it holds). The
 answer lists the pod's slots and their tasks. A draining or unknown pod gets 410: its agent should exit.
 """
@@ -26,13 +27,14 @@ from podslots.api_models import (
     PoolName,
     pod_answer,
 )
+from podslots.bus import EventBridgePublisher
 from podslots.clock import SystemClock
 from podslots.heartbeat import HeartbeatService
 from podslots.observability import logger, metrics, tracer
 from podslots.store import SlotStore
 
 app = make_resolver()
-service = HeartbeatService(SlotStore(), SystemClock())
+service = HeartbeatService(SlotStore(), SystemClock(), EventBridgePublisher())
 
 
 @app.post(

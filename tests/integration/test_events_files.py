@@ -46,6 +46,7 @@ def test_every_events_file_is_covered_here():
         "autoscale_schedule.json",
         "expire_schedule.json",
         "capacity_shortage.json",
+        "pod_registered.json",
         "dispatch_schedule.json",
         "reconcile_sqs.json",
         "autoscale_sqs.json",
@@ -74,10 +75,13 @@ def test_the_schedule_files_are_direct_runs_of_every_pool_and_the_schedules_name
         "expire",
         "reconcile",
     ]
-    ((function, pattern),) = rules()
-    shortage = load_event("capacity_shortage.json")
-    assert function == "DispatchFunction"
-    assert all(shortage[field] in allowed for field, allowed in pattern.items())
+    # each rule's file matches its pattern, and goes to the dispatcher
+    files = {"CapacityShortage": "capacity_shortage.json", "PodRegistered": "pod_registered.json"}
+    for function, pattern in rules():
+        (kind,) = pattern["detail-type"]
+        event = load_event(files[kind])
+        assert function == "DispatchFunction"
+        assert all(event[field] in allowed for field, allowed in pattern.items())
 
 
 @pytest.mark.parametrize("module", ["functions.expire.app"])

@@ -154,6 +154,10 @@ def one_autoscale_message(answer: Any) -> None:
     assert answer == {"step": "autoscale", "trigger": "event-6a7e8feb-b491-4cf7-a9f1-bf3703467718", "sent": 1}
 
 
+def one_registered_reconcile(answer: Any) -> None:
+    assert answer == {"step": "reconcile", "trigger": "event-3b1f2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", "sent": 1}
+
+
 def one_reconcile_message(answer: Any) -> None:
     assert (answer["step"], answer["sent"]) == ("reconcile", 1)  # the seeded pool's
     assert answer["trigger"].startswith("minute-")
@@ -168,6 +172,7 @@ SCHEDULED: dict[str, tuple[str, Callable[[Any], None]]] = {
     "reconcile_schedule.json": ("ReconcileFunction", figures_and_nothing_to_repair),
     "autoscale_schedule.json": ("AutoscaleFunction", steady),
     "capacity_shortage.json": ("DispatchFunction", one_autoscale_message),  # that pool only
+    "pod_registered.json": ("DispatchFunction", one_registered_reconcile),  # that pool's reconcile
     "expire_schedule.json": ("ExpireFunction", none_expired),
     "dispatch_schedule.json": ("DispatchFunction", one_reconcile_message),  # the reconcile schedule's Input
     # a fan-out batch as the step's SQS event source mapping delivers it (one message, the pool)

@@ -3,9 +3,9 @@
 `local.template` reads the template with its intrinsics kept as data ({"Fn::Sub": ...}); this turns
 such a piece into what CloudFormation would deploy for given parameters, pseudo parameters and
 resource ids. Only what the template uses: Ref, Fn::Sub (both forms, `${!literal}`), Fn::GetAtt,
-Fn::Join, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or, Fn::ToJsonString (AWS::LanguageExtensions),
-Condition, AWS::NoValue. Anything else raises, so a new intrinsic is noticed rather than passed
-through.
+Fn::Join, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or, Fn::Contains (Rules), Fn::ToJsonString
+(AWS::LanguageExtensions), Condition, AWS::NoValue. Anything else raises, so a new intrinsic is
+noticed rather than passed through.
 """
 
 from __future__ import annotations
@@ -137,6 +137,9 @@ class Resolver:
                 return all(self.resolve(a) for a in arg)
             if key == "Fn::Or":
                 return any(self.resolve(a) for a in arg)
+            if key == "Fn::Contains":  # a Rules function: is the value one of the list's?
+                values, value = (self.resolve(a) for a in arg)
+                return value in values
             if key == "Fn::ToJsonString":
                 return json.dumps(self.resolve(arg), separators=(",", ":"))
             if key == "Condition" and isinstance(arg, str):
@@ -195,7 +198,8 @@ def function_role_policies(
     target = role["Fn::GetAtt"]
     role_id = (target if isinstance(target, list) else target.split(".", 1))[0]
     role_props = resources[role_id]["Properties"]
-    docs = [resolver.resolve(p["PolicyDocument"]) for p in role_props.get("Policies", [])]
+    # resolved as a whole: a policy under Fn::If (the VPC's) is there or not, as its condition says
+    docs = [p["PolicyDocument"] for p in resolver.resolve(role_props.get("Policies", []))]
     for arn in role_props.get("ManagedPolicyArns", []):
         if not (isinstance(arn, dict) and arn.get("Ref") in resources):
             raise NotImplementedError(f"{role_id}'s managed policy {arn!r} is not one of this template's")

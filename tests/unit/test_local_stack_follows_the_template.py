@@ -43,7 +43,10 @@ def test_every_schedule_rule_and_queue_mapping_of_the_template_is_run():
         ("DispatchFunction", 60, "autoscale"),
         ("DispatchFunction", 300, "expire"),
     }
-    assert [f for f, _ in rules()] == ["DispatchFunction"]
+    assert [(f, p["detail-type"]) for f, p in rules()] == [
+        ("DispatchFunction", ["CapacityShortage"]),
+        ("DispatchFunction", ["PodRegistered"]),
+    ]
     assert {(m.function, m.queue, m.reports_failures) for m in queue_mappings()} == {
         ("ReconcileFunction", "ReconcileQueue", True),
         ("AutoscaleFunction", "AutoscaleQueue", True),

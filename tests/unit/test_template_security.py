@@ -137,7 +137,7 @@ def scheduled_targets() -> list[tuple[str, str, dict[str, object]]]:
 
 def test_given_each_scheduled_target_then_it_retries_briefly_and_dead_letters_to_the_queue():
     targets = scheduled_targets()
-    assert len(targets) == 4
+    assert len(targets) == 5  # three schedules, CapacityShortage's rule, PodRegistered's rule
     for function, event, props in targets:
         retry = props["RetryPolicy"]
         assert isinstance(retry, dict)

@@ -2,8 +2,10 @@
 
 It reads what the pod manifest sets (PODSLOTS_POOL, PODSLOTS_POD_NAME, PODSLOTS_SLOTS,
 PODSLOTS_HEARTBEAT_URL), plus PODSLOTS_HELD_TASKS_DIR: a directory where the agent keeps one file
-per task it holds, named by the task id (set it in the pool's `pod_template.env`). It exits 0 when
-told to go or on SIGTERM, 2 on a configuration error, 1 when the API rejects the beat itself.
+per task it holds, named by the task id (docs/agent-protocol.md; with `pod_template.sidecar`, podslots
+sets it and shares the directory between the two containers). It is the entrypoint of the sidecar
+image (clients/sidecar/Dockerfile). It exits 0 when told to go or on SIGTERM, 2 on a configuration
+error, 1 when the API rejects the beat itself.
 """
 
 from __future__ import annotations

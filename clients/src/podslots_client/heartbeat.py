@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import logging
 import random
+import re
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -158,12 +159,22 @@ def _describe(exc: Exception) -> str:
     return str(exc) if isinstance(exc, PodSlotsError) else f"{type(exc).__name__}: {exc}"
 
 
+TASK_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # the server's task id syntax (podslots.names.TASK_ID)
+
+
 def held_in(directory: Path) -> Callable[[], list[str]]:
-    """The task ids a directory holds, one file each (dot files are ignored, so a writer can write
-    `.run-42` and rename it). A missing directory raises: the beat goes without the list (or is
-    skipped, on a server that would read that as empty), never sent empty."""
+    """The task ids a directory holds: one regular file per task, named by its id (the file
+    protocol, docs/agent-protocol.md). Ignored: dot files (a writer writes `.run-42.tmp` and renames
+    it, so a half-written file is never listed), names that are no task id (an editor's `run-42~`, a
+    `lost+found`), and anything not a regular file. A directory that cannot be read raises: the beat
+    then goes without the list (or is skipped, on a server that would read that as empty), never
+    sent empty. A file's content is never read."""
 
     def held() -> list[str]:
-        return sorted(p.name for p in directory.iterdir() if not p.name.startswith(".") and p.is_file())
+        return sorted(
+            p.name
+            for p in directory.iterdir()
+            if not p.name.startswith(".") and TASK_ID.fullmatch(p.name) and p.is_file()
+        )
 
     return held

@@ -98,6 +98,7 @@ class Task:
     status: str
     reserved_until: int | None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    pod_ip: str | None = None  # the pod's IP once podslots knows it (absent from older servers' answers)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Task:
@@ -110,6 +111,7 @@ class Task:
             status=data["status"],
             reserved_until=_opt_int(data.get("reserved_until")),
             raw=_raw(data),
+            pod_ip=data.get("pod_ip"),
         )
 
 

@@ -105,6 +105,10 @@ class TaskAnswer(BaseModel):
     task_type: TaskType
     status: TaskStatus
     reserved_until: int | None = None
+    pod_ip: str | None = Field(
+        default=None,
+        description="The IP of the task's pod, as the cluster reports it; null until podslots has recorded it",
+    )
 
 
 class SlotAnswer(BaseModel):
@@ -153,6 +157,7 @@ def task_answer(task: Task) -> dict[str, Any]:
         task_type=task.task_type,
         status=task.status,
         reserved_until=task.reserved_until,
+        pod_ip=task.pod_ip,
     ).model_dump(mode="json")
 
 

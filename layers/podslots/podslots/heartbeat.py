@@ -12,23 +12,32 @@ call its own pod's path alone (template.yaml, `AgentInvokePolicy`). What a beat 
 what the cluster says: the pod's IP comes from reconcile and autoscale. The IP the agent reports
 is kept as `reported_ip`, and one that differs from the cluster's is counted
 (`HeartbeatIpMismatch`) and logged, never used.
+
+The pod's address at once: the beat that registers a pod whose IP the cluster has not yet given
+podslots puts `PodRegistered {pool, pod}` on the bus, and a rule runs reconcile for that pool
+(through the dispatcher), which records the IP from its LIST within seconds instead of at the next
+minute. The publish is best effort: the minute's reconcile records the IP anyway.
 """
 
 from __future__ import annotations
 
+from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.errors import Gone
 from podslots.model import Pod
 from podslots.observability import count, logger
+from podslots.scrub import exception_facts
 from podslots.store import SlotStore, StoreConflict
 
 IP_MISMATCH_METRIC = "HeartbeatIpMismatch"
+POD_REGISTERED = "PodRegistered"
 
 
 class HeartbeatService:
-    def __init__(self, store: SlotStore, clock: Clock) -> None:
+    def __init__(self, store: SlotStore, clock: Clock, bus: EventPublisher | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.bus = bus
 
     def beat(self, pool: str, pod: str, held_tasks: list[str] | None, reported_ip: str | None) -> Pod:
         """`held_tasks` None: the agent does not know what it holds; the beat keeps the pod alive and
@@ -44,6 +53,8 @@ class HeartbeatService:
                 pool=pool,
                 pod=pod,
             ) from exc
+        if answer.registered_at == now and answer.pod_ip is None:
+            self._announce(answer)
         if reported_ip and answer.pod_ip and reported_ip != answer.pod_ip:
             count(IP_MISMATCH_METRIC)
             logger.warning(
@@ -51,3 +62,16 @@ class HeartbeatService:
                 extra={"pool": pool, "pod": pod, "reported_ip": reported_ip, "cluster_ip": answer.pod_ip},
             )
         return answer
+
+    def _announce(self, pod: Pod) -> None:
+        """`PodRegistered` for a pod that has just registered and has no IP yet (a pod that reconcile
+        already saw, an adopted one, has one: nothing to hurry). A failed publish is logged by its type
+        and swallowed: the beat stands, and the minute's reconcile records the IP."""
+        if self.bus is None:
+            return
+        try:
+            self.bus.publish(POD_REGISTERED, {"pool": pod.pool, "pod": pod.name})
+        except Exception as exc:
+            logger.warning(
+                "PodRegistered not published", extra={"pool": pod.pool, "pod": pod.name, **exception_facts(exc)}
+            )

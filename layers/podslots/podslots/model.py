@@ -130,6 +130,7 @@ class Pod:
     reported_ip: str | None = None  # what the agent's last beat claimed: compared, never handed out
     created_at: int = 0
     heartbeat_at: int | None = None  # the last beat, whatever it said
+    registered_at: int | None = None  # the first beat (None: none yet, or an item from before the field)
     held_tasks: tuple[str, ...] = ()  # what the last beat that listed its tasks listed
     held_at: int | None = None  # when that beat came (None: no beat has listed them yet)
     last_used_at: int = 0

@@ -27,6 +27,7 @@ DEFAULT_RESERVATION_TTL_S = 86400
 MAX_ATTEMPTS = 10  # reads and writes before a 409: DynamoDB cancels concurrent transactions on one item
 BACKOFF_BASE_S = 0.01
 BACKOFF_CAP_S = 0.2
+HOLDING = (TaskStatus.RUNNING, TaskStatus.APPLY_PENDING)  # the statuses in which a task holds a slot
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,16 @@ class TaskStatusService:
         task = self.store.get_task(task_id)
         if task is None or not caller.may_read(task.owner):
             raise _unknown(task_id)
-        return task
+        return self._with_address(task)
+
+    def _with_address(self, task: Task) -> Task:
+        """The task with its pod's IP. The task item keeps the IP its pod had when the slot was given;
+        a task placed before reconcile recorded the new pod's IP has none, so its pod item is read
+        (one GetItem, only then): the queue learns the address as soon as podslots knows it."""
+        if task.pod_ip is not None or task.pod is None or task.status not in HOLDING:
+            return task
+        pod = self.store.get_pod(task.pool, task.pod)
+        return replace(task, pod_ip=pod.pod_ip) if pod is not None and pod.pod_ip else task
 
     def _own(self, task_id: str, caller: Caller) -> Task:
         """The task as the caller may move it: its own or an unowned one (an operator's reading

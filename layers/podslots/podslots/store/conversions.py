@@ -50,6 +50,7 @@ def pod_from(item: PodItem) -> Pod:
         reported_ip=item.reported_ip,
         created_at=int(item.created_at),
         heartbeat_at=int(item.heartbeat_at) if item.heartbeat_at is not None else None,
+        registered_at=int(item.registered_at) if item.registered_at is not None else None,
         held_tasks=tuple(item.held_tasks or ()),
         held_at=int(item.held_at) if item.held_at is not None else None,
         last_used_at=int(item.last_used_at or 0),

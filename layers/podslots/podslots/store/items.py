@@ -84,6 +84,7 @@ class PodItem(Item):
     reported_ip = UnicodeAttribute(null=True)  # what the agent's last beat claimed; never handed out
     created_at = NumberAttribute()
     heartbeat_at = NumberAttribute(null=True)
+    registered_at = NumberAttribute(null=True)  # the first beat since the item was written (PodRegistered)
     held_tasks = ListAttribute[str](null=True)  # as the last beat that listed them said
     held_at = NumberAttribute(null=True)  # when that beat came: a beat without a list leaves both
     last_used_at = NumberAttribute(default=0)

@@ -54,8 +54,15 @@ class PodRecords(StoreBase):
         the partition it is in (`if_not_exists`): a beat never promotes an outdated pod that a
         roll-out made a second choice; one that reopens (after `unhealthy`) starts as a first choice
         until autoscale's next run ranks it again.
+
+        `registered_at` is set by the first beat and kept: the answer's `registered_at == now` tells
+        the caller that this beat registered the pod (or beat again within that second).
         """
-        actions: list[Action] = [PodItem.heartbeat_at.set(now), PodItem.state.set(PodState.READY.value)]
+        actions: list[Action] = [
+            PodItem.heartbeat_at.set(now),
+            PodItem.state.set(PodState.READY.value),
+            PodItem.registered_at.set(PodItem.registered_at | now),  # kept from the first beat on
+        ]
         if held_tasks is not None:
             actions += [PodItem.held_tasks.set(held_tasks), PodItem.held_at.set(now)]
         if reported_ip:
