@@ -41,7 +41,7 @@ EVERY_STATE = (*SCALE_DOWN_STATES, PodState.STARTING)  # a cordoned pod goes wha
 @dataclass
 class ScaleReport:
     pool: str
-    direction: str = Direction.NONE.value
+    direction: Direction = Direction.NONE
     before: int = 0
     after: int = 0
     reason: str = ""
@@ -240,9 +240,8 @@ class Autoscaler:
         """The metrics every run; the history and the bus only when the step did something, or when a
         blocked step down differs from the one the last run recorded (`recorded`): a pool whose
         busy pods block its step down for hours records it once, not every minute. The event names
-        the pods: those created, drained (`removed`) and cordoned for a roll-out (`retired`), and
-        which pod replaced which."""
-        if report.direction == Direction.UP.value:
+        the pods: those created, drained and cordoned for a roll-out, and which pod replaced which."""
+        if report.direction is Direction.UP:
             metrics = [("ScaleUp", MetricUnit.Count, len(report.created))]
         else:
             metrics = [
@@ -254,13 +253,13 @@ class Autoscaler:
             return
         detail: dict[str, Any] = {
             "pool": pool.name,
-            "direction": report.direction,
+            "direction": report.direction.value,
             "before": report.before,
             "after": report.after,
             "reason": report.reason,
             "blocked": report.blocked,
         }
-        named = {"created": report.created, "removed": report.removed, "retired": report.retired}
+        named = {"pods_created": report.created, "pods_drained": report.removed, "pods_cordoned": report.retired}
         detail.update({k: list(v) for k, v in named.items() if v})
         if outcome.replaced:
             detail["replaced"] = outcome.replaced
@@ -328,7 +327,7 @@ class _PoolStep:
         report = self.report
         done = step_plan.Done(report.created, report.removed, report.retired, report.blocked)
         outcome = plan.outcome(done)
-        report.direction, report.after, report.reason = outcome.direction.value, outcome.after, outcome.reason
+        report.direction, report.after, report.reason = outcome.direction, outcome.after, outcome.reason
         return outcome
 
     def record_would(self, plan: step_plan.StepPlan, noted: str | None) -> str | None:
@@ -434,7 +433,7 @@ class _PoolStep:
                 self.cluster.delete_pod(self.pool.settings.namespace, stray.name, stray.uid)  # holds no task
         self.report.after = self.report.blocked = len(left)
         if self.report.removed:
-            self.report.direction = Direction.DOWN.value
+            self.report.direction = Direction.DOWN
         if left or (self.pool.settings.mode.may_empty_deleted_pool and self._own_pods()):
             return False
         self.cluster.delete_disruption_budget(self.pool.settings.namespace, self.pool.name)  # 404 counts as done

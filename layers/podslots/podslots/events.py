@@ -13,6 +13,7 @@ both scheduled steps record them the same way.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -58,7 +59,7 @@ class Events:
         metrics = list(metrics)
         if metrics:
             pool_metrics(pool, metrics)
-        logger.info(log or kind, extra=detail)
+        logger.info(log or kind, extra=_loggable(detail))
         return event_id
 
     def publish(self, kind: str, detail: dict[str, Any]) -> bool:
@@ -66,7 +67,8 @@ class Events:
         try:
             self.bus.publish(kind, detail)
         except Exception as exc:  # the history (or the table's own state) already holds it
-            logger.error(f"{kind} not published", extra={"detail_type": kind, **detail, **exception_facts(exc)})
+            extra = {"detail_type": kind, **_loggable(detail), **exception_facts(exc)}
+            logger.error(f"{kind} not published", extra=extra)
             return False
         return True
 
@@ -88,3 +90,12 @@ class Events:
             self.record(pool, kind, detail, now, publish=False, metrics=metrics)
         else:
             pool_metrics(pool, metrics)
+
+
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def _loggable(detail: dict[str, Any]) -> dict[str, Any]:
+    """The detail as log fields: a key the log record itself uses (`created`, `name`, ...) would make
+    the logging call raise, so it is logged as `detail_<key>`."""
+    return {f"detail_{k}" if k in _RECORD_FIELDS else k: v for k, v in detail.items()}

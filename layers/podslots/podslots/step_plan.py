@@ -260,11 +260,11 @@ def starting_after(pods: list[Pod], removed: Collection[str], created: Collectio
     return sum(1 for p in pods if p.state is PodState.STARTING and p.name not in gone) + len(created)
 
 
-def blocked_note(direction: str, before: int, blocked: int, *, changed: bool) -> str | None:
+def blocked_note(direction: Direction, before: int, blocked: int, *, changed: bool) -> str | None:
     """An active pool's step that only met busy pods, as the lease remembers it (None: the step did
     something, or wanted nothing). It changes with the pool's size or the step's target, not with
     the reason's figures, which move every minute."""
-    if direction != Direction.DOWN or changed:
+    if direction is not Direction.DOWN or changed:
         return None
     return f"blocked: down from {before} by {blocked}"
 
