@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from podslots import rollout, step_plan
+from podslots import step_plan
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster import POOL_LABEL, Cluster, ClusterError, ClusterPod
@@ -108,7 +108,8 @@ class Autoscaler:
             if pool.deleting:
                 if step.drain_pool(pods) and self.store.remove_pool(pool.name):
                     logger.info("pool deleted", extra={"pool": pool.name})
-                outcome = step_plan.deletion_outcome(report.removed, report.before, report.after, report.reason)
+                done = step_plan.Done(removed=report.removed, blocked=report.blocked)
+                outcome = step_plan.deletion_outcome(done, report.before, report.after, report.reason)
                 return report
             load = step_plan.load_of(pods, self._demand(pool.name, now))
             decision = decide(load, pool.settings, low_since, now)
@@ -136,7 +137,7 @@ class Autoscaler:
             self.store.release_lease(lease, low_since, rolling, noted, starting)
         if outcome is not None and outcome.kind is not None:
             recorded = _blocked_note(report) is None or noted != lease.noted
-            self._announce(pool, report, outcome, now, recorded=recorded)
+            self._announce(pool, outcome, now, recorded=recorded)
         return report
 
     def _left_alone(self, pool: RegisteredPool, now: int, report: ScaleReport) -> bool:
@@ -154,39 +155,19 @@ class Autoscaler:
         return self._quiet(pool, seen, now, report)
 
     def _quiet(self, pool: RegisteredPool, seen: Lease | None, now: int, report: ScaleReport) -> bool:
-        """Would this run write or act? Decided from reads alone, before any lease is taken.
-
-        The same decision as the step's, from the same reads (the pods, the demand, the lease's
-        `low_since`, roll-out and note): quiet when the rule wants no step (a step down that busy
-        pods block is not quiet: it is counted every run), the plan does nothing (no create, drain,
-        cordon or re-rank), no waiting task has gone stale, and nothing the lease keeps would change
-        (`low_since`, the roll-out, an observed pool's note, the starting pods allocation's 503
-        reads). A run that is not quiet takes the lease and does it all again under it, as before, so
-        one run per pool at a time still holds for everything that writes or acts; a quiet run
-        changes nothing, so it needs no lease (the report is filled as the step would fill it).
-        """
-        pods, waiting = self.store.pods(pool.name), self.store.waiting(pool.name)
-        if any(now - task.updated_at > DEMAND_WINDOW_S for task in waiting):
-            return False  # the step would drop it from the demand: a write
-        low_since, rolling = (seen.low_since, seen.rollout) if seen is not None else (None, None)
-        settings, revision = pool.settings, template_revision(pool.settings)
-        load = step_plan.load_of(pods, len(waiting))
-        decision = decide(load, settings, low_since, now)
-        # A step the rule wants is the step's to take, or to count and note as blocked (the
-        # ScaleDownBlocked metric every run, the history once per change): never quiet.
-        wants_a_step = decision.direction is not Direction.NONE
-        starting_changes = step_plan.starting_after(pods, [], []) != (seen.starting if seen else 0)
-        if wants_a_step or decision.low_since != low_since or starting_changes:
+        """Would this run write or act (`step_plan.quiet`)? A run that is not quiet takes the lease and
+        does it all again under it, so one run per pool at a time still holds for everything that
+        writes or acts; a quiet run changes nothing, so it needs no lease (the report is filled as the
+        step would fill it)."""
+        waiting = [task.updated_at for task in self.store.waiting(pool.name)]
+        found = step_plan.quiet(
+            self.store.pods(pool.name), waiting, pool.settings, seen, now=now, window_s=DEMAND_WINDOW_S
+        )
+        if found is None:
             return False
-        if settings.mode.may_scale and step_plan.rollout_moves(pods, revision, rolling):
-            return False
-        plan = step_plan.for_pool(pods, decision, settings, revision, rolling.size if rolling else None)
-        if plan.rank or not plan.idle:
-            return False
-        if settings.mode.records_would:
-            if seen is not None and seen.noted is not None:
-                return False  # the step would clear the note it recorded
-            report.mode = settings.mode.value
+        load, decision = found
+        if pool.settings.mode.records_would:
+            report.mode = pool.settings.mode.value
         report.before, report.after, report.reason = load.pods, load.pods, decision.reason
         return True
 
@@ -203,67 +184,29 @@ class Autoscaler:
     def _track_rollout(
         self, pool: RegisteredPool, pods: list[Pod], revision: str, rolling: Rollout | None, *, size: int, now: int
     ) -> Rollout | None:
-        """RolloutStarted when outdated pods first show up (or the template changed again mid-way),
-        RolloutFinished on the first run that finds none left. The lease item remembers the roll-out
-        and the size in service it started from."""
-        outdated = rollout.outdated_pods(pods, revision)
-        if outdated and (rolling is None or rolling.revision != revision):
-            detail: dict[str, Any] = {
-                "pool": pool.name,
-                "revision": revision,
-                "from": sorted({p.revision or "" for p in outdated}),
-                "outdated": len(outdated),
-                "max_surge": pool.settings.max_surge,
-            }
-            if rolling is not None:
-                detail["supersedes"] = rolling.revision
-            self._record(pool.name, "RolloutStarted", detail, now)
+        """The roll-out's start and end, recorded (`step_plan.rollout_event`). The lease item remembers
+        the roll-out and the size in service it started from."""
+        event = step_plan.rollout_event(pool.name, pods, revision, rolling, max_surge=pool.settings.max_surge, now=now)
+        if event is None:
+            return rolling
+        kind, detail = event
+        self._record(pool.name, kind, detail, now)
+        if kind == "RolloutStarted":
             return Rollout(revision, now, rolling.size if rolling is not None else size)
-        if not outdated and rolling is not None:
-            detail = {
-                "pool": pool.name,
-                "revision": rolling.revision,
-                "started_at": rolling.started_at,
-                "took_s": now - rolling.started_at,
-            }
-            self._record(pool.name, "RolloutFinished", detail, now)
-            return None
-        return rolling
+        return None
 
     def _record(self, pool: str, kind: str, detail: dict[str, Any], now: int) -> None:
         """History first (the record of fact), then the bus and a metric, best effort."""
         self.events.record(pool, kind, detail, now, metrics=[(kind, MetricUnit.Count, 1)])
 
-    def _announce(
-        self, pool: RegisteredPool, report: ScaleReport, outcome: step_plan.Outcome, now: int, recorded: bool
-    ) -> None:
+    def _announce(self, pool: RegisteredPool, outcome: step_plan.Outcome, now: int, *, recorded: bool) -> None:
         """The metrics every run; the history and the bus only when the step did something, or when a
         blocked step down differs from the one the last run recorded (`recorded`): a pool whose
         busy pods block its step down for hours records it once, not every minute. The event names
         the pods: those created, drained and cordoned for a roll-out, and which pod replaced which."""
-        if report.direction is Direction.UP:
-            metrics = [("ScaleUp", MetricUnit.Count, len(report.created))]
-        else:
-            metrics = [
-                ("ScaleDown", MetricUnit.Count, len(report.removed)),
-                ("ScaleDownBlocked", MetricUnit.Count, report.blocked),
-            ]
-        pool_metrics(pool.name, metrics)
-        if not recorded or outcome.kind is None:
-            return
-        detail: dict[str, Any] = {
-            "pool": pool.name,
-            "direction": report.direction.value,
-            "before": report.before,
-            "after": report.after,
-            "reason": report.reason,
-            "blocked": report.blocked,
-        }
-        named = {"pods_created": report.created, "pods_drained": report.removed, "pods_cordoned": report.retired}
-        detail.update({k: list(v) for k, v in named.items() if v})
-        if outcome.replaced:
-            detail["replaced"] = outcome.replaced
-        self.events.record(pool.name, outcome.kind, detail, now, log="pool scaled")
+        pool_metrics(pool.name, [(name, MetricUnit.Count, value) for name, value in outcome.counts()])
+        if recorded and outcome.kind is not None:
+            self.events.record(pool.name, outcome.kind, outcome.detail(pool.name), now, log="pool scaled")
 
 
 def _blocked_note(report: ScaleReport) -> str | None:

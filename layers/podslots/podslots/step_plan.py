@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 from podslots import rollout
 from podslots.model import Pod, PodState
-from podslots.scaling import Decision, Direction, Load
-from podslots.settings import PoolSettings
+from podslots.scaling import Decision, Direction, Load, decide
+from podslots.settings import PoolSettings, template_revision
 
 
 class RollingState(Protocol):
@@ -21,6 +21,23 @@ class RollingState(Protocol):
 
     @property
     def revision(self) -> str: ...
+    @property
+    def started_at(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+
+
+class LeaseState(Protocol):
+    """What a quiet run reads of the pool's lease (`store.Lease`)."""
+
+    @property
+    def low_since(self) -> int | None: ...
+    @property
+    def rollout(self) -> RollingState | None: ...
+    @property
+    def noted(self) -> str | None: ...
+    @property
+    def starting(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -116,7 +133,7 @@ class StepPlan:
             kind = "PoolRolled" if self.rolling else "PodsDrained"
         else:
             kind = "ScaleBlocked" if done.blocked else None
-        return Outcome(kind, direction, before, after, reason, self._replaced(done.retired))
+        return Outcome(kind, direction, before, after, reason, self._replaced(done.retired), done)
 
     def _replaced(self, retired: Collection[str]) -> list[dict[str, str]]:
         """Which pod replaced which: each outdated pod retired now, with one of the current pods in
@@ -167,6 +184,31 @@ class Outcome:
     after: int
     reason: str
     replaced: list[dict[str, str]] = field(default_factory=list)
+    done: Done = field(default_factory=Done)
+
+    def detail(self, pool: str) -> dict[str, Any]:
+        """The event: the counts it always had, and the pods it names (added by issue 18)."""
+        detail: dict[str, Any] = {
+            "pool": pool,
+            "direction": self.direction.value,
+            "before": self.before,
+            "after": self.after,
+            "reason": self.reason,
+            "blocked": self.done.blocked,
+        }
+        named = {"pods_created": self.done.created, "pods_drained": self.done.removed}
+        detail.update({k: list(v) for k, v in {**named, "pods_cordoned": self.done.retired}.items() if v})
+        if self.replaced:
+            detail["replaced"] = self.replaced
+        return detail
+
+    def counts(self) -> list[tuple[str, int]]:
+        """The step's metrics, every run the step moved or was blocked (none for a step that only cordoned)."""
+        if self.direction is Direction.UP:
+            return [("ScaleUp", len(self.done.created))]
+        if self.direction is Direction.DOWN:
+            return [("ScaleDown", len(self.done.removed)), ("ScaleDownBlocked", self.done.blocked)]
+        return []
 
 
 @dataclass(frozen=True)
@@ -269,6 +311,72 @@ def blocked_note(direction: Direction, before: int, blocked: int, *, changed: bo
     return f"blocked: down from {before} by {blocked}"
 
 
-def deletion_outcome(removed: list[str], before: int, after: int, reason: str) -> Outcome | None:
+def deletion_outcome(done: Done, before: int, after: int, reason: str) -> Outcome | None:
     """A deleted pool's step: told as a step down when it drained pods, else not told."""
-    return Outcome("PoolScaled", Direction.DOWN, before, after, reason) if removed else None
+    return Outcome("PoolScaled", Direction.DOWN, before, after, reason, done=done) if done.removed else None
+
+
+def rollout_event(
+    pool: str, pods: list[Pod], revision: str, rolling: RollingState | None, *, max_surge: int, now: int
+) -> tuple[str, dict[str, Any]] | None:
+    """`RolloutStarted` when outdated pods first show up (or the template changed again mid-way),
+    `RolloutFinished` on the first run that finds none left; None: the roll-out state holds."""
+    outdated = rollout.outdated_pods(pods, revision)
+    if outdated and (rolling is None or rolling.revision != revision):
+        detail: dict[str, Any] = {
+            "pool": pool,
+            "revision": revision,
+            "from": sorted({p.revision or "" for p in outdated}),
+            "outdated": len(outdated),
+            "max_surge": max_surge,
+        }
+        if rolling is not None:
+            detail["supersedes"] = rolling.revision
+        return "RolloutStarted", detail
+    if not outdated and rolling is not None:
+        took = now - rolling.started_at
+        return "RolloutFinished", {
+            "pool": pool,
+            "revision": rolling.revision,
+            "started_at": rolling.started_at,
+            "took_s": took,
+        }
+    return None
+
+
+def quiet(
+    pods: list[Pod],
+    waiting_since: list[int],
+    settings: PoolSettings,
+    seen: LeaseState | None,
+    *,
+    now: int,
+    window_s: int,
+) -> tuple[Load, Decision] | None:
+    """Would a run write or act? Decided from reads alone, before any lease is taken.
+
+    The same decision as the step's, from the same reads (the pods, the demand, the lease's
+    `low_since`, roll-out and note): quiet (the load and decision, for the report) when the rule
+    wants no step (a step down that busy pods block is not quiet: it is counted every run), the
+    plan does nothing (no create, drain, cordon or re-rank), no waiting task has gone stale (older
+    than `window_s`), and nothing the lease keeps would change (`low_since`, the roll-out, an
+    observed pool's note, the starting pods allocation's 503 reads). None: not quiet.
+    """
+    if any(now - since > window_s for since in waiting_since):
+        return None  # the step would drop it from the demand: a write
+    low_since, rolling = (seen.low_since, seen.rollout) if seen is not None else (None, None)
+    revision = template_revision(settings)
+    load = load_of(pods, len(waiting_since))
+    decision = decide(load, settings, low_since, now)
+    wants_a_step = decision.direction is not Direction.NONE
+    starting_changes = starting_after(pods, [], []) != (seen.starting if seen else 0)
+    if wants_a_step or decision.low_since != low_since or starting_changes:
+        return None
+    if settings.mode.may_scale and rollout_moves(pods, revision, rolling):
+        return None
+    step = for_pool(pods, decision, settings, revision, rolling.size if rolling else None)
+    if step.rank or not step.idle:
+        return None
+    if settings.mode.records_would and seen is not None and seen.noted is not None:
+        return None  # the step would clear the note it recorded
+    return load, decision
