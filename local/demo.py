@@ -454,10 +454,10 @@ def _watch(story: Story, event: dict[str, Any]) -> None:
     detail, kind = event["detail"], event["detail-type"]
     if kind == "ReservationExpired":
         story.expired_events.append(detail)
-    elif kind == "PoolScaled":
+    elif kind in ("PoolScaled", "ScaleBlocked", "PoolRolled", "PodsDrained"):  # the autoscale steps
         story.scaled.append(detail)
         story.say(
-            f"   PoolScaled {detail['direction']}: {detail['before']} -> {detail['after']} ({detail['reason']})"
+            f"   {kind} {detail['direction']}: {detail['before']} -> {detail['after']} ({detail['reason']})"
             + (f", {detail['blocked']} blocked" if detail.get("blocked") else "")
         )
     elif kind in ("RolloutStarted", "RolloutFinished"):

@@ -108,14 +108,15 @@ def test_scale_down_spares_every_pod_that_holds_a_task(pool: Pool):
         pool.task_on(pod, f"t{i}")
     # When autoscale wants to scale down (to ceil(3 / (6 x 0.5)) = 1 pod)
     report = pool.scale()
-    # Then no pod is deleted: the step is recorded as blocked instead
+    # Then no pod is deleted: the step is recorded as blocked instead (not as a `PoolScaled` 3 -> 3)
     assert report["direction"] == "down"
     assert report["blocked"] == 2
     assert "removed" not in report
     assert pool.pod_names() == set(pods)
-    scaled = [e for e in pool.store.events(POOL, 10) if e.kind == "PoolScaled"]
-    assert scaled[0].detail["blocked"] == 2
-    assert pool.bus.of("PoolScaled")[0]["blocked"] == 2
+    blocked = [e for e in pool.store.events(POOL, 10) if e.kind == "ScaleBlocked"]
+    assert blocked[0].detail["blocked"] == 2
+    assert pool.bus.of("ScaleBlocked")[0]["blocked"] == 2
+    assert [e for e in pool.store.events(POOL, 10) if e.kind == "PoolScaled"] == pool.bus.of("PoolScaled") == []
 
 
 def test_scale_down_removes_only_the_idle_pod(pool: Pool):

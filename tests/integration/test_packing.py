@@ -94,16 +94,17 @@ def test_a_blocked_scale_down_is_recorded_once_not_every_minute(
         clock.advance(60)
     # Then every run reports the block (the ScaleDownBlocked metric counts it every minute)
     assert all(r["blocked"] == 1 for r in reports)
-    # But the history and the bus carry it once
-    scaled = [e for e in store.events(POOL, 100) if e.kind == "PoolScaled"]
+    # But the history and the bus carry it once, as a blocked step (no `PoolScaled` down: 3 -> 3)
+    scaled = [e for e in store.events(POOL, 100) if e.kind == "ScaleBlocked"]
     assert [(e.detail["direction"], e.detail["blocked"]) for e in scaled] == [("down", 1)]
-    assert [e["detail"]["blocked"] for e in bus.events("PoolScaled")] == [1]
+    assert [e["detail"]["blocked"] for e in bus.events("ScaleBlocked")] == [1]
+    assert bus.events("PoolScaled") == []
     # And when the block changes (a fourth busy pod: 4 pods for a target of 3), it is recorded again, once
     task_on(store, clock, ready_pod(store, kube, clock, f"{POOL}-3"), "t3", "s0", TaskType.PLAN)
     run(autoscale)
     clock.advance(60)
     run(autoscale)
-    scaled = [e for e in store.events(POOL, 100) if e.kind == "PoolScaled"]
+    scaled = [e for e in store.events(POOL, 100) if e.kind == "ScaleBlocked"]
     assert sorted((e.detail["before"], e.detail["blocked"]) for e in scaled) == [(3, 1), (4, 1)]
 
 

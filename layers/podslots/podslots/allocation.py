@@ -36,6 +36,7 @@ from podslots.errors import (
     ResumeContended,
     TaskIdTaken,
 )
+from podslots.events import Events
 from podslots.model import (
     EndedSlot,
     Placement,
@@ -427,10 +428,8 @@ class Allocator:
         count("AllocationNoCapacity")
         if signal:
             detail = {"pool": request.pool, "task_id": request.task_id, "waiting": now - since}
-            try:
-                self.bus.publish("CapacityShortage", detail)
-            except Exception:  # the wait is recorded: autoscale's schedule sees the demand anyway
-                logger.exception("CapacityShortage not published", extra=detail)
+            # The wait is recorded: autoscale's schedule sees the demand even if the bus fails.
+            Events(self.store, self.bus).publish("CapacityShortage", detail)
         logger.info("no idle slot", extra={"pool": request.pool, "task_id": request.task_id})
         starting = self.store.starting_pods(request.pool) > 0  # one small item, whatever the pool's size
         raise NoCapacity(

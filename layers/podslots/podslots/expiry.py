@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
-from podslots.observability import MetricUnit, logger, pool_metrics
+from podslots.events import Events
+from podslots.observability import MetricUnit, pool_metrics
 from podslots.pool_order import each_pool
-from podslots.scrub import exception_facts
 from podslots.store import SlotStore
 
 
@@ -30,6 +30,7 @@ class Expirer:
         self.store = store
         self.bus = bus
         self.clock = clock
+        self.events = Events(store, bus)
 
     def run(
         self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None, *, strict: bool = False
@@ -61,11 +62,8 @@ class Expirer:
                 "task_id": task.task_id,
                 "reserved_until": task.reserved_until,
             }
-            logger.info("reservation expired", extra=detail)
-            try:
-                self.bus.publish("ReservationExpired", detail)
-            except Exception as exc:
-                logger.error("ReservationExpired not published", extra={**detail, **exception_facts(exc)})
+            # The store's write is the record of fact (the task's status): the event is only told.
+            self.events.record(pool, "ReservationExpired", detail, now, history=False, log="reservation expired")
         if report.expired:
             pool_metrics(pool, [("ReservationsExpired", MetricUnit.Count, len(report.expired))])
         return report

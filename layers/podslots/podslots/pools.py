@@ -35,7 +35,7 @@ class PoolView:
 
     @property
     def rollout(self) -> rollout.RolloutView:
-        acting = self.record.settings.mode.acts and not self.record.deleting
+        acting = self.record.settings.mode.may_scale and not self.record.deleting
         return rollout.view(self.pods, self.revision, acting)
 
 

@@ -24,17 +24,18 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+from podslots import reconcile_plan as verdicts
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster import BUSY_LABEL, DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
+from podslots.events import Events
 from podslots.ids import new_event_id
-from podslots.model import CREATE_GRACE_S, IDLE_SLOT, Pod, PodState, PoolFigures
+from podslots.model import IDLE_SLOT, Pod, PodState, PoolFigures
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.pool_guard import namespace_refused, report_below_level
 from podslots.pool_order import each_pool
-from podslots.scrub import exception_facts
-from podslots.settings import PoolMode, template_revision
+from podslots.settings import template_revision
 from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
 
 
@@ -72,6 +73,7 @@ class Reconciler:
         self.cluster_for = cluster_for
         self.bus = bus
         self.clock = clock
+        self.events = Events(store, bus)
 
     def run(
         self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None, *, strict: bool = False
@@ -127,12 +129,6 @@ class Reconciler:
             logger.info("pool reconciled", extra=report.summary())
         return report
 
-    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
-        try:
-            self.bus.publish(detail_type, detail)
-        except Exception as exc:  # the history already holds it; the bus is best effort here
-            logger.error("event not published", extra={"detail_type": detail_type, **detail, **exception_facts(exc)})
-
 
 @dataclass
 class _PoolRun:
@@ -157,7 +153,7 @@ class _PoolRun:
         """One item against what the cluster says of it; returns the item as it now is (or None)."""
         if item.state is PodState.DRAINING:
             return self._draining(item, pod)
-        reason = self._gone(item, pod)
+        reason = verdicts.gone(item, pod, self.now)
         if reason is not None:
             self._lose(item, reason)
             if pod is not None and pod.finished and not pod.deleting:
@@ -167,10 +163,7 @@ class _PoolRun:
             return item  # a starting item whose create call is still in flight
         if self.store.record_controller(item, pod.controller):
             item = replace(item, controller=pod.controller)
-        # An adopted pod was running before podslots saw it: it never "fails to come up" (it stays
-        # `starting`, counted busy, until its agent beats for this pool).
-        late = self.now - item.created_at > self.pool.settings.startup_timeout_s
-        if item.state is PodState.STARTING and late and not item.adopted:
+        if verdicts.never_came_up(item, self.pool.settings, self.now):
             return self._never_came_up(item, pod)
         item = self._liveness(item)
         revision = pod.revision or item.revision or self.revision  # a pod from before revisions: current
@@ -179,18 +172,13 @@ class _PoolRun:
         if item.adopted and pod.owner_pool != self.pool.name and self._unclaimed_adoption(item, pod) is None:
             return None
         item = self._leaks(item)
-        if self.pool.settings.mode is not PoolMode.OBSERVE:
+        if self.pool.settings.mode.may_patch:
             self._protection(item, pod)
         return item
 
     @cached_property
     def revision(self) -> str:
         return template_revision(self.pool.settings)
-
-    @property
-    def deletes(self) -> bool:
-        """Only an active pool's reconcile deletes pods; observe and paused record what it would delete."""
-        return self.pool.settings.mode.acts
 
     def _delete(self, pod: ClusterPod, reason: str, item: Pod | None = None) -> bool:
         """Delete the pod in the cluster (uid precondition), or, in observe and paused mode, record
@@ -201,17 +189,15 @@ class _PoolRun:
         if pod.controller is not None:
             self._owned_by_controller(pod, reason)
             return False
-        if self.deletes:
+        if self.pool.settings.mode.may_delete:
             self.cluster.delete_pod(self.namespace, pod.name, pod.uid)
             return True
-        pool_metrics(self.pool.name, [("WouldDelete", MetricUnit.Count, 1)])
-        note = f"would delete: {reason}"
         # Recorded once per pod and reason, on its item; a pod without one is only counted and logged.
-        if item is not None and self.store.note(item, note):
-            detail = {"pool": self.pool.name, "pod": pod.name, "reason": reason, "mode": self.pool.settings.mode.value}
-            self.store.add_event(self.pool.name, "WouldDelete", detail, self.now, f"{pod.name}-{new_event_id()}")
+        recorded = item is not None and self.store.note(item, f"would delete: {reason}")
+        detail = {"pool": self.pool.name, "pod": pod.name, "reason": reason, "mode": self.pool.settings.mode.value}
+        events, metrics = self.reconciler.events, [("WouldDelete", MetricUnit.Count, 1)]
+        events.would(self.pool.name, "WouldDelete", detail, self.now, metrics=metrics, recorded=recorded)
         self.report.would_delete.append(pod.name)
-        logger.info("would delete", extra={"pool": self.pool.name, "pod": pod.name, "reason": reason})
         return False
 
     def _unclaimed_adoption(self, item: Pod, pod: ClusterPod) -> Pod | None:
@@ -244,25 +230,13 @@ class _PoolRun:
             self.report.deletes_retried.append(item.name)
         return item
 
-    def _gone(self, item: Pod, pod: ClusterPod | None) -> str | None:
-        if pod is None:
-            in_flight = item.state is PodState.STARTING and self.now - item.created_at < CREATE_GRACE_S
-            return None if in_flight else "vanished"
-        if item.uid and pod.uid != item.uid:
-            return "replaced"
-        if pod.finished:
-            return f"pod {pod.phase.lower()}"
-        if pod.deleting:
-            return "deleted"
-        return None
-
     def _lose(self, item: Pod, reason: str) -> None:
         lost = self.store.lose_pod(item, reason, self.now, new_event_id())
         self.report.removed_pods.append(item.name)
         for slot, task_id in lost:
             self.report.lost_tasks.append(task_id)
             detail = {"pool": self.pool.name, "pod": item.name, "slot": slot, "task_id": task_id, "reason": reason}
-            self.reconciler.publish("TaskLost", detail)
+            self.reconciler.events.publish("TaskLost", detail)
         logger.warning(
             "pod gone; its tasks are lost", extra={"pool": self.pool.name, "pod": item.name, "reason": reason}
         )
@@ -271,7 +245,7 @@ class _PoolRun:
         """The drain protocol, as scale-down does it: unallocatable first (a conditional
         `starting -> draining` that fails if the pod registered meanwhile), then the delete, then
         the item. A slow pod that came up and took a task between our read and now is kept."""
-        if not self.deletes or pod.controller is not None:
+        if not self.pool.settings.mode.may_delete or pod.controller is not None:
             self._delete(pod, f"never came up within {self.pool.settings.startup_timeout_s}s", item)
             return item
         if not self.store.start_draining(self.pool.name, item.name, (PodState.STARTING,)):
@@ -283,9 +257,7 @@ class _PoolRun:
         return None
 
     def _liveness(self, item: Pod) -> Pod:
-        last_beat = item.heartbeat_at if item.heartbeat_at is not None else item.created_at
-        silent = self.now - last_beat > self.pool.settings.heartbeat_timeout_s
-        if item.state is PodState.READY and silent and self.store.mark_unhealthy(item):
+        if verdicts.silent(item, self.pool.settings, self.now) and self.store.mark_unhealthy(item):
             self.report.unhealthy.append(item.name)
             return replace(item, state=PodState.UNHEALTHY)
         return item
@@ -298,15 +270,8 @@ class _PoolRun:
         nothing. The release is conditional on that listing being the one read; a listing beat
         that lands meanwhile refuses it, and the next run judges from the new one.
         """
-        settings = self.pool.settings
-        listed = item.held_at
-        if listed is None or self.now - listed > settings.heartbeat_timeout_s:
-            return item  # no recent listing: the agent's silence says nothing about its tasks
-        for key, slot in sorted(item.slots.items()):
-            if slot.is_idle or slot.task_id in item.held_tasks or slot.since is None:
-                continue
-            if self.now - slot.since <= settings.leak_grace_s or listed <= slot.since:
-                continue
+        for key in verdicts.leaked_slots(item, self.pool.settings, self.now):
+            slot = item.slots[key]
             try:
                 self.store.release_leaked(item, key, self.now, new_event_id())
             except StoreConflict:
@@ -315,10 +280,8 @@ class _PoolRun:
                 logger.info("leak not released: the pod moved since it was read", extra=self._at(item, key))
                 return item
             self.report.released.append(slot.task_id or "")
-            self.reconciler.publish(
-                "TaskLost",
-                {"pool": self.pool.name, "pod": item.name, "slot": key, "task_id": slot.task_id, "reason": "leaked"},
-            )
+            detail = {**self._at(item, key), "task_id": slot.task_id, "reason": "leaked"}
+            self.reconciler.events.publish("TaskLost", detail)
             logger.warning("leaked slot released", extra=self._at(item, key))
             item = item.with_slot(key, IDLE_SLOT)
         return item
@@ -334,17 +297,16 @@ class _PoolRun:
         upgrades) waits until it is idle. Label and annotations change in one patch. The budget is
         ensured before a pod is labelled, and while any is (the gateway remembers it for a while).
         """
-        busy = item.busy > 0
-        if busy:
+        if item.busy > 0:
             self._budget()
-        if busy and not (pod.protected and pod.busy_label == self.pool.name):
+        patch = verdicts.protection(item, pod, self.pool.name)
+        if patch is verdicts.Protection.PROTECT:
             labels: dict[str, str | None] = {BUSY_LABEL: self.pool.name}
             self.cluster.patch_metadata(self.namespace, pod.name, labels, dict[str, str | None](DO_NOT_DISRUPT))
-        elif not busy and not (pod.unprotected and pod.busy_label is None):
+        elif patch is verdicts.Protection.UNPROTECT:
             self.cluster.patch_metadata(self.namespace, pod.name, {BUSY_LABEL: None}, dict.fromkeys(DO_NOT_DISRUPT))
-        else:
-            return
-        self.report.annotated.append(pod.name)
+        if patch is not None:
+            self.report.annotated.append(pod.name)
 
     def _budget(self) -> None:
         """The pool's PodDisruptionBudget exists (one create at most per run; 409 counts as done).
@@ -370,16 +332,14 @@ class _PoolRun:
         then does it get an item; a crash between the two leaves our claim, which the next run
         recognises as its own and finishes.
         """
-        if self.pool.deleting or pod.deleting:
-            return None  # a deleting pool adopts nothing: autoscale deletes its strays, then the pool
         owner = pod.owner_pool
-        if pod.finished:
-            if pod.managed and owner == self.pool.name:  # another controller's finished pod is its own business
-                self._delete(pod, f"pod {pod.phase.lower()}")
-            return None
-        if owner is not None and owner != self.pool.name:
+        verdict = verdicts.orphan(self.pool.name, pod, owner, deleting_pool=self.pool.deleting)
+        if verdict is verdicts.Orphan.DELETE_FINISHED:
+            self._delete(pod, f"pod {pod.phase.lower()}")
+        if verdict is verdicts.Orphan.REFUSE and owner is not None:
             self._refuse(pod, owner)
-            return None
+        if verdict is not verdicts.Orphan.ADOPT:
+            return None  # a deleting pool adopts nothing: autoscale deletes its strays, then the pool
         if owner is None and not self.cluster.claim_pod(self.namespace, pod, self.pool.name):
             logger.info("claim lost: the pod changed since the LIST", extra={"pool": self.pool.name, "pod": pod.name})
             return None  # the next run sees it as it now is (another pool's, perhaps)
