@@ -99,6 +99,7 @@ class World:
         answer = self.put(body)
         assert answer.status == 422, answer.body
         assert self.get().status == 404
+        self.fields = [problem["field"] for problem in answer.body.get("problems", [])]
         return answer.body["error"], answer.body["message"]
 
 
@@ -266,9 +267,10 @@ def test_a_spec_over_podslots_own_parts_or_not_a_podspec_is_a_422_naming_the_fie
 ):
     # When a pool's spec sets what podslots owns, or is not a PodSpec of the pinned client
     error, message = world.refused(document(spec, **template))
-    # Then it is refused, naming the field
+    # Then it is refused, naming the field (in the message, and as a problem of its own)
     assert error == "invalid_request"
     assert f"{field}:" in message
+    assert field in world.fields
 
 
 @pytest.mark.parametrize("level", ["restricted", "baseline"])

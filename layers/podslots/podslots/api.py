@@ -21,7 +21,16 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel
 
 from podslots.api_models import ErrorAnswer
-from podslots.errors import BelowPodSecurity, CallerNotAllowed, Conflict, Gone, NoCapacity, NotFound, PodSlotsError
+from podslots.errors import (
+    BelowPodSecurity,
+    CallerNotAllowed,
+    Conflict,
+    FieldProblems,
+    Gone,
+    NoCapacity,
+    NotFound,
+    PodSlotsError,
+)
 from podslots.observability import count, logger, metrics
 from podslots.request_guards import body_too_large, hostile_json, not_json
 from podslots.store import is_transient
@@ -123,6 +132,10 @@ def _validation_error(exc: RequestValidationError) -> Response[Any]:
         return error_answer(400, "invalid_json", "the body is not valid JSON")
     problems = []
     for e in errors:
+        found = (e.get("ctx") or {}).get("error")
+        if isinstance(found, FieldProblems):  # one check, several fields: each named apart
+            problems += [{"field": path, "problem": problem} for path, problem in found.found]
+            continue
         loc = tuple(e.get("loc") or ())
         where = _where(loc)
         if loc and loc[0] == "path":

@@ -19,6 +19,15 @@ class PodSlotsError(Exception):
         self.details = details
 
 
+class FieldProblems(ValueError):
+    """A settings check that found several problems, each at its own path: raised inside a model
+    validator (pydantic reads it as a ValueError), it lets the 422 name every field apart."""
+
+    def __init__(self, found: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {problem}" for path, problem in found))
+        self.found = list(found)
+
+
 class NotFound(PodSlotsError):
     code = "not_found"
 

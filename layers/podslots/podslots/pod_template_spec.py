@@ -28,6 +28,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
+from podslots.errors import FieldProblems
 from podslots.names import CONTROLLER_SERVICE_ACCOUNT, PODSLOTS_LABEL_PREFIX
 from podslots.podspec_schema import problems
 
@@ -167,5 +168,5 @@ class SpecRules(BaseModel):
                 if field in self.model_fields_set
             ]
         if found:
-            raise ValueError("; ".join(f"{path}: {problem}" for path, problem in found))
+            raise FieldProblems(found)
         return self
