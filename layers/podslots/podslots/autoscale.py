@@ -17,18 +17,20 @@ from typing import Any
 from podslots import rollout, step_plan
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
-from podslots.cluster import POOL_LABEL, Cluster, ClusterError, ClusterPod
+from podslots.cluster_pods import Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
 from podslots.ids import new_event_id, new_token
-from podslots.model import CREATE_GRACE_S, POOL_DELETED, Cordon, Pod, PodState
+from podslots.model import CREATE_GRACE_S, POOL_DELETED, Cordon, Pod, PodState, new_pod
+from podslots.names import POOL_LABEL
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.podspec import new_pod_name, pod_manifest
 from podslots.pool_guard import namespace_refused
 from podslots.pool_order import each_pool
-from podslots.scaling import Direction, Load, decide
+from podslots.ports import AutoscaleStore
+from podslots.scaling import Direction, Load, bounded, decide
 from podslots.scrub import exception_facts
 from podslots.settings import PoolMode, template_revision
-from podslots.store import Lease, RegisteredPool, Rollout, SlotStore, StoreConflict, new_pod
+from podslots.store import Lease, RegisteredPool, Rollout, StoreConflict
 
 DEMAND_WINDOW_S = 300  # a waiting task counts while it asked within the last 5 minutes
 LEASE_TTL_S = 120
@@ -73,7 +75,7 @@ def load_of(pods: list[Pod], waiting: int) -> Load:
 class Autoscaler:
     def __init__(
         self,
-        store: SlotStore,
+        store: AutoscaleStore,
         cluster_for: Callable[[RegisteredPool], Cluster],
         bus: EventPublisher,
         clock: Clock,
@@ -126,7 +128,7 @@ class Autoscaler:
             if settings.mode.acts:
                 rolling = self._track_rollout(pool, pods, revision, rolling, size=load.pods, now=now)
             steady = rolling.size if rolling is not None else load.pods
-            steady = max(settings.min_pods, min(settings.max_pods, steady))
+            steady = bounded(settings, steady)
             plan = step_plan.plan(pods, decision, revision, settings.max_surge, steady)
             step.rank(plan)
             if settings.mode.acts:
@@ -189,7 +191,7 @@ class Autoscaler:
             return False
         if settings.mode.acts and _rollout_moves(pods, revision, rolling):
             return False
-        steady = max(settings.min_pods, min(settings.max_pods, rolling.size if rolling is not None else load.pods))
+        steady = bounded(settings, rolling.size if rolling is not None else load.pods)
         plan = step_plan.plan(pods, decision, revision, settings.max_surge, steady)
         if plan.rank or not plan.idle:
             return False
@@ -303,7 +305,7 @@ class _PoolStep:
     _unexpected: BaseException | None = None  # a create that failed other than as a ClusterError
 
     @property
-    def store(self) -> SlotStore:
+    def store(self) -> AutoscaleStore:
         return self.autoscaler.store
 
     @property

@@ -14,8 +14,8 @@ from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.pool_order import each_pool
+from podslots.ports import ExpiryStore
 from podslots.scrub import exception_facts
-from podslots.store import SlotStore
 
 
 @dataclass
@@ -26,7 +26,7 @@ class ExpiryReport:
 
 
 class Expirer:
-    def __init__(self, store: SlotStore, bus: EventPublisher, clock: Clock) -> None:
+    def __init__(self, store: ExpiryStore, bus: EventPublisher, clock: Clock) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock

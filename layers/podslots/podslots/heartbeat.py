@@ -20,13 +20,14 @@ from podslots.clock import Clock
 from podslots.errors import Gone
 from podslots.model import Pod
 from podslots.observability import count, logger
-from podslots.store import SlotStore, StoreConflict
+from podslots.ports import HeartbeatStore
+from podslots.store import StoreConflict
 
 IP_MISMATCH_METRIC = "HeartbeatIpMismatch"
 
 
 class HeartbeatService:
-    def __init__(self, store: SlotStore, clock: Clock) -> None:
+    def __init__(self, store: HeartbeatStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
 

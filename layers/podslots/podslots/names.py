@@ -42,12 +42,14 @@ SLOTS_MIN, SLOTS_MAX = 1, 32  # per pod: in the settings, and in an adopted pod'
 REVISION_DIGITS = 10
 REVISION = rf"^[0-9a-f]{{{REVISION_DIGITS}}}$"
 
-# The labels and annotation podslots writes on the pods it makes (cluster.py selects by them).
+# The labels and annotations podslots writes on the pods it makes (cluster.py selects by them).
 POOL_LABEL = "podslots.io/pool"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "podslots"
 SLOTS_ANNOTATION = "podslots.io/slots"
 REVISION_LABEL = "podslots.io/revision"  # the pool template's revision the pod was made from
+# The pool that adopted a pod podslots did not make (reconcile's claim; docs/architecture.md, "Adoption").
+CLAIM_ANNOTATION = "podslots.io/claimed-by"
 
 PoolNameStr = Annotated[str, StringConstraints(pattern=POOL_NAME, max_length=POOL_NAME_MAX)]
 TaskIdStr = Annotated[str, StringConstraints(pattern=TASK_ID, max_length=TASK_ID_MAX)]

@@ -26,16 +26,17 @@ from typing import Any
 
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
-from podslots.cluster import BUSY_LABEL, DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
+from podslots.cluster_pods import BUSY_LABEL, DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
 from podslots.ids import new_event_id
-from podslots.model import CREATE_GRACE_S, IDLE_SLOT, Pod, PodState, PoolFigures
+from podslots.model import CREATE_GRACE_S, IDLE_SLOT, Pod, PodState, PoolFigures, new_pod
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.pool_guard import namespace_refused, report_below_level
 from podslots.pool_order import each_pool
+from podslots.ports import ReconcileStore
 from podslots.scrub import exception_facts
 from podslots.settings import PoolMode, template_revision
-from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
+from podslots.store import RegisteredPool, StoreConflict
 
 
 @dataclass
@@ -63,7 +64,7 @@ class PoolReport:
 class Reconciler:
     def __init__(
         self,
-        store: SlotStore,
+        store: ReconcileStore,
         cluster_for: Callable[[RegisteredPool], Cluster],
         bus: EventPublisher,
         clock: Clock,
@@ -146,7 +147,7 @@ class _PoolRun:
     budget_tried: bool = False
 
     @property
-    def store(self) -> SlotStore:
+    def store(self) -> ReconcileStore:
         return self.reconciler.store
 
     @property
@@ -302,7 +303,7 @@ class _PoolRun:
         listed = item.held_at
         if listed is None or self.now - listed > settings.heartbeat_timeout_s:
             return item  # no recent listing: the agent's silence says nothing about its tasks
-        for key, slot in sorted(item.slots.items()):
+        for key, slot in item.slots_in_order():
             if slot.is_idle or slot.task_id in item.held_tasks or slot.since is None:
                 continue
             if self.now - slot.since <= settings.leak_grace_s or listed <= slot.since:
