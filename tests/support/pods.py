@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from local.kube_api import KubeApiStandIn
 from podslots.model import new_pod
 from podslots.names import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, REVISION_LABEL
@@ -84,7 +86,7 @@ def given_starting_pods_in_bulk(store: SlotStore, pool: str, count: int, now: in
     _write_copies(pool, f"{pool}-0000", [{"name": f"{pool}-{i:04d}"} for i in range(1, count)])
 
 
-def _write_copies(pool: str, first: str, changes: list[dict[str, object]]) -> None:
+def _write_copies(pool: str, first: str, changes: Sequence[Mapping[str, object]]) -> None:
     """Copies of the pod item `first`, one per change (each names its pod), in batches.
 
     The item is read and each copy keyed (`pod_key`) and written (`PodItem.batch_write`) by the
