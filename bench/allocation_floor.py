@@ -65,7 +65,7 @@ def latency(server: MotoServer, store: SlotStore, timed: int) -> None:
     for pods in SIZES:
         pool, table = f"floor{pods}", f"{TABLE}-a{pods}"
         client = make_table(server, table)
-        given_idle_ready_pods_in_bulk(server.url, table, None, store, pool, pods, now=1)
+        given_idle_ready_pods_in_bulk(None, store, pool, pods, now=1)
         for warm in ("warm-a", "warm-b"):  # connections open, code paths loaded
             allocator.allocate(AllocationRequest(pool, f"{pool}-{warm}", TaskType.PLAN))
             tasks.set_status(f"{pool}-{warm}", TaskStatus.SUCCESS)
@@ -149,7 +149,7 @@ def contention(server: MotoServer, store: SlotStore, tasks: int, threads: int, p
             server.dispatcher.faults.clear()
             table = f"{TABLE}-b-{tag}"
             make_table(server, table)
-            given_idle_ready_pods_in_bulk(server.url, table, None, store, f"burst-{tag}", pods, now=1)
+            given_idle_ready_pods_in_bulk(None, store, f"burst-{tag}", pods, now=1)
             if chaos:
                 server.dispatcher.faults.chaos(chaos, seed=seed + 1)
             ours = burst(server, store, table, f"burst-{tag}", tasks, threads, seed)

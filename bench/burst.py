@@ -132,7 +132,7 @@ def seed_bare_pools(server: MotoServer, table: str, store: SlotStore, prefix: st
     """One pool per thread for the baseline, with room for that thread's share of the tasks."""
     share = math.ceil(tasks / threads)
     for k in range(threads):
-        given_idle_ready_pods_in_bulk(server.url, table, None, store, f"{prefix}-{k}", math.ceil(share / 3) + 1, now=1)
+        given_idle_ready_pods_in_bulk(None, store, f"{prefix}-{k}", math.ceil(share / 3) + 1, now=1)
 
 
 def bare_burst(client: Any, table: str, prefix: str, tasks: int, threads: int) -> BurstResult:

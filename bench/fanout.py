@@ -107,9 +107,7 @@ def measure(sample: int, pods: int) -> tuple[dict[str, PoolRun], int]:
             gateway = KubeGateway(new_client_from_config_dict(kube.kubeconfig(NS)))
             names = [f"p{i:04d}" for i in range(sample)]
             for name in names:
-                given_idle_ready_pods_in_bulk(
-                    server.url, "podslots-bench-fanout", kube, store, name, pods, int(clock.now())
-                )
+                given_idle_ready_pods_in_bulk(kube, store, name, pods, int(clock.now()))
             steps: dict[str, Reconciler | Autoscaler] = {
                 "reconcile": Reconciler(store, lambda _: gateway, RecordingPublisher(), clock),
                 "autoscale": Autoscaler(store, lambda _: gateway, RecordingPublisher(), clock, "http://bench.invalid"),

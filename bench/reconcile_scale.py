@@ -29,7 +29,8 @@ from local.moto_server import moto_server
 from local.template import table_definition
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import KubeGateway, pool_selector
+from podslots.cluster import KubeGateway
+from podslots.cluster_pods import pool_selector
 from podslots.reconcile import Reconciler
 from podslots.store import SlotStore, bind_table
 from tests.support.pods import given_idle_ready_pods_in_bulk
@@ -56,7 +57,7 @@ def main() -> None:
             reconciler = Reconciler(store, lambda _: gateway, RecordingPublisher(), clock)
             for pods in (100, 1000):
                 pool = f"bench{pods}"
-                given_idle_ready_pods_in_bulk(server.url, table, kube, store, pool, pods, int(clock.now()))
+                given_idle_ready_pods_in_bulk(kube, store, pool, pods, int(clock.now()))
                 reconciler.run(pool)  # records the figures once
                 bare, raw, ours = [], [], []
                 for _ in range(RUNS):

@@ -94,7 +94,7 @@ def main() -> None:
         show("allocate, no capacity (503)", count(ops, lambda: alloc("w-1", pool="empty")))
         show("allocate, no capacity again within 60 s", count(ops, lambda: alloc("w-1", pool="empty")))
         # The 503 of a large pool: 1,000 pods starting (none open), the container warm in the pool.
-        given_starting_pods_in_bulk(server.url, TABLE, store, "starting", STARTING_PODS, now=int(clock.now()))
+        given_starting_pods_in_bulk(store, "starting", STARTING_PODS, now=int(clock.now()))
         count(ops, lambda: alloc("w-2", pool="starting"))  # the container's first read of this pool
         items = server.dispatcher.items_read.copy()
         show(

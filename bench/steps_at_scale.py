@@ -81,7 +81,7 @@ def scenario(server: MotoServer, label: str, pools: int, pods: int, runs: int) -
         gateway = KubeGateway(new_client_from_config_dict(kube.kubeconfig(NS)))
         names = [f"p{i:03d}" if pools > 1 else f"big{pods}" for i in range(pools)]
         for name in names:
-            given_idle_ready_pods_in_bulk(server.url, table, kube, store, name, pods, int(clock.now()))
+            given_idle_ready_pods_in_bulk(kube, store, name, pods, int(clock.now()))
         reconciler = Reconciler(store, lambda _: gateway, RecordingPublisher(), clock)
         autoscaler = Autoscaler(store, lambda _: gateway, RecordingPublisher(), clock, "http://bench.invalid")
         reconciler.run()  # records the figures once; from then on an idle pool writes nothing

@@ -30,11 +30,12 @@ from podslots import observability
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import CLAIM_ANNOTATION
 from podslots.environment import ENVIRONMENT_VAR
-from podslots.model import Pod, TaskType
+from podslots.model import Pod, TaskType, new_pod
+from podslots.names import CLAIM_ANNOTATION
 from podslots.settings import PoolSettings
-from podslots.store import SlotStore, new_pod
+from podslots.store import SlotStore
+from podslots.store.keys import CONFIG_SK, REGISTRY_PK, pod_sk, pool_pk
 from tests.support.cfn import Resolver
 from tests.support.least_privilege import as_another_process
 
@@ -212,9 +213,9 @@ def live_a_pools_life(world: World) -> None:
     # code can read (its steps fail), one whose settings no longer validate (its steps skip it).
     assert world.put_pool(BROKEN) == 201
     SlotStore().put_pod(new_pod(BROKEN, f"{BROKEN}-x", 2, int(clock.now())))
-    world.corrupt({"pk": f"POOL#{BROKEN}", "sk": f"POD#{BROKEN}-x"}, "state", "exploded")
+    world.corrupt({"pk": pool_pk(BROKEN), "sk": pod_sk(f"{BROKEN}-x")}, "state", "exploded")
     assert world.put_pool(UNREADABLE) == 201
-    for key in ({"pk": f"POOL#{UNREADABLE}", "sk": "#CONFIG"}, {"pk": "POOLS", "sk": f"POOL#{UNREADABLE}"}):
+    for key in ({"pk": pool_pk(UNREADABLE), "sk": CONFIG_SK}, {"pk": REGISTRY_PK, "sk": pool_pk(UNREADABLE)}):
         world.corrupt(key, "settings.slots_per_pod", 0)
     # Two pools stored before the pod security rules, which reconcile reports every run: one whose
     # agent keeps SYS_PTRACE (below its level), one in a namespace no longer allowed (left alone).

@@ -15,12 +15,13 @@ from podslots.allocation import AllocationRequest, Allocator
 from podslots.autoscale import Autoscaler
 from podslots.bus import EventBridgePublisher, RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, KubeGateway
+from podslots.cluster import KubeGateway
 from podslots.errors import NoCapacity
 from podslots.expiry import Expirer
-from podslots.model import PodState, Task, TaskStatus, TaskType
+from podslots.model import PodState, Task, TaskStatus, TaskType, new_pod
+from podslots.names import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL
 from podslots.reconcile import Reconciler
-from podslots.store import SlotStore, new_pod
+from podslots.store import SlotStore
 from podslots.tasks import TaskStatusService
 from tests.conftest import BusTap, LambdaContext
 from tests.integration.conftest import Api

@@ -21,9 +21,10 @@ from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
 from podslots.errors import Conflict, NoCapacity
-from podslots.model import Cordon, Pod, PodState, TaskType
+from podslots.model import Cordon, Pod, PodState, TaskType, new_pod
 from podslots.pools import PoolService
-from podslots.store import SlotStore, StoreConflict, new_pod
+from podslots.store import SlotStore, StoreConflict
+from podslots.store.keys import pod_sk, pool_pk
 from tests.support.least_privilege import as_another_process
 from tests.support.pods import given_pool, given_ready_pods
 
@@ -58,7 +59,7 @@ class World:
 
     def raw(self) -> dict[str, Any]:
         """The pod's item as the table holds it."""
-        key = {"pk": {"S": f"POOL#{POOL}"}, "sk": {"S": f"POD#{self.pod}"}}
+        key = {"pk": {"S": pool_pk(POOL)}, "sk": {"S": pod_sk(self.pod)}}
         return dict(self.table.get_item(TableName=self.server.table, Key=key, ConsistentRead=True)["Item"])
 
     def reasons(self) -> frozenset[str]:
@@ -102,7 +103,7 @@ def test_an_item_from_before_the_set_reads_as_one_reason_and_keeps_it_when_a_sec
     # Given a pod cordoned by an older version: `cordoned` only, no set
     world.table.update_item(
         TableName=world.server.table,
-        Key={"pk": {"S": f"POOL#{POOL}"}, "sk": {"S": f"POD#{world.pod}"}},
+        Key={"pk": {"S": pool_pk(POOL)}, "sk": {"S": pod_sk(world.pod)}},
         UpdateExpression="SET cordoned = :r REMOVE open_pool",
         ExpressionAttributeValues={":r": {"S": OPERATOR}},
     )
@@ -121,7 +122,7 @@ def test_an_item_from_before_the_set_reads_as_one_reason_and_keeps_it_when_a_sec
 def test_an_old_items_operator_cordon_is_taken_back_and_the_pod_reopens(world: World):
     world.table.update_item(
         TableName=world.server.table,
-        Key={"pk": {"S": f"POOL#{POOL}"}, "sk": {"S": f"POD#{world.pod}"}},
+        Key={"pk": {"S": pool_pk(POOL)}, "sk": {"S": pod_sk(world.pod)}},
         UpdateExpression="SET cordoned = :r REMOVE open_pool",
         ExpressionAttributeValues={":r": {"S": OPERATOR}},
     )

@@ -22,14 +22,16 @@ from podslots.allocation import AllocationRequest, Allocator
 from podslots.autoscale import Autoscaler
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, SLOTS_ANNOTATION, KubeGateway
+from podslots.cluster import KubeGateway
 from podslots.errors import Conflict, NoCapacity, UnreadableSettings
 from podslots.expiry import Expirer
-from podslots.model import CREATE_GRACE_S, Pod, PodState, TaskStatus, TaskType
+from podslots.model import CREATE_GRACE_S, Pod, PodState, TaskStatus, TaskType, new_pod
+from podslots.names import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, SLOTS_ANNOTATION
 from podslots.pools import PoolService
 from podslots.reconcile import Reconciler
 from podslots.settings import PoolSettings
-from podslots.store import SlotStore, new_pod
+from podslots.store import SlotStore
+from podslots.store.keys import CONFIG_SK, REGISTRY_PK, pool_pk
 from podslots.tasks import TaskStatusService
 from tests.conftest import TABLE
 from tests.support.least_privilege import as_another_process
@@ -232,7 +234,7 @@ def test_one_pools_unreadable_settings_stop_no_other_pool(world: World):
     TaskStatusService(world.store, world.clock).set_status("held", TaskStatus.APPLY_PENDING)
     # and this pool's settings corrupted directly in the table (a document no version accepts)
     table = boto3.resource("dynamodb").Table(TABLE)
-    for key in ({"pk": f"POOL#{POOL}", "sk": "#CONFIG"}, {"pk": "POOLS", "sk": f"POOL#{POOL}"}):
+    for key in ({"pk": pool_pk(POOL), "sk": CONFIG_SK}, {"pk": REGISTRY_PK, "sk": pool_pk(POOL)}):
         table.update_item(
             Key=key, UpdateExpression="SET settings.slots_per_pod = :z", ExpressionAttributeValues={":z": 0}
         )

@@ -28,8 +28,8 @@ from local.apigw import load_event
 from local.kube_api import KubeApiStandIn
 from podslots.bus import EventBridgePublisher
 from podslots.clock import ManualClock
-from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL
 from podslots.kubeconfig import ClusterConnections
+from podslots.names import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL
 from podslots.observability import logger
 from podslots.store import SlotStore
 from tests.conftest import BusTap, LambdaContext

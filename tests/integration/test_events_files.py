@@ -16,7 +16,8 @@ import pytest
 from local.apigw import EVENTS, load_event
 from local.stack import queue_mappings, queue_name, rules, schedules
 from podslots.clock import ManualClock
-from podslots.store import SlotStore, new_pod
+from podslots.model import new_pod
+from podslots.store import SlotStore
 from tests.conftest import BusTap, LambdaContext
 from tests.integration.conftest import Api
 from tests.support.pods import given_pool

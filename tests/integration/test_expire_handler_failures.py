@@ -16,6 +16,7 @@ from podslots.bus import EventBridgePublisher
 from podslots.clock import ManualClock
 from podslots.model import TaskStatus
 from podslots.store import SlotStore
+from podslots.store.keys import TASK_SK, task_pk
 from tests.conftest import TABLE, BusTap, LambdaContext
 from tests.integration.conftest import Api
 from tests.support.pods import given_pool, given_ready_pods
@@ -74,8 +75,8 @@ def test_a_reservation_the_step_cannot_read_fails_that_pool_and_is_recorded_in_i
     boto3.client("dynamodb").put_item(
         TableName=TABLE,
         Item={
-            "pk": {"S": "TASK#odd"},
-            "sk": {"S": "#TASK"},
+            "pk": {"S": task_pk("odd")},
+            "sk": {"S": TASK_SK},
             "task_id": {"S": "odd"},
             "pool": {"S": POOL},
             "task_type": {"S": "plan_and_apply"},

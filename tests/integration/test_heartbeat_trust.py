@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from podslots.store import SlotStore, new_pod
+from podslots.model import new_pod
+from podslots.store import SlotStore
 from tests.integration.conftest import Api
 from tests.support.pods import given_pool, given_ready_pods
 

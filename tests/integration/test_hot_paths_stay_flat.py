@@ -58,7 +58,7 @@ def test_a_503_reads_the_same_few_items_however_large_the_pool(server: MotoServe
     # Given a pool mid-way through a scale-up: `pods` pods starting, none open yet
     store, clock = SlotStore(), ManualClock()
     assert server.table is not None
-    given_starting_pods_in_bulk(server.url, server.table, store, "big", pods, now=int(clock.now()))
+    given_starting_pods_in_bulk(store, "big", pods, now=int(clock.now()))
     # and the lease as autoscale's last run left it: counting them (through the store's own calls;
     # autoscale's own recording is the next test's, on a small pool)
     lease = store.acquire_lease("big", "autoscale", int(clock.now()), LEASE_TTL_S)
@@ -84,9 +84,7 @@ def test_the_503s_retry_after_follows_the_starting_pods_autoscale_recorded(serve
     # Given a pool whose two pods are starting, as autoscale recorded them
     store, clock = SlotStore(), ManualClock()
     assert server.table is not None
-    given_starting_pods_in_bulk(
-        server.url, server.table, store, "cold", 2, now=int(clock.now()), min_pods=0, headroom_pods=0
-    )
+    given_starting_pods_in_bulk(store, "cold", 2, now=int(clock.now()), min_pods=0, headroom_pods=0)
     scaler, allocator = autoscaler(store, kube, clock), Allocator(store, RecordingPublisher(), clock)
     scaler.run("cold")
     assert refused(allocator, "cold", "t-1").retry_after_s == RETRY_AFTER_STARTING_S

@@ -20,8 +20,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from local.kube_api import KubeApiStandIn
-from podslots import cluster
-from podslots.cluster import BUDGET_RECHECK_S, BUSY_LABEL, ClusterError, KubeGateway, disruption_budget_name
+from podslots import names
+from podslots.cluster import BUDGET_RECHECK_S, KubeGateway
+from podslots.cluster_pods import BUSY_LABEL, ClusterError, disruption_budget_name
 from tests.integration.test_kube_api_stand_in import NS, api_client, core, gateway, kube
 
 __all__ = ["api_client", "core", "gateway", "kube"]  # the stand-in's fixtures, with the real client
@@ -38,7 +39,7 @@ def running_pod(kube: KubeApiStandIn, name: str, labels: dict[str, str] | None =
 
 
 def busy(pool: str = POOL) -> dict[str, str]:
-    return {cluster.POOL_LABEL: pool, BUSY_LABEL: pool}
+    return {names.POOL_LABEL: pool, BUSY_LABEL: pool}
 
 
 def evict(core: CoreV1Api, name: str) -> int:
@@ -117,7 +118,7 @@ def test_deleting_a_pools_budget_deletes_it_and_a_404_counts_as_done(kube: KubeA
 
 
 def test_labels_and_annotations_change_in_one_patch(kube: KubeApiStandIn, gateway: KubeGateway):
-    running_pod(kube, "a-1", {cluster.POOL_LABEL: POOL})
+    running_pod(kube, "a-1", {names.POOL_LABEL: POOL})
     before = kube.calls()["patch"]
     gateway.patch_metadata(NS, "a-1", {BUSY_LABEL: POOL}, {"karpenter.sh/do-not-disrupt": "true"})
     pod = kube.pod(NS, "a-1") or {}
@@ -125,7 +126,7 @@ def test_labels_and_annotations_change_in_one_patch(kube: KubeApiStandIn, gatewa
     assert pod["metadata"]["annotations"] == {"karpenter.sh/do-not-disrupt": "true"}
     gateway.patch_metadata(NS, "a-1", {BUSY_LABEL: None}, {"karpenter.sh/do-not-disrupt": None})
     pod = kube.pod(NS, "a-1") or {}
-    assert (pod["metadata"]["labels"], pod["metadata"].get("annotations")) == ({cluster.POOL_LABEL: POOL}, {})
+    assert (pod["metadata"]["labels"], pod["metadata"].get("annotations")) == ({names.POOL_LABEL: POOL}, {})
     assert kube.calls()["patch"] - before == 2
 
 
@@ -138,7 +139,7 @@ def test_a_busy_pod_under_its_pools_budget_is_not_evicted_and_an_idle_one_is(
     # Given the pool's budget, a busy (labelled) pod and an idle one
     gateway.ensure_disruption_budget(NS, POOL, now=0)
     running_pod(kube, "a-busy", busy())
-    running_pod(kube, "a-idle", {cluster.POOL_LABEL: POOL})
+    running_pod(kube, "a-idle", {names.POOL_LABEL: POOL})
     # When `kubectl drain` evicts both, then the busy one is refused with 429, naming the budget
     answer = refusal(core, "a-busy")
     assert (answer["code"], answer["reason"]) == (429, "TooManyRequests")

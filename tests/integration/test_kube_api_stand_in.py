@@ -19,14 +19,15 @@ from kubernetes.client import ApiClient, Configuration, CoreV1Api, V1PodList
 from kubernetes.client.exceptions import ApiException
 
 from local.kube_api import KubeApiStandIn
-from podslots import cluster
-from podslots.cluster import ClusterError, KubeGateway, pool_selector
+from podslots import cluster, names
+from podslots.cluster import KubeGateway
+from podslots.cluster_pods import ClusterError, pool_selector
 
 NS = "agents"
 
 
 def manifest(name: str, pool: str = "a", **extra: Any) -> dict[str, Any]:
-    labels = {cluster.POOL_LABEL: pool, cluster.MANAGED_BY_LABEL: cluster.MANAGED_BY}
+    labels = {names.POOL_LABEL: pool, names.MANAGED_BY_LABEL: names.MANAGED_BY}
     metadata = {"name": name, "labels": labels, **extra}
     return {"metadata": metadata, "spec": {"containers": [{"name": "agent", "image": "x"}]}}
 
@@ -161,7 +162,7 @@ def test_of_two_claims_from_the_same_list_exactly_one_wins(kube: KubeApiStandIn,
     (winner,) = [pool for pool, ok in won.items() if ok]
     (after,) = gateway.list_pool_pods(NS, "x", {"app": "tf"})
     assert after.owner_pool == winner
-    assert (kube.pod(NS, "dep-1") or {})["metadata"]["annotations"] == {cluster.CLAIM_ANNOTATION: winner}
+    assert (kube.pod(NS, "dep-1") or {})["metadata"]["annotations"] == {names.CLAIM_ANNOTATION: winner}
 
 
 def test_resource_versions_increase_on_every_change_from_either_side(

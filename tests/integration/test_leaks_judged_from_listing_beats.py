@@ -17,8 +17,8 @@ from local.table_faults import Fault
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.model import Pod, PodState, TaskStatus, TaskType
-from podslots.store import SlotStore, StoreConflict, new_pod
+from podslots.model import Pod, PodState, TaskStatus, TaskType, new_pod
+from podslots.store import SlotStore, StoreConflict
 from tests.conftest import BusTap
 from tests.integration.conftest import Answer, Api
 from tests.integration.test_reconcile import POOL, ClusterWorld, kube, lost_events, world

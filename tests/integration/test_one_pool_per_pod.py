@@ -16,11 +16,13 @@ from local.table_faults import Fault
 from podslots.autoscale import EVERY_STATE, Autoscaler
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import CLAIM_ANNOTATION, POOL_LABEL, ClusterPod, KubeGateway
-from podslots.model import ADOPTED, PodState
+from podslots.cluster import KubeGateway
+from podslots.cluster_pods import ClusterPod
+from podslots.model import ADOPTED, PodState, new_pod
+from podslots.names import CLAIM_ANNOTATION, POOL_LABEL
 from podslots.reconcile import Reconciler
 from podslots.settings import PoolSettings
-from podslots.store import SlotStore, new_pod
+from podslots.store import SlotStore
 from tests.integration.conftest import Api
 from tests.support.least_privilege import as_another_process
 

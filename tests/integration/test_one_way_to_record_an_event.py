@@ -15,8 +15,9 @@ from podslots.autoscale import Autoscaler
 from podslots.bus import EventBridgePublisher
 from podslots.clock import ManualClock
 from podslots.cluster import KubeGateway
+from podslots.model import new_pod
 from podslots.reconcile import Reconciler
-from podslots.store import SlotStore, new_pod
+from podslots.store import SlotStore
 from tests.support.pods import given_pool
 
 NS, POOL = "agents", "terraform"

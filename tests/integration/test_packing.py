@@ -11,9 +11,9 @@ import pytest
 
 from local.kube_api import KubeApiStandIn
 from podslots.clock import ManualClock
-from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL
-from podslots.model import Task, TaskStatus, TaskType
-from podslots.store import SlotStore, new_pod
+from podslots.model import Task, TaskStatus, TaskType, new_pod
+from podslots.names import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL
+from podslots.store import SlotStore
 from tests.conftest import BusTap, LambdaContext
 from tests.integration.conftest import Api
 from tests.support.handlers import wired_autoscale_handler

@@ -15,7 +15,8 @@ from local.kube_api import KubeApiStandIn
 from podslots.autoscale import CREATE_CONCURRENCY, Autoscaler
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import ClusterPod, KubeGateway
+from podslots.cluster import KubeGateway
+from podslots.cluster_pods import ClusterPod
 from podslots.model import PodState
 from podslots.store import SlotStore
 from tests.support.pods import given_pool

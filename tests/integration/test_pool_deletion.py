@@ -26,10 +26,12 @@ from local.table_faults import Fault
 from podslots.autoscale import Autoscaler
 from podslots.bus import EventBridgePublisher, RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, KubeGateway
+from podslots.cluster import KubeGateway
 from podslots.model import POOL_DELETED
+from podslots.names import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL
 from podslots.pools import PoolService
 from podslots.store import Rollout, SlotStore
+from podslots.store.keys import LEASE_SK, pool_pk
 from tests.conftest import TABLE, BusTap, LambdaContext
 from tests.integration.conftest import Api
 from tests.support.least_privilege import as_another_process
@@ -98,7 +100,7 @@ class World:
         items = boto3.client("dynamodb").query(
             TableName=TABLE,
             KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"POOL#{POOL}"}},
+            ExpressionAttributeValues={":pk": {"S": pool_pk(POOL)}},
             ConsistentRead=True,
         )["Items"]
         return sorted(i["sk"]["S"] for i in items)
@@ -314,7 +316,7 @@ def test_a_new_pool_of_a_name_starts_clean_of_what_an_older_removal_left_behind(
     world.run("autoscale")
     table = boto3.client("dynamodb")
     lease = {"holder": {"S": "old"}, "deadline": {"N": "0"}, "low_since": {"N": "5"}}
-    table.put_item(TableName=TABLE, Item={"pk": {"S": f"POOL#{POOL}"}, "sk": {"S": "#LEASE#autoscale"}, **lease})
+    table.put_item(TableName=TABLE, Item={"pk": {"S": pool_pk(POOL)}, "sk": {"S": LEASE_SK}, **lease})
     world.store.add_event(POOL, "PoolScaled", {"pool": POOL}, int(world.clock.now()), "old")
     # When a pool of the same name is created
     assert world.api.put_pool(POOL, settings()).status == 201

@@ -76,12 +76,14 @@ from podslots import autoscale
 from podslots.autoscale import Autoscaler
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import POOL_LABEL, KubeGateway
+from podslots.cluster import KubeGateway
 from podslots.expiry import Expirer
+from podslots.names import POOL_LABEL
 from podslots.observability import metrics
 from podslots.reconcile import Reconciler
 from podslots.settings import PoolSettings, template_revision
 from podslots.store import SlotStore, bind_table
+from podslots.store.keys import CONFIG_SK, EVENT_PREFIX, POD_PREFIX, POOL_PREFIX, TASK_SK, pool_pk
 from tests.conftest import BUS, TABLE
 from tests.integration.conftest import Answer, Api
 
@@ -220,13 +222,13 @@ class PromiseMachine(RuleBasedStateMachine):
         return [item.to_json()["Attributes"] for item in self.backend.get_table(TABLE).all_items()]
 
     def _pods(self) -> list[dict[str, Any]]:
-        return [i for i in self._items() if i["sk"]["S"].startswith("POD#")]
+        return [i for i in self._items() if i["sk"]["S"].startswith(POD_PREFIX)]
 
     def _tasks(self) -> dict[str, dict[str, Any]]:
-        return {i["task_id"]["S"]: i for i in self._items() if i["sk"]["S"] == "#TASK"}
+        return {i["task_id"]["S"]: i for i in self._items() if i["sk"]["S"] == TASK_SK}
 
     def _config(self, pool: str) -> dict[str, Any] | None:
-        return next((i for i in self._items() if i["pk"]["S"] == f"POOL#{pool}" and i["sk"]["S"] == "#CONFIG"), None)
+        return next((i for i in self._items() if i["pk"]["S"] == pool_pk(pool) and i["sk"]["S"] == CONFIG_SK), None)
 
     def _deleting(self, pool: str) -> bool:
         config = self._config(pool)
@@ -351,12 +353,12 @@ class PromiseMachine(RuleBasedStateMachine):
             self.an_operator_cordons_a_pod(data)
 
     def an_operator_cordons_a_pod(self, data: st.DataObject) -> None:
-        items = sorted((p["pk"]["S"][5:], p["name"]["S"]) for p in self._pods())
+        items = sorted((p["pk"]["S"].removeprefix(POOL_PREFIX), p["name"]["S"]) for p in self._pods())
         if items:
             self.cordon(*data.draw(st.sampled_from(items)))
 
     def an_operator_uncordons_a_pod(self, data: st.DataObject) -> None:
-        items = sorted((p["pk"]["S"][5:], p["name"]["S"]) for p in self._pods())
+        items = sorted((p["pk"]["S"].removeprefix(POOL_PREFIX), p["name"]["S"]) for p in self._pods())
         if items:
             self.uncordon(*data.draw(st.sampled_from(items)))
 
@@ -385,11 +387,11 @@ class PromiseMachine(RuleBasedStateMachine):
             raw = pod.get("cordoned") or pod.get("cordons") or {}
             reasons = raw.get("SS") or [r.get("S") for r in raw.get("L", [])] or [raw.get("S")]
             if "operator" in reasons:
-                found.add((pod["pk"]["S"][5:], pod["name"]["S"]))
+                found.add((pod["pk"]["S"].removeprefix(POOL_PREFIX), pod["name"]["S"]))
         return found
 
     def _item(self, pool: str, pod: str) -> dict[str, Any] | None:
-        return next((p for p in self._pods() if p["pk"]["S"] == f"POOL#{pool}" and p["name"]["S"] == pod), None)
+        return next((p for p in self._pods() if p["pk"]["S"] == pool_pk(pool) and p["name"]["S"] == pod), None)
 
     def _revision(self, pool: str) -> str | None:
         if pool != ALPHA or self._config(pool) is None:
@@ -569,7 +571,7 @@ class PromiseMachine(RuleBasedStateMachine):
         holders: dict[str, tuple[str, str, str]] = {}
         pools_of: dict[str, str] = {}
         for pod in self._pods():
-            pool, name = pod["pk"]["S"][5:], pod["name"]["S"]
+            pool, name = pod["pk"]["S"].removeprefix(POOL_PREFIX), pod["name"]["S"]
             # e: one pool's item per pod
             expect("e", pools_of.setdefault(name, pool) == pool, f"{name} in {pools_of[name]} and {pool}")
             slots = pod["slots"]["M"]
@@ -607,10 +609,10 @@ class PromiseMachine(RuleBasedStateMachine):
     def pools_closed_or_gone_hold_nothing_open(self) -> None:
         """g, h."""
         items = self._items()
-        configs = {i["pk"]["S"][5:]: i for i in items if i["sk"]["S"] == "#CONFIG"}
+        configs = {i["pk"]["S"].removeprefix(POOL_PREFIX): i for i in items if i["sk"]["S"] == CONFIG_SK}
         labelled = {n: (p["metadata"].get("labels") or {}).get(POOL_LABEL) for n, p in self._cluster().items()}
         for pool in (ALPHA, BETA):
-            mine = [i for i in items if i["pk"]["S"] == f"POOL#{pool}"]
+            mine = [i for i in items if i["pk"]["S"] == pool_pk(pool)]
             config = configs.get(pool)
             if config is not None and config.get("deleting", {}).get("BOOL"):
                 # g: a deleting pool takes no new task
@@ -618,7 +620,7 @@ class PromiseMachine(RuleBasedStateMachine):
                 expect("g", not opened, f"{opened} open to new tasks in deleting {pool}")
             if config is None:
                 # h: a pool goes with all it had
-                left = [i["sk"]["S"] for i in mine if not i["sk"]["S"].startswith("EVENT#")]
+                left = [i["sk"]["S"] for i in mine if not i["sk"]["S"].startswith(EVENT_PREFIX)]
                 expect("h", not left, f"{pool} gone, left {left}")
                 strays = [n for n, p in labelled.items() if p == pool]
                 expect("h", not strays, f"{pool} gone, its pods {strays} left in the cluster")

@@ -25,9 +25,10 @@ from local.kube_api import KubeApiStandIn
 from podslots.allocation import AllocationRequest, Allocator
 from podslots.bus import EventBridgePublisher, RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import BUSY_LABEL, DO_NOT_DISRUPT, MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, SLOTS_ANNOTATION
-from podslots.model import PodState, TaskStatus, TaskType
-from podslots.store import SlotStore, new_pod
+from podslots.cluster_pods import BUSY_LABEL, DO_NOT_DISRUPT
+from podslots.model import PodState, TaskStatus, TaskType, new_pod
+from podslots.names import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, SLOTS_ANNOTATION
+from podslots.store import SlotStore
 from tests.conftest import BusTap, LambdaContext
 from tests.support.pods import given_pool
 
@@ -253,7 +254,9 @@ def test_busy_pods_are_protected_from_consolidation_and_idle_pods_are_not(world:
     world.reconcile()
     assert world.kube.count(verb="patch") == 0
     # Once the task ends, the protection goes
-    world.allocator.store.release(world.store.get_task("t1"), TaskStatus.SUCCESS, int(world.clock.now()))  # type: ignore[arg-type]
+    task = world.store.get_task("t1")
+    assert task is not None
+    world.store.release(task, TaskStatus.SUCCESS, int(world.clock.now()))
     world.reconcile()
     assert not set(DO_NOT_DISRUPT) & set(world.annotations(holder))
 

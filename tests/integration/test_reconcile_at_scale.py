@@ -28,7 +28,7 @@ WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWri
 def test_an_idle_run_over_1000_pods_lists_once_queries_once_and_writes_nothing(server: MotoServer, clock: ManualClock):
     with KubeApiStandIn(clock=lambda: datetime.fromtimestamp(clock.now(), UTC)) as kube:
         store = SlotStore()
-        given_idle_ready_pods_in_bulk(server.url, str(server.table), kube, store, POOL, PODS, int(clock.now()))
+        given_idle_ready_pods_in_bulk(kube, store, POOL, PODS, int(clock.now()))
         gateway = KubeGateway(new_client_from_config_dict(kube.kubeconfig(NS)))
         reconciler = Reconciler(store, lambda pool: gateway, RecordingPublisher(), clock)
         reconciler.run(POOL)  # the first run records the pool's figures

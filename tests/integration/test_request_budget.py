@@ -62,7 +62,7 @@ def test_an_allocation_reads_the_same_few_items_however_large_the_pool(server: M
     # Given a pool of `pods` idle ready pods, and one pod already partly busy
     store, clock = SlotStore(), ManualClock()
     assert server.table is not None
-    given_idle_ready_pods_in_bulk(server.url, server.table, None, store, "flat", pods, now=1)
+    given_idle_ready_pods_in_bulk(None, store, "flat", pods, now=1)
     allocator = Allocator(store, RecordingPublisher(), clock)
     first = allocator.allocate(AllocationRequest("flat", "warm", TaskType.PLAN))
     items, bytes_read = server.dispatcher.items_read.copy(), server.dispatcher.bytes_read.copy()

@@ -27,6 +27,7 @@ from podslots.clock import ManualClock
 from podslots.expiry import Expirer
 from podslots.model import Pod, SlotStatus, Task, TaskStatus, TaskType
 from podslots.store import SlotStore
+from podslots.store.keys import pod_sk, pool_pk
 from tests.integration.conftest import Answer, Api
 from tests.support.callers import TASK_QUEUE
 from tests.support.least_privilege import as_another_process
@@ -269,7 +270,7 @@ def test_an_approval_whose_reserved_slot_is_gone_marks_the_task_lost_and_says_so
 ):
     # Given the plan's pod item is gone while the task still says apply_pending
     boto3.client("dynamodb", endpoint_url=server.url).delete_item(
-        TableName=server.table, Key={"pk": {"S": f"POOL#{POOL}"}, "sk": {"S": f"POD#{reserved[0]}"}}
+        TableName=server.table, Key={"pk": {"S": pool_pk(POOL)}, "sk": {"S": pod_sk(reserved[0])}}
     )
     # When the approval comes
     answer = approve(api)

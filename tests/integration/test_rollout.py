@@ -13,8 +13,9 @@ from local.kube_api import KubeApiStandIn
 from podslots.autoscale import Autoscaler
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import REVISION_LABEL, KubeGateway
+from podslots.cluster import KubeGateway
 from podslots.model import Cordon, PodState
+from podslots.names import REVISION_LABEL
 from podslots.reconcile import Reconciler
 from podslots.rollout import live
 from podslots.settings import PoolSettings, template_revision

@@ -30,11 +30,12 @@ from podslots.allocation import AllocationRequest, Allocator
 from podslots.autoscale import Autoscaler, ScaleReport
 from podslots.bus import RecordingPublisher
 from podslots.clock import ManualClock
-from podslots.cluster import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, REVISION_LABEL, KubeGateway
+from podslots.cluster import KubeGateway
 from podslots.errors import NoCapacity
-from podslots.model import PodState, Task, TaskStatus, TaskType
+from podslots.model import PodState, Task, TaskStatus, TaskType, new_pod
+from podslots.names import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, REVISION_LABEL
 from podslots.settings import template_revision
-from podslots.store import RegisteredPool, SlotStore, new_pod
+from podslots.store import RegisteredPool, SlotStore
 from tests.support.pods import given_pool
 
 pytestmark = pytest.mark.slow

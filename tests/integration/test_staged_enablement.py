@@ -10,8 +10,8 @@ import pytest
 
 from local.kube_api import KubeApiStandIn
 from podslots.clock import ManualClock
-from podslots.cluster import CLAIM_ANNOTATION
 from podslots.model import ADOPTED, PodState
+from podslots.names import CLAIM_ANNOTATION
 from podslots.store import SlotStore
 from tests.integration.conftest import Api
 from tests.integration.test_rollout import NS, POOL, World

@@ -13,6 +13,7 @@ from podslots.model import (
     TaskType,
     empty_slots,
     is_pinned,
+    new_pod,
     pins_a_pod,
     placement_candidates,
 )
@@ -124,3 +125,24 @@ def test_a_pod_is_pinned_by_a_reservation_or_a_plan_and_apply_and_not_by_others(
     assert is_pinned(pinned_pod("r", reserved=True))
     assert not is_pinned(pod("b", busy=3))
     assert not is_pinned(pod("e"))
+
+
+def test_slots_are_gone_over_by_number_not_as_text():
+    # Given a pod of twelve slots, s2 and s10 running (as text, "s10" sorts before "s2")
+    twelve = pod("a", slots=12).with_slot("s10", Slot(SlotStatus.RUNNING, "t10", TaskType.PLAN, 1))
+    twelve = twelve.with_slot("s2", Slot(SlotStatus.RUNNING, "t2", TaskType.PLAN, 1))
+
+    # When its slots are listed, Then s0 to s11 in that order, and the idle ones likewise
+    assert [key for key, _ in twelve.slots_in_order()] == [f"s{i}" for i in range(12)]
+    assert twelve.idle_slot_keys() == [f"s{i}" for i in range(12) if i not in (2, 10)]
+    assert [key for key, slot in twelve.slots_in_order() if not slot.is_idle] == ["s2", "s10"]
+
+
+def test_a_new_pod_starts_with_every_slot_idle_and_no_beat():
+    # Given the pure constructor (autoscale records it before the create, reconcile for an adoption)
+    started = new_pod("p", "p-a", 3, 100, uid="u", revision="abcdef0123")
+
+    # Then it is starting, idle, unseen by its agent, and stamped with the time and the revision
+    assert (started.state, started.busy, started.slot_count) == (PodState.STARTING, 0, 3)
+    assert (started.heartbeat_at, started.created_at, started.last_used_at) == (None, 100, 100)
+    assert (started.uid, started.revision) == ("u", "abcdef0123")

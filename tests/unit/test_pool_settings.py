@@ -247,3 +247,15 @@ def test_given_a_namespace_outside_the_agent_namespaces_then_the_pool_is_refused
     assert [e["loc"] for e in raised.value.errors()] == [("namespace",)]
     # And a stored pool there stays readable: the steps leave it alone and report it
     assert PoolSettings.from_stored({"namespace": "kube-system", "pod_template": TEMPLATE}).namespace == "kube-system"
+
+
+def test_the_api_accepts_exactly_the_statuses_a_caller_may_report():
+    # Given the one list of reportable statuses (model) and the API's body schema built from it
+    from podslots.api_models import StatusBody
+    from podslots.model import END_STATUSES, HOLDING_STATUSES, REPORTED_STATUSES, TaskStatus
+
+    # Then the schema's enum is that list, and podslots' own statuses (pending, lost, expired) are not in it
+    schema = StatusBody.model_json_schema()["properties"]["status"]["enum"]
+    assert set(schema) == {s.value for s in REPORTED_STATUSES}
+    assert set(TaskStatus) - REPORTED_STATUSES == {TaskStatus.PENDING, TaskStatus.LOST, TaskStatus.EXPIRED}
+    assert HOLDING_STATUSES | (END_STATUSES - {TaskStatus.LOST, TaskStatus.EXPIRED}) == REPORTED_STATUSES

@@ -9,6 +9,10 @@ Every answer says what happened (`Outcome`): a 200 only ever names the slot the 
 that names the slot it had and why it ended. A task seen reserved is only ever answered with its own
 slot, or with a refusal: never with another slot.
 
+This module is the placement loop (read the open pods, take a slot, back off after a lost race) and
+the no-capacity answer; a task the table already knows is answered by `held_slots.py`, and the
+request and answer types are in `allocation_answers.py`.
+
 A task belongs to the caller that allocated it (`podslots.tenancy`): another caller's task id is
 refused (`task_id_taken`) without a word about that task, and an approval for it is answered as
 for an unknown task. The check reads nothing more: it looks at the task item the allocation reads
@@ -22,9 +26,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 
+from podslots.allocation_answers import Allocation, AllocationRequest, Outcome, log_keys
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.errors import (
@@ -32,75 +35,34 @@ from podslots.errors import (
     Conflict,
     NoCapacity,
     NotFound,
-    ReservationGone,
-    ResumeContended,
     TaskIdTaken,
 )
-from podslots.events import Events
+from podslots.events import publish
+from podslots.held_slots import HeldSlots, same_type
+from podslots.ids import new_token
 from podslots.model import (
-    EndedSlot,
     Placement,
     Task,
     TaskStatus,
-    TaskType,
     pins_a_pod,
     placement_candidates,
     placement_rank,
 )
 from podslots.observability import count, logger, seconds
-from podslots.store import PoolState, SlotStore, StoreConflict, new_token
-from podslots.tenancy import ANONYMOUS, Caller, matches_any
+from podslots.ports import AllocationStore
+from podslots.retry import ATTEMPTS, Backoff
+from podslots.store import PoolState, StoreConflict
+from podslots.tenancy import matches_any
 
-MAX_ATTEMPTS = 10  # slot races lost before answering 503 (each attempt reads the open pods again)
+__all__ = ["Allocation", "AllocationRequest", "Allocator", "Outcome"]  # the handler's names, in one import
+
 CANDIDATE_PODS = 4  # open pods read per attempt: the fullest few, whatever the pool's size
-BACKOFF_BASE_S = 0.01  # after a lost race: a jittered wait, doubling, before reading again
-BACKOFF_CAP_S = 0.2
 SHORTAGE_SIGNAL_EVERY_S = 60  # at most one CapacityShortage per task per minute
 RETRY_AFTER_STARTING_S = 10  # a pod is already starting: capacity is near
 RETRY_AFTER_COLD_S = 30
-RESUME_ATTEMPTS = 8  # a resume met by transient faults is tried again, as a resume, this many times
-RESUME_GONE = "reserved slot gone"  # why a task seen reserved is lost when its slot is not there
 # A pool's allowed_callers, as read by this container, is trusted this long: a narrowing reaches every
 # allocation within it, and a warm container reads the pool at most once per pool and period.
 CALLERS_MAX_AGE_S = 10
-
-
-class Outcome(StrEnum):
-    """What an allocation did, in the answer's `outcome`."""
-
-    PLACED = "placed"  # 201: the task's first slot (or its first since a wait)
-    PLACED_ANEW = "placed_anew"  # 201: podslots had taken its slot (lost, expired); this is another
-    RESUMED = "resumed"  # 200: its reserved slot runs again, by this request's write
-    REPEATED = "repeated"  # 200: it already held this slot running (a repeat, or a concurrent approval)
-
-    @property
-    def created(self) -> bool:
-        return self in (Outcome.PLACED, Outcome.PLACED_ANEW)
-
-
-@dataclass(frozen=True)
-class AllocationRequest:
-    pool: str
-    task_id: str
-    task_type: TaskType
-    expect_resume: bool = False  # an approval: a reservation that is gone is refused, not replaced
-    caller: Caller = ANONYMOUS  # who asks: the task's owner once placed, and who may touch it
-
-
-@dataclass(frozen=True)
-class Allocation:
-    task_id: str
-    pool: str
-    pod: str
-    slot: str
-    pod_ip: str | None
-    outcome: Outcome
-    previous: EndedSlot | None = None  # placed anew: the slot it had, and why that ended
-
-    @property
-    def created(self) -> bool:
-        """A new allocation (201) rather than the task's existing slot (200)."""
-        return self.outcome.created
 
 
 class Allocator:
@@ -116,7 +78,7 @@ class Allocator:
 
     def __init__(
         self,
-        store: SlotStore,
+        store: AllocationStore,
         bus: EventPublisher,
         clock: Clock,
         rng: random.Random | None = None,
@@ -131,12 +93,12 @@ class Allocator:
     def allocate(self, request: AllocationRequest) -> Allocation:
         pool_read = self._admit(request)
         if request.expect_resume:
-            return self._approval(request)
+            return self._held_slots().approval(request)
         owner = request.caller.principal
         task = Task(request.task_id, request.pool, request.task_type, TaskStatus.RUNNING, owner=owner)
         known: Task | None = None  # the task item as last seen; None: assumed not to exist
         races = 0
-        for _ in range(MAX_ATTEMPTS):
+        for _ in range(ATTEMPTS):  # each attempt reads the open pods again; then a 503
             pins = pins_a_pod(request.task_type)
             candidates = placement_candidates(self.store.open_slots(request.pool, CANDIDATE_PODS), pins)
             if not candidates:  # a roll-out's outdated pods, only when no current pod has room
@@ -162,7 +124,7 @@ class Allocator:
                     continue  # a re-dispatch (or a task that moved): try again knowing it
                 races += 1
                 count("AllocationConflictRetry")
-                self._back_off(races)
+                Backoff(self.rng, self.sleep).wait(races)
                 continue
             return self._placed(task, choice, known, now)
         raise NoCapacity(
@@ -187,8 +149,9 @@ class Allocator:
             )
         return state if read_now else None
 
-    def _back_off(self, tries: int) -> None:
-        self.sleep(self.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**tries)))
+    def _held_slots(self) -> HeldSlots:
+        """The held-slot answers, over this allocator's parts as they are now (a test may swap one)."""
+        return HeldSlots(self.store, self.clock, Backoff(self.rng, self.sleep))
 
     def _placed(self, task: Task, choice: Placement, known: Task | None, now: int) -> Allocation:
         count("AllocationSucceeded")
@@ -197,9 +160,11 @@ class Allocator:
         previous = known.previous_slot if known is not None else None
         if previous is not None:
             count("AllocationPlacedAnew")
-            logger.info("task placed anew", extra={**_keys(task, choice.pod.name, choice.slot), "was": previous.slot})
+            logger.info(
+                "task placed anew", extra={**log_keys(task, choice.pod.name, choice.slot), "was": previous.slot}
+            )
         else:
-            logger.info("slot allocated", extra=_keys(task, choice.pod.name, choice.slot))
+            logger.info("slot allocated", extra=log_keys(task, choice.pod.name, choice.slot))
         return Allocation(
             task_id=task.task_id,
             pool=task.pool,
@@ -224,155 +189,15 @@ class Allocator:
             )
         if current is None or current.status.redispatchable:
             if current is not None and current.status is TaskStatus.PENDING:
-                self._same_type(request, current)
+                same_type(request, current)
             return None
         previous = known.previous_slot if known is not None else None
         if previous is not None and current.status is TaskStatus.RUNNING and current.pool == request.pool:
             # Both this request and another found the slot taken (lost, expired) and the other placed
             # the task first: the answer is that placement's, so neither mistakes it for a resume.
-            self._same_type(request, current)
-            return self._held(current, Outcome.PLACED_ANEW, previous)
-        return self._existing(request, current)
-
-    # ---- the task already holds a slot (or ended) --------------------------------------------
-
-    def _approval(self, request: AllocationRequest) -> Allocation:
-        """`expect: resume`: the task's reserved (or already resumed) slot, or `reservation_gone`.
-
-        Read first, because a blind placement would be the one answer an approval must never get.
-        """
-        current = self._own(request, self.store.get_task(request.task_id))
-        if current is None:  # unknown, or another caller's: the same answer
-            raise _unknown_task(request.task_id)
-        if current.status.redispatchable:
-            raise _reservation_gone(current)
-        return self._existing(request, current)
-
-    def _existing(self, request: AllocationRequest, task: Task) -> Allocation:
-        if task.status.is_end:
-            raise Conflict(
-                f"task {task.task_id} already ended with status {task.status.value}",
-                task_id=task.task_id,
-                status=task.status.value,
-            )
-        if task.pool != request.pool:
-            raise Conflict(
-                f"task {task.task_id} holds a slot in pool {task.pool}, not {request.pool}",
-                task_id=task.task_id,
-                pool=task.pool,
-            )
-        self._same_type(request, task)
-        if task.status is TaskStatus.APPLY_PENDING:
-            return self._resume(request, task)  # the approval came
-        return self._held(task, Outcome.REPEATED)
-
-    def _resume(self, request: AllocationRequest, task: Task) -> Allocation:
-        """The apply resumes in the slot the plan kept reserved, or the answer says why it cannot.
-
-        A transient failure (a conflict, throttling, an unanswered write) is retried as a resume,
-        with jittered backoff; a write of ours whose answer was lost is recognised by its token. A
-        task that moved meanwhile is answered as it is now, never by placing it elsewhere.
-        """
-        for attempt in range(RESUME_ATTEMPTS):
-            token = new_token()
-            try:
-                self.store.resume(task, int(self.clock.now()), token=token)
-            except StoreConflict as conflict:
-                current = self._own(request, self.store.get_task(task.task_id))
-                if current is not None and current.request_token == token:
-                    break  # our own write; its answer was lost
-                if not _same_reservation(task, current):
-                    return self._after_resume(request, task, current)
-                if conflict.failed("slot") and self._slot_gone(task):
-                    self._lose(task)
-                    continue  # the next try finds the task lost (or moved) and answers that
-                count("ResumeConflictRetry")
-                self._back_off(attempt + 1)
-                continue
-            break
-        else:
-            raise ResumeContended(
-                f"task {task.task_id}: the resume of its reserved slot {task.pod}/{task.slot} kept meeting "
-                "concurrent writes; nothing moved, try again",
-                task_id=task.task_id,
-                pod=task.pod,
-                slot=task.slot,
-                retry_after_s=1,
-            )
-        count("AllocationResumed")
-        logger.info("apply resumed on its reserved slot", extra=_keys(task, task.pod or "", task.slot or ""))
-        return self._held(task, Outcome.RESUMED)
-
-    def _after_resume(self, request: AllocationRequest, seen: Task, current: Task | None) -> Allocation:
-        """The task moved while we resumed it: its own slot if it runs there, else why not."""
-        if current is None:
-            raise _unknown_task(seen.task_id)
-        if current.status is TaskStatus.RUNNING and (current.pod, current.slot) == (seen.pod, seen.slot):
-            return self._held(current, Outcome.REPEATED)  # a concurrent approval resumed it
-        if current.status.redispatchable:  # lost, expired (or waiting since): the reservation is gone
-            raise _reservation_gone(current)
-        if current.status.is_end:
-            return self._existing(request, current)  # 409: already ended
-        raise ReservationGone(
-            f"task {seen.task_id}: its reservation on {seen.pod}/{seen.slot} is gone; "
-            f"it was placed again on {current.pod}/{current.slot} ({current.status.value})",
-            task_id=seen.task_id,
-            task_status=current.status.value,
-            pod=current.pod,
-            slot=current.slot,
-            previous={"pod": seen.pod, "slot": seen.slot, "status": None, "reason": None},
-        )
-
-    @staticmethod
-    def _own(request: AllocationRequest, task: Task | None) -> Task | None:
-        """The task as this caller may see it: another caller's task is no task at all."""
-        return task if task is not None and request.caller.may_use(task.owner) else None
-
-    def _slot_gone(self, task: Task) -> bool:
-        """Is the reserved slot really gone: no pod item, no such slot, or a slot that names another
-        task or none? (A slot that still names the task is never given up on: a task is only made
-        lost while no slot names it.)"""
-        assert task.pod and task.slot
-        pod = self.store.get_pod(task.pool, task.pod)
-        slot = pod.slots.get(task.slot) if pod is not None else None
-        return slot is None or slot.task_id != task.task_id
-
-    def _lose(self, task: Task) -> None:
-        """The task's reserved slot is gone while its item still says reserved: it is lost, said so."""
-        assert task.pod and task.slot
-        ended = EndedSlot(task.pod, task.slot, TaskStatus.LOST, RESUME_GONE)
-        try:
-            self.store.close_without_slot(task, TaskStatus.LOST, int(self.clock.now()), ended=ended)
-        except StoreConflict:
-            return  # it moved: the next try reads what it became
-        count("TasksLost")
-        logger.warning("reserved slot gone; task lost", extra=_keys(task, task.pod, task.slot))
-
-    def _held(self, task: Task, outcome: Outcome, previous: EndedSlot | None = None) -> Allocation:
-        """The slot the task holds now, as the answer names it."""
-        assert task.pod and task.slot
-        pod_ip = task.pod_ip
-        if pod_ip is None:  # the pod had not reported its IP when the slot was given: look again
-            pod = self.store.get_pod(task.pool, task.pod)
-            pod_ip = pod.pod_ip if pod else None
-        return Allocation(
-            task_id=task.task_id,
-            pool=task.pool,
-            pod=task.pod,
-            slot=task.slot,
-            pod_ip=pod_ip,
-            outcome=outcome,
-            previous=previous,
-        )
-
-    @staticmethod
-    def _same_type(request: AllocationRequest, task: Task) -> None:
-        if task.task_type is not request.task_type:
-            raise Conflict(
-                f"task {task.task_id} was dispatched as {task.task_type.value}, not {request.task_type.value}",
-                task_id=task.task_id,
-                task_type=task.task_type.value,
-            )
+            same_type(request, current)
+            return self._held_slots().held(current, Outcome.PLACED_ANEW, previous)
+        return self._held_slots().existing(request, current)
 
     def _choose(self, candidates: list[Placement], races: int, pins: bool) -> Placement:
         """One of the best pods (`placement_rank`), at its first idle slot; after lost races, one of the best few.
@@ -429,7 +254,7 @@ class Allocator:
         if signal:
             detail = {"pool": request.pool, "task_id": request.task_id, "waiting": now - since}
             # The wait is recorded: autoscale's schedule sees the demand even if the bus fails.
-            Events(self.store, self.bus).publish("CapacityShortage", detail)
+            publish(self.bus, "CapacityShortage", detail)
         logger.info("no idle slot", extra={"pool": request.pool, "task_id": request.task_id})
         starting = self.store.starting_pods(request.pool) > 0  # one small item, whatever the pool's size
         raise NoCapacity(
@@ -437,52 +262,3 @@ class Allocator:
             retry_after_s=RETRY_AFTER_STARTING_S if starting else RETRY_AFTER_COLD_S,
             pool=request.pool,
         )
-
-
-def _keys(task: Task, pod: str, slot: str) -> dict[str, str]:
-    return {"pool": task.pool, "pod": pod, "slot": slot, "task_id": task.task_id}
-
-
-def _same_reservation(seen: Task, current: Task | None) -> bool:
-    return (
-        current is not None
-        and current.status is TaskStatus.APPLY_PENDING
-        and (current.pod, current.slot) == (seen.pod, seen.slot)
-    )
-
-
-def _reservation_gone(task: Task) -> ReservationGone:
-    """The refusal of an approval whose reservation is gone, naming what happened to the task."""
-    previous = task.previous_slot
-    if previous is not None:
-        why = f" ({previous.reason})" if previous.reason else ""
-        message = (
-            f"task {task.task_id}: its reservation on {previous.pod}/{previous.slot} is gone, "
-            f"the task is {previous.status.value}{why}"
-        )
-        if task.status is not previous.status:
-            message += f" and now {task.status.value}"
-    else:
-        message = f"task {task.task_id} holds no reservation (it is {task.status.value})"
-    return ReservationGone(
-        message,
-        task_id=task.task_id,
-        task_status=task.status.value,
-        previous=_previous_doc(previous),
-    )
-
-
-def _previous_doc(previous: EndedSlot | None) -> dict[str, str | None] | None:
-    if previous is None:
-        return None
-    return {"pod": previous.pod, "slot": previous.slot, "status": previous.status.value, "reason": previous.reason}
-
-
-def _unknown_task(task_id: str) -> ReservationGone:
-    """An approval for a task podslots does not know: there is nothing to resume."""
-    return ReservationGone(
-        f"task {task_id} is unknown: there is no reservation to resume",
-        task_id=task_id,
-        task_status=None,
-        previous=None,
-    )

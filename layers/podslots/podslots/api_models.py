@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from podslots.model import Pod, Task, TaskStatus, TaskType, cordon_order, shown_cordon
+from podslots.model import Pod, ReportedStatus, TakenStatus, Task, TaskStatus, TaskType, cordon_order, shown_cordon
 from podslots.names import (
     DNS_SUBDOMAIN,
     DNS_SUBDOMAIN_MAX,
@@ -48,7 +48,7 @@ class AllocateBody(BaseModel):
 
 class StatusBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    status: Literal["running", "apply_pending", "success", "applied", "failed", "cancelled"]
+    status: ReportedStatus
 
 
 class HeartbeatBody(BaseModel):
@@ -76,7 +76,7 @@ class ErrorAnswer(BaseModel):
 class PreviousSlot(BaseModel):
     pod: str
     slot: str
-    status: Literal["lost", "expired"] = Field(description="How the task's previous slot ended")
+    status: TakenStatus = Field(description="How the task's previous slot ended")
     reason: str | None = Field(description="Why: `reservation expired`, reconcile's reason for a loss, ...")
 
 
@@ -182,6 +182,6 @@ def pod_answer(pod: Pod) -> dict[str, Any]:
                 since=slot.since,
                 reserved_until=slot.reserved_until,
             )
-            for key, slot in sorted(pod.slots.items(), key=lambda kv: int(kv[0][1:]))
+            for key, slot in pod.slots_in_order()
         ],
     ).model_dump(mode="json")

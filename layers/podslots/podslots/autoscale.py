@@ -16,19 +16,21 @@ from typing import Any
 from podslots import step_plan
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
-from podslots.cluster import POOL_LABEL, Cluster, ClusterError, ClusterPod
+from podslots.cluster_pods import Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
 from podslots.events import Events
 from podslots.ids import new_token
 from podslots.model import CREATE_GRACE_S, POOL_DELETED, Cordon, Pod, PodState
+from podslots.names import POOL_LABEL
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.pod_creates import CREATE_CONCURRENCY, PodCreates
 from podslots.podspec import new_pod_name
 from podslots.pool_guard import namespace_refused
 from podslots.pool_order import each_pool
+from podslots.ports import AutoscaleStore
 from podslots.scaling import Direction, decide
 from podslots.settings import template_revision
-from podslots.store import Lease, RegisteredPool, Rollout, SlotStore, StoreConflict
+from podslots.store import Lease, RegisteredPool, Rollout, StoreConflict
 
 __all__ = ["CREATE_CONCURRENCY", "DEMAND_WINDOW_S", "EVERY_STATE", "LEASE_TTL_S", "Autoscaler", "ScaleReport"]
 
@@ -62,7 +64,7 @@ class ScaleReport:
 class Autoscaler:
     def __init__(
         self,
-        store: SlotStore,
+        store: AutoscaleStore,
         cluster_for: Callable[[RegisteredPool], Cluster],
         bus: EventPublisher,
         clock: Clock,
@@ -225,7 +227,7 @@ class _PoolStep:
     report: ScaleReport
 
     @property
-    def store(self) -> SlotStore:
+    def store(self) -> AutoscaleStore:
         return self.autoscaler.store
 
     def rank(self, plan: step_plan.StepPlan) -> None:

@@ -1,234 +1,45 @@
-"""The Kubernetes gateway: the only module that talks to the Kubernetes API.
+"""The Kubernetes gateway: the only module that calls the Kubernetes API (`KubeGateway`).
 
 Each call has a timeout: list a pool's pods by label selector (all pages), create a pod, delete a
 pod with a uid precondition (404 counts as done), patch annotations (and labels with them), claim
 a pod for a pool (a merge patch conditional on the resource version that was listed), and
 create or delete a pool's PodDisruptionBudget (409 and 404 count as done). Answers are read as
 raw JSON into `ClusterPod` (no model deserialization: a 1,000-pod LIST stays cheap), and every API
-failure becomes a `ClusterError` that says which call failed and why.
+failure becomes a `ClusterError` that says which call failed and why (both in `cluster_pods.py`,
+with the `Cluster` port the steps are typed against).
 
-Only reconcile and autoscale import this module; the API functions never load `kubernetes`.
+Only `cluster_gateways.py` imports this module (a gateway per pool, for the reconcile and autoscale
+handlers); the steps import `cluster_pods` and the API functions never load `kubernetes`.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from kubernetes.client import ApiClient, CoreV1Api, PolicyV1Api
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from podslots import names
-from podslots.errors import PodSlotsError
-from podslots.model import ADOPTED
-from podslots.names import DNS_SUBDOMAIN, DNS_SUBDOMAIN_MAX, SLOTS_MAX, SLOTS_MIN, is_pool_name, is_revision
-from podslots.scrub import scrub
+from podslots.cluster_pods import (
+    ClusterError,
+    ClusterPod,
+    disruption_budget,
+    disruption_budget_name,
+    label_selector,
+    pool_selector,
+)
+from podslots.names import CLAIM_ANNOTATION
 
-# Defined in names.py, so that podspec (the manifest the pools function checks) needs no kubernetes.
-POOL_LABEL = names.POOL_LABEL
-MANAGED_BY_LABEL = names.MANAGED_BY_LABEL
-MANAGED_BY = names.MANAGED_BY
-SLOTS_ANNOTATION = names.SLOTS_ANNOTATION
-REVISION_LABEL = names.REVISION_LABEL
-# The pool that adopted a pod podslots did not make (reconcile's claim; docs/architecture.md, "Adoption").
-CLAIM_ANNOTATION = "podslots.io/claimed-by"
-# Node consolidation (Karpenter, cluster-autoscaler) may only take pods without these.
-DO_NOT_DISRUPT: dict[str, str] = {
-    "karpenter.sh/do-not-disrupt": "true",
-    "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
-}
-# While a pod holds a running or reserved slot it carries this label, valued with its pool's name (an
-# adopted pod lacks the pool label, so the label names the pool itself); the pool's
-# PodDisruptionBudget selects it, so the Eviction API (kubectl drain, node upgrades) waits for it.
-BUSY_LABEL = "podslots.io/busy"
 BUDGET_RECHECK_S = 600  # a remembered budget is created again (409: still there) after this long
-UNREADABLE = "(unreadable)"  # an owner's name that is not one podslots could have written: never logged as sent
 PAGE_SIZE = 500
 TIMEOUT_S = (3.0, 10.0)  # (connect, read) for every call
-
-
-class ClusterError(PodSlotsError):
-    """A Kubernetes API call failed; `call` names it, `status` is the HTTP status if there was one.
-
-    `reason` is partly the server's own words, so it is scrubbed here (cut, credential-like text and
-    the exact `secrets` the call sent redacted): the message is safe to log, report and store.
-    """
-
-    code = "cluster_error"
-
-    def __init__(self, call: str, reason: str, status: int | None = None, secrets: Iterable[str] = ()) -> None:
-        reason = scrub(reason, secrets=secrets)
-        super().__init__(f"kubernetes {call} failed: {reason}", call=call, status=status)
-        self.call = call
-        self.status = status
-
-
-@dataclass(frozen=True)
-class ClusterPod:
-    name: str
-    uid: str
-    phase: str
-    pod_ip: str | None
-    deleting: bool
-    created_at: float
-    labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    resource_version: str = ""  # as listed: the claim's precondition
-    controller: str | None = None  # `Kind/name` of the owner reference with `controller: true`
-
-    @property
-    def owner_pool(self) -> str | None:
-        """The pool this pod belongs to, if any: the pool it was made for (its `podslots.io/pool`
-        label), else the pool that claimed it on adoption. A pod belongs to at most one pool."""
-        raw = self.labels.get(POOL_LABEL) or self.annotations.get(CLAIM_ANNOTATION) or None
-        if raw is None:
-            return None
-        return raw if is_pool_name(raw) else UNREADABLE  # claimed all the same, by a name we do not repeat
-
-    @property
-    def finished(self) -> bool:
-        """The agent process ended (restartPolicy Never): the pod will not run tasks again."""
-        return self.phase in ("Failed", "Succeeded")
-
-    @property
-    def slots(self) -> int | None:
-        """The slot count the pod was made with, if its annotation is one podslots could have written.
-
-        ASCII digits only (`str.isdigit` accepts "²", which `int` refuses), within the settings'
-        bounds: anything else is ignored and the pool's own slot count applies.
-        """
-        raw = self.annotations.get(SLOTS_ANNOTATION) or ""
-        if not re.fullmatch(r"[0-9]{1,2}", raw):
-            return None
-        count = int(raw)
-        return count if SLOTS_MIN <= count <= SLOTS_MAX else None
-
-    @property
-    def managed(self) -> bool:
-        """Made by podslots (not a pod adopted from another controller)."""
-        return self.labels.get(MANAGED_BY_LABEL) == MANAGED_BY
-
-    @property
-    def revision(self) -> str | None:
-        """The template revision the pod was made from: its label, `adopted` for a pod podslots did
-        not make (a roll-out replaces it), None for one made before revisions existed."""
-        if not self.managed:
-            return ADOPTED
-        raw = self.labels.get(REVISION_LABEL) or ""
-        return raw if is_revision(raw) else None
-
-    @property
-    def protected(self) -> bool:
-        return all(self.annotations.get(k) == v for k, v in DO_NOT_DISRUPT.items())
-
-    @property
-    def unprotected(self) -> bool:
-        return not any(k in self.annotations for k in DO_NOT_DISRUPT)
-
-    @property
-    def busy_label(self) -> str | None:
-        """The pool whose disruption budget holds this pod (the busy label's value), if any."""
-        return self.labels.get(BUSY_LABEL)
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> ClusterPod:
-        meta = raw.get("metadata") or {}
-        status = raw.get("status") or {}
-        stamp = meta.get("creationTimestamp")
-        created = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else 0.0
-        return cls(
-            name=meta["name"],
-            uid=meta.get("uid", ""),
-            phase=status.get("phase", "Pending"),
-            pod_ip=status.get("podIP") or None,
-            deleting=meta.get("deletionTimestamp") is not None,
-            created_at=created,
-            labels=dict(meta.get("labels") or {}),
-            annotations=dict(meta.get("annotations") or {}),
-            resource_version=str(meta.get("resourceVersion") or ""),
-            controller=_controller(meta.get("ownerReferences")),
-        )
-
-
-def _controller(references: Any) -> str | None:
-    """The managing controller among a pod's owner references (`controller: true`; at most one)."""
-    for ref in references if isinstance(references, list) else []:
-        if isinstance(ref, Mapping) and ref.get("controller") is True:
-            kind, name = str(ref.get("kind") or ""), str(ref.get("name") or "")
-            readable = re.fullmatch(r"[A-Z][A-Za-z0-9]{0,62}", kind) and re.fullmatch(DNS_SUBDOMAIN, name)
-            return f"{kind}/{name}" if readable and len(name) <= DNS_SUBDOMAIN_MAX else UNREADABLE
-    return None
-
-
-class Cluster(Protocol):
-    """What the steps need of a cluster (the gateway below, or a fake in a simulation)."""
-
-    def list_pool_pods(
-        self, namespace: str, pool: str, adopt_selector: Mapping[str, str] | None = None
-    ) -> list[ClusterPod]: ...
-
-    def create_pod(self, namespace: str, manifest: dict[str, Any]) -> ClusterPod: ...
-
-    def delete_pod(self, namespace: str, name: str, uid: str) -> bool: ...
-
-    def patch_annotations(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None: ...
-
-    def patch_metadata(
-        self, namespace: str, name: str, labels: dict[str, str | None], annotations: dict[str, str | None]
-    ) -> None: ...
-
-    def ensure_disruption_budget(self, namespace: str, pool: str, now: float) -> bool: ...
-
-    def delete_disruption_budget(self, namespace: str, pool: str) -> bool: ...
-
-    def claim_pod(self, namespace: str, pod: ClusterPod, pool: str) -> bool: ...
-
-
-def disruption_budget_name(pool: str) -> str:
-    """`podslots-<pool>`: a pool name is a DNS label of at most 40 characters, so this is a valid name."""
-    return f"podslots-{pool}"
-
-
-def disruption_budget(pool: str) -> dict[str, Any]:
-    """The pool's PodDisruptionBudget: no voluntary eviction of a pod while it carries the busy label.
-
-    `maxUnavailable: 0` allows no disruption whatever the pods' controllers (a bare pod counts for
-    none, so the budget expects none and allows none); `IfHealthyBudget` keeps an unready busy pod
-    covered too (the API server's default, said here so nobody has to know it).
-    """
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": {
-            "name": disruption_budget_name(pool),
-            "labels": {POOL_LABEL: pool, MANAGED_BY_LABEL: MANAGED_BY},
-        },
-        "spec": {
-            "maxUnavailable": 0,
-            "selector": {"matchLabels": {BUSY_LABEL: pool}},
-            "unhealthyPodEvictionPolicy": "IfHealthyBudget",
-        },
-    }
-
 
 # The budgets this process has seen exist, per connection (a new kubeconfig forgets them), by
 # (namespace, pool), with when: reconcile ensures a budget at most once per BUDGET_RECHECK_S.
 _BUDGETS_SEEN: WeakKeyDictionary[ApiClient, dict[tuple[str, str], float]] = WeakKeyDictionary()
-
-
-def pool_selector(pool: str) -> str:
-    return f"{POOL_LABEL}={pool},{MANAGED_BY_LABEL}={MANAGED_BY}"
-
-
-def label_selector(labels: Mapping[str, str]) -> str:
-    """An equality selector; the settings' syntax rules keep `,` and `=` out of keys and values."""
-    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
 class KubeGateway:

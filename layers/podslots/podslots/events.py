@@ -16,18 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from podslots.bus import EventPublisher
 from podslots.ids import new_event_id
 from podslots.observability import MetricUnit, logger, pool_metrics
+from podslots.ports import History
 from podslots.scrub import exception_facts
-
-
-class History(Protocol):
-    """The one store call this module needs: a pool's history entry (idempotent on its id)."""
-
-    def add_event(self, pool: str, kind: str, detail: dict[str, Any], now: int, event_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -64,13 +59,7 @@ class Events:
 
     def publish(self, kind: str, detail: dict[str, Any]) -> bool:
         """Put the event on the bus; False (logged, by type only) when the bus refused or failed."""
-        try:
-            self.bus.publish(kind, detail)
-        except Exception as exc:  # the history (or the table's own state) already holds it
-            extra = {"detail_type": kind, **_loggable(detail), **exception_facts(exc)}
-            logger.error(f"{kind} not published", extra=extra)
-            return False
-        return True
+        return publish(self.bus, kind, detail)
 
     def would(
         self,
@@ -93,6 +82,18 @@ class Events:
 
 
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def publish(bus: EventPublisher, kind: str, detail: dict[str, Any]) -> bool:
+    """An event for the bus alone (no history: allocation's CapacityShortage); False, logged by type
+    only, when the bus refused or failed."""
+    try:
+        bus.publish(kind, detail)
+    except Exception as exc:  # the history (or the table's own state) already holds it
+        extra = {"detail_type": kind, **_loggable(detail), **exception_facts(exc)}
+        logger.error(f"{kind} not published", extra=extra)
+        return False
+    return True
 
 
 def _loggable(detail: dict[str, Any]) -> dict[str, Any]:

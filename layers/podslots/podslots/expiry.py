@@ -15,7 +15,7 @@ from podslots.clock import Clock
 from podslots.events import Events
 from podslots.observability import MetricUnit, pool_metrics
 from podslots.pool_order import each_pool
-from podslots.store import SlotStore
+from podslots.ports import ExpiryStore
 
 
 @dataclass
@@ -26,7 +26,7 @@ class ExpiryReport:
 
 
 class Expirer:
-    def __init__(self, store: SlotStore, bus: EventPublisher, clock: Clock) -> None:
+    def __init__(self, store: ExpiryStore, bus: EventPublisher, clock: Clock) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock

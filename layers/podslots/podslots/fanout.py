@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from podslots.clock import Clock
 from podslots.names import PoolNameStr
 from podslots.observability import logger
+from podslots.ports import PoolNames
 from podslots.step_queues import PoolRun, Step, StepQueues
-from podslots.store import SlotStore
 
 
 class PoolRunMessage(BaseModel):
@@ -53,7 +53,7 @@ def dedup_id(step: Step, pool: str, trigger: str) -> str:
 class Dispatcher:
     """One message per pool for a step: every registered pool (a schedule), or one (an event)."""
 
-    def __init__(self, store: SlotStore, queues: StepQueues, clock: Clock) -> None:
+    def __init__(self, store: PoolNames, queues: StepQueues, clock: Clock) -> None:
         self.store = store
         self.queues = queues
         self.clock = clock

@@ -26,15 +26,16 @@ from podslots.clock import Clock
 from podslots.errors import Gone
 from podslots.model import Pod
 from podslots.observability import count, logger
+from podslots.ports import HeartbeatStore
 from podslots.scrub import exception_facts
-from podslots.store import SlotStore, StoreConflict
+from podslots.store import StoreConflict
 
 IP_MISMATCH_METRIC = "HeartbeatIpMismatch"
 POD_REGISTERED = "PodRegistered"
 
 
 class HeartbeatService:
-    def __init__(self, store: SlotStore, clock: Clock, bus: EventPublisher | None = None) -> None:
+    def __init__(self, store: HeartbeatStore, clock: Clock, bus: EventPublisher | None = None) -> None:
         self.store = store
         self.clock = clock
         self.bus = bus

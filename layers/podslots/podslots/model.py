@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Literal, get_args
 
 
 class TaskType(StrEnum):
@@ -39,13 +40,20 @@ class TaskStatus(StrEnum):
     @property
     def redispatchable(self) -> bool:
         """May a new allocation reuse this task id (the queue runs the task again)?"""
-        return self in {TaskStatus.PENDING, TaskStatus.LOST, TaskStatus.EXPIRED}
+        return self in REDISPATCHABLE_STATUSES
 
+
+# What a caller may report (`PUT /tasks/{id}/status`); the API's schema is this list, and no other.
+ReportedStatus = Literal["running", "apply_pending", "success", "applied", "failed", "cancelled"]
+# How podslots itself ends a task whose slot it took (an answer's `previous.status`).
+TakenStatus = Literal["lost", "expired"]
 
 HOLDING_STATUSES = frozenset({TaskStatus.RUNNING, TaskStatus.APPLY_PENDING})
-# The statuses a caller may end a task with; lost and expired are set by podslots itself.
-CALLER_END_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.APPLIED, TaskStatus.FAILED, TaskStatus.CANCELLED})
-END_STATUSES = CALLER_END_STATUSES | {TaskStatus.LOST, TaskStatus.EXPIRED}
+REPORTED_STATUSES = frozenset(TaskStatus(value) for value in get_args(ReportedStatus))
+CALLER_END_STATUSES = REPORTED_STATUSES - HOLDING_STATUSES  # the statuses a caller may end a task with
+TAKEN_STATUSES = frozenset(TaskStatus(value) for value in get_args(TakenStatus))
+END_STATUSES = CALLER_END_STATUSES | TAKEN_STATUSES
+REDISPATCHABLE_STATUSES = TAKEN_STATUSES | {TaskStatus.PENDING}  # the queue may dispatch the task again
 
 
 class SlotStatus(StrEnum):
@@ -100,6 +108,7 @@ def slot_key(index: int) -> str:
 
 
 def slot_index(key: str) -> int:
+    """The slot's number: slots are ordered by it (s2 before s10), never by their key as text."""
     return int(key[1:])
 
 
@@ -190,8 +199,12 @@ class Pod:
     def slot_count(self) -> int:
         return len(self.slots)
 
+    def slots_in_order(self) -> list[tuple[str, Slot]]:
+        """(key, slot) from s0 up: the one order every step, write and answer goes over slots in."""
+        return sorted(self.slots.items(), key=lambda kv: slot_index(kv[0]))
+
     def idle_slot_keys(self) -> list[str]:
-        return sorted((k for k, s in self.slots.items() if s.is_idle), key=slot_index)
+        return [key for key, slot in self.slots_in_order() if slot.is_idle]
 
     def with_slot(self, key: str, slot: Slot) -> Pod:
         return replace(self, slots={**self.slots, key: slot})
@@ -199,6 +212,21 @@ class Pod:
 
 def empty_slots(count: int) -> dict[str, Slot]:
     return {slot_key(i): IDLE_SLOT for i in range(count)}
+
+
+def new_pod(pool: str, name: str, slots: int, now: int, *, uid: str | None = None, revision: str | None = None) -> Pod:
+    """A pod as it starts: every slot idle, not yet beating (what autoscale records before it creates
+    the pod, and what reconcile records for a pod it adopts)."""
+    return Pod(
+        pool=pool,
+        name=name,
+        state=PodState.STARTING,
+        slots=empty_slots(slots),
+        uid=uid,
+        created_at=now,
+        last_used_at=now,
+        revision=revision,
+    )
 
 
 @dataclass(frozen=True)
@@ -241,7 +269,7 @@ class Task:
         """The slot this task had before podslots ended it; None if it never had one taken."""
         if self.ended is not None:
             return self.ended
-        if self.status in (TaskStatus.LOST, TaskStatus.EXPIRED) and self.pod and self.slot:  # an older item
+        if self.status in TAKEN_STATUSES and self.pod and self.slot:  # an older item
             reason = RESERVATION_EXPIRED if self.status is TaskStatus.EXPIRED else None
             return EndedSlot(self.pod, self.slot, self.status, reason)
         return None

@@ -42,7 +42,7 @@ SLOTS_MIN, SLOTS_MAX = 1, 32  # per pod: in the settings, and in an adopted pod'
 REVISION_DIGITS = 10
 REVISION = rf"^[0-9a-f]{{{REVISION_DIGITS}}}$"
 
-# The labels and annotation podslots writes on the pods it makes (cluster.py selects by them).
+# The labels and annotations podslots writes on the pods it makes (cluster.py selects by them).
 PODSLOTS_LABEL_PREFIX = "podslots.io/"  # podslots' own keys (`podslots.io/pool`, the claim...)
 POOL_LABEL = "podslots.io/pool"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -51,6 +51,8 @@ SLOTS_ANNOTATION = "podslots.io/slots"
 REVISION_LABEL = "podslots.io/revision"  # the pool template's revision the pod was made from
 # The ServiceAccount podslots itself runs as (k8s/rbac.yaml); no agent pod may (settings.py says why).
 CONTROLLER_SERVICE_ACCOUNT = "podslots"
+# The pool that adopted a pod podslots did not make (reconcile's claim; docs/architecture.md, "Adoption").
+CLAIM_ANNOTATION = "podslots.io/claimed-by"
 
 PoolNameStr = Annotated[str, StringConstraints(pattern=POOL_NAME, max_length=POOL_NAME_MAX)]
 TaskIdStr = Annotated[str, StringConstraints(pattern=TASK_ID, max_length=TASK_ID_MAX)]

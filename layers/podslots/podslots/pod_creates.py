@@ -11,11 +11,12 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from podslots.cluster import Cluster, ClusterError, ClusterPod
-from podslots.model import Pod
+from podslots.cluster_pods import Cluster, ClusterError, ClusterPod
+from podslots.model import Pod, new_pod
 from podslots.observability import logger
 from podslots.podspec import pod_manifest
-from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
+from podslots.ports import AutoscaleStore
+from podslots.store import RegisteredPool, StoreConflict
 
 CREATE_CONCURRENCY = 8  # pod creates of one step in flight at once (the API server's and the quota's sake)
 
@@ -24,7 +25,7 @@ CREATE_CONCURRENCY = 8  # pod creates of one step in flight at once (the API ser
 class PodCreates:
     """One step's creates, and what became of them (`created`, `errors`)."""
 
-    store: SlotStore
+    store: AutoscaleStore
     cluster: Cluster
     pool: RegisteredPool
     api_base_url: str

@@ -23,14 +23,15 @@ from typing import Any
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.pod_security_reading import Violation
 from podslots.podspec import security_violations
+from podslots.ports import Notices
 from podslots.settings import namespace_allowed
-from podslots.store import RegisteredPool, SlotStore, is_transient
+from podslots.store import RegisteredPool, is_transient
 
 NAMESPACE_NOT_ALLOWED = "PoolNamespaceNotAllowed"
 BELOW_POD_SECURITY = "PoolBelowPodSecurity"
 
 
-def namespace_refused(store: SlotStore, pool: RegisteredPool, now: int, step: str) -> bool:
+def namespace_refused(store: Notices, pool: RegisteredPool, now: int, step: str) -> bool:
     """True when the pool's namespace is not allowed (reported): the step leaves the pool alone."""
     namespace = pool.settings.namespace
     if namespace_allowed(namespace):
@@ -41,7 +42,7 @@ def namespace_refused(store: SlotStore, pool: RegisteredPool, now: int, step: st
     return True
 
 
-def report_below_level(store: SlotStore, pool: RegisteredPool, now: int) -> list[Violation]:
+def report_below_level(store: Notices, pool: RegisteredPool, now: int) -> list[Violation]:
     """The violations of the pool's level by the pods it makes (reported when there are any)."""
     violations = security_violations(pool.name, pool.settings)
     if violations:
@@ -52,7 +53,7 @@ def report_below_level(store: SlotStore, pool: RegisteredPool, now: int) -> list
     return violations
 
 
-def _notice(store: SlotStore, pool: str, kind: str, detail: dict[str, Any], now: int) -> None:
+def _notice(store: Notices, pool: str, kind: str, detail: dict[str, Any], now: int) -> None:
     """Into the history once per distinct finding: a pool raised and lowered again is new."""
     digest = hashlib.sha256(json.dumps(detail, sort_keys=True).encode()).hexdigest()[:12]
     try:

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 from podslots.clock import Clock
 from podslots.ids import new_event_id
 from podslots.observability import MetricUnit, logger, pool_metrics
+from podslots.ports import PoolRounds
 from podslots.scrub import described, exception_facts
-from podslots.store import RegisteredPool, SlotStore
+from podslots.store import RegisteredPool
 
 TIME_MARGIN_S = 5  # stop starting new pools when less than this is left of the invocation
 STEP_FAILED = "the step failed unexpectedly; the function's log has where (the next run tries again)"
@@ -26,7 +27,7 @@ _RESUME_AT: dict[str, str] = {}
 
 
 def pools_in_turn(
-    store: SlotStore,
+    store: PoolRounds,
     clock: Clock,
     only_pool: str | None,
     time_left_s: Callable[[], float] | None,
@@ -65,7 +66,7 @@ def _has_time(time_left_s: Callable[[], float] | None, pool: str) -> bool:
 
 
 def each_pool[Report](
-    store: SlotStore,
+    store: PoolRounds,
     clock: Clock,
     step_name: str,
     step: Callable[[RegisteredPool], Report],
@@ -112,7 +113,7 @@ class PoolRunFailed(Exception):
         self.pool = pool
 
 
-def _record_failure(store: SlotStore, clock: Clock, pool: str, step_name: str, problem: str) -> None:
+def _record_failure(store: PoolRounds, clock: Clock, pool: str, step_name: str, problem: str) -> None:
     try:
         detail = {"step": step_name, "error": problem}
         store.add_event(pool, "PoolStepFailed", detail, int(clock.now()), new_event_id())

@@ -16,8 +16,9 @@ from podslots.errors import BelowPodSecurity, Conflict, NotFound, UnreadableSett
 from podslots.ids import new_event_id
 from podslots.model import POOL_DELETED, Cordon, Pod, PodState, PoolFigures, cordon_order, shown_cordon
 from podslots.podspec import security_violations
+from podslots.ports import PoolRegistryStore
 from podslots.settings import PoolSettings, template_revision
-from podslots.store import PoolEvent, PoolRecord, SlotStore, StoreConflict
+from podslots.store import PoolEvent, PoolRecord, StoreConflict
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Deletion:
 
 
 class PoolService:
-    def __init__(self, store: SlotStore, clock: Clock) -> None:
+    def __init__(self, store: PoolRegistryStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
 

@@ -27,16 +27,17 @@ from typing import Any
 from podslots import reconcile_plan as verdicts
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
-from podslots.cluster import BUSY_LABEL, DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
+from podslots.cluster_pods import BUSY_LABEL, DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
 from podslots.events import Events
 from podslots.ids import new_event_id
-from podslots.model import IDLE_SLOT, Pod, PodState, PoolFigures
+from podslots.model import IDLE_SLOT, Pod, PodState, PoolFigures, new_pod
 from podslots.observability import MetricUnit, logger, pool_metrics
 from podslots.pool_guard import namespace_refused, report_below_level
 from podslots.pool_order import each_pool
+from podslots.ports import ReconcileStore
 from podslots.settings import template_revision
-from podslots.store import RegisteredPool, SlotStore, StoreConflict, new_pod
+from podslots.store import RegisteredPool, StoreConflict
 
 
 @dataclass
@@ -64,7 +65,7 @@ class PoolReport:
 class Reconciler:
     def __init__(
         self,
-        store: SlotStore,
+        store: ReconcileStore,
         cluster_for: Callable[[RegisteredPool], Cluster],
         bus: EventPublisher,
         clock: Clock,
@@ -142,7 +143,7 @@ class _PoolRun:
     budget_tried: bool = False
 
     @property
-    def store(self) -> SlotStore:
+    def store(self) -> ReconcileStore:
         return self.reconciler.store
 
     @property

@@ -85,7 +85,7 @@ def leaked_slots(item: Pod, settings: PoolSettings, now: int) -> list[str]:
         return []  # no recent listing: the agent's silence says nothing about its tasks
     return [
         key
-        for key, slot in sorted(item.slots.items())
+        for key, slot in item.slots_in_order()
         if not slot.is_idle
         and slot.task_id not in item.held_tasks
         and slot.since is not None

@@ -54,6 +54,11 @@ class Decision:
         return self.target - load.pods
 
 
+def bounded(settings: PoolSettings, pods: int) -> int:
+    """`pods` held within `min_pods` and `max_pods`: every size a rule or a roll-out asks for."""
+    return max(settings.min_pods, min(settings.max_pods, pods))
+
+
 def decide(load: Load, settings: PoolSettings, low_since: int | None, now: int) -> Decision:
     """The pool's own rule (`settings.scaling`)."""
     if settings.scaling is ScalingRule.PACKED:
@@ -65,7 +70,7 @@ def packed_target(load: Load, settings: PoolSettings) -> int:
     """Pods the used and waiting slots fill, plus the headroom, and enough for the warm slots; bounded."""
     spp, demand = settings.slots_per_pod, load.used + load.waiting
     wanted = max(math.ceil(demand / spp) + settings.headroom_pods, math.ceil((demand + settings.warm_slots) / spp))
-    return max(settings.min_pods, min(settings.max_pods, wanted))
+    return bounded(settings, wanted)
 
 
 def decide_packed(load: Load, settings: PoolSettings, low_since: int | None, now: int) -> Decision:
@@ -102,17 +107,14 @@ def decide_utilization(load: Load, settings: PoolSettings, low_since: int | None
     low = load.waiting == 0 and load.utilization < down
     low_since = (low_since if low_since is not None else now) if low else None
 
-    def bounded(n: int) -> int:
-        return max(settings.min_pods, min(settings.max_pods, n))
-
     wanted = max(1, math.ceil((load.used + load.waiting) / (spp * up)))
     busy = load.waiting > 0 or load.utilization > up
     if load.pods > settings.max_pods:
         return Decision(Direction.DOWN, settings.max_pods, "above max_pods", low_since)
     if load.pods < settings.min_pods:
-        return Decision(Direction.UP, bounded(wanted if busy else 0), "below min_pods", low_since)
+        return Decision(Direction.UP, bounded(settings, wanted if busy else 0), "below min_pods", low_since)
     if busy:
-        target = bounded(wanted)
+        target = bounded(settings, wanted)
         if load.capacity == 0 and load.waiting > 0:
             reason = "cold start: no capacity and a task waits"
         elif load.waiting:
@@ -123,7 +125,7 @@ def decide_utilization(load: Load, settings: PoolSettings, low_since: int | None
             return Decision(Direction.UP, target, reason, low_since)
         return Decision(Direction.NONE, load.pods, f"{reason}; at max_pods", low_since)
     if low and low_since is not None and now - low_since >= settings.scale_down_delay_s:
-        target = bounded(math.ceil(load.used / (spp * (up + down) / 2)))
+        target = bounded(settings, math.ceil(load.used / (spp * (up + down) / 2)))
         if target < load.pods:
             reason = f"utilization {load.utilization:.0%} below {down:.0%} for {now - low_since}s"
             return Decision(Direction.DOWN, target, reason, low_since)

@@ -66,6 +66,8 @@ def namespace_allowed(namespace: str) -> bool:
     return namespace in agent_namespaces()
 
 
+DEFAULT_RESERVATION_TTL_S = 24 * 3600  # the default, and the task step's when a pool's settings are unreadable
+
 # Environment names podslots sets for the agent itself; a template may not override them.
 RESERVED_ENV = frozenset({"PODSLOTS_POOL", "PODSLOTS_POD_NAME", "PODSLOTS_SLOTS", "PODSLOTS_HEARTBEAT_URL"})
 
@@ -305,7 +307,7 @@ class PoolSettings(BaseModel):
         default=0.2, ge=0, lt=1, description="`utilization` only: step down below this share, after the delay."
     )
     scale_down_delay_s: int = Field(default=300, ge=0, le=86400)
-    reservation_ttl_s: int = Field(default=86400, ge=60, le=7 * 86400)
+    reservation_ttl_s: int = Field(default=DEFAULT_RESERVATION_TTL_S, ge=60, le=7 * 86400)
     heartbeat_timeout_s: int = Field(default=120, ge=10, le=86400)
     startup_timeout_s: int = Field(default=600, ge=30, le=86400)
     leak_grace_s: int = Field(default=600, ge=30, le=86400)

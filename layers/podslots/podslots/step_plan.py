@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from podslots import rollout
 from podslots.model import Pod, PodState
-from podslots.scaling import Decision, Direction, Load, decide
+from podslots.scaling import Decision, Direction, Load, bounded, decide
 from podslots.settings import PoolSettings, template_revision
 
 
@@ -233,7 +233,7 @@ def for_pool(
     """The plan for a pool's settings: a roll-out keeps the size in service it began from (within
     `min_pods` and `max_pods`), any other step the size in service now."""
     size = rolling_size if rolling_size is not None else sum(1 for p in pods if p.in_service)
-    steady = max(settings.min_pods, min(settings.max_pods, size))
+    steady = bounded(settings, size)
     return plan(pods, decision, revision, settings.max_surge, steady)
 
 

@@ -18,16 +18,14 @@ from dataclasses import dataclass, replace
 
 from podslots.clock import Clock
 from podslots.errors import Conflict, NotFound, UnreadableSettings
+from podslots.ids import new_token
 from podslots.model import Task, TaskStatus, TaskType
 from podslots.observability import count, logger
-from podslots.store import SlotStore, StoreConflict, new_token
+from podslots.ports import TaskStatusStore
+from podslots.retry import ATTEMPTS, Backoff
+from podslots.settings import DEFAULT_RESERVATION_TTL_S
+from podslots.store import StoreConflict
 from podslots.tenancy import ANONYMOUS, Caller
-
-DEFAULT_RESERVATION_TTL_S = 86400
-MAX_ATTEMPTS = 10  # reads and writes before a 409: DynamoDB cancels concurrent transactions on one item
-BACKOFF_BASE_S = 0.01
-BACKOFF_CAP_S = 0.2
-HOLDING = (TaskStatus.RUNNING, TaskStatus.APPLY_PENDING)  # the statuses in which a task holds a slot
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class StatusChange:
 class TaskStatusService:
     def __init__(
         self,
-        store: SlotStore,
+        store: TaskStatusStore,
         clock: Clock,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -60,7 +58,7 @@ class TaskStatusService:
         """The task with its pod's IP. The task item keeps the IP its pod had when the slot was given;
         a task placed before reconcile recorded the new pod's IP has none, so its pod item is read
         (one GetItem, only then): the queue learns the address as soon as podslots knows it."""
-        if task.pod_ip is not None or task.pod is None or task.status not in HOLDING:
+        if task.pod_ip is not None or task.pod is None or not task.status.holds_slot:
             return task
         pod = self.store.get_pod(task.pool, task.pod)
         return replace(task, pod_ip=pod.pod_ip) if pod is not None and pod.pod_ip else task
@@ -74,7 +72,7 @@ class TaskStatusService:
         return task
 
     def set_status(self, task_id: str, status: TaskStatus, caller: Caller = ANONYMOUS) -> StatusChange:
-        for attempt in range(MAX_ATTEMPTS):
+        for attempt in range(ATTEMPTS):  # DynamoDB cancels concurrent transactions on one item; then a 409
             task = self._own(task_id, caller)
             if task.status is status:
                 return StatusChange(task, changed=False)
@@ -91,7 +89,7 @@ class TaskStatusService:
                     return StatusChange(current, changed=True)
                 if self._slot_lost(task, conflict, status):
                     return StatusChange(self._own(task_id, caller), changed=True)
-                self.sleep(self.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)))
+                Backoff(self.rng, self.sleep).wait(attempt)
         raise Conflict(f"task {task_id} keeps changing under this update; try again", task_id=task_id)
 
     def _move(self, task: Task, status: TaskStatus, token: str) -> Task:

@@ -6,21 +6,24 @@ speaks in `podslots.model` values; PynamoDB items never leave this package.
 
 - `keys`, `items`, `conversions`: the table's layout and what its items mean;
 - `transaction`: conditional writes, the labelled transaction, `StoreConflict`;
-- `tasks`, `pods`, `pools`: one part of the store per aggregate; `SlotStore` is all three.
+- `tasks`, `pods` (with `cordons`, `repairs`), `pools`: one part of the store per aggregate;
+  `SlotStore` is all of them.
+
+Each step sees only its part of the store, through its own port (`podslots.ports`).
 """
 
 from __future__ import annotations
 
-from podslots.ids import new_token
+from podslots.store.cordons import PodCordons
 from podslots.store.items import bind_table
-from podslots.store.pods import PodRecords, new_pod
 from podslots.store.pools import PoolRegistry
 from podslots.store.records import Lease, PoolEvent, PoolRecord, PoolState, RegisteredPool, Rollout
+from podslots.store.repairs import PodRepairs
 from podslots.store.tasks import TaskSlots
 from podslots.store.transaction import StoreConflict, is_transient
 
 
-class SlotStore(TaskSlots, PodRecords, PoolRegistry):
+class SlotStore(TaskSlots, PodCordons, PodRepairs, PoolRegistry):
     """Reads and conditional writes of the slot table, in the vocabulary of the life cycle."""
 
 
@@ -35,6 +38,4 @@ __all__ = [
     "StoreConflict",
     "bind_table",
     "is_transient",
-    "new_pod",
-    "new_token",
 ]
