@@ -18,11 +18,26 @@ from podslots.clock import ManualClock
 from podslots.cluster import PAGE_SIZE, KubeGateway
 from podslots.reconcile import Reconciler
 from podslots.store import SlotStore
+from podslots.store.items import ITEM_KINDS
 from tests.support.pods import given_idle_ready_pods_in_bulk
 
 pytestmark = pytest.mark.slow
 POOL, NS, PODS = "big", "agents", 1000
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
+
+
+@pytest.fixture(autouse=True)
+def patient_reads(monkeypatch: pytest.MonkeyPatch):
+    """This test counts requests, it does not time them: a 1,000-item Query answered by moto's
+    serialized server can take longer than the store's 5 s read timeout on a loaded 2-core machine,
+    and a timed-out page is read again (one Query more, and a failed step). Deployed, DynamoDB answers
+    a 1 MB page in milliseconds; here the timeout is lifted for this test only."""
+    for kind in ITEM_KINDS:
+        monkeypatch.setattr(kind.Meta, "read_timeout_seconds", 60)
+        monkeypatch.setattr(kind, "_connection", None)  # PynamoDB caches the connection per class
+    yield
+    for kind in ITEM_KINDS:
+        kind._connection = None
 
 
 def test_an_idle_run_over_1000_pods_lists_once_queries_once_and_writes_nothing(server: MotoServer, clock: ManualClock):
