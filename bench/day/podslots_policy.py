@@ -47,13 +47,20 @@ class _Agent:
 
 
 class PodslotsModel:
-    def __init__(self, trace: Trace, seed: int, beat_s: float = BEAT_S, progress_every_h: float = 6.0) -> None:
+    def __init__(
+        self,
+        trace: Trace,
+        seed: int,
+        beat_s: float = BEAT_S,
+        progress_every_h: float = 6.0,
+        settings: dict[str, object] | None = None,
+    ) -> None:
         self.trace = trace
         self.progress_every_s = progress_every_h * 3600
         self.progress: list[tuple[float, float, float, int]] = []  # simulated h, CPU s, wall s, API calls
         self.beat_s = beat_s
-        self.settings = pool_settings()
-        self.ledger = Ledger(trace.pools, self.settings.slots_per_pod)
+        self.settings = pool_settings(**(settings or {}))  # podslots' defaults, or a variant's changes
+        self.ledger = Ledger(trace.pools, self.settings.slots_per_pod, self.settings.min_pods)
         self.startup = StartupDraws(seed)
         self.runs = {t.task_id: Run(t) for t in trace.tasks}
         self.active: set[Run] = set()  # the runs that hold a slot (a few dozen, not the whole trace)
