@@ -22,6 +22,7 @@ from pathlib import Path
 from bench.day import common
 from bench.day.deployment import DeploymentModel
 from bench.day.figures import Figures, figures_of, table
+from bench.day.hpa import HpaModel
 from bench.day.ledger import Ledger
 from bench.day.plots import compare_png, policy_png
 from bench.day.podslots_policy import PodslotsModel
@@ -44,18 +45,34 @@ def _job(trace: Trace, seed: int) -> Ledger:
     return ScaledJobModel(trace, seed).run()
 
 
-def _podslots(trace: Trace, seed: int) -> Ledger:
-    model = PodslotsModel(trace, seed, progress_every_h=PROGRESS_EVERY_H[0])
-    LAST_PODSLOTS[:] = [model]  # for the notes printed after its row
-    return model.run()
+def _hpa(trace: Trace, seed: int) -> Ledger:
+    return HpaModel(trace, seed).run()
+
+
+def _podslots_with(**settings: object) -> Callable[[Trace, int], Ledger]:
+    """podslots with its defaults changed by `settings` (none: the defaults)."""
+
+    def play(trace: Trace, seed: int) -> Ledger:
+        model = PodslotsModel(trace, seed, progress_every_h=PROGRESS_EVERY_H[0], settings=settings)
+        LAST_PODSLOTS[:] = [model]  # for the notes printed after its row
+        return model.run()
+
+    return play
 
 
 POLICIES: dict[str, tuple[str, Callable[[Trace, int], Ledger]]] = {
     "deployment": ("(a) Deployment", _deployment),
     "graceful": ("(b) Deployment, graceful", _graceful),
     "job": ("(c) pod per task", _job),
-    "podslots": ("(d) podslots", _podslots),
+    "podslots": ("(d) podslots", _podslots_with()),
+    "hpa": ("(e) Deployment, HPA 70 % busy", _hpa),
+    "utilization": ("(f) podslots, utilization 80/20", _podslots_with(scaling="utilization")),
+    "headroom0": ("(g) podslots, headroom 0", _podslots_with(headroom_pods=0)),
+    "headroom2": ("(h) podslots, headroom 2", _podslots_with(headroom_pods=2)),
+    "warm": ("(i) podslots, headroom 0, warm 2 slots", _podslots_with(headroom_pods=0, warm_slots=2)),
 }
+PODSLOTS_KEYS = {"podslots", "utilization", "headroom0", "headroom2", "warm", "prewarm"}
+DEFAULT_POLICIES = "deployment,graceful,job,podslots"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -73,7 +90,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--progress-hours", type=float, default=6, help="podslots prints its cost this often (0: never)"
     )
-    parser.add_argument("--policies", default=",".join(POLICIES), help=f"a subset of {','.join(POLICIES)}")
+    parser.add_argument(
+        "--policies", default=DEFAULT_POLICIES, help=f"some of {','.join(POLICIES)} (default {DEFAULT_POLICIES})"
+    )
+    parser.add_argument(
+        "--label",
+        default="",
+        help="added to the names of the JSON and table, so runs of other policies on the same seed sit beside them",
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("bench/results"), help="where to write (default bench/results)"
     )
@@ -103,16 +127,17 @@ def main(argv: list[str] | None = None) -> int:
             figures = figures_of(name, trace, ledger, wall)
             rows.append(figures)
             print(f"  {name}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
-            if key == "podslots":
+            if key in PODSLOTS_KEYS:
                 _podslots_notes(LAST_PODSLOTS[0])
             run: dict[str, object] = {"figures": asdict(figures), "cpu_s": cpu, "samples": ledger.samples}
-            if key == "podslots":
+            if key in PODSLOTS_KEYS:
                 run["progress"] = LAST_PODSLOTS[0].progress
             runs.append(run)
-            stem = f"day-seed{seed}-{key}"
+            stem = f"day-seed{seed}-{key}"  # one picture per policy: policies of separate runs never collide
             policy_png(args.out / f"{stem}.png", f"{name}, seed {seed}", ledger.samples, ledger.slots_per_pod)
         slots = common.pool_settings().slots_per_pod
-        compare_png(args.out / f"day-seed{seed}-compare.png", f"four policies, seed {seed}", runs, slots)
+        suffix = f"-{args.label}" if args.label else ""
+        compare_png(args.out / f"day-seed{seed}{suffix}-compare.png", f"{len(runs)} policies, seed {seed}", runs, slots)
         document = {
             "command": command,
             "seed": seed,
@@ -120,11 +145,12 @@ def main(argv: list[str] | None = None) -> int:
             "args": vars(args) | {"out": str(args.out)},
             "runs": runs,
         }
-        (args.out / f"day-seed{seed}.json").write_text(json.dumps(document))
+        (args.out / f"day-seed{seed}{suffix}.json").write_text(json.dumps(document))
     print()
     print(table(rows))
     seeds = "-".join(str(s) for s in args.seed)
-    (args.out / f"table-h{args.hours:g}-p{args.pools}-s{seeds}.md").write_text(
+    suffix = f"-{args.label}" if args.label else ""
+    (args.out / f"table-h{args.hours:g}-p{args.pools}-s{seeds}{suffix}.md").write_text(
         f"`{command}`\n\n{table(rows, markdown=True)}\n"
     )
     return 0
