@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from podslots import rollout, step_plan
+from podslots import prewarm, rollout, step_plan
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster import POOL_LABEL, Cluster, ClusterError, ClusterPod
@@ -118,7 +118,7 @@ class Autoscaler:
                 if step.drain_pool(pods) and self.store.remove_pool(pool.name):
                     logger.info("pool deleted", extra={"pool": pool.name})
                 return report
-            load = load_of(pods, self._demand(pool.name, now))
+            load = self._learn(pool, load_of(pods, self._demand(pool.name, now)), pods, now)
             decision = decide(load, pool.settings, low_since, now)
             low_since = decision.low_since
             report.before, report.after, report.reason = load.pods, load.pods, decision.reason
@@ -179,13 +179,13 @@ class Autoscaler:
             return False  # the step would drop it from the demand: a write
         low_since, rolling = (seen.low_since, seen.rollout) if seen is not None else (None, None)
         settings, revision = pool.settings, template_revision(pool.settings)
-        load = load_of(pods, len(waiting))
+        load, fold_due = self._foreseen(pool, load_of(pods, len(waiting)), now)
         decision = decide(load, settings, low_since, now)
         # A step the rule wants is the step's to take, or to count and note as blocked (the
         # ScaleDownBlocked metric every run, the history once per change): never quiet.
         wants_a_step = decision.direction is not Direction.NONE
         starting_changes = _starting_after(pods, report) != (seen.starting if seen else 0)
-        if wants_a_step or decision.low_since != low_since or starting_changes:
+        if wants_a_step or fold_due or decision.low_since != low_since or starting_changes:
             return False
         if settings.mode.acts and _rollout_moves(pods, revision, rolling):
             return False
@@ -199,6 +199,27 @@ class Autoscaler:
             report.mode = settings.mode.value
         report.before, report.after, report.reason = load.pods, load.pods, decision.reason
         return True
+
+    def _foreseen(self, pool: RegisteredPool, load: Load, now: int) -> tuple[Load, bool]:
+        """Prewarm (reads only): the load with the idle slots the pool's history expects the next 15
+        minutes to need, and whether the hour's fold is due (a write: the run is not quiet). A pool
+        that does not pre-warm reads nothing more."""
+        if not pool.settings.prewarm:
+            return load, False
+        arrivals = self.store.arrivals(pool.name)
+        return replace(load, prewarm=prewarm.prewarm_slots(arrivals, now)), prewarm.due(arrivals, now)
+
+    def _learn(self, pool: RegisteredPool, load: Load, pods: list[Pod], now: int) -> Load:
+        """Prewarm: fold the pods' placement counters into the pool's history on the first run of an
+        hour (once an hour, never a quiet minute's write), and count the pre-warm slots it expects."""
+        if not pool.settings.prewarm:
+            return load
+        read = arrivals = self.store.arrivals(pool.name)
+        if prewarm.due(read, now):
+            arrivals = prewarm.fold(read, {p.name: p.placed for p in pods}, now)
+            if not self.store.save_arrivals(pool.name, arrivals, read):
+                arrivals = self.store.arrivals(pool.name)  # another run folded first: its fold stands
+        return replace(load, prewarm=prewarm.prewarm_slots(arrivals, now))
 
     def _demand(self, pool: str, now: int) -> int:
         """Count the waiting tasks; drop those that stopped asking (they come back if they ask again)."""

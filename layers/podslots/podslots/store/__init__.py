@@ -6,12 +6,13 @@ speaks in `podslots.model` values; PynamoDB items never leave this package.
 
 - `keys`, `items`, `conversions`: the table's layout and what its items mean;
 - `transaction`: conditional writes, the labelled transaction, `StoreConflict`;
-- `tasks`, `pods`, `pools`: one part of the store per aggregate; `SlotStore` is all three.
+- `tasks`, `pods`, `pools`, `arrivals`: one part of the store per aggregate; `SlotStore` is all four.
 """
 
 from __future__ import annotations
 
 from podslots.ids import new_token
+from podslots.store.arrivals import ArrivalHistory
 from podslots.store.items import bind_table
 from podslots.store.pods import PodRecords, new_pod
 from podslots.store.pools import PoolRegistry
@@ -20,7 +21,7 @@ from podslots.store.tasks import TaskSlots
 from podslots.store.transaction import StoreConflict, is_transient
 
 
-class SlotStore(TaskSlots, PodRecords, PoolRegistry):
+class SlotStore(TaskSlots, PodRecords, PoolRegistry, ArrivalHistory):
     """Reads and conditional writes of the slot table, in the vocabulary of the life cycle."""
 
 
