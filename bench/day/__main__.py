@@ -31,6 +31,8 @@ from bench.day.traffic import HOUR, Trace, make_trace
 
 LAST_PODSLOTS: list[PodslotsModel] = []
 PROGRESS_EVERY_H = [6.0]
+KEYED_QUERIES = [True]
+HISTORY_SEED = 1000  # the week a pre-warming pool learned from: seed + 1000
 
 
 def _deployment(trace: Trace, seed: int) -> Ledger:
@@ -50,10 +52,19 @@ def _hpa(trace: Trace, seed: int) -> Ledger:
 
 
 def _podslots_with(**settings: object) -> Callable[[Trace, int], Ledger]:
-    """podslots with its defaults changed by `settings` (none: the defaults)."""
+    """podslots with its defaults changed by `settings` (none: the defaults). A pre-warming pool is
+    given the history a week of the same traffic model (another seed: another week) leaves."""
 
     def play(trace: Trace, seed: int) -> Ledger:
-        model = PodslotsModel(trace, seed, progress_every_h=PROGRESS_EVERY_H[0], settings=settings)
+        history = make_trace(seed + HISTORY_SEED, 168, len(trace.pools)) if settings.get("prewarm") else None
+        model = PodslotsModel(
+            trace,
+            seed,
+            progress_every_h=PROGRESS_EVERY_H[0],
+            settings=settings,
+            keyed_queries=KEYED_QUERIES[0],
+            history=history,
+        )
         LAST_PODSLOTS[:] = [model]  # for the notes printed after its row
         return model.run()
 
@@ -70,8 +81,10 @@ POLICIES: dict[str, tuple[str, Callable[[Trace, int], Ledger]]] = {
     "headroom0": ("(g) podslots, headroom 0", _podslots_with(headroom_pods=0)),
     "headroom2": ("(h) podslots, headroom 2", _podslots_with(headroom_pods=2)),
     "warm": ("(i) podslots, headroom 0, warm 2 slots", _podslots_with(headroom_pods=0, warm_slots=2)),
+    "prewarm": ("(j) podslots, headroom 0, pre-warm", _podslots_with(headroom_pods=0, prewarm=True)),
+    "prewarm1": ("(k) podslots, pre-warm", _podslots_with(prewarm=True)),
 }
-PODSLOTS_KEYS = {"podslots", "utilization", "headroom0", "headroom2", "warm", "prewarm"}
+PODSLOTS_KEYS = {"podslots", "utilization", "headroom0", "headroom2", "warm", "prewarm", "prewarm1"}
 DEFAULT_POLICIES = "deployment,graceful,job,podslots"
 
 
@@ -94,6 +107,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--policies", default=DEFAULT_POLICIES, help=f"some of {','.join(POLICIES)} (default {DEFAULT_POLICIES})"
     )
     parser.add_argument(
+        "--moto-queries",
+        action="store_true",
+        help="podslots on moto's own Query, which walks the whole table (slow; bench/day/sim_table.py)",
+    )
+    parser.add_argument(
         "--label",
         default="",
         help="added to the names of the JSON and table, so runs of other policies on the same seed sit beside them",
@@ -108,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     common.DRAIN_S = args.drain_hours * HOUR
     PROGRESS_EVERY_H[0] = args.progress_hours
+    KEYED_QUERIES[0] = not args.moto_queries
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m bench.day " + shlex.join(sys.argv[1:] if argv is None else argv)
     rows: list[Figures] = []
