@@ -22,6 +22,7 @@ from pathlib import Path
 from bench.day import common
 from bench.day.deployment import DeploymentModel
 from bench.day.figures import Figures, figures_of, table
+from bench.day.hpa import HpaModel
 from bench.day.ledger import Ledger
 from bench.day.plots import compare_png, policy_png
 from bench.day.podslots_policy import PodslotsModel
@@ -30,6 +31,8 @@ from bench.day.traffic import HOUR, Trace, make_trace
 
 LAST_PODSLOTS: list[PodslotsModel] = []
 PROGRESS_EVERY_H = [6.0]
+KEYED_QUERIES = [True]
+HISTORY_SEED = 1000  # the week a pre-warming pool learned from: seed + 1000
 
 
 def _deployment(trace: Trace, seed: int) -> Ledger:
@@ -44,18 +47,45 @@ def _job(trace: Trace, seed: int) -> Ledger:
     return ScaledJobModel(trace, seed).run()
 
 
-def _podslots(trace: Trace, seed: int) -> Ledger:
-    model = PodslotsModel(trace, seed, progress_every_h=PROGRESS_EVERY_H[0])
-    LAST_PODSLOTS[:] = [model]  # for the notes printed after its row
-    return model.run()
+def _hpa(trace: Trace, seed: int) -> Ledger:
+    return HpaModel(trace, seed).run()
+
+
+def _podslots_with(**settings: object) -> Callable[[Trace, int], Ledger]:
+    """podslots with its defaults changed by `settings` (none: the defaults). A pre-warming pool is
+    given the history a week of the same traffic model (another seed: another week) leaves."""
+
+    def play(trace: Trace, seed: int) -> Ledger:
+        history = make_trace(seed + HISTORY_SEED, 168, len(trace.pools)) if settings.get("prewarm") else None
+        model = PodslotsModel(
+            trace,
+            seed,
+            progress_every_h=PROGRESS_EVERY_H[0],
+            settings=settings,
+            keyed_queries=KEYED_QUERIES[0],
+            history=history,
+        )
+        LAST_PODSLOTS[:] = [model]  # for the notes printed after its row
+        return model.run()
+
+    return play
 
 
 POLICIES: dict[str, tuple[str, Callable[[Trace, int], Ledger]]] = {
     "deployment": ("(a) Deployment", _deployment),
     "graceful": ("(b) Deployment, graceful", _graceful),
     "job": ("(c) pod per task", _job),
-    "podslots": ("(d) podslots", _podslots),
+    "podslots": ("(d) podslots", _podslots_with()),
+    "hpa": ("(e) Deployment, HPA 70 % busy", _hpa),
+    "utilization": ("(f) podslots, utilization 80/20", _podslots_with(scaling="utilization")),
+    "headroom0": ("(g) podslots, headroom 0", _podslots_with(headroom_pods=0)),
+    "headroom2": ("(h) podslots, headroom 2", _podslots_with(headroom_pods=2)),
+    "warm": ("(i) podslots, headroom 0, warm 2 slots", _podslots_with(headroom_pods=0, warm_slots=2)),
+    "prewarm": ("(j) podslots, headroom 0, pre-warm", _podslots_with(headroom_pods=0, prewarm=True)),
+    "prewarm1": ("(k) podslots, pre-warm", _podslots_with(prewarm=True)),
 }
+PODSLOTS_KEYS = {"podslots", "utilization", "headroom0", "headroom2", "warm", "prewarm", "prewarm1"}
+DEFAULT_POLICIES = "deployment,graceful,job,podslots"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -73,7 +103,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--progress-hours", type=float, default=6, help="podslots prints its cost this often (0: never)"
     )
-    parser.add_argument("--policies", default=",".join(POLICIES), help=f"a subset of {','.join(POLICIES)}")
+    parser.add_argument(
+        "--policies", default=DEFAULT_POLICIES, help=f"some of {','.join(POLICIES)} (default {DEFAULT_POLICIES})"
+    )
+    parser.add_argument(
+        "--moto-queries",
+        action="store_true",
+        help="podslots on moto's own Query, which walks the whole table (slow; bench/day/sim_table.py)",
+    )
+    parser.add_argument(
+        "--label",
+        default="",
+        help="added to the names of the JSON and table, so runs of other policies on the same seed sit beside them",
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("bench/results"), help="where to write (default bench/results)"
     )
@@ -84,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     common.DRAIN_S = args.drain_hours * HOUR
     PROGRESS_EVERY_H[0] = args.progress_hours
+    KEYED_QUERIES[0] = not args.moto_queries
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m bench.day " + shlex.join(sys.argv[1:] if argv is None else argv)
     rows: list[Figures] = []
@@ -103,16 +146,17 @@ def main(argv: list[str] | None = None) -> int:
             figures = figures_of(name, trace, ledger, wall)
             rows.append(figures)
             print(f"  {name}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
-            if key == "podslots":
+            if key in PODSLOTS_KEYS:
                 _podslots_notes(LAST_PODSLOTS[0])
             run: dict[str, object] = {"figures": asdict(figures), "cpu_s": cpu, "samples": ledger.samples}
-            if key == "podslots":
+            if key in PODSLOTS_KEYS:
                 run["progress"] = LAST_PODSLOTS[0].progress
             runs.append(run)
-            stem = f"day-seed{seed}-{key}"
+            stem = f"day-seed{seed}-{key}"  # one picture per policy: policies of separate runs never collide
             policy_png(args.out / f"{stem}.png", f"{name}, seed {seed}", ledger.samples, ledger.slots_per_pod)
         slots = common.pool_settings().slots_per_pod
-        compare_png(args.out / f"day-seed{seed}-compare.png", f"four policies, seed {seed}", runs, slots)
+        suffix = f"-{args.label}" if args.label else ""
+        compare_png(args.out / f"day-seed{seed}{suffix}-compare.png", f"{len(runs)} policies, seed {seed}", runs, slots)
         document = {
             "command": command,
             "seed": seed,
@@ -120,11 +164,12 @@ def main(argv: list[str] | None = None) -> int:
             "args": vars(args) | {"out": str(args.out)},
             "runs": runs,
         }
-        (args.out / f"day-seed{seed}.json").write_text(json.dumps(document))
+        (args.out / f"day-seed{seed}{suffix}.json").write_text(json.dumps(document))
     print()
     print(table(rows))
     seeds = "-".join(str(s) for s in args.seed)
-    (args.out / f"table-h{args.hours:g}-p{args.pools}-s{seeds}.md").write_text(
+    suffix = f"-{args.label}" if args.label else ""
+    (args.out / f"table-h{args.hours:g}-p{args.pools}-s{seeds}{suffix}.md").write_text(
         f"`{command}`\n\n{table(rows, markdown=True)}\n"
     )
     return 0

@@ -59,7 +59,7 @@ class DeploymentModel:
         self.trace = trace
         self.graceful = graceful
         self.settings = pool_settings(scaling="utilization")  # (a) and (b): the seed's 80/20 rule
-        self.ledger = Ledger(trace.pools, self.settings.slots_per_pod)
+        self.ledger = Ledger(trace.pools, self.settings.slots_per_pod, self.settings.min_pods)
         self.loop = EventLoop(self.ledger)
         self.startup = StartupDraws(seed)
         self.rng = random.Random(f"deployment-{seed}")
@@ -195,11 +195,13 @@ class DeploymentModel:
 
     # ---- the replica count ---------------------------------------------------------------------
 
+    every_s = EVERY_S  # how often the replica count is set
+
     def autoscale(self, _: object = None) -> None:
         now = self.loop.now
         for pool in self.pools.values():
             self.scale(pool, int(now))
-        self.loop.at(now + EVERY_S, self.autoscale)
+        self.loop.at(now + self.every_s, self.autoscale)
 
     def scale(self, pool: _Pool, now: int) -> None:
         replicas = [p for p in pool.pods if not p.terminating]
@@ -212,10 +214,14 @@ class DeploymentModel:
                 self.create(pool)
             self.ledger.scale_up += 1
         elif decision.direction is Direction.DOWN:
-            for pod in self.victims(replicas, -decision.delta(load)):
-                self.scale_down_pod(pod)
-            self.ledger.scale_down += 1
+            self.scale_down(replicas, -decision.delta(load))
             pool.low_since = now
+
+    def scale_down(self, replicas: list[DPod], count: int) -> None:
+        """The ReplicaSet removes `count` pods of its own choosing."""
+        for pod in self.victims(replicas, count):
+            self.scale_down_pod(pod)
+        self.ledger.scale_down += 1
 
     def victims(self, replicas: list[DPod], count: int) -> list[DPod]:
         now = self.loop.now

@@ -1,8 +1,9 @@
 """What a policy's run records, the same way for all four: pods and slots over time, and each task's fate.
 
 The pod and slot counts are step functions of time; `advance` integrates them exactly between
-changes (pod-hours, and the lower bound: used slots packed into full pods, per pool), and keeps
-one sample a minute for the pictures.
+changes (pod-hours, and the lower bound: used slots packed into full pods, per pool, never below
+the pool's `min_pods`, which every policy is held to), and keeps one sample a minute for the
+pictures.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class PoolState:
 class Ledger:
     pools: list[str]
     slots_per_pod: int
+    floor_pods: int = 1  # min_pods: the bound pays for it too, or a quiet night flatters nobody but the bound
     now: float = 0.0
     pod_seconds: float = 0.0
     bound_seconds: float = 0.0
@@ -65,7 +67,7 @@ class Ledger:
             pods += s.pods
             running += s.running
             reserved += s.reserved
-            bound += math.ceil((s.running + s.reserved) / self.slots_per_pod)
+            bound += max(self.floor_pods, math.ceil((s.running + s.reserved) / self.slots_per_pod))
         self.pod_seconds += pods * span
         self.bound_seconds += bound * span
         self.pinned_seconds += pinned * span

@@ -21,6 +21,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,10 +29,11 @@ from typing import Any
 from bench.day.common import Run, horizon, pool_settings
 from bench.day.ledger import Ledger
 from bench.day.sim_stack import SimStack
-from bench.day.traffic import StartupDraws, Trace
+from bench.day.sim_table import keyed_queries
+from bench.day.traffic import HOUR, StartupDraws, Trace
 from local.stack import NAMESPACE, Stack
 
-T0 = 1_800_000_000.0  # the virtual clock at the start of the run
+MONDAY = 1_799_625_600.0  # 2027-01-11 00:00 UTC: the trace's day 0 is a Monday, and so is the clock's
 BEAT_S = 60.0  # agents beat every minute: well inside heartbeat_timeout_s (120 s), half the calls of 30 s
 POOL_LABEL = "podslots.io/pool"
 
@@ -47,13 +49,24 @@ class _Agent:
 
 
 class PodslotsModel:
-    def __init__(self, trace: Trace, seed: int, beat_s: float = BEAT_S, progress_every_h: float = 6.0) -> None:
+    def __init__(
+        self,
+        trace: Trace,
+        seed: int,
+        beat_s: float = BEAT_S,
+        progress_every_h: float = 6.0,
+        settings: dict[str, object] | None = None,
+        keyed_queries: bool = True,
+        history: Trace | None = None,
+    ) -> None:
         self.trace = trace
+        self.history = history  # prewarm: a week the pools are taken to have learned before the run
+        self.keyed_queries = keyed_queries  # False: moto's Query as it is (walks the whole table)
         self.progress_every_s = progress_every_h * 3600
         self.progress: list[tuple[float, float, float, int]] = []  # simulated h, CPU s, wall s, API calls
         self.beat_s = beat_s
-        self.settings = pool_settings()
-        self.ledger = Ledger(trace.pools, self.settings.slots_per_pod)
+        self.settings = pool_settings(**(settings or {}))  # podslots' defaults, or a variant's changes
+        self.ledger = Ledger(trace.pools, self.settings.slots_per_pod, self.settings.min_pods)
         self.startup = StartupDraws(seed)
         self.runs = {t.task_id: Run(t) for t in trace.tasks}
         self.active: set[Run] = set()  # the runs that hold a slot (a few dozen, not the whole trace)
@@ -72,25 +85,43 @@ class PodslotsModel:
         warnings.filterwarnings("ignore", "No application metrics to publish")
         from podslots.clock import ManualClock  # after the stack's environment is set
 
+        self.t0 = T0 = MONDAY + self.trace.start_hour * HOUR  # the clock at the start of the run
         clock = ManualClock(start=T0)
         end = horizon(self.trace)
         for run in self.runs.values():
             self.at(run.task.arrival, self.dispatch, run)
-        with SimStack(clock) as stack:
+        with keyed_queries() if self.keyed_queries else nullcontext(), SimStack(clock) as stack:
             self.stack = stack
             stack.on_event.append(self.watch)
             body = self.settings.model_dump(mode="json", exclude_none=True)
             for pool in self.trace.pools:
                 self.call("PUT", "/pools/{pool}", body, pool=pool)
+                if self.history is not None:
+                    self.learned(pool, self.history, int(T0))
             self.began = (time.process_time(), time.perf_counter())
             while (t := self.next_time(stack)) <= end:
                 self.note_progress(t)
                 self.ledger.advance(t)
                 self.now = t
-                clock.set(T0 + t)
+                clock.set(self.t0 + t)
                 self.step(stack)
             self.ledger.advance(end)
         return self.ledger
+
+    @staticmethod
+    def learned(pool: str, week: Trace, now: int) -> None:
+        """The pool's arrivals item as a week of `week`'s traffic leaves it (each hour of the week seen
+        once): the history a pre-warming pool has after a week in service. Written through the store,
+        as autoscale's fold writes it; the counting itself is tested through the handlers."""
+        from podslots.prewarm import HOURS_A_WEEK, Arrivals, epoch_hour, hour_of_week
+        from podslots.store import SlotStore
+
+        counts = [0.0] * HOURS_A_WEEK
+        start = epoch_hour(int(MONDAY)) + week.start_hour
+        for task in week.tasks:
+            if task.pool == pool:
+                counts[hour_of_week(start + int(task.arrival // HOUR))] += 1
+        SlotStore().save_arrivals(pool, Arrivals(epoch_hour(now), tuple(counts), {}), None)
 
     def note_progress(self, t: float) -> None:
         """The cost so far, every `progress_every_h` of simulated time: how it grows with the run."""
@@ -104,7 +135,7 @@ class PodslotsModel:
         )
 
     def next_time(self, stack: Stack) -> float:
-        candidates = [s.next_at - T0 for s in stack.schedules]
+        candidates = [s.next_at - self.t0 for s in stack.schedules]
         if self.heap:
             candidates.append(self.heap[0][0])
         for agent in self.agents.values():
@@ -223,7 +254,7 @@ class PodslotsModel:
             live.add(name)
             pods[pool] += 1
             if name not in self.agents:
-                created = datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00")).timestamp() - T0
+                created = datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00")).timestamp() - self.t0
                 self.agents[name] = _Agent(name, pool, created + self.startup.next())
         for name in set(self.agents) - live:
             del self.agents[name]

@@ -1,36 +1,97 @@
 """`python -m bench.day.report DIR`: the markdown tables of every run saved in DIR, for RESULTS.md.
 
-So that RESULTS.md quotes the runs, never retyped figures.
+So that RESULTS.md quotes the runs, never retyped figures. The runs of one seed (same hours and
+pools) may have been made by several invocations (`--label`): they are joined into one table,
+rows in the order of their letters, and `--png` draws the trade-off of each seed (pod-hours
+against p95 dispatch wait, one point per policy).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from bench.day.figures import Figures, table
 
 
-def main(argv: list[str]) -> int:
-    out = Path(argv[0] if argv else "bench/results")
+def documents(out: Path) -> dict[tuple[int, float, int], list[dict[str, Any]]]:
+    """The saved runs, by (seed, hours, pools)."""
+    found: dict[tuple[int, float, int], list[dict[str, Any]]] = defaultdict(list)
     for path in sorted(out.glob("day-seed*.json")):
         document = json.loads(path.read_text())
         args = document["args"]
-        rows = [Figures(**run["figures"]) for run in document["runs"]]
-        print(
-            f"**Seed {document['seed']}**: {document['tasks']} tasks over {args['hours']:g} h on "
-            f"{args['pools']} pool(s), then {args['drain_hours']:g} h of drain. `{document['command']}`\n"
-        )
-        print(table(rows, markdown=True))
-        cpu = ", ".join(f"{r['figures']['policy']} {r['cpu_s']:.1f} s" for r in document["runs"])
-        print(f"\nCPU: {cpu}.")
+        found[(document["seed"], args["hours"], args["pools"])].append(document)
+    return found
+
+
+def rows_of(docs: list[dict[str, Any]]) -> list[tuple[Figures, dict[str, Any], str]]:
+    """Every run of the seed, once per policy (the latest file wins), in the order of the letters."""
+    by_policy: dict[str, tuple[Figures, dict[str, Any], str]] = {}
+    for document in docs:
         for run in document["runs"]:
+            figures = Figures(**run["figures"])
+            by_policy[figures.policy] = (figures, run, document["command"])
+    return [by_policy[k] for k in sorted(by_policy)]
+
+
+def main(argv: list[str]) -> int:
+    png = "--png" in argv
+    argv = [a for a in argv if a != "--png"]
+    out = Path(argv[0] if argv else "bench/results")
+    for (seed, hours, pools), docs in sorted(documents(out).items()):
+        rows = rows_of(docs)
+        drain = {d["args"]["drain_hours"] for d in docs}
+        print(
+            f"**Seed {seed}**: {docs[0]['tasks']} tasks over {hours:g} h on {pools} pool(s), "
+            f"then {'/'.join(f'{d:g}' for d in sorted(drain))} h of drain. "
+            + "; ".join(f"`{d['command']}`" for d in docs)
+            + "\n"
+        )
+        print(table([f for f, _, _ in rows], markdown=True))
+        cpu = ", ".join(f"{f.policy} {run['cpu_s']:.1f} s" for f, run, _ in rows)
+        print(f"\nCPU: {cpu}.")
+        for f, run, _ in rows:
             if run.get("progress"):
                 steps = "; ".join(f"{h:g} h: {c:.0f} s CPU, {n} calls" for h, c, _, n in run["progress"])
-                print(f"podslots' cost as the run went: {steps}.")
+                print(f"{f.policy}'s cost as the run went: {steps}.")
         print()
+        if png:
+            tradeoff_png(out / f"tradeoff-h{hours:g}-p{pools}-s{seed}.png", seed, [f for f, _, _ in rows])
     return 0
+
+
+def tradeoff_png(path: Path, seed: int, rows: list[Figures]) -> None:
+    """Pod-hours against p95 dispatch wait, one labelled point per policy; the bound as a line."""
+    from bench.day.plots import plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for f in rows:
+        podslots = "podslots" in f.policy
+        marker = "o" if podslots else ("s" if f.interrupted == 0 else "X")
+        ax.scatter(f.pod_hours, f.wait_p95, marker=marker, s=60, color="tab:blue" if podslots else "tab:red")
+        ax.annotate(f.policy.split(" ")[0], (f.pod_hours, f.wait_p95), textcoords="offset points", xytext=(6, 4))
+    bound = max(f.bound_hours for f in rows)  # the work as given: a policy that kills tasks has less left
+    ax.axvline(bound, color="black", linestyle=":", label=f"bound {bound:.0f} pod-h")
+    ax.axhline(30, color="grey", linestyle="--", label="target p95 30 s")
+    ax.set_xlabel("pod-hours")
+    ax.set_ylabel("p95 dispatch wait, s")
+    ax.set_title(f"seed {seed}: cost against wait (blue: podslots; red X: interrupts tasks)")
+    ax.legend(loc="center right")
+    ax.text(
+        0.01,
+        0.01,
+        "\n".join(f.policy for f in rows),
+        transform=ax.transAxes,
+        fontsize=7,
+        va="bottom",
+        family="monospace",
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

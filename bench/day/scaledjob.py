@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from bench.day.common import Run, horizon, pool_settings
+from bench.day.common import MIN_PODS, Run, horizon, pool_settings
 from bench.day.events import EventLoop
 from bench.day.ledger import Ledger
 from bench.day.traffic import RESERVATION_TTL_S, StartupDraws, Task, Trace
@@ -23,7 +23,7 @@ POLL_S = 30.0
 class ScaledJobModel:
     def __init__(self, trace: Trace, seed: int) -> None:
         self.trace = trace
-        self.ledger = Ledger(trace.pools, pool_settings().slots_per_pod)
+        self.ledger = Ledger(trace.pools, pool_settings().slots_per_pod, MIN_PODS)
         self.loop = EventLoop(self.ledger)
         self.startup = StartupDraws(seed)
 

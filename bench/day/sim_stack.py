@@ -30,7 +30,10 @@ class SimStack(Stack):
     def __enter__(self) -> SimStack:
         super().__enter__()
         self.bus = InProcessBus()
-        modules = [r.module() for r in api_routes()] + [function_module(s.function) for s in self.schedules]
+        # The step functions run from their queues (the fan-out), so their modules are the
+        # mappings' as well as the schedules': every publisher goes to the in-process bus.
+        functions = {s.function for s in self.schedules} | {m.function for m in self.mappings}
+        modules = [r.module() for r in api_routes()] + [function_module(f) for f in sorted(functions)]
         for module in modules:
             for attr in ("allocator", "service", "reconciler", "autoscaler", "expirer"):
                 step = getattr(module, attr, None)

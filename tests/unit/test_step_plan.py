@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from podslots.model import Cordon
-from podslots.scaling import Decision, Direction
 from podslots.pool_mode import PoolMode
+from podslots.scaling import Decision, Direction
 from podslots.step_plan import Done, blocked_note, plan, starting_after
 from tests.unit.test_rollout_rules import NEW, OLD, pod, steady
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from podslots import step_plan
+from podslots import arrivals, step_plan
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster_pods import Cluster, ClusterError, ClusterPod
@@ -113,7 +113,7 @@ class Autoscaler:
                 done = step_plan.Done(removed=report.removed, blocked=report.blocked)
                 outcome = step_plan.deletion_outcome(done, report.before, report.after, report.reason)
                 return report
-            load = step_plan.load_of(pods, self._demand(pool.name, now))
+            load = arrivals.learn(self.store, pool, step_plan.load_of(pods, self._demand(pool.name, now)), pods, now)
             decision = decide(load, pool.settings, low_since, now)
             low_since = decision.low_since
             report.before, report.after, report.reason = load.pods, load.pods, decision.reason
@@ -162,10 +162,17 @@ class Autoscaler:
         writes or acts; a quiet run changes nothing, so it needs no lease (the report is filled as the
         step would fill it)."""
         waiting = [task.updated_at for task in self.store.waiting(pool.name)]
+        foreseen, fold_due = arrivals.foreseen(self.store, pool, now)
         found = step_plan.quiet(
-            self.store.pods(pool.name), waiting, pool.settings, seen, now=now, window_s=DEMAND_WINDOW_S
+            self.store.pods(pool.name),
+            waiting,
+            pool.settings,
+            seen,
+            now=now,
+            window_s=DEMAND_WINDOW_S,
+            prewarm=foreseen,
         )
-        if found is None:
+        if found is None or fold_due:
             return False
         load, decision = found
         if pool.settings.mode.records_would:

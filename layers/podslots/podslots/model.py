@@ -148,6 +148,7 @@ class Pod:
     revision: str | None = None  # the pool template's revision it was made from (None: made before revisions)
     second_choice: bool = False  # open, but only when no current pod has an idle slot (an outdated pod)
     controller: str | None = None  # `Kind/name` of the controller that owns the pod, as reconcile last saw it
+    placed: int = 0  # tasks ever placed on it: the pool's arrivals, which prewarm learns from
 
     @property
     def adopted(self) -> bool:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from podslots.model import EndedSlot, Pod, PodState, Task, TaskStatus
 
 if TYPE_CHECKING:
+    from podslots.prewarm import Arrivals
     from podslots.settings import PoolSettings
     from podslots.store.records import Lease, PoolEvent, PoolRecord, PoolState, RegisteredPool, Rollout
 
@@ -204,3 +205,7 @@ class AutoscaleStore(PodLife, PoolRounds, Notices, Protocol):
     def rank(self, pod: Pod, second_choice: bool) -> bool: ...
 
     def remove_pool(self, pool: str) -> bool: ...
+
+    def arrivals(self, pool: str) -> Arrivals | None: ...
+
+    def save_arrivals(self, pool: str, arrivals: Arrivals, read: Arrivals | None) -> bool: ...

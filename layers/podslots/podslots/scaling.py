@@ -2,7 +2,9 @@
 
 `packed` (the default):
 - target = ceil((used + waiting) / slots_per_pod) + headroom_pods, and at least
-  ceil((used + waiting + warm_slots) / slots_per_pod) so the pool keeps `warm_slots` idle slots.
+  ceil((used + waiting + warm_slots) / slots_per_pod) so the pool keeps `warm_slots` idle slots,
+  and ceil((used + waiting + prewarm) / slots_per_pod) for the idle slots the pool's history
+  expects the next 15 minutes to need (`prewarm: true`, podslots.prewarm).
 - Up to the target at once; down to it only after the target stayed below the pool's size for the
   delay (the drain then removes only idle pods).
 
@@ -37,6 +39,7 @@ class Load:
     capacity: int  # their slots
     used: int  # their running + reserved slots
     waiting: int
+    prewarm: int = 0  # idle slots the history expects the next 15 minutes to need (`prewarm: true`)
 
     @property
     def utilization(self) -> float:
@@ -69,7 +72,8 @@ def decide(load: Load, settings: PoolSettings, low_since: int | None, now: int) 
 def packed_target(load: Load, settings: PoolSettings) -> int:
     """Pods the used and waiting slots fill, plus the headroom, and enough for the warm slots; bounded."""
     spp, demand = settings.slots_per_pod, load.used + load.waiting
-    wanted = max(math.ceil(demand / spp) + settings.headroom_pods, math.ceil((demand + settings.warm_slots) / spp))
+    warm = max(settings.warm_slots, load.prewarm)
+    wanted = max(math.ceil(demand / spp) + settings.headroom_pods, math.ceil((demand + warm) / spp))
     return bounded(settings, wanted)
 
 
@@ -98,6 +102,8 @@ def _packed_reason(load: Load, settings: PoolSettings) -> str:
     reason = f"{load.used} used and {load.waiting} waiting slot(s) + {settings.headroom_pods} pod(s) of headroom"
     if settings.warm_slots:
         reason += f", {settings.warm_slots} warm slot(s)"
+    if load.prewarm:
+        reason += f", {load.prewarm} pre-warm slot(s)"
     return reason
 
 

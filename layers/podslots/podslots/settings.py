@@ -253,6 +253,14 @@ class PoolSettings(BaseModel):
             "served at once; never by deleting a busy pod."
         ),
     )
+    prewarm: bool = Field(
+        default=False,
+        description=(
+            "`packed` only: learn the pool's arrivals by hour of the week (from its own allocations, folded "
+            "once an hour) and, when the next 15 minutes are expected to bring more tasks than its idle "
+            "slots can take while a new pod starts, start pods ahead of the ramp."
+        ),
+    )
     scale_up_utilization: float = Field(
         default=0.8, gt=0, le=1, description="`utilization` only: step up above this share of used slots."
     )

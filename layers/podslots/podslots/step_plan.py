@@ -7,7 +7,7 @@ what a team watches in observe mode is exactly what the active pool would do.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from podslots import rollout
@@ -352,6 +352,7 @@ def quiet(
     *,
     now: int,
     window_s: int,
+    prewarm: int = 0,
 ) -> tuple[Load, Decision] | None:
     """Would a run write or act? Decided from reads alone, before any lease is taken.
 
@@ -360,13 +361,14 @@ def quiet(
     wants no step (a step down that busy pods block is not quiet: it is counted every run), the
     plan does nothing (no create, drain, cordon or re-rank), no waiting task has gone stale (older
     than `window_s`), and nothing the lease keeps would change (`low_since`, the roll-out, an
-    observed pool's note, the starting pods allocation's 503 reads). None: not quiet.
+    observed pool's note, the starting pods allocation's 503 reads). None: not quiet. `prewarm`: the
+    idle slots the pool's history expects the next 15 minutes to need (`prewarm.prewarm_slots`).
     """
     if any(now - since > window_s for since in waiting_since):
         return None  # the step would drop it from the demand: a write
     low_since, rolling = (seen.low_since, seen.rollout) if seen is not None else (None, None)
     revision = template_revision(settings)
-    load = load_of(pods, len(waiting_since))
+    load = replace(load_of(pods, len(waiting_since)), prewarm=prewarm)
     decision = decide(load, settings, low_since, now)
     wants_a_step = decision.direction is not Direction.NONE
     starting_changes = starting_after(pods, [], []) != (seen.starting if seen else 0)

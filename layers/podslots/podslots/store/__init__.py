@@ -6,14 +6,15 @@ speaks in `podslots.model` values; PynamoDB items never leave this package.
 
 - `keys`, `items`, `conversions`: the table's layout and what its items mean;
 - `transaction`: conditional writes, the labelled transaction, `StoreConflict`;
-- `tasks`, `pods` (with `cordons`, `repairs`), `pools`: one part of the store per aggregate;
-  `SlotStore` is all of them.
+- `tasks`, `pods` (with `cordons`, `repairs`), `pools`, `arrivals`: one part of the store per
+  aggregate; `SlotStore` is all of them.
 
 Each step sees only its part of the store, through its own port (`podslots.ports`).
 """
 
 from __future__ import annotations
 
+from podslots.store.arrivals import ArrivalHistory
 from podslots.store.cordons import PodCordons
 from podslots.store.items import bind_table
 from podslots.store.pools import PoolRegistry
@@ -23,7 +24,7 @@ from podslots.store.tasks import TaskSlots
 from podslots.store.transaction import StoreConflict, is_transient
 
 
-class SlotStore(TaskSlots, PodCordons, PodRepairs, PoolRegistry):
+class SlotStore(TaskSlots, PodCordons, PodRepairs, PoolRegistry, ArrivalHistory):
     """Reads and conditional writes of the slot table, in the vocabulary of the life cycle."""
 
 

@@ -59,6 +59,7 @@ def pod_from(item: PodItem) -> Pod:
         revision=item.revision,
         second_choice=bool(item.open_pool and item.open_pool.endswith(SECOND_CHOICE)),
         controller=item.controller,
+        placed=int(item.placed or 0),
     )
 
 
@@ -104,6 +105,7 @@ def take_slot(key: str, slot: Slot, now: int) -> list[Action]:
         PodItem.busy.set(PodItem.busy + 1),
         PodItem.idle.set(PodItem.idle - 1),
         PodItem.last_used_at.set(now),
+        PodItem.placed.add(1),  # the pool's arrivals, for prewarm: counted on the item this write moves anyway
     ]
 
 

@@ -99,6 +99,7 @@ class PodItem(Item):
     noted = UnicodeAttribute(null=True)  # observe/paused: what podslots last recorded it would do to it
     request_token = UnicodeAttribute(null=True)  # the put that created it: a retry recognises itself
     controller = UnicodeAttribute(null=True)  # `Kind/name` of its controller (reconcile's LIST): never drained
+    placed = NumberAttribute(null=True)  # tasks placed on it (an ADD in allocation's write): prewarm's count
     open_slots = OpenSlotsIndex()
 
 
@@ -170,7 +171,23 @@ class LeaseItem(Item):
     starting = NumberAttribute(null=True)
 
 
-ITEM_KINDS: tuple[type[Item], ...] = (PodItem, TaskItem, PoolItem, RegistryItem, EventItem, LeaseItem)
+class ArrivalsItem(Item):
+    """One per pool (prewarm): tasks an hour by hour of the week, folded once an hour by autoscale."""
+
+    hour = NumberAttribute()  # the epoch hour being counted
+    rates = ListAttribute[Any](null=True)  # 168 numbers (or null: an hour never seen), Monday 00:00 UTC first
+    seen = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]  # pod -> its `placed` at the fold
+
+
+ITEM_KINDS: tuple[type[Item], ...] = (
+    PodItem,
+    TaskItem,
+    PoolItem,
+    RegistryItem,
+    EventItem,
+    LeaseItem,
+    ArrivalsItem,
+)
 binding = {"generation": 0}
 
 

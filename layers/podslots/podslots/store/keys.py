@@ -12,6 +12,7 @@ CONFIG_SK = "#CONFIG"
 TASK_SK = "#TASK"
 REGISTRY_PK = "POOLS"
 LEASE_SK = "#LEASE#autoscale"
+ARRIVALS_SK = "#ARRIVALS"  # the pool's learned arrivals by hour of the week (prewarm)
 
 
 SECOND_CHOICE = "#outdated"  # the `open_slots` partition of open pods from an older template
