@@ -110,9 +110,7 @@ class Autoscaler:
             if pool.deleting:
                 if step.drain_pool(pods) and self.store.remove_pool(pool.name):
                     logger.info("pool deleted", extra={"pool": pool.name})
-                done = step_plan.Done(removed=report.removed, blocked=report.blocked)
-                outcome = step_plan.deletion_outcome(done, report.before, report.after, report.reason)
-                return report
+                return report  # not announced: the history goes with the pool (the log and metrics say it)
             load = arrivals.learn(self.store, pool, step_plan.load_of(pods, self._demand(pool.name, now)), pods, now)
             decision = decide(load, pool.settings, low_since, now)
             low_since = decision.low_since

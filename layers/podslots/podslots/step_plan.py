@@ -311,11 +311,6 @@ def blocked_note(direction: Direction, before: int, blocked: int, *, changed: bo
     return f"blocked: down from {before} by {blocked}"
 
 
-def deletion_outcome(done: Done, before: int, after: int, reason: str) -> Outcome | None:
-    """A deleted pool's step: told as a step down when it drained pods, else not told."""
-    return Outcome("PoolScaled", Direction.DOWN, before, after, reason, done=done) if done.removed else None
-
-
 def rollout_event(
     pool: str, pods: list[Pod], revision: str, rolling: RollingState | None, *, max_surge: int, now: int
 ) -> tuple[str, dict[str, Any]] | None:
