@@ -14,7 +14,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bench.day import common
 from bench.day.figures import Figures, table
+from bench.day.plots import compare_png
+
+# The seed's picture: the alternatives, then podslots' defaults (last: its packed work is the dotted line)
+COMPARED = ("(a)", "(c)", "(e)", "(d)")
 
 
 def documents(out: Path) -> dict[tuple[int, float, int], list[dict[str, Any]]]:
@@ -60,6 +65,10 @@ def main(argv: list[str]) -> int:
         print()
         if png:
             tradeoff_png(out / f"tradeoff-h{hours:g}-p{pools}-s{seed}.png", seed, [f for f, _, _ in rows])
+            by_letter = {f.policy[:3]: run for f, run, _ in rows}
+            main_runs = [by_letter[letter] for letter in COMPARED if letter in by_letter]
+            title = f"seed {seed}: the Deployment, its HPA, a pod per task and podslots"
+            compare_png(out / f"day-seed{seed}-compare.png", title, main_runs, common.pool_settings().slots_per_pod)
     return 0
 
 
