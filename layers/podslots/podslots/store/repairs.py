@@ -8,7 +8,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition
 
-from podslots.ids import new_token
+from podslots.ids import EVENT_ID_DIGITS, new_token
 from podslots.model import HOLDING_STATUSES, EndedSlot, Pod, SlotStatus, TaskStatus
 from podslots.store.conversions import free_slot, pod_key, task_key
 from podslots.store.items import EventItem, PodItem, TaskItem
@@ -146,7 +146,7 @@ class PodRepairs(PodRecords):
         )
         tx = self._tx(token)
         tx.put("notice", marker, condition=EventItem.pk.does_not_exist())
-        tx.put("event", self._event_item(pool, kind, {"pool": pool, **detail}, now, f"{pod}-{token[:12]}"))
+        tx.put("event", self._event_item(pool, kind, {"pool": pool, **detail}, now, f"{pod}-{token[:EVENT_ID_DIGITS]}"))
         try:
             tx.commit()
             return True
