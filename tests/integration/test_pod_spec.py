@@ -367,14 +367,32 @@ def test_a_spec_beyond_restricted_is_refused_and_baseline_takes_it_filling_only_
     }
 
 
-def test_the_older_env_may_not_set_any_podslots_variable_either(world: World):
-    # When a pool of the older fields sets the sidecar's variable in its env (the prefix is the rule,
-    # as in a spec's containers, not a list of four names)
-    answer = world.put(document(image=IMAGE, sidecar=SIDECAR, env={"PODSLOTS_HELD_TASKS_DIR": "/tmp"}))
+@pytest.mark.parametrize(
+    "env",
+    [{"PODSLOTS_HELD_TASKS_DIR": "/tmp"}, {"PODSLOTS_TRACE": "1"}],
+    ids=["the sidecar's variable", "a variable podslots does not set yet"],
+)
+def test_the_older_env_may_not_set_any_podslots_variable_either(world: World, env: dict[str, str]):
+    # When a pool of the older fields, with the sidecar, sets a PODSLOTS_* variable in its env (the
+    # prefix is the rule, as in a spec's containers, not a list of four names)
+    answer = world.put(document(image=IMAGE, sidecar=SIDECAR, env=env))
     # Then it is refused, naming the variable, and no pool is made
     assert answer.status == 422, answer.body
-    assert "PODSLOTS_HELD_TASKS_DIR" in answer.body["message"]
+    assert next(iter(env)) in answer.body["message"]
     assert world.get().status == 404
+
+
+def test_without_the_sidecar_the_held_task_directory_is_the_users_to_name(world: World):
+    # Given a pool that runs the heartbeat itself (docs/agent-protocol.md): it names the directory
+    held = {"PODSLOTS_HELD_TASKS_DIR": "/var/run/podslots/held"}
+    assert world.put(document(image=IMAGE, env=held)).status == 201
+    # When autoscale makes its pod
+    world.autoscale()
+    # Then the agent is told it, once
+    (agent,) = world.pod()["spec"]["containers"]
+    assert [var["value"] for var in agent["env"] if var["name"] == "PODSLOTS_HELD_TASKS_DIR"] == [
+        held["PODSLOTS_HELD_TASKS_DIR"]
+    ]
 
 
 def test_the_sidecar_names_its_own_non_root_user_in_a_pod_that_runs_as_root(world: World):

@@ -19,11 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from podslots.pod_template_spec import AGENT_CONTAINER, HELD_TASKS_DIR, HELD_TASKS_VOLUME, SIDECAR_CONTAINER
+from podslots.pod_template_spec import HELD_TASKS_ENV as HELD_TASKS_ENV_NAME
 
 ENTRYPOINT = ["python", "-m", "podslots_client.agent"]
 SIDECAR_USER = 65532  # clients/sidecar/Dockerfile's USER (and group)
 RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}
-HELD_TASKS_ENV = {"name": "PODSLOTS_HELD_TASKS_DIR", "value": HELD_TASKS_DIR}
+HELD_TASKS_ENV = {"name": HELD_TASKS_ENV_NAME, "value": HELD_TASKS_DIR}
 
 
 def sidecar_container(image: str, own_env: list[dict[str, Any]]) -> dict[str, Any]:

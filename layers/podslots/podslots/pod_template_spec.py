@@ -5,7 +5,9 @@ A spec is the pod as a manifest writes it (camelCase), checked against the PodSp
 pinned client (podspec_schema.py). Its container named `agent` is the agent. podslots still owns
 the parts it relies on, and a spec that sets one is refused, naming the field:
 
-- the `PODSLOTS_*` environment, in any container: the agent and the sidecar read podslots' values.
+- the `PODSLOTS_*` environment, in any container: the agent and the sidecar read podslots' values
+  (`PODSLOTS_HELD_TASKS_DIR` is the user's to set when podslots adds no sidecar: the user's own
+  heartbeat needs it).
   An `envFrom` source may not give its keys that prefix either. A ConfigMap's or Secret's own keys
   cannot be seen at the PUT, but Kubernetes lets a container's `env` win over `envFrom`, and
   podslots' values are `env`: they still hold;
@@ -48,6 +50,7 @@ SIDECAR_CONTAINER = "podslots-sidecar"
 HELD_TASKS_VOLUME = "podslots-held-tasks"
 HELD_TASKS_DIR = "/var/run/podslots/tasks"
 OWN_ENV_PREFIX = "PODSLOTS_"
+HELD_TASKS_ENV = "PODSLOTS_HELD_TASKS_DIR"
 # The older template fields a spec says too: not both.
 OVERLAPPING = {
     "resources": "containers[agent].resources",
@@ -78,19 +81,24 @@ def agent_container(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return next((c for c in _seq(spec.get("containers")) if isinstance(c, Mapping) and c.get("name") == "agent"), None)
 
 
-def is_own_env(name: object) -> bool:
+def is_own_env(name: object, *, sidecar: bool) -> bool:
     """One rule for both paths (the older `env` map and a spec's containers): the prefix, not a list
-    of today's names, so a variable podslots adds later (PODSLOTS_HELD_TASKS_DIR) is covered too."""
-    return isinstance(name, str) and name.startswith(OWN_ENV_PREFIX)
+    of today's names, so a variable podslots adds (PODSLOTS_HELD_TASKS_DIR) is covered too. That one
+    is podslots' only with the sidecar: without it, the user runs the heartbeat and tells it the
+    directory (docs/agent-protocol.md)."""
+    if not (isinstance(name, str) and name.startswith(OWN_ENV_PREFIX)):
+        return False
+    return sidecar or name != HELD_TASKS_ENV
 
 
-def _own_env(spec: Mapping[str, Any]) -> Iterator[Problem]:
+def _own_env(spec: Mapping[str, Any], sidecar: bool) -> Iterator[Problem]:
     for path, container in _containers(spec):
         for j, var in enumerate(_seq(container.get("env"))):
-            if is_own_env(var.get("name") if isinstance(var, Mapping) else None):
+            if is_own_env(var.get("name") if isinstance(var, Mapping) else None, sidecar=sidecar):
                 yield f"{path}.env[{j}].name", f"{OWN_ENV_PREFIX}* variables are podslots' own: it sets them"
         for j, source in enumerate(_seq(container.get("envFrom"))):
-            if is_own_env(source.get("prefix") if isinstance(source, Mapping) else None):
+            prefix = source.get("prefix") if isinstance(source, Mapping) else None
+            if isinstance(prefix, str) and prefix.startswith(OWN_ENV_PREFIX):
                 yield f"{path}.envFrom[{j}].prefix", f"{OWN_ENV_PREFIX}* variables are podslots' own: it sets them"
 
 
@@ -157,7 +165,7 @@ def spec_problems(spec: Any, *, sidecar: bool, image: str | None) -> list[Proble
     shape = problems(spec, SPEC)
     if shape or not isinstance(spec, Mapping):
         return shape
-    found = [*_pod_fields(spec), *_restarts(spec), *_names(spec, sidecar), *_own_env(spec)]
+    found = [*_pod_fields(spec), *_restarts(spec), *_names(spec, sidecar), *_own_env(spec, sidecar)]
     agent = agent_container(spec)
     named = agent.get("image") if agent is not None else None
     if agent is not None and named is None and image is None:

@@ -181,7 +181,7 @@ class PodTemplate(SpecRules):
     @model_validator(mode="after")
     def _no_reserved_env(self, info: ValidationInfo) -> PodTemplate:
         """The PODSLOTS_* prefix, as for a spec's env (pod_template_spec.is_own_env): one rule."""
-        clash = sorted(key for key in self.env if is_own_env(key))
+        clash = sorted(key for key in self.env if is_own_env(key, sidecar=self.sidecar is not None))
         if clash and not _stored(info):
             raise ValueError(f"pod_template.env may not set {', '.join(clash)}: podslots sets them")
         return self
