@@ -260,6 +260,47 @@ def spec_with(change: Any) -> dict[str, Any]:
             {},
             "pod_template.spec.containers[0].resources.limits.cpu",
         ),
+        # null is "unset" for a field only: a null list item was a 5xx at the PUT or at every create
+        (spec_with(lambda s: s["containers"].append(None)), {}, "pod_template.spec.containers[2]"),
+        (
+            spec_with(lambda s: s.update(initContainers=[None])),
+            {"sidecar": SIDECAR},
+            "pod_template.spec.initContainers[0]",
+        ),
+        (spec_with(lambda s: s["containers"][0].update(env=[None])), {}, "pod_template.spec.containers[0].env[0]"),
+        (spec_with(lambda s: s["volumes"].append(None)), {}, "pod_template.spec.volumes[3]"),
+        # ways around the pod's restartPolicy: Never, and around podslots ending its own pods
+        (
+            spec_with(lambda s: s["containers"][0].update(restartPolicy="Always")),
+            {},
+            "pod_template.spec.containers[0].restartPolicy",
+        ),
+        (
+            spec_with(
+                lambda s: s["containers"][1].update(
+                    restartPolicyRules=[{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]
+                )
+            ),
+            {},
+            "pod_template.spec.containers[1].restartPolicyRules",
+        ),
+        (spec_with(lambda s: s.update(activeDeadlineSeconds=3600)), {}, "pod_template.spec.activeDeadlineSeconds"),
+        (spec_with(lambda s: s.update(nodeName="node-1")), {}, "pod_template.spec.nodeName"),
+        (
+            spec_with(lambda s: s["containers"][1].update(volumeMounts=[{"name": "work", "mountPath": HELD}])),
+            {"sidecar": SIDECAR},
+            "pod_template.spec.containers[1].volumeMounts[0].mountPath",
+        ),
+        (
+            spec_with(
+                lambda s: s["containers"][0].update(
+                    envFrom=[{"prefix": "PODSLOTS_", "configMapRef": {"name": "agent-settings"}}]
+                )
+            ),
+            {},
+            "pod_template.spec.containers[0].envFrom[0].prefix",
+        ),
+        (full_spec(), {"automount_service_account_token": True}, "pod_template.automount_service_account_token"),
     ],
 )
 def test_a_spec_over_podslots_own_parts_or_not_a_podspec_is_a_422_naming_the_field(
@@ -324,3 +365,48 @@ def test_a_spec_beyond_restricted_is_refused_and_baseline_takes_it_filling_only_
         "allowPrivilegeEscalation": False,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"PODSLOTS_HELD_TASKS_DIR": "/tmp"}, {"PODSLOTS_TRACE": "1"}],
+    ids=["the sidecar's variable", "a variable podslots does not set yet"],
+)
+def test_the_older_env_may_not_set_any_podslots_variable_either(world: World, env: dict[str, str]):
+    # When a pool of the older fields, with the sidecar, sets a PODSLOTS_* variable in its env (the
+    # prefix is the rule, as in a spec's containers, not a list of four names)
+    answer = world.put(document(image=IMAGE, sidecar=SIDECAR, env=env))
+    # Then it is refused, naming the variable, and no pool is made
+    assert answer.status == 422, answer.body
+    assert next(iter(env)) in answer.body["message"]
+    assert world.get().status == 404
+
+
+def test_without_the_sidecar_the_held_task_directory_is_the_users_to_name(world: World):
+    # Given a pool that runs the heartbeat itself (docs/agent-protocol.md): it names the directory
+    held = {"PODSLOTS_HELD_TASKS_DIR": "/var/run/podslots/held"}
+    assert world.put(document(image=IMAGE, env=held)).status == 201
+    # When autoscale makes its pod
+    world.autoscale()
+    # Then the agent is told it, once
+    (agent,) = world.pod()["spec"]["containers"]
+    assert [var["value"] for var in agent["env"] if var["name"] == "PODSLOTS_HELD_TASKS_DIR"] == [
+        held["PODSLOTS_HELD_TASKS_DIR"]
+    ]
+
+
+def test_the_sidecar_names_its_own_non_root_user_in_a_pod_that_runs_as_root(world: World):
+    # Given a baseline pool whose pod runs as root, with the sidecar
+    spec = {**full_spec(), "securityContext": {"runAsUser": 0}}
+    answer = world.put({**document(spec, sidecar=SIDECAR), "pod_security": "baseline"})
+    assert answer.status == 201, answer.body
+    # When autoscale makes its pod
+    world.autoscale()
+    spec = world.pod()["spec"]
+    # Then the sidecar runs as the image's non-root user, not as the pod's root (with runAsNonRoot
+    # and user 0 inherited, the kubelet would never start it, and the pod would never beat)
+    (sidecar,) = spec["initContainers"]
+    context = sidecar["securityContext"]
+    assert (context["runAsNonRoot"], context["runAsUser"], context["runAsGroup"]) == (True, 65532, 65532)
+    # And the agent keeps the root it asked for
+    assert "runAsNonRoot" not in by_name(spec["containers"])["agent"]["securityContext"]

@@ -16,7 +16,8 @@ import pytest
 from kubernetes.client import models
 
 from podslots.pod_template_spec import spec_problems
-from podslots.podspec_schema import SCHEMA_FILE, kubernetes_client_version, problems
+from podslots.podspec_schema import SCHEMA_FILE, kubernetes_client_version, problems, schema
+from podslots.request_guards import MAX_BODY_DEPTH
 from podslots.spec_manifest import fill_restricted_defaults
 from tools import podspec_schema
 
@@ -77,6 +78,12 @@ CASES: list[tuple[str, Any, list[str]]] = [
     ("a list for a port", container(livenessProbe={"tcpSocket": {"port": [1]}}),
      ["pod_template.spec.containers[0].livenessProbe.tcpSocket.port"]),
     ("not an object at all", ["containers"], ["pod_template.spec"]),
+    ("null for a field: unset", container(command=None, env=None), []),
+    ("a null container", {"containers": [AGENT, None]}, ["pod_template.spec.containers[1]"]),
+    ("a null init container", spec(initContainers=[None]), ["pod_template.spec.initContainers[0]"]),
+    ("a null env var", container(env=[None]), ["pod_template.spec.containers[0].env[0]"]),
+    ("a null volume", spec(volumes=[None]), ["pod_template.spec.volumes[0]"]),
+    ("a null map value", spec(nodeSelector={"a": None}), ["pod_template.spec.nodeSelector.a"]),
 ]  # fmt: skip
 
 
@@ -133,6 +140,31 @@ RULES: list[tuple[str, dict[str, Any], bool, str | None, list[str]]] = [
     ("the image from the template", {"containers": [{"name": "agent"}]}, False, "i", []),
     ("the same image twice", spec(), False, AGENT["image"], []),
     ("two images", spec(), False, "registry.example/other:2", ["pod_template.image"]),
+    ("a container's own restart policy", container(restartPolicy="Always"), False, None,
+     ["pod_template.spec.containers[0].restartPolicy"]),
+    ("a container's restart rules", container(restartPolicyRules=[
+        {"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]), False, None,
+     ["pod_template.spec.containers[0].restartPolicyRules"]),
+    ("an init container's restart rules stay the user's", spec(initContainers=[{"name": "s", "image": "i",
+        "restartPolicy": "Always", "restartPolicyRules": [{"action": "Restart",
+        "exitCodes": {"operator": "In", "values": [42]}}]}]), False, None, []),
+    ("a deadline for the pod", spec(activeDeadlineSeconds=3600), False, None,
+     ["pod_template.spec.activeDeadlineSeconds"]),
+    ("a node named", spec(nodeName="node-1"), False, None, ["pod_template.spec.nodeName"]),
+    ("an envFrom prefix of podslots'", container(envFrom=[{"prefix": "PODSLOTS_", "configMapRef": {"name": "c"}}]),
+     False, None, ["pod_template.spec.containers[0].envFrom[0].prefix"]),
+    ("the held-task directory's variable with the sidecar",
+     container(env=[{"name": "PODSLOTS_HELD_TASKS_DIR", "value": "/held"}]), True, None,
+     ["pod_template.spec.containers[0].env[0].name"]),
+    ("the held-task directory's variable without the sidecar: the user's heartbeat needs it",
+     container(env=[{"name": "PODSLOTS_HELD_TASKS_DIR", "value": "/held"}]), False, None, []),
+    ("an envFrom prefix of one's own", container(envFrom=[{"prefix": "TF_", "configMapRef": {"name": "c"}}]),
+     False, None, []),
+    ("a mount at the held-task directory with the sidecar",
+     container(volumeMounts=[{"name": "w", "mountPath": "/var/run/podslots/tasks/"}]), True, None,
+     ["pod_template.spec.containers[0].volumeMounts[0].mountPath"]),
+    ("a mount at the held-task directory without the sidecar",
+     container(volumeMounts=[{"name": "w", "mountPath": "/var/run/podslots/tasks"}]), False, None, []),
 ]  # fmt: skip
 
 
@@ -171,3 +203,27 @@ def test_a_container_gets_the_restricted_defaults_only_where_it_leaves_a_field_u
     holder = {"name": "c", "securityContext": copy.deepcopy(context)}
     fill_restricted_defaults(holder, pod)
     assert holder["securityContext"] == expected
+
+
+def _nesting(node: Any, seen: frozenset[str] = frozenset()) -> int:
+    """How many arrays and objects deep a value of this schema node can be."""
+    ref = node.get("$ref")
+    if ref is not None:
+        name = ref.rsplit("/", 1)[-1]
+        assert name not in seen, f"{name} nests itself: no body depth bounds it"
+        return _nesting(schema()["$defs"][name], seen | {name})
+    kinds = node["type"] if isinstance(node.get("type"), list) else [node.get("type", "object")]
+    if "array" in kinds:
+        return 1 + _nesting(node["items"], seen)
+    if "object" not in kinds:
+        return 0
+    inner = [*node.get("properties", {}).values()]
+    if isinstance(node.get("additionalProperties"), dict):
+        inner.append(node["additionalProperties"])
+    return 1 + max((_nesting(child, seen) for child in inner), default=0)
+
+
+def test_the_deepest_podspec_fits_in_a_body_the_api_takes():
+    # Given the body's nesting limit, and a pool document {pod_template: {spec: ...}}: two levels
+    # Then the deepest PodSpec the pinned client allows fits inside it
+    assert 2 + _nesting(schema()) <= MAX_BODY_DEPTH

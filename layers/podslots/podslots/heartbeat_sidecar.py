@@ -8,7 +8,10 @@ finished pod alive. The directory is an `emptyDir` mounted into both, at the sam
 are told it by `PODSLOTS_HELD_TASKS_DIR`; the sidecar only reads it.
 
 Its security context is the restricted profile whatever the pool's level, and its resources are
-small and fixed: it is podslots' part of the pod, so nothing of it is the pool's to set.
+small and fixed: it is podslots' part of the pod, so nothing of it is the pool's to set. It names its
+user and group (the image's USER, clients/sidecar/Dockerfile) rather than inherit the pod's: in a
+baseline pod that runs as root (`securityContext.runAsUser: 0`), `runAsNonRoot` alone would make the
+kubelet refuse to start it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from podslots.pod_template_spec import AGENT_CONTAINER, HELD_TASKS_DIR, HELD_TASKS_VOLUME, SIDECAR_CONTAINER
+from podslots.pod_template_spec import HELD_TASKS_ENV as HELD_TASKS_ENV_NAME
 
 ENTRYPOINT = ["python", "-m", "podslots_client.agent"]
+SIDECAR_USER = 65532  # clients/sidecar/Dockerfile's USER (and group)
 RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}
-HELD_TASKS_ENV = {"name": "PODSLOTS_HELD_TASKS_DIR", "value": HELD_TASKS_DIR}
+HELD_TASKS_ENV = {"name": HELD_TASKS_ENV_NAME, "value": HELD_TASKS_DIR}
 
 
 def sidecar_container(image: str, own_env: list[dict[str, Any]]) -> dict[str, Any]:
@@ -32,6 +37,8 @@ def sidecar_container(image: str, own_env: list[dict[str, Any]]) -> dict[str, An
         "resources": {kind: dict(amounts) for kind, amounts in RESOURCES.items()},
         "securityContext": {
             "runAsNonRoot": True,
+            "runAsUser": SIDECAR_USER,
+            "runAsGroup": SIDECAR_USER,
             "allowPrivilegeEscalation": False,
             "privileged": False,
             "readOnlyRootFilesystem": True,

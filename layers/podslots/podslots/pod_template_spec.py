@@ -5,14 +5,26 @@ A spec is the pod as a manifest writes it (camelCase), checked against the PodSp
 pinned client (podspec_schema.py). Its container named `agent` is the agent. podslots still owns
 the parts it relies on, and a spec that sets one is refused, naming the field:
 
-- the `PODSLOTS_*` environment, in any container: the agent and the sidecar read podslots' values;
+- the `PODSLOTS_*` environment, in any container: the agent and the sidecar read podslots' values
+  (`PODSLOTS_HELD_TASKS_DIR` is the user's to set when podslots adds no sidecar: the user's own
+  heartbeat needs it).
+  An `envFrom` source may not give its keys that prefix either. A ConfigMap's or Secret's own keys
+  cannot be seen at the PUT, but Kubernetes lets a container's `env` win over `envFrom`, and
+  podslots' values are `env`: they still hold;
 - `serviceAccountName` (or its old alias `serviceAccount`) of podslots itself, which may create and
   delete pods;
 - the pod's `restartPolicy`: `Never`, so an agent that exits is gone and its tasks are reported lost
   instead of held by a restarted agent that forgot them (an init container's `restartPolicy: Always`,
-  a native sidecar, is the user's);
+  a native sidecar, is the user's). A regular container's own `restartPolicy` or
+  `restartPolicyRules` (container restart rules, KEP-5307) would restart it in place all the same;
+- `activeDeadlineSeconds`: the kubelet would end a pod that holds a reserved slot, and the apply
+  would have no pod to run on; podslots decides when a pod ends (autoscale, roll-out);
+- `nodeName`: it skips the scheduler, so taints (and the rule against tolerating them all) and
+  podslots' placement would not apply; refused at every pod-security level;
 - `ephemeralContainers`: the API server takes none at create, and no pod check would see them later;
-- with `sidecar`, the container name `podslots-sidecar` and the volume name `podslots-held-tasks`.
+- with `sidecar`, the container name `podslots-sidecar`, the volume name `podslots-held-tasks` and a
+  volume mount at /var/run/podslots/tasks in any container (the sidecar's shared directory: two mounts
+  at one path).
 
 The older fields that a spec also says (`resources`, `env`...) may not be given beside it: two
 sources for one field would leave the reader guessing which wins. `labels` and `annotations` are
@@ -23,6 +35,7 @@ A stored document was checked when it was put: read back, none of this is applie
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterator, Mapping
 from typing import Any, Self
 
@@ -37,6 +50,7 @@ SIDECAR_CONTAINER = "podslots-sidecar"
 HELD_TASKS_VOLUME = "podslots-held-tasks"
 HELD_TASKS_DIR = "/var/run/podslots/tasks"
 OWN_ENV_PREFIX = "PODSLOTS_"
+HELD_TASKS_ENV = "PODSLOTS_HELD_TASKS_DIR"
 # The older template fields a spec says too: not both.
 OVERLAPPING = {
     "resources": "containers[agent].resources",
@@ -46,6 +60,7 @@ OVERLAPPING = {
     "service_account": "serviceAccountName",
     "termination_grace_period_s": "terminationGracePeriodSeconds",
     "security_context": "containers[agent].securityContext",
+    "automount_service_account_token": "automountServiceAccountToken",
 }
 SPEC = "pod_template.spec"
 Problem = tuple[str, str]
@@ -66,12 +81,48 @@ def agent_container(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return next((c for c in _seq(spec.get("containers")) if isinstance(c, Mapping) and c.get("name") == "agent"), None)
 
 
-def _own_env(spec: Mapping[str, Any]) -> Iterator[Problem]:
+def is_own_env(name: object, *, sidecar: bool) -> bool:
+    """One rule for both paths (the older `env` map and a spec's containers): the prefix, not a list
+    of today's names, so a variable podslots adds (PODSLOTS_HELD_TASKS_DIR) is covered too. That one
+    is podslots' only with the sidecar: without it, the user runs the heartbeat and tells it the
+    directory (docs/agent-protocol.md)."""
+    if not (isinstance(name, str) and name.startswith(OWN_ENV_PREFIX)):
+        return False
+    return sidecar or name != HELD_TASKS_ENV
+
+
+def _own_env(spec: Mapping[str, Any], sidecar: bool) -> Iterator[Problem]:
     for path, container in _containers(spec):
         for j, var in enumerate(_seq(container.get("env"))):
-            name = var.get("name") if isinstance(var, Mapping) else None
-            if isinstance(name, str) and name.startswith(OWN_ENV_PREFIX):
+            if is_own_env(var.get("name") if isinstance(var, Mapping) else None, sidecar=sidecar):
                 yield f"{path}.env[{j}].name", f"{OWN_ENV_PREFIX}* variables are podslots' own: it sets them"
+        for j, source in enumerate(_seq(container.get("envFrom"))):
+            prefix = source.get("prefix") if isinstance(source, Mapping) else None
+            if isinstance(prefix, str) and prefix.startswith(OWN_ENV_PREFIX):
+                yield f"{path}.envFrom[{j}].prefix", f"{OWN_ENV_PREFIX}* variables are podslots' own: it sets them"
+
+
+def _restarts(spec: Mapping[str, Any]) -> Iterator[Problem]:
+    """A regular container restarted in place is an agent that forgot its tasks, whatever the pod's
+    restartPolicy says; an init container's restartPolicy (Always: a native sidecar) stays the user's."""
+    for i, container in enumerate(_seq(spec.get("containers"))):
+        for field in ("restartPolicy", "restartPolicyRules"):
+            if isinstance(container, Mapping) and container.get(field) is not None:
+                yield (
+                    f"{SPEC}.containers[{i}].{field}",
+                    "a container restarted in place forgets its tasks: podslots' pods never restart one",
+                )
+
+
+def _mounts_at_held_tasks(spec: Mapping[str, Any]) -> Iterator[Problem]:
+    for path, container in _containers(spec):
+        for j, mount in enumerate(_seq(container.get("volumeMounts"))):
+            where = mount.get("mountPath") if isinstance(mount, Mapping) else None
+            if isinstance(where, str) and posixpath.normpath(where) == HELD_TASKS_DIR:
+                yield (
+                    f"{path}.volumeMounts[{j}].mountPath",
+                    f"{HELD_TASKS_DIR} is where podslots mounts its sidecar's directory",
+                )
 
 
 def _names(spec: Mapping[str, Any], sidecar: bool) -> Iterator[Problem]:
@@ -88,6 +139,8 @@ def _names(spec: Mapping[str, Any], sidecar: bool) -> Iterator[Problem]:
     for i, volume in enumerate(_seq(spec.get("volumes"))):
         if sidecar and isinstance(volume, Mapping) and volume.get("name") == HELD_TASKS_VOLUME:
             yield f"{SPEC}.volumes[{i}].name", f"{HELD_TASKS_VOLUME} is the volume podslots shares with its sidecar"
+    if sidecar:
+        yield from _mounts_at_held_tasks(spec)
 
 
 def _pod_fields(spec: Mapping[str, Any]) -> Iterator[Problem]:
@@ -95,6 +148,13 @@ def _pod_fields(spec: Mapping[str, Any]) -> Iterator[Problem]:
         yield f"{SPEC}.restartPolicy", "is podslots' own (Never): an agent that exits is gone, its tasks lost"
     if spec.get("ephemeralContainers") is not None:
         yield f"{SPEC}.ephemeralContainers", "a pod is created without ephemeral containers"
+    if spec.get("activeDeadlineSeconds") is not None:
+        yield (
+            f"{SPEC}.activeDeadlineSeconds",
+            "is podslots' own: a pod may hold a reserved slot; podslots ends its pods",
+        )
+    if spec.get("nodeName") is not None:
+        yield f"{SPEC}.nodeName", "skips the scheduler (and taints): podslots' pods are placed by the scheduler"
     for field in ("serviceAccountName", "serviceAccount"):
         if spec.get(field) == CONTROLLER_SERVICE_ACCOUNT:
             yield f"{SPEC}.{field}", f"{CONTROLLER_SERVICE_ACCOUNT!r} is podslots' own account"
@@ -105,7 +165,7 @@ def spec_problems(spec: Any, *, sidecar: bool, image: str | None) -> list[Proble
     shape = problems(spec, SPEC)
     if shape or not isinstance(spec, Mapping):
         return shape
-    found = [*_pod_fields(spec), *_names(spec, sidecar), *_own_env(spec)]
+    found = [*_pod_fields(spec), *_restarts(spec), *_names(spec, sidecar), *_own_env(spec, sidecar)]
     agent = agent_container(spec)
     named = agent.get("image") if agent is not None else None
     if agent is not None and named is None and image is None:
@@ -130,8 +190,10 @@ SPEC_FIELD: Any = Field(
     description=(
         "A Kubernetes PodSpec as a manifest writes it (camelCase), checked against the schema of the "
         "client podslots pins; its container named `agent` is the agent. With it, resources, env, "
-        "tolerations, node_selector, service_account, termination_grace_period_s and security_context "
-        "may not also be given. podslots sets restartPolicy and the PODSLOTS_* env itself."
+        "tolerations, node_selector, service_account, termination_grace_period_s, security_context and "
+        "automount_service_account_token may not also be given. podslots sets restartPolicy and the "
+        "PODSLOTS_* env itself, and refuses activeDeadlineSeconds, nodeName and a regular container's "
+        "restartPolicy or restartPolicyRules."
     ),
 )
 SIDECAR_FIELD: Any = Field(

@@ -11,7 +11,8 @@ non-root, no privilege escalation, every capability dropped, the runtime's defau
 A pool may loosen these (`automount_service_account_token`, `security_context`) within its
 `pod_security` level, never to privileged: `security_violations` checks the whole manifest this
 module makes against the level (pod_security.py), at every PUT and on every reconcile run.
-settings.py refuses podslots' own service account for the agents.
+podslots' own service account is refused for the agents in both places a pool can name one:
+settings.py for `service_account`, pod_template_spec.py for a spec's `serviceAccountName`.
 
 A pool with `pod_template.spec` gives the whole PodSpec (spec_manifest.py keeps podslots' parts and
 fills the restricted defaults); `pod_template.sidecar` adds the heartbeat agent as a native sidecar

@@ -6,6 +6,11 @@ a test. This reads the small subset of JSON Schema that file uses. Each problem 
 manifest writes it (`pod_template.spec.containers[1].volumeMounts[0].mountPath`); a value is named by
 its path and type only, never echoed.
 
+`null` is "unset" only as the value of a field the schema names (as the API server reads it); a list
+item or a map value that is null is refused like any other wrong type: the code after this check
+(podslots' own parts, the pod-security defaults) walks every container, env var and volume as the
+object the schema says it is, and the API server would refuse a null container anyway.
+
 Pure and total: any JSON value in, the list of problems out (empty: the spec has the PodSpec's shape).
 """
 
@@ -66,20 +71,23 @@ def _key_path(path: str, key: str) -> str:
     return f"{path}.{key}" if key.replace("_", "a").isalnum() else f"{path}[{json.dumps(key)}]"
 
 
-def _walk(value: Any, node: Mapping[str, Any], path: str, depth: int) -> Iterator[tuple[str, str]]:
+def _walk(
+    value: Any, node: Mapping[str, Any], path: str, depth: int, *, field: bool = True
+) -> Iterator[tuple[str, str]]:
+    """`field`: the value is a named field's, where null means unset; else a list item or a map value."""
     if depth > MAX_DEPTH:
         yield path, "is nested too deep"
         return
     node = _resolve(node)
     kinds = node["type"] if isinstance(node.get("type"), list) else [node.get("type", "object")]
-    if value is None:
+    if value is None and field:
         return  # null is "unset", as the API server reads it
     if not any(_is(value, kind) for kind in kinds):
         yield path, f"must be {_expected(kinds)}"
         return
     if isinstance(value, list):
         for i, item in enumerate(value):
-            yield from _walk(item, node["items"], f"{path}[{i}]", depth + 1)
+            yield from _walk(item, node["items"], f"{path}[{i}]", depth + 1, field=False)
     elif isinstance(value, dict):
         yield from _object(value, node, path, depth)
 
@@ -92,7 +100,7 @@ def _object(value: dict[str, Any], node: Mapping[str, Any], path: str, depth: in
         if key in properties:
             yield from _walk(value[key], properties[key], where, depth + 1)
         elif isinstance(extra, Mapping):
-            yield from _walk(value[key], extra, where, depth + 1)
+            yield from _walk(value[key], extra, where, depth + 1, field=False)
         elif extra is False:
             yield where, "is not a field of the Kubernetes PodSpec"
     for key in node.get("required", []):

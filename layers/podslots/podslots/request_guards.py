@@ -16,7 +16,10 @@ from typing import Any
 from aws_lambda_powertools.event_handler import content_types
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_BODY_DEPTH = 32  # nesting of arrays and objects; the deepest valid body is 4 levels deep
+# Nesting of arrays and objects. The deepest valid body is a pool's `pod_template.spec`: the PodSpec
+# schema nests 11 levels (an ephemeral volume's claim selector, say), 13 in the body; 32 leaves room
+# for a Kubernetes version that nests deeper (tests/unit/test_podspec_schema.py holds the two apart).
+MAX_BODY_DEPTH = 32
 MAX_INT_DIGITS = 30  # no field takes a number this long; Python refuses past 4,300 digits anyway
 _LONG_NUMBER = re.compile(rf"[0-9]{{{MAX_INT_DIGITS + 1},}}")
 

@@ -43,7 +43,7 @@ from podslots.pod_security import (
     SECCOMP_POD_ANNOTATION,
     Level,
 )
-from podslots.pod_template_spec import SIDECAR_FIELD, SPEC_FIELD, SpecRules
+from podslots.pod_template_spec import SIDECAR_FIELD, SPEC_FIELD, SpecRules, is_own_env
 from podslots.pool_mode import PoolMode
 from podslots.settings_help import described
 from podslots.tenancy import CALLER_PATTERNS_MAX, check_caller_pattern
@@ -68,9 +68,6 @@ def namespace_allowed(namespace: str) -> bool:
 
 
 DEFAULT_RESERVATION_TTL_S = 24 * 3600  # the default, and the task step's when a pool's settings are unreadable
-
-# Environment names podslots sets for the agent itself; a template may not override them.
-RESERVED_ENV = frozenset({"PODSLOTS_POOL", "PODSLOTS_POD_NAME", "PODSLOTS_SLOTS", "PODSLOTS_HEARTBEAT_URL"})
 
 
 class Resources(BaseModel):
@@ -182,9 +179,10 @@ class PodTemplate(SpecRules):
         return value
 
     @model_validator(mode="after")
-    def _no_reserved_env(self) -> PodTemplate:
-        clash = sorted(RESERVED_ENV & self.env.keys())
-        if clash:
+    def _no_reserved_env(self, info: ValidationInfo) -> PodTemplate:
+        """The PODSLOTS_* prefix, as for a spec's env (pod_template_spec.is_own_env): one rule."""
+        clash = sorted(key for key in self.env if is_own_env(key, sidecar=self.sidecar is not None))
+        if clash and not _stored(info):
             raise ValueError(f"pod_template.env may not set {', '.join(clash)}: podslots sets them")
         return self
 
