@@ -154,11 +154,12 @@ class _PoolRun:
         """One item against what the cluster says of it; returns the item as it now is (or None)."""
         if item.state is PodState.DRAINING:
             return self._draining(item, pod)
-        reason = verdicts.gone(item, pod, self.now)
+        reason = verdicts.gone(item, pod, self.pool.settings, self.now)
         if reason is not None:
             self._lose(item, reason)
-            if pod is not None and pod.finished and not pod.deleting:
-                self._delete(pod, f"pod {pod.phase.lower()}")
+            end = verdicts.ended(pod, self.pool.settings, self.now) if pod is not None else None
+            if pod is not None and end is not None and not pod.deleting:
+                self._delete(pod, end)
             return None
         if pod is None:
             return item  # a starting item whose create call is still in flight
@@ -334,9 +335,10 @@ class _PoolRun:
         recognises as its own and finishes.
         """
         owner = pod.owner_pool
-        verdict = verdicts.orphan(self.pool.name, pod, owner, deleting_pool=self.pool.deleting)
+        settings = self.pool.settings
+        verdict = verdicts.orphan(self.pool.name, pod, owner, settings, self.now, deleting_pool=self.pool.deleting)
         if verdict is verdicts.Orphan.DELETE_FINISHED:
-            self._delete(pod, f"pod {pod.phase.lower()}")
+            self._delete(pod, verdicts.ended(pod, settings, self.now) or "ended")
         if verdict is verdicts.Orphan.REFUSE and owner is not None:
             self._refuse(pod, owner)
         if verdict is not verdicts.Orphan.ADOPT:
