@@ -4,7 +4,9 @@ Pods vanish (evictions, node loss, a `kubectl delete`), agents crash, status cal
 a minute, per pool, one label-selected LIST and one Query are compared, and only what differs is
 written:
 
-- a pod that vanished, finished or was replaced: its tasks are reported lost, its item goes;
+- a pod that vanished, finished or was replaced: its tasks are reported lost, its item goes; a
+  pod whose agent container exited, or has not started past the startup timeout, has finished
+  whatever its phase (a sidecar keeps it Running): it is deleted too;
 - a `starting` pod past its startup timeout: deleted, item removed;
 - a `ready` pod with no beat for the heartbeat timeout: `unhealthy` (its beat brings it back);
 - a slot whose task the agent's beats no longer list, past the leak grace: released, task lost;
