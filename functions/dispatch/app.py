@@ -18,6 +18,6 @@ dispatcher = Dispatcher(SlotStore(), SqsStepQueues(), SystemClock())
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    step, pool, event_id = fan_out_run(event)
-    report = dispatcher.dispatch(step, pool, event_id)
+    step, pool, trigger = fan_out_run(event)
+    report = dispatcher.dispatch(step, pool, trigger)
     return {"step": report.step, "trigger": report.trigger, "sent": report.sent}

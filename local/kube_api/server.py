@@ -162,6 +162,31 @@ class KubeApiStandIn:
     def set_pod_ip(self, namespace: str, name: str, ip: str) -> Pod:
         return self._store.edit(namespace, name, lambda pod: pod.setdefault("status", {}).update(podIP=ip))
 
+    def set_container_state(
+        self, namespace: str, name: str, container: str, state: Mapping[str, Any], *, init: bool = False
+    ) -> Pod:
+        """A container's state as its kubelet reports it: `{"running": {...}}`, `{"waiting": {"reason":
+        ...}}` or `{"terminated": {"exitCode": ...}}`, in `containerStatuses` (or, for an init
+        container such as a native sidecar, `initContainerStatuses`), replacing that container's entry."""
+        key = "initContainerStatuses" if init else "containerStatuses"
+
+        def edit(pod: Pod) -> None:
+            statuses = [s for s in pod.setdefault("status", {}).get(key) or [] if s.get("name") != container]
+            spec = pod.get("spec") or {}
+            declared = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+            image = next((c.get("image", "") for c in declared if c.get("name") == container), "")
+            entry = {
+                "name": container,
+                "image": image,
+                "imageID": "",
+                "state": dict(state),
+                "ready": "running" in state,
+                "restartCount": 0,
+            }
+            pod["status"][key] = [*statuses, entry]
+
+        return self._store.edit(namespace, name, edit)
+
     def set_ready(self, namespace: str, name: str, ready: bool) -> Pod:
         """The kubelet's Ready condition (a pod without one counts as ready once Running)."""
         condition = {"type": "Ready", "status": "True" if ready else "False"}

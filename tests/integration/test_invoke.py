@@ -155,7 +155,8 @@ def one_autoscale_message(answer: Any) -> None:
 
 
 def one_registered_reconcile(answer: Any) -> None:
-    assert answer == {"step": "reconcile", "trigger": "event-3b1f2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", "sent": 1}
+    # deduplicated per pool and 10 s window of the event's time (2026-11-27T22:00:05Z)
+    assert answer == {"step": "reconcile", "trigger": "registered-179581680", "sent": 1}
 
 
 def one_reconcile_message(answer: Any) -> None:

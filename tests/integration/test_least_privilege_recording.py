@@ -49,10 +49,9 @@ def test_a_shortage_is_recorded_on_the_functions_own_bus(api: Api, store: SlotSt
     with recorder().fresh() as seen:
         assert api.allocate("p", "t-1").status == 503
     # Then the publish is on the bus the template gives the function (EVENT_BUS_NAME is EventBus)
-    assert (
-        Call("AllocateFunction", "events:PutEvents", "arn:aws:events:us-east-1:111122223333:event-bus/podslots-dev")
-        in seen
-    )
+    bus = "arn:aws:events:us-east-1:111122223333:event-bus/podslots-dev"
+    keys = (("events:detail-type", "CapacityShortage"), ("events:source", "podslots"))
+    assert Call("AllocateFunction", "events:PutEvents", bus, context=keys) in seen
 
 
 def test_a_call_made_outside_any_handler_is_nobodys(aws: None):
@@ -61,3 +60,20 @@ def test_a_call_made_outside_any_handler_is_nobodys(aws: None):
         boto3.client("dynamodb").put_item(TableName=TABLE, Item={"pk": {"S": "x"}, "sk": {"S": "y"}})
     # Then no function is charged with it
     assert seen == {}
+
+
+def test_the_heartbeat_may_put_pod_registered_on_the_bus_and_no_other_event():
+    # Given the heartbeat's role as the template resolves it, and the bus it publishes on
+    bus = str(least_privilege._resolver("dev").resolve({"Fn::GetAtt": "EventBus.Arn"}))
+
+    def put(detail_type: str, source: str = "podslots") -> Call:
+        keys = (("events:detail-type", detail_type), ("events:source", source))
+        return Call("HeartbeatFunction", "events:PutEvents", bus, context=keys)
+
+    # When it puts its PodRegistered, then IAM allows it
+    assert least_privilege.check([put("PodRegistered")], whole_run=False, allowances=()) == []
+    # And anything else the agents' door could be made to put is refused: another event, another source
+    for refused in (put("TaskLost"), put("CapacityShortage"), put("PodRegistered", source="someone.else")):
+        assert least_privilege.check([refused], whole_run=False, allowances=()) == [
+            f"NOT GRANTED: HeartbeatFunction calls events:PutEvents on {bus}"
+        ]

@@ -9,7 +9,9 @@ Kubernetes API stand-in as the cluster. The clock never moves here, so no schedu
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -126,7 +128,7 @@ def test_a_bus_that_refuses_the_event_does_not_fail_the_beat(stack: Stack, caplo
     assert record.__dict__["error_type"]
 
 
-def test_the_dispatcher_sends_a_registration_to_reconcile_deduplicated_by_the_events_id(stack: Stack) -> None:
+def test_the_dispatcher_sends_a_registration_to_reconcile_deduplicated_by_its_window(stack: Stack) -> None:
     # Given a pool, and reconcile's queue empty
     settings = {"pod_template": {"image": "tf-agent:1.9"}}
     assert stack.call("PUT", "/pools/{pool}", settings, pool="terraform").status == 201
@@ -138,8 +140,54 @@ def test_the_dispatcher_sends_a_registration_to_reconcile_deduplicated_by_the_ev
     event = load_event("pod_registered.json")
     answers = [dispatch(event, Context()), dispatch(event, Context())]
 
-    # Then one message for the pool's reconcile, deduplicated by the event's id
-    assert answers[0] == {"step": "reconcile", "trigger": f"event-{event['id']}", "sent": 1}
+    # Then one message for the pool's reconcile, deduplicated by the 10 s window of the event's time
+    window = f"registered-{int(datetime.fromisoformat(event['time']).timestamp()) // 10}"
+    assert answers[0] == {"step": "reconcile", "trigger": window, "sent": 1}
     (message,) = stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
     assert message["Body"] == '{"pool": "terraform"}'
-    assert message["Attributes"]["MessageDeduplicationId"] == f"reconcile:terraform:event-{event['id']}"
+    assert message["Attributes"]["MessageDeduplicationId"] == f"reconcile:terraform:{window}"
+
+
+def registered(pool: str, pod: str, at: str) -> dict[str, Any]:
+    """A PodRegistered envelope of its own (a new id) for `pod`, put on the bus at `at`."""
+    event: dict[str, Any] = load_event("pod_registered.json")
+    return event | {"id": str(uuid.uuid4()), "time": at, "detail": {"pool": pool, "pod": pod}}
+
+
+def test_a_burst_of_registrations_makes_one_reconcile_run_per_pool_and_window(stack: Stack) -> None:
+    # Given two pools, and reconcile's queue empty
+    settings = {"pod_template": {"image": "tf-agent:1.9"}}
+    for pool in ("terraform", "other"):
+        assert stack.call("PUT", "/pools/{pool}", settings, pool=pool).status == 201
+    url = stack.queue_urls["ReconcileQueue"]
+    stack.sqs.purge_queue(QueueUrl=url)
+    dispatch = function_module("DispatchFunction").lambda_handler
+
+    # When a step's five new pods register within one 10 s window, one more pod in the next window,
+    # another pool's pod in the first, and the minute's schedule is dispatched too
+    for i, second in enumerate(["00", "01", "03", "07", "09"]):
+        dispatch(registered("terraform", f"terraform-{i}", f"2026-11-27T22:00:{second}Z"), Context())
+    dispatch(registered("terraform", "terraform-5", "2026-11-27T22:00:10Z"), Context())
+    dispatch(registered("other", "other-0", "2026-11-27T22:00:02Z"), Context())
+    dispatch({"step": "reconcile"}, Context())
+
+    # Then the pool's burst is one run, the next window another, the other pool has its own, and
+    # neither is dropped as the schedule's duplicate (nor the schedule as theirs)
+    dedup_ids = []
+    while messages := stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+        "Messages", []
+    ):
+        for message in messages:
+            dedup_ids.append(message["Attributes"]["MessageDeduplicationId"])
+            stack.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    first = int(datetime.fromisoformat("2026-11-27T22:00:00+00:00").timestamp()) // 10
+    minute = int(stack.clock.now() // 60)
+    assert sorted(dedup_ids) == sorted(
+        [
+            f"reconcile:terraform:registered-{first}",
+            f"reconcile:terraform:registered-{first + 1}",
+            f"reconcile:other:registered-{first}",
+            f"reconcile:terraform:minute-{minute}",
+            f"reconcile:other:minute-{minute}",
+        ]
+    )

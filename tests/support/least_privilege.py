@@ -73,6 +73,13 @@ class Call:
     action: str  # IAM spelling, e.g. dynamodb:ConditionCheckItem
     resource: str  # ARN in the test account and region, or `*`
     environment: str = DEFAULT_ENVIRONMENT  # the template's Environment the call ran in
+    # The service's own condition keys of the request, as IAM sees them: so far events:source and
+    # events:detail-type, per entry of a PutEvents (a grant may be conditional on them).
+    context: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def request(self) -> Request:
+        return Request(self.action, self.resource, {**BASE_CONTEXT, **dict(self.context)})
 
 
 @dataclass(frozen=True)
@@ -146,8 +153,8 @@ class Recorder:
             authorised = self._authorised(service, operation, params, environment)
         except Exception as exc:  # never break the call: the check names it instead
             authorised = [(f"{service}:{operation}", f"<request not read: {type(exc).__name__}>")]
-        for action, resource in authorised:
-            self.calls.setdefault(Call(function, action, resource, environment), test)
+        for action, resource, *context in authorised:
+            self.calls.setdefault(Call(function, action, resource, environment, tuple(context)), test)
 
     def _function_on_stack(self, frame: Any) -> str | None:
         """The function whose handler module is on the stack; the walk ends at pytest's own frames
@@ -169,12 +176,20 @@ class Recorder:
 
     def _authorised(
         self, service: str, operation: str, params: Mapping[str, Any], environment: str
-    ) -> list[tuple[str, str]]:
+    ) -> list[tuple[Any, ...]]:
+        """(action, resource, *condition key pairs) of each authorisation the call needs."""
         if service == "dynamodb":
             return self._dynamodb(operation, _json_body(params), environment)
-        if service == "events" and operation == "PutEvents":
-            buses = {str(e.get("EventBusName") or "default") for e in _json_body(params).get("Entries", [])}
-            return [("events:PutEvents", _bus_arn(bus, environment)) for bus in sorted(buses)]
+        if service == "events" and operation == "PutEvents":  # IAM authorises each entry on its own
+            entries = {
+                (
+                    str(e.get("EventBusName") or "default"),
+                    ("events:detail-type", str(e.get("DetailType"))),
+                    ("events:source", str(e.get("Source"))),
+                )
+                for e in _json_body(params).get("Entries", [])
+            }
+            return [("events:PutEvents", _bus_arn(bus, environment), *keys) for bus, *keys in sorted(entries)]
         if service == "secretsmanager" and "SecretId" in (body := _json_body(params)):
             return [(f"secretsmanager:{operation}", _secret_arn(str(body["SecretId"])))]
         if service == "sqs" and "QueueUrl" in (body := _json_body(params)):
@@ -306,7 +321,7 @@ def check(
         f"NOT GRANTED: {c.function} calls {c.action} on {c.resource}"
         + ("" if c.environment == DEFAULT_ENVIRONMENT else f" (Environment={c.environment})")
         for c in calls
-        if not is_allowed(_policies(c.function, c.environment, resources), Request(c.action, c.resource, BASE_CONTEXT))
+        if not is_allowed(_policies(c.function, c.environment, resources), c.request)
     ]
     if whole_run:
         problems += _unseen(calls, allowances, resources)
@@ -370,9 +385,7 @@ def _unseen(calls: Sequence[Call], allowances: Sequence[Allowance], resources: M
 def _seen(grant: Grant, calls: Iterable[Call]) -> bool:
     alone = {**grant.statement, "Action": grant.action, "Resource": grant.resource}
     return any(
-        c.function == grant.function
-        and c.environment == DEFAULT_ENVIRONMENT
-        and statement_applies(alone, Request(c.action, c.resource, BASE_CONTEXT))
+        c.function == grant.function and c.environment == DEFAULT_ENVIRONMENT and statement_applies(alone, c.request)
         for c in calls
     )
 
@@ -447,7 +460,11 @@ class LeastPrivilegePlugin:
         if self.config.option.collectonly:
             return
         outputs = [own, *self.workers]
-        self.first_test = {Call(*c): t for out in outputs for c, t in zip(out["calls"], out["tests"], strict=True)}
+        self.first_test = {
+            Call(c[0], c[1], c[2], c[3], tuple((k, v) for k, v in c[4])): t
+            for out in outputs
+            for c, t in zip(out["calls"], out["tests"], strict=True)
+        }
         self.whole = self._whole_run(session, outputs)
         self.problems = check(self.first_test, whole_run=self.whole, allowances=_allowances())
         if self.problems and session.exitstatus == pytest.ExitCode.OK:
@@ -473,7 +490,9 @@ class LeastPrivilegePlugin:
     def _output(self, session: pytest.Session) -> dict[str, Any]:
         calls = sorted(self.recorder.calls.items())
         return {
-            "calls": [[c.function, c.action, c.resource, c.environment] for c, _ in calls],
+            "calls": [
+                [c.function, c.action, c.resource, c.environment, [list(p) for p in c.context]] for c, _ in calls
+            ],
             "tests": [t for _, t in calls],
             "deselected": self.deselected,
             "stopped": bool(session.shouldstop or session.shouldfail),

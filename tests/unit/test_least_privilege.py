@@ -9,7 +9,7 @@ from typing import Any
 from local.template import template
 from tests.least_privilege_allowances import ALLOWANCES
 from tests.support.cfn import Resolver, function_role_policies
-from tests.support.least_privilege import Allowance, Call, _covers, check, grants
+from tests.support.least_privilege import Allowance, Call, Grant, _covers, check, grants
 
 TABLE = "arn:aws:dynamodb:us-east-1:111122223333:table/SlotTable"
 
@@ -31,8 +31,14 @@ def calls_of_every_grant(res: dict[str, Any] | None = None) -> list[Call]:
     for function in {r: v for r, v in template()["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}:
         for grant in grants(function, res):
             if not any(_covers(a, grant) for a in ALLOWANCES):
-                made.append(Call(function, grant.action, grant.resource.replace("*", "x")))
+                made.append(Call(function, grant.action, grant.resource.replace("*", "x"), context=_meeting(grant)))
     return made
+
+
+def _meeting(grant: Grant) -> tuple[tuple[str, str], ...]:
+    """The request keys a call the grant is for carries: the values its `StringEquals` asks."""
+    wanted = (grant.statement.get("Condition") or {}).get("StringEquals") or {}
+    return tuple((key, str(value[0] if isinstance(value, list) else value)) for key, value in sorted(wanted.items()))
 
 
 def test_given_every_granted_call_made_then_the_whole_run_finds_nothing():

@@ -6,8 +6,19 @@ from dataclasses import dataclass
 
 import pytest
 
+from podslots.cluster_pods import AgentState, AgentStatus
 from podslots.model import Pod, PodState, Slot, SlotStatus, TaskType, empty_slots
-from podslots.reconcile_plan import Orphan, Protection, gone, leaked_slots, never_came_up, orphan, protection, silent
+from podslots.reconcile_plan import (
+    Orphan,
+    Protection,
+    ended,
+    gone,
+    leaked_slots,
+    never_came_up,
+    orphan,
+    protection,
+    silent,
+)
 from podslots.settings import PoolSettings
 
 SETTINGS = PoolSettings.model_validate(
@@ -27,6 +38,8 @@ class Listed:
     unprotected: bool = True
     busy_label: str | None = None
     managed: bool = True
+    created_at: float = 0.0
+    agent: AgentStatus | None = None
 
     @property
     def finished(self) -> bool:
@@ -54,7 +67,37 @@ def busy(p: Pod, key: str = "s0", since: int = 100, task: str = "t1") -> Pod:
     ],
 )
 def test_a_pod_is_gone_for_good_only_for_a_reason(pod: Pod, listed: Listed | None, now: int, reason: str | None):
-    assert gone(pod, listed, now) == reason
+    assert gone(pod, listed, SETTINGS, now) == reason
+
+
+EXITED = AgentStatus(AgentState.TERMINATED, exit_code=137)
+WAITING = AgentStatus(AgentState.WAITING, reason="ImagePullBackOff")
+RUNNING = AgentStatus(AgentState.RUNNING)
+
+
+@pytest.mark.parametrize(
+    ("listed", "now", "reason"),
+    [
+        (Listed(created_at=1, agent=RUNNING), 1000, None),
+        (Listed(created_at=1), 1000, None),  # the kubelet said nothing of the agent: unknown, not dead
+        (Listed(created_at=1, agent=EXITED), 1000, "agent exited (137)"),  # the sidecar keeps it Running
+        (Listed(created_at=1, agent=AgentStatus(AgentState.TERMINATED)), 1000, "agent exited"),
+        (Listed(created_at=1, agent=WAITING), 1000, "agent never started"),  # past the 600 s startup timeout
+        (Listed(created_at=500, agent=WAITING), 1000, None),  # still within it
+        (Listed(created_at=0, agent=WAITING), 1000, None),  # no creation time: not known to be late
+        (Listed(created_at=1, agent=EXITED, managed=False), 1000, None),  # adopted: not our restart policy
+        (Listed(created_at=1, agent=WAITING, managed=False), 1000, None),
+        (Listed(phase="Failed", agent=RUNNING), 1000, "pod failed"),
+    ],
+)
+def test_a_pod_has_ended_when_its_phase_or_its_agent_says_so(listed: Listed, now: int, reason: str | None):
+    assert ended(listed, SETTINGS, now) == reason
+
+
+def test_a_ready_pod_whose_agent_exited_is_gone_though_its_sidecar_keeps_it_running():
+    assert (
+        gone(busy(item(heartbeat_at=990)), Listed(created_at=1, agent=EXITED), SETTINGS, 1000) == "agent exited (137)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -123,7 +166,10 @@ def test_busy_pods_are_protected_and_idle_ones_not(pod: Pod, listed: Listed, pat
         (Listed(phase="Succeeded"), POOL, False, Orphan.DELETE_FINISHED),
         (Listed(phase="Succeeded", managed=False), POOL, False, Orphan.IGNORE),  # another controller's
         (Listed(phase="Failed"), "other", False, Orphan.IGNORE),
+        (Listed(agent=EXITED), POOL, False, Orphan.DELETE_FINISHED),  # never adopted: its sidecar would beat
+        (Listed(created_at=1, agent=WAITING), POOL, False, Orphan.DELETE_FINISHED),
+        (Listed(created_at=900, agent=WAITING), POOL, False, Orphan.ADOPT),  # still starting
     ],
 )
 def test_what_becomes_of_a_listed_pod_without_an_item(listed: Listed, owner: str | None, deleting_pool: bool, verdict):
-    assert orphan(POOL, listed, owner, deleting_pool=deleting_pool) is verdict
+    assert orphan(POOL, listed, owner, SETTINGS, 1000, deleting_pool=deleting_pool) is verdict

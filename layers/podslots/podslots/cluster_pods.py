@@ -10,10 +10,12 @@ typed against the port and the gateway's client stays out of their imports.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from podslots.errors import PodSlotsError
@@ -62,6 +64,54 @@ class ClusterError(PodSlotsError):
         self.status = status
 
 
+AGENT_CONTAINER = "agent"  # the agent of every pod podslots makes (pod_template_spec says so too)
+WAITING_REASON = r"[A-Z][A-Za-z]{0,62}"  # a kubelet's reason is one CamelCase word: anything else is not repeated
+
+
+class AgentState(StrEnum):
+    """The agent container's state as its kubelet reports it (`status.containerStatuses`)."""
+
+    RUNNING = "running"
+    WAITING = "waiting"  # not started yet: pulling, ContainerCreating, ErrImagePull, CrashLoopBackOff...
+    TERMINATED = "terminated"
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """What a pod's kubelet says of its `agent` container. Only fields checked as ours to repeat:
+    a waiting reason that is one CamelCase word, an exit code that is an integer."""
+
+    state: AgentState
+    reason: str | None = None
+    exit_code: int | None = None
+
+    @classmethod
+    def from_json(cls, statuses: Any) -> AgentStatus | None:
+        """The `agent` entry of `containerStatuses`, or None when there is none or it says nothing
+        readable: an unknown state, which is never taken for a dead agent."""
+        entry = (
+            next(
+                (s for s in statuses if isinstance(s, Mapping) and s.get("name") == AGENT_CONTAINER),
+                None,
+            )
+            if isinstance(statuses, list)
+            else None
+        )
+        state = entry.get("state") if entry is not None else None
+        if not isinstance(state, Mapping):
+            return None
+        if isinstance(state.get("terminated"), Mapping):
+            code = state["terminated"].get("exitCode")
+            return cls(AgentState.TERMINATED, exit_code=code if type(code) is int else None)
+        if isinstance(state.get("running"), Mapping):
+            return cls(AgentState.RUNNING)
+        if isinstance(state.get("waiting"), Mapping):
+            reason = state["waiting"].get("reason")
+            readable = isinstance(reason, str) and re.fullmatch(WAITING_REASON, reason) is not None
+            return cls(AgentState.WAITING, reason=reason if readable else None)
+        return None
+
+
 @dataclass(frozen=True)
 class ClusterPod:
     name: str
@@ -74,6 +124,7 @@ class ClusterPod:
     annotations: Mapping[str, str] = field(default_factory=dict)
     resource_version: str = ""  # as listed: the claim's precondition
     controller: str | None = None  # `Kind/name` of the owner reference with `controller: true`
+    agent: AgentStatus | None = None  # None: the kubelet has not said (or said nothing readable)
 
     @property
     def owner_pool(self) -> str | None:
@@ -86,7 +137,8 @@ class ClusterPod:
 
     @property
     def finished(self) -> bool:
-        """The agent process ended (restartPolicy Never): the pod will not run tasks again."""
+        """The pod's phase says it ended (restartPolicy Never). Not the only way it ends: a sidecar
+        keeps a pod `Running` after its agent exited (`reconcile_plan.ended` reads `agent`)."""
         return self.phase in ("Failed", "Succeeded")
 
     @property
@@ -139,14 +191,26 @@ class ClusterPod:
             name=meta["name"],
             uid=meta.get("uid", ""),
             phase=status.get("phase", "Pending"),
-            pod_ip=status.get("podIP") or None,
+            pod_ip=_ip(status.get("podIP")),
             deleting=meta.get("deletionTimestamp") is not None,
             created_at=created,
             labels=dict(meta.get("labels") or {}),
             annotations=dict(meta.get("annotations") or {}),
             resource_version=str(meta.get("resourceVersion") or ""),
             controller=_controller(meta.get("ownerReferences")),
+            agent=AgentStatus.from_json(status.get("containerStatuses")),
         )
+
+
+def _ip(raw: Any) -> str | None:
+    """The pod's IP if the server's answer is one (IPv4 or IPv6), in its normal form; anything else
+    is dropped: the address is answered by `GET /tasks` and logged, so it must be an address."""
+    if not isinstance(raw, str) or not raw or len(raw) > 45:
+        return None
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        return None
 
 
 def _controller(references: Any) -> str | None:

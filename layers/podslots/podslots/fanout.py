@@ -46,7 +46,7 @@ class DispatchReport:
 
 def dedup_id(step: Step, pool: str, trigger: str) -> str:
     """`<step>:<pool>:<trigger>`: within SQS's 128 characters (a pool name has at most 40, the
-    trigger is `minute-<n>` or `event-<EventBridge id>`)."""
+    trigger is `minute-<n>`, `event-<EventBridge id>` or `registered-<n>`)."""
     return f"{step}:{pool}:{trigger}"
 
 
@@ -58,11 +58,11 @@ class Dispatcher:
         self.queues = queues
         self.clock = clock
 
-    def dispatch(self, step: Step, pool: str | None = None, event_id: str | None = None) -> DispatchReport:
+    def dispatch(self, step: Step, pool: str | None = None, trigger: str | None = None) -> DispatchReport:
         """Send the step's messages. A scheduled run's trigger is its minute, so a retried delivery of
-        the same schedule sends nothing twice; an event's is its id. Pools with unreadable settings
-        get their message too: their run reports them (`PoolSettingsUnreadable`)."""
-        trigger = f"event-{event_id}" if event_id else f"minute-{int(self.clock.now() // 60)}"
+        the same schedule sends nothing twice; an event's is given (`triggers.fan_out_run`). Pools with
+        unreadable settings get their message too: their run reports them (`PoolSettingsUnreadable`)."""
+        trigger = trigger or f"minute-{int(self.clock.now() // 60)}"
         pools = [pool] if pool is not None else self.store.list_pools()
         report = DispatchReport(step, trigger)
         report.unsent = self.queues.send(step, [PoolRun(p, dedup_id(step, p, trigger)) for p in pools])

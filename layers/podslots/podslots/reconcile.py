@@ -4,7 +4,9 @@ Pods vanish (evictions, node loss, a `kubectl delete`), agents crash, status cal
 a minute, per pool, one label-selected LIST and one Query are compared, and only what differs is
 written:
 
-- a pod that vanished, finished or was replaced: its tasks are reported lost, its item goes;
+- a pod that vanished, finished or was replaced: its tasks are reported lost, its item goes; a
+  pod whose agent container exited, or has not started past the startup timeout, has finished
+  whatever its phase (a sidecar keeps it Running): it is deleted too;
 - a `starting` pod past its startup timeout: deleted, item removed;
 - a `ready` pod with no beat for the heartbeat timeout: `unhealthy` (its beat brings it back);
 - a slot whose task the agent's beats no longer list, past the leak grace: released, task lost;
@@ -154,11 +156,12 @@ class _PoolRun:
         """One item against what the cluster says of it; returns the item as it now is (or None)."""
         if item.state is PodState.DRAINING:
             return self._draining(item, pod)
-        reason = verdicts.gone(item, pod, self.now)
+        reason = verdicts.gone(item, pod, self.pool.settings, self.now)
         if reason is not None:
             self._lose(item, reason)
-            if pod is not None and pod.finished and not pod.deleting:
-                self._delete(pod, f"pod {pod.phase.lower()}")
+            end = verdicts.ended(pod, self.pool.settings, self.now) if pod is not None else None
+            if pod is not None and end is not None and not pod.deleting:
+                self._delete(pod, end)
             return None
         if pod is None:
             return item  # a starting item whose create call is still in flight
@@ -334,9 +337,10 @@ class _PoolRun:
         recognises as its own and finishes.
         """
         owner = pod.owner_pool
-        verdict = verdicts.orphan(self.pool.name, pod, owner, deleting_pool=self.pool.deleting)
+        settings = self.pool.settings
+        verdict = verdicts.orphan(self.pool.name, pod, owner, settings, self.now, deleting_pool=self.pool.deleting)
         if verdict is verdicts.Orphan.DELETE_FINISHED:
-            self._delete(pod, f"pod {pod.phase.lower()}")
+            self._delete(pod, verdicts.ended(pod, settings, self.now) or "ended")
         if verdict is verdicts.Orphan.REFUSE and owner is not None:
             self._refuse(pod, owner)
         if verdict is not verdicts.Orphan.ADOPT:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Protocol
 
+from podslots.cluster_pods import AgentState, AgentStatus
 from podslots.model import CREATE_GRACE_S, Pod, PodState
 from podslots.settings import PoolSettings
 
@@ -42,9 +43,37 @@ class Listed(Protocol):
     def busy_label(self) -> str | None: ...
     @property
     def managed(self) -> bool: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def agent(self) -> AgentStatus | None: ...
 
 
-def gone(item: Pod, pod: Listed | None, now: int) -> str | None:
+def ended(pod: Listed, settings: PoolSettings, now: int) -> str | None:
+    """Why a listed pod will run no task again (it is deleted, its tasks lost), or None.
+
+    The pod's phase alone does not say: a native sidecar (or any other container) keeps a pod
+    `Running` after its agent exited, and beats for it with the agent's stale held-task files. So a
+    pod podslots made (restartPolicy Never, its agent the container `agent`) has also ended when its
+    kubelet reports the agent terminated, or still waiting (an image that cannot be pulled, a
+    container that cannot be created) past `startup_timeout_s` since the pod was created. A pod
+    whose kubelet says nothing of its agent is judged by its phase only: unknown is not dead. An
+    adopted pod's containers are its own business (their names and restart policy are not ours).
+    """
+    if pod.finished:
+        return f"pod {pod.phase.lower()}"
+    agent = pod.agent
+    if not pod.managed or agent is None:
+        return None
+    if agent.state is AgentState.TERMINATED:
+        return "agent exited" if agent.exit_code is None else f"agent exited ({agent.exit_code})"
+    late = pod.created_at > 0 and now - pod.created_at > settings.startup_timeout_s
+    if agent.state is AgentState.WAITING and late:
+        return "agent never started"
+    return None
+
+
+def gone(item: Pod, pod: Listed | None, settings: PoolSettings, now: int) -> str | None:
     """Why the item's pod is gone for good (its tasks are lost), or None while it lives. A starting
     item may exist briefly before its pod (the item is written first)."""
     if pod is None:
@@ -52,8 +81,9 @@ def gone(item: Pod, pod: Listed | None, now: int) -> str | None:
         return None if in_flight else "vanished"
     if item.uid and pod.uid != item.uid:
         return "replaced"
-    if pod.finished:
-        return f"pod {pod.phase.lower()}"
+    end = ended(pod, settings, now)
+    if end is not None:
+        return end
     if pod.deleting:
         return "deleted"
     return None
@@ -110,12 +140,15 @@ class Orphan(StrEnum):
     ADOPT = "adopt"  # claimed for this pool (or claimed now), then given an item
 
 
-def orphan(pool: str, pod: Listed, owner: str | None, *, deleting_pool: bool) -> Orphan:
+def orphan(
+    pool: str, pod: Listed, owner: str | None, settings: PoolSettings, now: int, *, deleting_pool: bool
+) -> Orphan:
     """A pod belongs to one pool: the one its `podslots.io/pool` label names, else the one that
-    claimed it. Another controller's finished pod is its own business."""
+    claimed it. Another controller's finished pod is its own business. A pod that has ended (its
+    agent too, `ended`) is never adopted: it would beat through its sidecar and take tasks."""
     if deleting_pool or pod.deleting:
         return Orphan.IGNORE
-    if pod.finished:
+    if ended(pod, settings, now) is not None:
         return Orphan.DELETE_FINISHED if pod.managed and owner == pool else Orphan.IGNORE
     if owner is not None and owner != pool:
         return Orphan.REFUSE

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,13 +53,27 @@ class RegisteredDetail(BaseModel):
     pod: str
 
 
+REGISTERED_WINDOW_S = 10  # the PodRegistered events of a pool within one such window make one reconcile run
+
+
 class PodRegisteredEvent(BaseModel):
     """The fields the dispatcher reads of a PodRegistered envelope (the heartbeat puts it on the bus)."""
 
     id: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9-]*$")
+    time: datetime | None = None  # EventBridge's, when the event was put
     source: Literal["podslots"]
     detail_type: Literal["PodRegistered"] = Field(alias="detail-type")
     detail: RegisteredDetail
+
+    @property
+    def trigger(self) -> str | None:
+        """`registered-<window>`: a step that creates N pods makes N registrations within seconds,
+        and each would queue a run of the pool (a LIST each); one run per pool and 10 s window of the
+        event's time records them all but those that register after its LIST, which the next window
+        or the minute's run records. Without a time, the event's own id (never coalesced)."""
+        if self.time is None:
+            return f"event-{self.id}" if self.id else None
+        return f"registered-{int(self.time.timestamp()) // REGISTERED_WINDOW_S}"
 
 
 def trigger_pool(event: dict[str, Any]) -> str | None:
@@ -69,12 +84,16 @@ def trigger_pool(event: dict[str, Any]) -> str | None:
 
 
 def fan_out_run(event: dict[str, Any]) -> tuple[Step, str | None, str | None]:
-    """(step, pool or None for every pool, event id or None for a schedule) of a dispatcher event."""
+    """(step, pool or None for every pool, trigger or None for a schedule) of a dispatcher event.
+
+    The trigger names what the run is for in its deduplication id (`podslots.fanout.dedup_id`): an
+    event's is `event-<id>` (a CapacityShortage) or `registered-<window>` (PodRegistered), never the
+    schedule's `minute-<n>`, so an event-driven run is never dropped as the schedule's duplicate."""
     if event.get("detail-type") == "PodRegistered":
         registered = PodRegisteredEvent.model_validate(event)
-        return "reconcile", registered.detail.pool, registered.id or None
+        return "reconcile", registered.detail.pool, registered.trigger
     if "detail-type" in event:
         shortage = CapacityShortageEvent.model_validate(event)
-        return "autoscale", shortage.detail.pool, shortage.id or None
+        return "autoscale", shortage.detail.pool, f"event-{shortage.id}" if shortage.id else None
     run = FanOutRun.model_validate(event)
     return run.step, run.pool, None
