@@ -69,3 +69,23 @@ def test_a_lost_task_whose_publish_fails_is_still_lost_in_the_history(
     (failed,) = failures(caplog, "TaskLost not published")
     assert failed["error_type"].endswith("ResourceNotFoundException")
     assert "no-such-bus" not in json.dumps(failed, default=str)
+
+
+def test_a_step_records_its_events_on_the_bus_it_holds_now_not_the_one_it_was_made_with(
+    store: SlotStore, kube: KubeApiStandIn, clock: ManualClock
+):
+    # Given an autoscaler made with one bus, whose bus is then swapped (as the local stack, the
+    # tests and the simulation do with the handlers' steps)
+    from podslots.bus import RecordingPublisher
+
+    given_pool(store, POOL, now=int(clock.now()), min_pods=1, max_pods=2, headroom_pods=0)
+    gateway = KubeGateway(new_client_from_config_dict(kube.kubeconfig(NS)))
+    first, swapped = RecordingPublisher(), RecordingPublisher()
+    autoscaler = Autoscaler(store, lambda _: gateway, first, clock, "https://api.example/v1")
+    autoscaler.bus = swapped
+    # When it scales the pool up
+    (report,) = autoscaler.run(POOL)
+    # Then its PoolScaled went to the bus it holds now, and none to the one it was made with
+    assert len(report.created) == 1
+    assert [kind for kind, _ in swapped.events] == ["PoolScaled"]
+    assert first.events == []

@@ -18,7 +18,7 @@ from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster_pods import Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
-from podslots.events import Events
+from podslots.events import StepEvents
 from podslots.ids import new_token
 from podslots.model import CREATE_GRACE_S, POOL_DELETED, Cordon, Pod, PodState
 from podslots.names import POOL_LABEL
@@ -62,6 +62,8 @@ class ScaleReport:
 
 
 class Autoscaler:
+    events = StepEvents()  # history, bus, metric and log, through the step's own store and bus
+
     def __init__(
         self,
         store: AutoscaleStore,
@@ -76,7 +78,6 @@ class Autoscaler:
         self.clock = clock
         self.api_base_url = api_base_url
         self.holder = new_token()
-        self.events = Events(store, bus)
 
     def run(
         self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None, *, strict: bool = False

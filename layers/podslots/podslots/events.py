@@ -84,6 +84,14 @@ class Events:
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
+class StepEvents:
+    """`step.events`: an `Events` made from the step's own `store` and `bus` on each use, so a swapped
+    bus or store (the local stack's, a test's, the simulation's) is the one its events go to."""
+
+    def __get__(self, step: Any, owner: type | None = None) -> Events:
+        return Events(step.store, step.bus)
+
+
 def publish(bus: EventPublisher, kind: str, detail: dict[str, Any]) -> bool:
     """An event for the bus alone (no history: allocation's CapacityShortage); False, logged by type
     only, when the bus refused or failed."""

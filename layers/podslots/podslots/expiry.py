@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from podslots.bus import EventPublisher
 from podslots.clock import Clock
-from podslots.events import Events
+from podslots.events import StepEvents
 from podslots.observability import MetricUnit, pool_metrics
 from podslots.pool_order import each_pool
 from podslots.ports import ExpiryStore
@@ -26,11 +26,12 @@ class ExpiryReport:
 
 
 class Expirer:
+    events = StepEvents()  # history, bus, metric and log, through the step's own store and bus
+
     def __init__(self, store: ExpiryStore, bus: EventPublisher, clock: Clock) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock
-        self.events = Events(store, bus)
 
     def run(
         self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None, *, strict: bool = False

@@ -31,7 +31,7 @@ from podslots.bus import EventPublisher
 from podslots.clock import Clock
 from podslots.cluster_pods import BUSY_LABEL, DO_NOT_DISRUPT, Cluster, ClusterError, ClusterPod
 from podslots.errors import PodSlotsError
-from podslots.events import Events
+from podslots.events import StepEvents
 from podslots.ids import new_event_id
 from podslots.model import IDLE_SLOT, Pod, PodState, PoolFigures, new_pod
 from podslots.observability import MetricUnit, logger, pool_metrics
@@ -65,18 +65,15 @@ class PoolReport:
 
 
 class Reconciler:
+    events = StepEvents()  # history, bus, metric and log, through the step's own store and bus
+
     def __init__(
-        self,
-        store: ReconcileStore,
-        cluster_for: Callable[[RegisteredPool], Cluster],
-        bus: EventPublisher,
-        clock: Clock,
+        self, store: ReconcileStore, cluster_for: Callable[[RegisteredPool], Cluster], bus: EventPublisher, clock: Clock
     ) -> None:
         self.store = store
         self.cluster_for = cluster_for
         self.bus = bus
         self.clock = clock
-        self.events = Events(store, bus)
 
     def run(
         self, only_pool: str | None = None, time_left_s: Callable[[], float] | None = None, *, strict: bool = False
