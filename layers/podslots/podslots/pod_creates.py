@@ -36,15 +36,11 @@ class PodCreates:
     _unexpected: BaseException | None = None  # a create that failed other than as a ClusterError
 
     def run(self, count: int, revision: str) -> None:
-        """Create `count` pods, up to `CREATE_CONCURRENCY` at a time, each recorded before it is created.
-
-        Every item is put (and every result recorded) on this thread, one after another: only the
-        Kubernetes creates, the slow part, run side by side. A new create is sent only after its
-        item is in the table, so the table still knows every pod first (invariant 12). A failed
-        create ends the step as before: its item is removed and `PodCreateFailed` recorded, no new
-        create is sent, and the creates already sent are waited for and recorded. A put the table
-        refuses (the pool is being deleted, or moved namespace) ends the step the same way, after
-        the creates in flight are recorded.
+        """Create `count` pods (the module's docstring says how). A failed create ends the step: its
+        item is removed and `PodCreateFailed` recorded, no new create is sent, and the creates
+        already sent are waited for and recorded. A put the table refuses (the pool is being
+        deleted, or moved namespace) ends the step the same way, after the creates in flight are
+        recorded.
         """
         with ThreadPoolExecutor(max_workers=min(count, CREATE_CONCURRENCY), thread_name_prefix="create") as workers:
             flying: dict[Future[ClusterPod], Pod] = {}
