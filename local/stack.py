@@ -17,7 +17,7 @@ import importlib
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
@@ -92,29 +92,27 @@ def _rate_seconds(expression: str) -> int:
     return int(match.group(1)) * unit
 
 
-def schedules() -> list[Schedule]:
-    """Every Schedule event of the template's functions."""
-    found = []
+def _function_events(kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(function, event properties) of every event of type `kind` on the template's functions."""
     for name, res in template()["Resources"].items():
         if res.get("Type") != "AWS::Serverless::Function":
             continue
         for event in (res["Properties"].get("Events") or {}).values():
-            if event.get("Type") == "Schedule":
-                props = event["Properties"]
-                found.append(Schedule(name, _rate_seconds(props["Schedule"]), json.loads(props.get("Input", "{}"))))
-    return found
+            if event.get("Type") == kind:
+                yield name, event["Properties"]
+
+
+def schedules() -> list[Schedule]:
+    """Every Schedule event of the template's functions."""
+    return [
+        Schedule(name, _rate_seconds(props["Schedule"]), json.loads(props.get("Input", "{}")))
+        for name, props in _function_events("Schedule")
+    ]
 
 
 def rules() -> list[tuple[str, dict[str, Any]]]:
     """(function, pattern) of every EventBridgeRule event of the template's functions."""
-    found = []
-    for name, res in template()["Resources"].items():
-        if res.get("Type") != "AWS::Serverless::Function":
-            continue
-        for event in (res["Properties"].get("Events") or {}).values():
-            if event.get("Type") == "EventBridgeRule":
-                found.append((name, event["Properties"]["Pattern"]))
-    return found
+    return [(name, props["Pattern"]) for name, props in _function_events("EventBridgeRule")]
 
 
 @dataclass
@@ -130,15 +128,10 @@ class QueueMapping:
 def queue_mappings() -> list[QueueMapping]:
     """Every SQS event of the template's functions."""
     found = []
-    for name, res in template()["Resources"].items():
-        if res.get("Type") != "AWS::Serverless::Function":
-            continue
-        for event in (res["Properties"].get("Events") or {}).values():
-            if event.get("Type") == "SQS":
-                props = event["Properties"]
-                queue = str(props["Queue"]["Fn::GetAtt"]).split(".")[0]
-                reports = "ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or [])
-                found.append(QueueMapping(name, queue, int(props.get("BatchSize", 10)), reports))
+    for name, props in _function_events("SQS"):
+        queue = str(props["Queue"]["Fn::GetAtt"]).split(".")[0]
+        reports = "ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or [])
+        found.append(QueueMapping(name, queue, int(props.get("BatchSize", 10)), reports))
     return found
 
 
