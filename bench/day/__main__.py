@@ -32,6 +32,7 @@ from bench.day.traffic import HOUR, Trace, make_trace
 LAST_PODSLOTS: list[PodslotsModel] = []
 PROGRESS_EVERY_H = [6.0]
 KEYED_QUERIES = [True]
+DIRECT_ANSWERS = [True]
 HISTORY_SEED = 1000  # the week a pre-warming pool learned from: seed + 1000
 
 
@@ -63,6 +64,7 @@ def _podslots_with(**settings: object) -> Callable[[Trace, int], Ledger]:
             progress_every_h=PROGRESS_EVERY_H[0],
             settings=settings,
             keyed_queries=KEYED_QUERIES[0],
+            direct_answers=DIRECT_ANSWERS[0],
             history=history,
         )
         LAST_PODSLOTS[:] = [model]  # for the notes printed after its row
@@ -107,9 +109,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--policies", default=DEFAULT_POLICIES, help=f"some of {','.join(POLICIES)} (default {DEFAULT_POLICIES})"
     )
     parser.add_argument(
+        "--moto-table",
         "--moto-queries",
+        dest="moto_queries",
         action="store_true",
-        help="podslots on moto's own Query, which walks the whole table (slow; bench/day/sim_table.py)",
+        help="podslots on moto's own Query and transactions, which walk and copy the whole table (slow; bench/day/sim_table.py)",
+    )
+    parser.add_argument(
+        "--moto-answers",
+        action="store_true",
+        help="podslots on moto's own serializer of DynamoDB's answers (slow; bench/day/sim_wire.py)",
     )
     parser.add_argument(
         "--label",
@@ -127,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     common.DRAIN_S = args.drain_hours * HOUR
     PROGRESS_EVERY_H[0] = args.progress_hours
     KEYED_QUERIES[0] = not args.moto_queries
+    DIRECT_ANSWERS[0] = not args.moto_answers
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m bench.day " + shlex.join(sys.argv[1:] if argv is None else argv)
     rows: list[Figures] = []

@@ -29,7 +29,8 @@ from typing import Any
 from bench.day.common import Run, horizon, pool_settings
 from bench.day.ledger import Ledger
 from bench.day.sim_stack import SimStack
-from bench.day.sim_table import keyed_queries
+from bench.day.sim_table import keyed_queries, scoped_transactions
+from bench.day.sim_wire import direct_answers
 from bench.day.traffic import HOUR, StartupDraws, Trace
 from local.stack import NAMESPACE, Stack
 
@@ -57,11 +58,13 @@ class PodslotsModel:
         progress_every_h: float = 6.0,
         settings: dict[str, object] | None = None,
         keyed_queries: bool = True,
+        direct_answers: bool = True,
         history: Trace | None = None,
     ) -> None:
         self.trace = trace
         self.history = history  # prewarm: a week the pools are taken to have learned before the run
-        self.keyed_queries = keyed_queries  # False: moto's Query as it is (walks the whole table)
+        self.keyed_queries = keyed_queries  # False: moto's Query and transactions as they are (sim_table)
+        self.direct_answers = direct_answers  # False: moto's own serializer for DynamoDB's answers
         self.progress_every_s = progress_every_h * 3600
         self.progress: list[tuple[float, float, float, int]] = []  # simulated h, CPU s, wall s, API calls
         self.beat_s = beat_s
@@ -90,7 +93,12 @@ class PodslotsModel:
         end = horizon(self.trace)
         for run in self.runs.values():
             self.at(run.task.arrival, self.dispatch, run)
-        with keyed_queries() if self.keyed_queries else nullcontext(), SimStack(clock) as stack:
+        with (
+            keyed_queries() if self.keyed_queries else nullcontext(),
+            scoped_transactions() if self.keyed_queries else nullcontext(),
+            direct_answers() if self.direct_answers else nullcontext(),
+            SimStack(clock) as stack,
+        ):
             self.stack = stack
             stack.on_event.append(self.watch)
             body = self.settings.model_dump(mode="json", exclude_none=True)

@@ -1,4 +1,5 @@
-"""The simulated table's Query, read the way DynamoDB reads it: from the key, not the whole table.
+"""The simulated table read and written the way DynamoDB does it: a Query from its key, a
+transaction's undo from the items it names, not the whole table.
 
 Why the day simulation's cost grew faster than its traffic: moto answers every Query (a key
 lookup in a partition, or in an index) by sorting every item of the table (`Table.all_items()`)
@@ -9,17 +10,31 @@ TTL items as DynamoDB does would change nothing within a week (the TTLs are 14 a
 Query in DynamoDB reads its partition, or its index's items; this patch makes moto do the same
 for the simulation: a table Query walks only its partition, an index Query walks the table
 unsorted (the index's own sort follows, as before). Every answer is the same (moto's own
-ordering, filtering and paging then run unchanged on the candidates); only the cost differs. It
-is installed by the simulation alone (`bench.day.sim_stack`), never by the tests or the local
-stack.
+ordering, filtering and paging then run unchanged on the candidates); only the cost differs.
+
+The same growth came from transactions: moto keeps an undo copy of a transaction's table by
+deep-copying the whole table, once per item of the transaction (`transact_write_items`), so an
+allocation (a two-item transaction) copied every task and history item twice: at a few hundred
+items, a third of its cost; over a week of ten pools (tens of thousands of items, tens of
+thousands of transactions) more than the rest of the run together. `scoped_transactions`
+keeps the undo copy of the items the transaction names only: a transaction writes nothing else,
+so the table after a cancelled one is the same (`tests/unit/test_sim_table.py` runs the same
+transactions both ways and compares the tables).
+
+Both are installed by the simulation alone (`bench.day.podslots_policy`), never by the tests or
+the local stack.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
+import moto.dynamodb.models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 
 _ORIGINAL: list[Callable[..., Any]] = []
@@ -47,3 +62,59 @@ def keyed_queries() -> Iterator[None]:
         yield
     finally:
         Table.query = _ORIGINAL[0]  # type: ignore[method-assign]
+
+
+_ORIGINAL_TRANSACT: list[Callable[..., Any]] = []
+
+
+def _no_table_copies(value: Any, memo: Any = None) -> Any:
+    """moto's `copy.deepcopy`, but a whole table is not copied (its undo is kept per item instead)."""
+    return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+def _keys_named(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    named = []
+    for entry in transact_items:
+        _, op = next(iter(entry.items()))
+        table = backend.tables.get(op.get("TableName", ""))
+        if table is None:
+            continue
+        if "Key" in op:
+            named.append((table.name, op["Key"]))
+        elif "Item" in op:
+            attrs = (table.hash_key_attr, table.range_key_attr)
+            named.append((table.name, {a: op["Item"][a] for a in attrs if a and a in op["Item"]}))
+    return named
+
+
+def _scoped_transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    undo = []
+    for table_name, key in _keys_named(self, transact_items):
+        try:
+            item = self.get_item(table_name, key)
+        except Exception:  # a malformed key: moto's own call below raises its error
+            continue
+        undo.append((table_name, key, copy.deepcopy(item.to_json()["Attributes"]) if item else None))
+    try:
+        _ORIGINAL_TRANSACT[0](self, transact_items)
+    except Exception:
+        for table_name, key, attributes in reversed(undo):
+            if attributes is None:
+                self.delete_item(table_name, key)
+            else:
+                self.put_item(table_name, attributes)
+        raise
+
+
+@contextmanager
+def scoped_transactions() -> Iterator[None]:
+    """Within the block, a transaction's undo copy is of the items it names (see the docstring)."""
+    _ORIGINAL_TRANSACT[:] = [DynamoDBBackend.transact_write_items]
+    DynamoDBBackend.transact_write_items = _scoped_transact  # type: ignore[method-assign]
+    real_copy = dynamodb_models.copy
+    dynamodb_models.copy = SimpleNamespace(deepcopy=_no_table_copies)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        dynamodb_models.copy = real_copy
+        DynamoDBBackend.transact_write_items = _ORIGINAL_TRANSACT[0]  # type: ignore[method-assign]

@@ -1,0 +1,97 @@
+"""The simulation's scoped transaction undo leaves the table moto's whole-table undo leaves
+(`bench/day/sim_table.py`): the same transactions, committed and cancelled, run both ways."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from bench.day.sim_table import scoped_transactions
+from local.template import table_definition
+
+TABLE = "sim-table-check"
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _update(pk: str, sk: str, status: str, expect: str | None = None) -> dict[str, Any]:
+    update: dict[str, Any] = {
+        "TableName": TABLE,
+        "Key": _key(pk, sk),
+        "UpdateExpression": "SET #s = :s, n = if_not_exists(n, :zero) + :one",
+        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {":s": {"S": status}, ":zero": {"N": "0"}, ":one": {"N": "1"}},
+    }
+    if expect is not None:
+        update["ConditionExpression"] = "#s = :e"
+        update["ExpressionAttributeValues"][":e"] = {"S": expect}
+    return {"Update": update}
+
+
+def _put(pk: str, sk: str, absent: bool = True) -> dict[str, Any]:
+    put: dict[str, Any] = {"TableName": TABLE, "Item": {**_key(pk, sk), "status": {"S": "new"}}}
+    if absent:
+        put["ConditionExpression"] = "attribute_not_exists(pk)"
+    return {"Put": put}
+
+
+def _delete(pk: str, sk: str) -> dict[str, Any]:
+    return {"Delete": {"TableName": TABLE, "Key": _key(pk, sk)}}
+
+
+TRANSACTIONS: list[list[dict[str, Any]]] = [
+    [_put("pool#a", "pod#1"), _put("task#1", "task")],  # committed
+    [_update("pool#a", "pod#1", "busy", expect="new"), _put("task#2", "task")],  # committed
+    [_update("pool#a", "pod#1", "idle", expect="new"), _put("task#3", "task")],  # cancelled: the first's condition
+    [_put("task#4", "task"), _delete("task#1", "task"), _put("task#2", "task")],  # cancelled: the last exists
+    [_delete("task#1", "task"), _update("pool#a", "pod#1", "idle", expect="busy")],  # committed
+    [_update("pool#b", "pod#9", "busy", expect="idle"), _put("task#5", "task")],  # cancelled: no such pod
+]
+
+
+EXPECTED = ["committed", "committed", "cancelled", "cancelled", "committed", "cancelled"]
+
+
+def _play(
+    context: Callable[[], AbstractContextManager[None]], transactions: list[list[dict[str, Any]]]
+) -> tuple[list[Any], list[str]]:
+    with mock_aws(), context():
+        client = boto3.client("dynamodb", region_name="eu-west-1")
+        client.create_table(**table_definition(TABLE))
+        client.put_item(TableName=TABLE, Item={**_key("pool#a", "settings"), "status": {"S": "kept"}})
+        outcomes: list[str] = []
+        details: list[list[str]] = []
+        for items in transactions:
+            try:
+                client.transact_write_items(TransactItems=items)
+                outcomes.append("committed")
+            except ClientError as error:
+                reasons = [r.get("Code", "") for r in error.response.get("CancellationReasons", [])]
+                cancelled = error.response["Error"]["Code"] == "TransactionCanceledException"
+                outcomes.append("cancelled" if cancelled else error.response["Error"]["Code"])
+                details.append(reasons)
+        items = client.scan(TableName=TABLE)["Items"]
+        return sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"])), [*outcomes, str(details)]
+
+
+@pytest.mark.parametrize("upto", range(1, len(TRANSACTIONS) + 1))
+def test_a_scoped_undo_leaves_the_table_moto_leaves(upto: int) -> None:
+    # Given the same table and the first `upto` transactions, committed and cancelled
+    transactions = TRANSACTIONS[:upto]
+
+    # When they run on moto's whole-table undo, and on the simulation's scoped one
+    moto_table, moto_outcomes = _play(nullcontext, transactions)
+    scoped_table, scoped_outcomes = _play(scoped_transactions, transactions)
+
+    # Then each answers the same, and leaves the same items
+    assert scoped_outcomes == moto_outcomes
+    assert scoped_table == moto_table
+    assert moto_outcomes[:-1] == EXPECTED[:upto]
