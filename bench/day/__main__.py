@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from bench.day import common
@@ -28,8 +29,10 @@ from bench.day.plots import compare_png, policy_png
 from bench.day.podslots_policy import PodslotsModel
 from bench.day.scaledjob import ScaledJobModel
 from bench.day.traffic import HOUR, Trace, make_trace
+from bench.day.workers import RunNotes, run_split, timed
 
-LAST_PODSLOTS: list[PodslotsModel] = []
+LAST_NOTES: list[RunNotes] = []
+WORKERS = [1]
 PROGRESS_EVERY_H = [6.0]
 KEYED_QUERIES = [True]
 DIRECT_ANSWERS = [True]
@@ -52,23 +55,34 @@ def _hpa(trace: Trace, seed: int) -> Ledger:
     return HpaModel(trace, seed).run()
 
 
+def _play_podslots(
+    seed: int, settings: dict[str, object], history: Trace | None, trace: Trace
+) -> tuple[Ledger, RunNotes]:
+    model = PodslotsModel(
+        trace,
+        seed,
+        progress_every_h=PROGRESS_EVERY_H[0],
+        settings=settings,
+        keyed_queries=KEYED_QUERIES[0],
+        direct_answers=DIRECT_ANSWERS[0],
+        history=history,
+    )
+    ledger = model.run()
+    return ledger, RunNotes.of(model)
+
+
 def _podslots_with(**settings: object) -> Callable[[Trace, int], Ledger]:
     """podslots with its defaults changed by `settings` (none: the defaults). A pre-warming pool is
-    given the history a week of the same traffic model (another seed: another week) leaves."""
+    given the history a week of the same traffic model (another seed: another week) leaves. With
+    `--workers N` and several pools, N processes run a share of the pools each (bench/day/workers.py)."""
 
     def play(trace: Trace, seed: int) -> Ledger:
         history = make_trace(seed + HISTORY_SEED, 168, len(trace.pools)) if settings.get("prewarm") else None
-        model = PodslotsModel(
-            trace,
-            seed,
-            progress_every_h=PROGRESS_EVERY_H[0],
-            settings=settings,
-            keyed_queries=KEYED_QUERIES[0],
-            direct_answers=DIRECT_ANSWERS[0],
-            history=history,
-        )
-        LAST_PODSLOTS[:] = [model]  # for the notes printed after its row
-        return model.run()
+        one = partial(_play_podslots, seed, settings, history)
+        workers = min(WORKERS[0], len(trace.pools))
+        ledger, notes = run_split(partial(timed, one), trace, workers) if workers > 1 else one(trace)
+        LAST_NOTES[:] = [notes]  # for the notes printed after its row
+        return ledger
 
     return play
 
@@ -109,6 +123,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--policies", default=DEFAULT_POLICIES, help=f"some of {','.join(POLICIES)} (default {DEFAULT_POLICIES})"
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="podslots' pools shared over this many processes (bench/day/workers.py; default 1)",
+    )
+    parser.add_argument(
         "--moto-table",
         "--moto-queries",
         dest="moto_queries",
@@ -137,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     PROGRESS_EVERY_H[0] = args.progress_hours
     KEYED_QUERIES[0] = not args.moto_queries
     DIRECT_ANSWERS[0] = not args.moto_answers
+    WORKERS[0] = max(1, args.workers)
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m bench.day " + shlex.join(sys.argv[1:] if argv is None else argv)
     rows: list[Figures] = []
@@ -153,14 +174,16 @@ def main(argv: list[str] | None = None) -> int:
             wall, cpu = time.perf_counter(), time.process_time()
             ledger = play(trace, seed)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            if key in PODSLOTS_KEYS:
+                cpu += LAST_NOTES[0].workers_cpu_s  # the workers' CPU, when the pools were shared out
             figures = figures_of(name, trace, ledger, wall)
             rows.append(figures)
             print(f"  {name}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
             if key in PODSLOTS_KEYS:
-                _podslots_notes(LAST_PODSLOTS[0])
+                _podslots_notes(LAST_NOTES[0])
             run: dict[str, object] = {"figures": asdict(figures), "cpu_s": cpu, "samples": ledger.samples}
             if key in PODSLOTS_KEYS:
-                run["progress"] = LAST_PODSLOTS[0].progress
+                run["progress"] = LAST_NOTES[0].progress
             runs.append(run)
             stem = f"day-seed{seed}-{key}"  # one picture per policy: policies of separate runs never collide
             policy_png(args.out / f"{stem}.png", f"{name}, seed {seed}", ledger.samples, ledger.slots_per_pod)
@@ -185,17 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _podslots_notes(model: PodslotsModel) -> None:
-    spent = sorted(model.sim_wall.items(), key=lambda kv: -kv[1])
-    print(f"    {model.calls} API calls; " + ", ".join(f"{k} {v:.0f} s" for k, v in spent[:3]))
-    invocations: dict[str, int] = {}
-    for _, function in model.stack.invocations:
-        invocations[function] = invocations.get(function, 0) + 1
-    print("    invocations: " + ", ".join(f"{k} {v}" for k, v in sorted(invocations.items())))
-    for violation in model.violations[:5]:
+def _podslots_notes(notes: RunNotes) -> None:
+    spent = sorted(notes.sim_wall.items(), key=lambda kv: -kv[1])
+    print(f"    {notes.calls} API calls; " + ", ".join(f"{k} {v:.0f} s" for k, v in spent[:3]))
+    print("    invocations: " + ", ".join(f"{k} {v}" for k, v in sorted(notes.invocations.items())))
+    for violation in notes.violations[:5]:
         print(f"    ! {violation}")
-    if len(model.violations) > 5:
-        print(f"    ! ... {len(model.violations) - 5} more")
+    if len(notes.violations) > 5:
+        print(f"    ! ... {len(notes.violations) - 5} more")
 
 
 if __name__ == "__main__":
