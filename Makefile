@@ -85,7 +85,7 @@ invoke: $(STAMP) ## Run one function on one event file in the embedded stack, as
 docs: $(STAMP) ## Write docs/settings.md, the pool settings reference, from the settings model (a test fails when it is stale)
 	$(BIN)/python -m tools.settings_reference
 
-bench: $(STAMP) ## Benchmarks (quick by default; each has --help for bigger runs): requests, import times, reconcile, a scripted hour, allocation floor, cold start, steps at scale, the fan-out of 1,000 pools, a short day of four policies
+bench: $(STAMP) ## Benchmarks (quick by default; each has --help for bigger runs): requests, import times, reconcile, a scripted hour, allocation floor, cold start, steps at scale, the fan-out of 1,000 pools, a short day of four policies, what the simulation's shortcuts buy
 	$(BIN)/python -m bench.requests_per_call
 	$(BIN)/python -m bench.import_time
 	$(BIN)/python -m bench.reconcile_scale
@@ -95,6 +95,7 @@ bench: $(STAMP) ## Benchmarks (quick by default; each has --help for bigger runs
 	$(BIN)/python -m bench.steps_at_scale
 	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.day --hours 2 --start-hour 9 --drain-hours 1 --out /tmp/podslots-bench-day
+	$(BIN)/python -m bench.sim_cost
 
 clean: ## Remove the venvs and caches
 	rm -rf $(VENV) .venv-sam .mypy_cache .pytest_cache .ruff_cache .import_linter_cache .aws-sam

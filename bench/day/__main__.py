@@ -36,6 +36,7 @@ WORKERS = [1]
 PROGRESS_EVERY_H = [6.0]
 KEYED_QUERIES = [True]
 DIRECT_ANSWERS = [True]
+QUEUES_IN_PROCESS = [True]
 HISTORY_SEED = 1000  # the week a pre-warming pool learned from: seed + 1000
 
 
@@ -65,6 +66,7 @@ def _play_podslots(
         settings=settings,
         keyed_queries=KEYED_QUERIES[0],
         direct_answers=DIRECT_ANSWERS[0],
+        queues_in_process=QUEUES_IN_PROCESS[0],
         history=history,
     )
     ledger = model.run()
@@ -141,6 +143,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="podslots on moto's own serializer of DynamoDB's answers (slow; bench/day/sim_wire.py)",
     )
     parser.add_argument(
+        "--moto-queues",
+        action="store_true",
+        help="podslots' fan-out through moto's SQS, as the local stack does (slow; bench/day/sim_stack.py)",
+    )
+    parser.add_argument(
         "--label",
         default="",
         help="added to the names of the JSON and table, so runs of other policies on the same seed sit beside them",
@@ -158,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     KEYED_QUERIES[0] = not args.moto_queries
     DIRECT_ANSWERS[0] = not args.moto_answers
     WORKERS[0] = max(1, args.workers)
+    QUEUES_IN_PROCESS[0] = not args.moto_queues
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m bench.day " + shlex.join(sys.argv[1:] if argv is None else argv)
     rows: list[Figures] = []

@@ -59,12 +59,14 @@ class PodslotsModel:
         settings: dict[str, object] | None = None,
         keyed_queries: bool = True,
         direct_answers: bool = True,
+        queues_in_process: bool = True,
         history: Trace | None = None,
     ) -> None:
         self.trace = trace
         self.history = history  # prewarm: a week the pools are taken to have learned before the run
         self.keyed_queries = keyed_queries  # False: moto's Query and transactions as they are (sim_table)
         self.direct_answers = direct_answers  # False: moto's own serializer for DynamoDB's answers
+        self.queues_in_process = queues_in_process  # False: the fan-out through moto's SQS (sim_stack)
         self.progress_every_s = progress_every_h * 3600
         self.progress: list[tuple[float, float, float, int]] = []  # simulated h, CPU s, wall s, API calls
         self.beat_s = beat_s
@@ -97,7 +99,7 @@ class PodslotsModel:
             keyed_queries() if self.keyed_queries else nullcontext(),
             scoped_transactions() if self.keyed_queries else nullcontext(),
             direct_answers() if self.direct_answers else nullcontext(),
-            SimStack(clock) as stack,
+            SimStack(clock, self.queues_in_process) as stack,
         ):
             self.stack = stack
             stack.on_event.append(self.watch)

@@ -90,6 +90,12 @@ class InProcessQueues:
 
 
 class SimStack(Stack):
+    """`queues_in_process=False`: the fan-out's messages go through moto's SQS, as in the local stack."""
+
+    def __init__(self, clock: Any, queues_in_process: bool = True) -> None:
+        super().__init__(clock)
+        self.queues_in_process = queues_in_process
+
     def __enter__(self) -> SimStack:
         super().__enter__()
         self.bus = InProcessBus(self.clock)
@@ -102,7 +108,7 @@ class SimStack(Stack):
                 step = getattr(module, attr, None)
                 if step is not None and hasattr(step, "bus"):
                     step.bus = self.bus
-            if hasattr(module, "dispatcher"):
+            if hasattr(module, "dispatcher") and self.queues_in_process:
                 module.dispatcher.queues = self.step_queues
         return self
 
@@ -113,6 +119,8 @@ class SimStack(Stack):
         return self._step_queues
 
     def _poll_once(self) -> bool:
+        if not self.queues_in_process:
+            return super()._poll_once()
         delivered = False
         for mapping in self.mappings:
             step = _step_of(mapping)
