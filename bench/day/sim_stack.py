@@ -10,8 +10,8 @@ week that is hours of CPU for nothing the simulation measures. Delivery is the s
 goes to the watchers, then to the functions whose template rules match it, in the order
 published; each step's messages go to its function in the template's batch size, in the order
 sent, as SQS event records; a FIFO queue's deduplication (same id within 5 minutes: dropped) is
-kept, and a record the function reports failed is delivered again once the queue's visibility
-timeout has passed on the virtual clock. The SQS path itself is tested by `tests/integration/
+kept, and a record the function reports failed is delivered again, ahead of its group's later
+messages, once the queue's visibility timeout has passed on the virtual clock. The SQS path itself is tested by `tests/integration/
 test_fanout.py` on the local stack; the simulation only skips its cost.
 """
 
@@ -81,9 +81,17 @@ class InProcessQueues:
         return []
 
     def receive(self, step: str, most: int) -> list[_Message]:
+        """Up to `most` visible messages in the order sent; as in a FIFO queue, a message waiting out
+        its visibility timeout holds back the later messages of its group (its pool)."""
         now = self.clock.now()
         queue = self.queues.get(step, [])
-        batch = [m for m in queue if m.visible_at <= now][:most]
+        held: set[str] = set()
+        batch: list[_Message] = []
+        for message in queue:
+            if message.visible_at > now or message.pool in held:
+                held.add(message.pool)
+            elif len(batch) < most:
+                batch.append(message)
         for message in batch:
             queue.remove(message)
         return batch
@@ -132,10 +140,10 @@ class SimStack(Stack):
             records = [_record(m, arn) for m in messages]
             failed = self._deliver(mapping, records)
             visibility = float(resource(mapping.queue)["Properties"].get("VisibilityTimeout", 30))
-            for message in messages:
+            for message in reversed(messages):  # a failed message keeps its place at its group's head
                 if message.id in failed:
                     message.visible_at = self.clock.now() + visibility
-                    self.step_queues.queues[step].append(message)
+                    self.step_queues.queues[step].insert(0, message)
         return delivered
 
     def deliver_events(self) -> None:
