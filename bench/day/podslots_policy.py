@@ -20,8 +20,8 @@ import itertools
 import math
 import time
 import warnings
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,6 +60,7 @@ class PodslotsModel:
         keyed_queries: bool = True,
         direct_answers: bool = True,
         queues_in_process: bool = True,
+        fullness_placement: bool = False,
         history: Trace | None = None,
     ) -> None:
         self.trace = trace
@@ -67,6 +68,7 @@ class PodslotsModel:
         self.keyed_queries = keyed_queries  # False: moto's Query and transactions as they are (sim_table)
         self.direct_answers = direct_answers  # False: moto's own serializer for DynamoDB's answers
         self.queues_in_process = queues_in_process  # False: the fan-out through moto's SQS (sim_stack)
+        self.fullness_placement = fullness_placement  # True: placement as before issue 19 (fullness alone)
         self.progress_every_s = progress_every_h * 3600
         self.progress: list[tuple[float, float, float, int]] = []  # simulated h, CPU s, wall s, API calls
         self.beat_s = beat_s
@@ -99,6 +101,7 @@ class PodslotsModel:
             keyed_queries() if self.keyed_queries else nullcontext(),
             scoped_transactions() if self.keyed_queries else nullcontext(),
             direct_answers() if self.direct_answers else nullcontext(),
+            fullness_placement() if self.fullness_placement else nullcontext(),
             SimStack(clock, self.queues_in_process) as stack,
         ):
             self.stack = stack
@@ -307,3 +310,24 @@ class PodslotsModel:
             self.violations.append(f"TaskLost {detail}")
             if run.holds_slot:
                 self.interrupt(run)
+
+
+@contextmanager
+def fullness_placement() -> Iterator[None]:
+    """Placement as it was before issue 19, for the before/after of reservation-aware placement:
+    the fullest pod first whatever the task (`podslots.model.placement_rank` ranks pinning too)."""
+    import podslots.allocation
+    import podslots.model
+
+    def by_fullness(pod: Any, pins: bool) -> tuple[bool, bool, int]:
+        return (False, False, len(pod.idle_slot_keys()))
+
+    aware = podslots.model.placement_rank
+    modules = (podslots.model, podslots.allocation)  # allocation imported the name: both are swapped
+    for module in modules:
+        setattr(module, "placement_rank", by_fullness)  # noqa: B010
+    try:
+        yield
+    finally:
+        for module in modules:
+            setattr(module, "placement_rank", aware)  # noqa: B010
