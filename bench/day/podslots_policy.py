@@ -64,6 +64,7 @@ class PodslotsModel:
         history: Trace | None = None,
     ) -> None:
         self.trace = trace
+        self.seed = seed
         self.history = history  # prewarm: a week the pools are taken to have learned before the run
         self.keyed_queries = keyed_queries  # False: moto's Query and transactions as they are (sim_table)
         self.direct_answers = direct_answers  # False: moto's own serializer for DynamoDB's answers
@@ -102,7 +103,7 @@ class PodslotsModel:
             scoped_transactions() if self.keyed_queries else nullcontext(),
             direct_answers() if self.direct_answers else nullcontext(),
             fullness_placement() if self.fullness_placement else nullcontext(),
-            SimStack(clock, self.queues_in_process) as stack,
+            SimStack(clock, self.queues_in_process, seed=self.seed) as stack,
         ):
             self.stack = stack
             stack.on_event.append(self.watch)

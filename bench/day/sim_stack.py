@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from local.routes import api_routes
 from local.stack import ENV, QueueMapping, Stack, function_module, matches
 from local.template import resource
+from podslots import podspec
 from podslots.step_queues import PoolRun, Step
 
 FIFO_DEDUP_S = 300.0  # SQS FIFO's deduplication interval
@@ -98,11 +101,15 @@ class InProcessQueues:
 
 
 class SimStack(Stack):
-    """`queues_in_process=False`: the fan-out's messages go through moto's SQS, as in the local stack."""
+    """`queues_in_process=False`: the fan-out's messages go through moto's SQS, as in the local stack.
+    `seed`: the randomness podslots uses where any choice is as good (the spread of a first try over
+    the pods tied for best, a pod name's suffix, which breaks placement's last ties) drawn from
+    seeded streams, so the same run decides the same way every time."""
 
-    def __init__(self, clock: Any, queues_in_process: bool = True) -> None:
+    def __init__(self, clock: Any, queues_in_process: bool = True, seed: int | None = None) -> None:
         super().__init__(clock)
         self.queues_in_process = queues_in_process
+        self.seed = seed
 
     def __enter__(self) -> SimStack:
         super().__enter__()
@@ -118,7 +125,17 @@ class SimStack(Stack):
                     step.bus = self.bus
             if hasattr(module, "dispatcher") and self.queues_in_process:
                 module.dispatcher.queues = self.step_queues
+            if self.seed is not None and hasattr(module, "allocator"):
+                module.allocator.rng = random.Random(f"placement-{self.seed}")
+        if self.seed is not None:
+            self._names = podspec.__dict__["secrets"]  # pod_name's suffix: seeded too
+            setattr(podspec, "secrets", SimpleNamespace(choice=random.Random(f"pod-names-{self.seed}").choice))  # noqa: B010
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.seed is not None:
+            setattr(podspec, "secrets", self._names)  # noqa: B010
+        super().__exit__(*exc)
 
     @property
     def step_queues(self) -> InProcessQueues:
