@@ -120,6 +120,11 @@ class PodslotsModel:
                 clock.set(self.t0 + t)
                 self.step(stack)
             self.ledger.advance(end)
+            queues = stack.step_queues
+            if queues.dead_letters or queues.expired:
+                self.violations.append(
+                    f"step runs lost: {len(queues.dead_letters)} dead-lettered, {queues.expired} past retention"
+                )
         return self.ledger
 
     @staticmethod

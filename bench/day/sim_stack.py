@@ -10,8 +10,9 @@ week that is hours of CPU for nothing the simulation measures. Delivery is the s
 goes to the watchers, then to the functions whose template rules match it, in the order
 published; each step's messages go to its function in the template's batch size, in the order
 sent, as SQS event records; a FIFO queue's deduplication (same id within 5 minutes: dropped) is
-kept, and a record the function reports failed is delivered again, ahead of its group's later
-messages, once the queue's visibility timeout has passed on the virtual clock. The SQS path itself is tested by `tests/integration/
+kept, a record the function reports failed is delivered again, ahead of its group's later
+messages, once the queue's visibility timeout has passed on the virtual clock, and the
+template's retention (300 s) and redrive (5 receives, then the dead-letter queue) hold. The SQS path itself is tested by `tests/integration/
 test_fanout.py` on the local stack; the simulation only skips its cost.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -61,7 +63,9 @@ class InProcessBus:
 class _Message:
     id: str
     pool: str
+    sent_at: float
     visible_at: float = 0.0
+    receives: int = 0
 
 
 @dataclass
@@ -72,22 +76,35 @@ class InProcessQueues:
     queues: dict[str, list[_Message]] = field(default_factory=dict)
     dedup: dict[str, float] = field(default_factory=dict)  # deduplication id -> when sent
     ids: Any = field(default_factory=itertools.count)
+    retention_s: float = 300.0  # the template's MessageRetentionPeriod
+    max_receives: int = 5  # its RedrivePolicy's maxReceiveCount: then the dead-letter queue
+    dead_letters: list[_Message] = field(default_factory=list)
+    expired: int = 0
 
-    def send(self, step: Step, runs: list[PoolRun]) -> list[str]:
+    def send(self, step: Step, runs: Sequence[PoolRun]) -> list[str]:
         now = self.clock.now()
         self.dedup = {d: t for d, t in self.dedup.items() if now - t < FIFO_DEDUP_S}
         for run in runs:
             if run.dedup in self.dedup:
                 continue
             self.dedup[run.dedup] = now
-            self.queues.setdefault(step, []).append(_Message(f"m-{next(self.ids)}", run.pool))
+            self.queues.setdefault(step, []).append(_Message(f"m-{next(self.ids)}", run.pool, now))
         return []
 
     def receive(self, step: str, most: int) -> list[_Message]:
         """Up to `most` visible messages in the order sent; as in a FIFO queue, a message waiting out
-        its visibility timeout holds back the later messages of its group (its pool)."""
+        its visibility timeout holds back the later messages of its group (its pool), a message
+        past the retention period is gone, and one received `max_receives` times goes to the
+        dead-letter queue instead of being received again."""
         now = self.clock.now()
         queue = self.queues.get(step, [])
+        for message in list(queue):
+            if now - message.sent_at >= self.retention_s:
+                queue.remove(message)
+                self.expired += 1
+            elif message.receives >= self.max_receives and message.visible_at <= now:
+                queue.remove(message)
+                self.dead_letters.append(message)
         held: set[str] = set()
         batch: list[_Message] = []
         for message in queue:
@@ -97,6 +114,7 @@ class InProcessQueues:
                 batch.append(message)
         for message in batch:
             queue.remove(message)
+            message.receives += 1
         return batch
 
 
@@ -110,6 +128,7 @@ class SimStack(Stack):
         super().__init__(clock)
         self.queues_in_process = queues_in_process
         self.seed = seed
+        self._rngs: list[tuple[Any, Any]] = []  # (allocator, its own rng), given back on exit
 
     def __enter__(self) -> SimStack:
         super().__enter__()
@@ -126,6 +145,7 @@ class SimStack(Stack):
             if hasattr(module, "dispatcher") and self.queues_in_process:
                 module.dispatcher.queues = self.step_queues
             if self.seed is not None and hasattr(module, "allocator"):
+                self._rngs.append((module.allocator, module.allocator.rng))
                 module.allocator.rng = random.Random(f"placement-{self.seed}")
         if self.seed is not None:
             self._names = podspec.__dict__["secrets"]  # pod_name's suffix: seeded too
@@ -135,12 +155,19 @@ class SimStack(Stack):
     def __exit__(self, *exc: object) -> None:
         if self.seed is not None:
             setattr(podspec, "secrets", self._names)  # noqa: B010
+        for allocator, rng in self._rngs:
+            allocator.rng = rng
         super().__exit__(*exc)
 
     @property
     def step_queues(self) -> InProcessQueues:
         if not hasattr(self, "_step_queues"):
-            self._step_queues = InProcessQueues(self.clock)
+            props = resource(self.mappings[0].queue)["Properties"]  # the three step queues are alike
+            self._step_queues = InProcessQueues(
+                self.clock,
+                retention_s=float(props["MessageRetentionPeriod"]),
+                max_receives=int(props["RedrivePolicy"]["maxReceiveCount"]),
+            )
         return self._step_queues
 
     def _poll_once(self) -> bool:
@@ -184,7 +211,7 @@ def _record(message: _Message, arn: str) -> dict[str, Any]:
         "messageId": message.id,
         "receiptHandle": message.id,
         "body": json.dumps({"pool": message.pool}),
-        "attributes": {"MessageGroupId": message.pool, "ApproximateReceiveCount": "1"},
+        "attributes": {"MessageGroupId": message.pool, "ApproximateReceiveCount": str(message.receives)},
         "messageAttributes": {},
         "md5OfBody": "",
         "eventSource": "aws:sqs",

@@ -56,6 +56,9 @@ def _scoped_query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
 @contextmanager
 def keyed_queries() -> Iterator[None]:
     """Within the block, moto's Query reads from the key (see the module's docstring)."""
+    if Table.query is _scoped_query:  # already within such a block
+        yield
+        return
     _ORIGINAL[:] = [Table.query]
     Table.query = _scoped_query  # type: ignore[method-assign]
     try:
@@ -109,6 +112,9 @@ def _scoped_transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]
 @contextmanager
 def scoped_transactions() -> Iterator[None]:
     """Within the block, a transaction's undo copy is of the items it names (see the docstring)."""
+    if DynamoDBBackend.transact_write_items is _scoped_transact:  # already within such a block
+        yield
+        return
     _ORIGINAL_TRANSACT[:] = [DynamoDBBackend.transact_write_items]
     DynamoDBBackend.transact_write_items = _scoped_transact  # type: ignore[method-assign]
     real_copy = dynamodb_models.copy

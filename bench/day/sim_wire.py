@@ -11,7 +11,7 @@ moto's DynamoDB answers are already dicts keyed by the wire's member names. `dir
 the same output shape over them, taking each key as it is; it gives up (`Unsure`) on anything
 where moto's alias search could pick something else: a key that is not a member of its shape,
 a value that is not a dict where a structure is expected, a blob or a timestamp, an error. Then
-moto's own serializer runs, unchanged. `tests/unit/test_sim_wire.py` serializes every answer of
+moto's own serializer runs, unchanged. `tests/integration/test_sim_wire.py` serializes every answer of
 a pool's life both ways and requires the same JSON, and counts how often this gave up.
 
 Installed by the simulation alone (`bench.day.podslots_policy`), never by the tests or the local
@@ -30,7 +30,6 @@ from botocore.model import Shape
 from moto.core.responses import ActionContext, ActionResult
 
 _ORIGINAL: list[Callable[..., Any]] = []
-COUNTS = {"direct": 0, "moto": 0}  # how many answers took each way, for the run's notes
 
 
 class Unsure(Exception):
@@ -98,17 +97,18 @@ def _execute_result(self: ActionResult, context: ActionContext) -> Any:
         except Unsure:
             pass
         else:
-            COUNTS["direct"] += 1
             version = service.metadata.get("jsonVersion", "1.0")
             headers = {"Content-Type": f"application/x-amz-json-{version}"}
             return operation.http.get("responseCode", 200), headers, body
-    COUNTS["moto"] += 1
     return _ORIGINAL[0](self, context)
 
 
 @contextmanager
 def direct_answers() -> Iterator[None]:
     """Within the block, DynamoDB's answers are written by `direct_json` where it is sure."""
+    if ActionResult.execute_result is _execute_result:  # already within such a block
+        yield
+        return
     _ORIGINAL[:] = [ActionResult.execute_result]
     ActionResult.execute_result = _execute_result  # type: ignore[method-assign]
     try:

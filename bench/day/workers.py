@@ -1,12 +1,14 @@
 """podslots' run split over worker processes, a share of the pools each (`--workers N`).
 
-Why it is the same run: podslots' pools share nothing that decides anything. Each pool has its
-own items, its own pods and its own per-pool runs of the scheduled steps (the fan-out); the only
-things all pools touch are the table (distinct items) and the dispatcher's list of pools. So
-pools 0, N, 2N, ... in one process and 1, N+1, ... in another make the decisions one process of
-all pools makes. What differs is the start-up draws (each worker draws the n-th pod's start-up
-from the same seeded stream, so pods start in other, equally likely times) and the cost: the
-workers' CPU is added up, and each worker's table holds its own pools' items only.
+Why it is the same simulation: podslots' pools share nothing that decides anything. Each pool
+has its own items, its own pods and its own per-pool runs of the scheduled steps (the fan-out);
+what all pools touch is the table (distinct items) and the dispatcher's list of pools. So pools
+0, N, 2N, ... in one process and 1, N+1, ... in another follow the same rules one process of
+all pools follows. What differs is the random draws: each worker draws its pods' start-up
+times, and the choices among equally good pods, from its own copy of the seeded streams, so a
+pool's pods start at other (equally likely) times than in a one-process run, and a run is
+reproduced with the same N (the command in RESULTS.md names it). Each worker also has its own
+dispatcher (more dispatch invocations, the same per-pool runs) and a table of its own pools' items.
 
 The ledgers are merged exactly: pod-, bound- and pinned-seconds add, each task's fate comes from
 the worker that ran its pool, and the per-minute samples add minute by minute.

@@ -54,10 +54,25 @@ TRANSACTIONS: list[list[dict[str, Any]]] = [
     [_put("task#4", "task"), _delete("task#1", "task"), _put("task#2", "task")],  # cancelled: the last exists
     [_delete("task#1", "task"), _update("pool#a", "pod#1", "idle", expect="busy")],  # committed
     [_update("pool#b", "pod#9", "busy", expect="idle"), _put("task#5", "task")],  # cancelled: no such pod
+    [_update("pool#a", "pod#1", "busy", expect="idle"), _put("task#2", "task")],  # cancelled after an update
+    [_update("pool#c", "pod#7", "new"), _put("task#2", "task")],  # cancelled after an update made an item
+    [_put("task#6", "task"), _put("task#6", "task", absent=False)],  # refused: the same key twice
+    [_update("pool#c", "pod#7", "busy"), _put("task#7", "task")],  # committed: an update makes an item
 ]
 
 
-EXPECTED = ["committed", "committed", "cancelled", "cancelled", "committed", "cancelled"]
+EXPECTED = [
+    "committed",
+    "committed",
+    "cancelled",
+    "cancelled",
+    "committed",
+    "cancelled",
+    "cancelled",
+    "cancelled",
+    "ValidationException",
+    "committed",
+]
 
 
 def _play(
