@@ -102,8 +102,8 @@ class PodslotsModel:
             keyed_queries() if self.keyed_queries else nullcontext(),
             scoped_transactions() if self.keyed_queries else nullcontext(),
             direct_answers() if self.direct_answers else nullcontext(),
-            fullness_placement() if self.fullness_placement else nullcontext(),
             SimStack(clock, self.queues_in_process, seed=self.seed) as stack,
+            fullness_placement() if self.fullness_placement else nullcontext(),  # after the stack's environment
         ):
             self.stack = stack
             stack.on_event.append(self.watch)
