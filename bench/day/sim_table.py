@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from types import SimpleNamespace
 from typing import Any
 
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+
+from bench.day.sim_patch import swapped
 
 _ORIGINAL: list[Callable[..., Any]] = []
 
@@ -53,18 +55,9 @@ def _scoped_query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         del self.all_items
 
 
-@contextmanager
-def keyed_queries() -> Iterator[None]:
+def keyed_queries() -> AbstractContextManager[None]:
     """Within the block, moto's Query reads from the key (see the module's docstring)."""
-    if Table.query is _scoped_query:  # already within such a block
-        yield
-        return
-    _ORIGINAL[:] = [Table.query]
-    Table.query = _scoped_query  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Table.query = _ORIGINAL[0]  # type: ignore[method-assign]
+    return swapped(Table, "query", _scoped_query, _ORIGINAL)
 
 
 _ORIGINAL_TRANSACT: list[Callable[..., Any]] = []
@@ -112,15 +105,9 @@ def _scoped_transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]
 @contextmanager
 def scoped_transactions() -> Iterator[None]:
     """Within the block, a transaction's undo copy is of the items it names (see the docstring)."""
-    if DynamoDBBackend.transact_write_items is _scoped_transact:  # already within such a block
+    no_table_copies = SimpleNamespace(deepcopy=_no_table_copies)
+    with (
+        swapped(DynamoDBBackend, "transact_write_items", _scoped_transact, _ORIGINAL_TRANSACT),
+        swapped(dynamodb_models, "copy", no_table_copies, []),
+    ):
         yield
-        return
-    _ORIGINAL_TRANSACT[:] = [DynamoDBBackend.transact_write_items]
-    DynamoDBBackend.transact_write_items = _scoped_transact  # type: ignore[method-assign]
-    real_copy = dynamodb_models.copy
-    dynamodb_models.copy = SimpleNamespace(deepcopy=_no_table_copies)  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        dynamodb_models.copy = real_copy
-        DynamoDBBackend.transact_write_items = _ORIGINAL_TRANSACT[0]  # type: ignore[method-assign]

@@ -21,13 +21,15 @@ stack, like `sim_table.keyed_queries`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from enum import Enum
 from typing import Any
 
 from botocore.model import Shape
 from moto.core.responses import ActionContext, ActionResult
+
+from bench.day.sim_patch import swapped
 
 _ORIGINAL: list[Callable[..., Any]] = []
 
@@ -103,15 +105,6 @@ def _execute_result(self: ActionResult, context: ActionContext) -> Any:
     return _ORIGINAL[0](self, context)
 
 
-@contextmanager
-def direct_answers() -> Iterator[None]:
+def direct_answers() -> AbstractContextManager[None]:
     """Within the block, DynamoDB's answers are written by `direct_json` where it is sure."""
-    if ActionResult.execute_result is _execute_result:  # already within such a block
-        yield
-        return
-    _ORIGINAL[:] = [ActionResult.execute_result]
-    ActionResult.execute_result = _execute_result  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        ActionResult.execute_result = _ORIGINAL[0]  # type: ignore[method-assign]
+    return swapped(ActionResult, "execute_result", _execute_result, _ORIGINAL)
