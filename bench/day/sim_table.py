@@ -8,9 +8,14 @@ ends) and the pool's history (kept 14 days) are never expired within a simulated
 Query costs more every hour, and the run's cost grows with the square of its length. Expiring
 TTL items as DynamoDB does would change nothing within a week (the TTLs are 14 and 30 days). A
 Query in DynamoDB reads its partition, or its index's items; this patch makes moto do the same
-for the simulation: a table Query walks only its partition, an index Query walks the table
-unsorted (the index's own sort follows, as before). Every answer is the same (moto's own
-ordering, filtering and paging then run unchanged on the candidates); only the cost differs.
+for the simulation: a table Query walks only its partition, and of it only the items within
+its sort-key condition; an index Query walks the table unsorted (the index's own sort follows, as
+before). Every answer is the same (moto's own ordering, filtering and paging then run unchanged on
+the candidates, its key test again included; `tests/unit/test_sim_table.py` asks every Query
+shape podslots uses both ways); only the cost differs. The sort-key condition matters because a
+pool's partition keeps its history (14 days of events) beside its pods, and moto sizes every item
+it walks before it tests the key: a pool's pods Query, run by every scheduled step, cost more
+with every event the pool had recorded, so a week's run cost more each day.
 
 The same growth came from transactions: moto keeps an undo copy of a transaction's table by
 deep-copying the whole table, once per item of the transaction (`transact_write_items`), so an
@@ -28,6 +33,7 @@ the local stack.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from types import SimpleNamespace
@@ -35,24 +41,37 @@ from typing import Any
 
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import Table
 
 from bench.day.sim_patch import swapped
 
 _ORIGINAL: list[Callable[..., Any]] = []
+_QUERY_SIGNATURE = inspect.signature(Table.query)
 
 
 def _scoped_query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-    index_name = args[6] if len(args) > 6 else kwargs.get("index_name")  # query()'s 8th parameter
-    if index_name:
+    call = _QUERY_SIGNATURE.bind(self, hash_key, *args, **kwargs).arguments
+    if call.get("index_name"):
         candidates = [item for partition in self.items.values() for item in partition.values()]
     else:
         candidates = list(self.items.get(hash_key, {}).values())
+        if call.get("range_comparison"):
+            candidates = [item for item in candidates if _in_key_range(item, call)]
     self.all_items = lambda: candidates  # type: ignore[method-assign]  # seen by this call only
     try:
         return _ORIGINAL[0](self, hash_key, *args, **kwargs)
     finally:
         del self.all_items
+
+
+def _in_key_range(item: Item, call: dict[str, Any]) -> bool:
+    """The sort-key condition of a table Query, exactly as moto's walk tests it (`Table.query`)."""
+    conditions = call.get("range_key_conditions")
+    attribute = conditions[-1][0] if conditions else None
+    value = item.attrs.get(attribute) if attribute else None
+    key = value if value else item.range_key
+    return bool(key.compare(call["range_comparison"], call["range_objs"]))  # type: ignore[union-attr]
 
 
 def keyed_queries() -> AbstractContextManager[None]:
