@@ -40,6 +40,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import moto.dynamodb.models as dynamodb_models
+from moto.dynamodb.comparisons import get_comparison_func
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import Table
@@ -57,7 +58,7 @@ def _scoped_query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
     else:
         candidates = list(self.items.get(hash_key, {}).values())
         if call.get("range_comparison"):
-            candidates = [item for item in candidates if _in_key_range(item, call)]
+            candidates = list(filter(_in_key_range(call), candidates))
     self.all_items = lambda: candidates  # type: ignore[method-assign]  # seen by this call only
     try:
         return _ORIGINAL[0](self, hash_key, *args, **kwargs)
@@ -65,13 +66,19 @@ def _scoped_query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         del self.all_items
 
 
-def _in_key_range(item: Item, call: dict[str, Any]) -> bool:
-    """The sort-key condition of a table Query, exactly as moto's walk tests it (`Table.query`)."""
+def _in_key_range(call: dict[str, Any]) -> Callable[[Item], bool]:
+    """The sort-key condition of a table Query, tested as moto's walk tests it (`Table.query`,
+    `DynamoType.compare`), its comparison looked up once for the Query rather than once an item."""
     conditions = call.get("range_key_conditions")
     attribute = conditions[-1][0] if conditions else None
-    value = item.attrs.get(attribute) if attribute else None
-    key = value if value else item.range_key
-    return bool(key.compare(call["range_comparison"], call["range_objs"]))  # type: ignore[union-attr]
+    test = get_comparison_func(call["range_comparison"])
+    values = [obj.cast_value for obj in call["range_objs"]]
+
+    def matches(item: Item) -> bool:
+        key = (item.attrs.get(attribute) if attribute else None) or item.range_key
+        return bool(test(key.cast_value, *values))  # type: ignore[union-attr]
+
+    return matches
 
 
 def keyed_queries() -> AbstractContextManager[None]:
