@@ -21,6 +21,46 @@ from bench.day.plots import compare_png
 # The seed's picture: the alternatives, then podslots' defaults (last: its packed work is the dotted line)
 COMPARED = ("(a)", "(c)", "(e)", "(d)")
 
+# Issue 19's targets, against (a) the Deployment on the seed's rule, on the same trace
+MAX_RATIO_TO_DEPLOYMENT = 0.7
+MAX_P95_S = 30.0
+STRETCH_RATIO_TO_BOUND = 1.3
+
+
+def verdict(row: Figures, deployment: Figures) -> str:
+    """Which of the targets a podslots row meets: nothing interrupted or lost, pod-hours at most
+    0.7x the Deployment's, p95 wait at most 30 s; and the stretch, at most 1.3x its own bound."""
+    missed = []
+    if row.interrupted or row.apply_lost:
+        missed.append("interruptions")
+    if row.pod_hours > MAX_RATIO_TO_DEPLOYMENT * deployment.pod_hours:
+        missed.append("pod-hours")
+    if not row.wait_p95 <= MAX_P95_S:
+        missed.append("p95 wait")
+    said = "met" if not missed else " and ".join(missed) + " not met"
+    return said + ("; stretch met" if row.ratio <= STRETCH_RATIO_TO_BOUND else "")
+
+
+def targets_table(runs: dict[str, list[Figures]]) -> str:
+    """One line per podslots row of every run that has (a) beside it: the targets' figures and verdict."""
+    lines = [
+        "| policy | run | interrupted, applies lost | pod-h / (a) | p95 s | pod-h / bound | targets; stretch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in runs.items():
+        deployment = next((f for f in rows if f.policy.startswith("(a)")), None)
+        if deployment is None:
+            continue
+        for f in rows:
+            if "podslots" not in f.policy:
+                continue
+            lines.append(
+                f"| {f.policy} | {name} | {f.interrupted}, {f.apply_lost} "
+                f"| {f.pod_hours:.1f} / {deployment.pod_hours:.1f} = {f.pod_hours / deployment.pod_hours:.2f} "
+                f"| {f.wait_p95:.0f} | {f.ratio:.2f} | {verdict(f, deployment)} |"
+            )
+    return "\n".join(lines)
+
 
 def documents(out: Path) -> dict[tuple[int, float, int], list[dict[str, Any]]]:
     """The saved runs, by (seed, hours, pools)."""
@@ -46,8 +86,10 @@ def main(argv: list[str]) -> int:
     png = "--png" in argv
     argv = [a for a in argv if a != "--png"]
     out = Path(argv[0] if argv else "bench/results")
+    runs: dict[str, list[Figures]] = {}
     for (seed, hours, pools), docs in sorted(documents(out).items()):
         rows = rows_of(docs)
+        runs[f"seed {seed}, {hours:g} h, {pools} pool{'s' if pools > 1 else ''}"] = [f for f, _, _ in rows]
         drain = {d["args"]["drain_hours"] for d in docs}
         print(
             f"**Seed {seed}**: {docs[0]['tasks']} tasks over {hours:g} h on {pools} pool(s), "
@@ -69,6 +111,8 @@ def main(argv: list[str]) -> int:
             main_runs = [by_letter[letter] for letter in COMPARED if letter in by_letter]
             title = f"seed {seed}: the Deployment, its HPA, a pod per task and podslots"
             compare_png(out / f"day-seed{seed}-compare.png", title, main_runs, common.pool_settings().slots_per_pod)
+    print("**Targets**\n")
+    print(targets_table(runs))
     return 0
 
 

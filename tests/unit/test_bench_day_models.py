@@ -1,12 +1,14 @@
 """The bench's plain models (bench/day): the HPA's replica rule, the lower bound, and the merge of
-workers' ledgers, as tables."""
+workers' ledgers, and the verdict on issue 19's targets, as tables."""
 
 from __future__ import annotations
 
 import pytest
 
+from bench.day.figures import Figures
 from bench.day.hpa import recommend, up_limit
 from bench.day.ledger import Ledger
+from bench.day.report import targets_table, verdict
 from bench.day.traffic import make_trace
 from bench.day.workers import merge, share
 
@@ -76,3 +78,54 @@ def test_merged_ledgers_add_up_to_one_ledger_of_every_pool():
     )
     assert merged.samples == whole.samples
     assert set(merged.fates) == {"task-of-a", "task-of-b"}
+
+
+def _row(policy: str, pod_hours: float, p95: float = 0.0, interrupted: int = 0, lost: int = 0) -> Figures:
+    return Figures(
+        policy=policy,
+        tasks=100,
+        completed=100 - interrupted,
+        interrupted=interrupted,
+        interrupted_running=0,
+        interrupted_reserved=interrupted,
+        apply_lost=lost,
+        pod_hours=pod_hours,
+        bound_hours=50.0,
+        wait_p50=0.0,
+        wait_p95=p95,
+        wait_max=p95,
+        expired=0,
+        scale_up=1,
+        scale_down=1,
+        wall_s=1.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("pod_hours", "p95", "interrupted", "said"),
+    [
+        (70.0, 30.0, 0, "met"),  # both limits are inclusive
+        (64.0, 0.0, 0, "met; stretch met"),  # 1.28x its bound of 50
+        (70.1, 0.0, 0, "pod-hours not met"),
+        (70.0, 40.0, 0, "p95 wait not met"),
+        (80.0, 40.0, 1, "interruptions and pod-hours and p95 wait not met"),
+    ],
+)
+def test_a_podslots_row_is_judged_against_the_deployment_on_the_same_trace(pod_hours, p95, interrupted, said):
+    """Given the Deployment's 100 pod-hours, a podslots row meets the targets at 0.7x of them,
+    a p95 wait of 30 s and nothing interrupted; the stretch at 1.3x its own bound."""
+    deployment = _row("(a) Deployment", 100.0)
+
+    assert verdict(_row("(d) podslots", pod_hours, p95, interrupted), deployment) == said
+
+
+def test_the_targets_table_has_a_line_per_podslots_row_beside_a_deployment():
+    runs = {
+        "seed 1": [_row("(a) Deployment", 100.0), _row("(d) podslots", 65.0), _row("(e) HPA", 40.0, interrupted=3)],
+        "week, podslots alone": [_row("(d) podslots", 65.0)],  # no (a) beside it: nothing to judge against
+    }
+
+    lines = targets_table(runs).splitlines()
+
+    assert lines[0].startswith("| policy | run | interrupted, applies lost | pod-h / (a) | p95 s | pod-h / bound |")
+    assert lines[2:] == ["| (d) podslots | seed 1 | 0, 0 | 65.0 / 100.0 = 0.65 | 0 | 1.30 | met; stretch met |"]
