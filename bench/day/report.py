@@ -44,8 +44,9 @@ def verdict(row: Figures, deployment: Figures) -> str:
 def targets_table(runs: dict[str, list[Figures]]) -> str:
     """One line per podslots row of every run that has (a) beside it: the targets' figures and verdict."""
     lines = [
-        "| policy | run | interrupted, applies lost | pod-h / (a) | p95 s | pod-h / bound | targets; stretch |",
-        "|---|---|---|---|---|---|---|",
+        "| policy | run | interrupted (run/rsv) | applies lost | pod-h | (a) pod-h | pod-h / (a) | p95 s "
+        "| pod-h / bound | targets; stretch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rows in runs.items():
         deployment = next((f for f in rows if f.policy.startswith("(a)")), None)
@@ -55,9 +56,9 @@ def targets_table(runs: dict[str, list[Figures]]) -> str:
             if "podslots" not in f.policy:
                 continue
             lines.append(
-                f"| {f.policy} | {name} | {f.interrupted}, {f.apply_lost} "
-                f"| {f.pod_hours:.1f} / {deployment.pod_hours:.1f} = {f.pod_hours / deployment.pod_hours:.2f} "
-                f"| {f.wait_p95:.0f} | {f.ratio:.2f} | {verdict(f, deployment)} |"
+                f"| {f.policy} | {name} | {f.interrupted} ({f.interrupted_running}/{f.interrupted_reserved}) "
+                f"| {f.apply_lost} | {f.pod_hours:.1f} | {deployment.pod_hours:.1f} "
+                f"| {f.pod_hours / deployment.pod_hours:.2f} | {f.wait_p95:.0f} | {f.ratio:.2f} | {verdict(f, deployment)} |"
             )
     return "\n".join(lines)
 

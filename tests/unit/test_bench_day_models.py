@@ -127,5 +127,6 @@ def test_the_targets_table_has_a_line_per_podslots_row_beside_a_deployment():
 
     lines = targets_table(runs).splitlines()
 
-    assert lines[0].startswith("| policy | run | interrupted, applies lost | pod-h / (a) | p95 s | pod-h / bound |")
-    assert lines[2:] == ["| (d) podslots | seed 1 | 0, 0 | 65.0 / 100.0 = 0.65 | 0 | 1.30 | met; stretch met |"]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert {"policy", "interrupted (run/rsv)", "pod-h", "pod-h / bound", "p95 s"} <= set(header)  # the columns
+    assert lines[2:] == ["| (d) podslots | seed 1 | 0 (0/0) | 0 | 65.0 | 100.0 | 0.65 | 0 | 1.30 | met; stretch met |"]
