@@ -83,6 +83,30 @@ def rows_of(docs: list[dict[str, Any]]) -> list[tuple[Figures, dict[str, Any], s
     return [by_policy[k] for k in sorted(by_policy)]
 
 
+def placement_table(runs: dict[str, list[Figures]]) -> str:
+    """Reservation-aware placement (d) against placement by fullness alone (l), on every run with both."""
+    lines = [
+        "| policy | run | interrupted (run/rsv) | pod-h | pod-h / bound | p95 s | pinned pod-h | (d) saves: pod-h (pinned) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in runs.items():
+        by_letter = {f.policy[:3]: f for f in rows}
+        if "(l)" not in by_letter or "(d)" not in by_letter:
+            continue
+        fullness, aware = by_letter["(l)"], by_letter["(d)"]
+        for f in (fullness, aware):
+            saved = (
+                f"{fullness.pod_hours - aware.pod_hours:.1f} ({fullness.pinned_hours - aware.pinned_hours:.1f})"
+                if f is aware
+                else ""
+            )
+            lines.append(
+                f"| {f.policy} | {name} | {f.interrupted} ({f.interrupted_running}/{f.interrupted_reserved}) "
+                f"| {f.pod_hours:.1f} | {f.ratio:.2f} | {f.wait_p95:.0f} | {f.pinned_hours:.1f} | {saved} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     png = "--png" in argv
     argv = [a for a in argv if a != "--png"]
@@ -114,6 +138,8 @@ def main(argv: list[str]) -> int:
             compare_png(out / f"day-seed{seed}-compare.png", title, main_runs, common.pool_settings().slots_per_pod)
     print("**Targets**\n")
     print(targets_table(runs))
+    print("\n**Placement**\n")
+    print(placement_table(runs))
     return 0
 
 

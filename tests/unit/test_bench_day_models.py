@@ -8,7 +8,7 @@ import pytest
 from bench.day.figures import Figures
 from bench.day.hpa import recommend, up_limit
 from bench.day.ledger import Ledger
-from bench.day.report import targets_table, verdict
+from bench.day.report import placement_table, targets_table, verdict
 from bench.day.traffic import make_trace
 from bench.day.workers import merge, share
 
@@ -130,3 +130,14 @@ def test_the_targets_table_has_a_line_per_podslots_row_beside_a_deployment():
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert {"policy", "interrupted (run/rsv)", "pod-h", "pod-h / bound", "p95 s"} <= set(header)  # the columns
     assert lines[2:] == ["| (d) podslots | seed 1 | 0 (0/0) | 0 | 65.0 | 100.0 | 0.65 | 0 | 1.30 | met; stretch met |"]
+
+
+def test_the_placement_table_sets_reservation_aware_placement_beside_fullness_alone():
+    aware = _row("(d) podslots", 90.0)
+    fullness = _row("(l) podslots, placement by fullness alone", 95.0)
+    runs = {"seed 1": [aware, fullness], "seed 2": [aware]}  # seed 2 has no (l): no line
+
+    lines = placement_table(runs).splitlines()
+
+    assert [line.split("|")[1].strip() for line in lines[2:]] == [fullness.policy, aware.policy]
+    assert lines[3].endswith("| 5.0 (nan) |")  # (d) saves 5 pod-hours; these rows carry no pinned pod-hours
