@@ -147,12 +147,19 @@ def tradeoff_png(path: Path, seed: int, rows: list[Figures]) -> None:
     """Pod-hours against p95 dispatch wait, one labelled point per policy; the bound as a line."""
     from bench.day.plots import plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for f in rows:
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    placed: list[tuple[float, float, int]] = []  # each point and the line its letter went on
+    for f in sorted(rows, key=lambda r: (r.wait_p95, r.pod_hours)):
         podslots = "podslots" in f.policy
         marker = "o" if podslots else ("s" if f.interrupted == 0 else "X")
         ax.scatter(f.pod_hours, f.wait_p95, marker=marker, s=60, color="tab:blue" if podslots else "tab:red")
-        ax.annotate(f.policy.split(" ")[0], (f.pod_hours, f.wait_p95), textcoords="offset points", xytext=(6, 4))
+        # points close together (most sit at 0 s) get their letters stacked, not printed over each other
+        taken = {n for x, y, n in placed if abs(x - f.pod_hours) < 0.05 * f.pod_hours and abs(y - f.wait_p95) < 3}
+        line = min(n for n in range(len(rows) + 1) if n not in taken)
+        placed.append((f.pod_hours, f.wait_p95, line))
+        ax.annotate(
+            f.policy.split(" ")[0], (f.pod_hours, f.wait_p95), textcoords="offset points", xytext=(6, 4 + 11 * line)
+        )
     bound = max(f.bound_hours for f in rows)  # the work as given: a policy that kills tasks has less left
     ax.axvline(bound, color="black", linestyle=":", label=f"bound {bound:.0f} pod-h")
     ax.axhline(30, color="grey", linestyle="--", label="target p95 30 s")
@@ -160,16 +167,17 @@ def tradeoff_png(path: Path, seed: int, rows: list[Figures]) -> None:
     ax.set_ylabel("p95 dispatch wait, s")
     ax.set_title(f"seed {seed}: cost against wait (blue: podslots; red X: interrupts tasks)")
     ax.legend(loc="center right")
-    ax.text(
-        0.01,
-        0.01,
+    names = ax.text(
+        1.02,
+        1.0,
         "\n".join(f.policy for f in rows),
         transform=ax.transAxes,
         fontsize=7,
-        va="bottom",
+        va="top",
         family="monospace",
     )
-    fig.tight_layout()
+    names.set_in_layout(False)  # beside the axes, in the room the layout leaves on the right
+    fig.tight_layout(rect=(0, 0, 0.72, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
