@@ -9,6 +9,7 @@ against p95 dispatch wait, one point per policy).
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -33,7 +34,7 @@ def verdict(row: Figures, deployment: Figures) -> str:
     missed = []
     if row.interrupted or row.apply_lost:
         missed.append("interruptions")
-    if row.pod_hours > MAX_RATIO_TO_DEPLOYMENT * deployment.pod_hours:
+    if not row.pod_hours / deployment.pod_hours <= MAX_RATIO_TO_DEPLOYMENT if deployment.pod_hours else True:
         missed.append("pod-hours")
     if not row.wait_p95 <= MAX_P95_S:
         missed.append("p95 wait")
@@ -58,18 +59,21 @@ def targets_table(runs: dict[str, list[Figures]]) -> str:
             lines.append(
                 f"| {f.policy} | {name} | {f.interrupted} ({f.interrupted_running}/{f.interrupted_reserved}) "
                 f"| {f.apply_lost} | {f.pod_hours:.1f} | {deployment.pod_hours:.1f} "
-                f"| {f.pod_hours / deployment.pod_hours:.2f} | {f.wait_p95:.0f} | {f.ratio:.2f} | {verdict(f, deployment)} |"
+                f"| {f.pod_hours / deployment.pod_hours if deployment.pod_hours else math.nan:.2f} "
+                f"| {f.wait_p95:.0f} | {f.ratio:.2f} | {verdict(f, deployment)} |"
             )
     return "\n".join(lines)
 
 
-def documents(out: Path) -> dict[tuple[int, float, int], list[dict[str, Any]]]:
-    """The saved runs, by (seed, hours, pools)."""
-    found: dict[tuple[int, float, int], list[dict[str, Any]]] = defaultdict(list)
+def documents(out: Path) -> dict[tuple[int, float, int, float, float], list[dict[str, Any]]]:
+    """The saved runs of the same trace and span, by (seed, hours, pools, start hour, drain hours):
+    only rows of one trace and span are compared."""
+    found: dict[tuple[int, float, int, float, float], list[dict[str, Any]]] = defaultdict(list)
     for path in sorted(out.glob("day-seed*.json")):
         document = json.loads(path.read_text())
         args = document["args"]
-        found[(document["seed"], args["hours"], args["pools"])].append(document)
+        key = (document["seed"], args["hours"], args["pools"], args.get("start_hour", 0), args["drain_hours"])
+        found[key].append(document)
     return found
 
 
@@ -112,7 +116,7 @@ def main(argv: list[str]) -> int:
     argv = [a for a in argv if a != "--png"]
     out = Path(argv[0] if argv else "bench/results")
     runs: dict[str, list[Figures]] = {}
-    for (seed, hours, pools), docs in sorted(documents(out).items()):
+    for (seed, hours, pools, _, _), docs in sorted(documents(out).items()):
         rows = rows_of(docs)
         runs[f"seed {seed}, {hours:g} h, {pools} pool{'s' if pools > 1 else ''}"] = [f for f, _, _ in rows]
         drain = {d["args"]["drain_hours"] for d in docs}
@@ -162,7 +166,7 @@ def tradeoff_png(path: Path, seed: int, rows: list[Figures]) -> None:
         )
     bound = max(f.bound_hours for f in rows)  # the work as given: a policy that kills tasks has less left
     ax.axvline(bound, color="black", linestyle=":", label=f"bound {bound:.0f} pod-h")
-    ax.axhline(30, color="grey", linestyle="--", label="target p95 30 s")
+    ax.axhline(MAX_P95_S, color="grey", linestyle="--", label=f"target p95 {MAX_P95_S:g} s")
     ax.set_xlabel("pod-hours")
     ax.set_ylabel("p95 dispatch wait, s")
     ax.set_title(f"seed {seed}: cost against wait (blue: podslots; red X: interrupts tasks)")

@@ -9,7 +9,7 @@ Query costs more every hour, and the run's cost grows with the square of its len
 TTL items as DynamoDB does would change nothing within a week (the TTLs are 14 and 30 days). A
 Query in DynamoDB reads its partition, or its index's items; this patch makes moto do the same
 for the simulation: a table Query walks only its partition, and of it only the items within
-its sort-key condition; an index Query walks the table unsorted (the index's own sort follows, as
+its sort-key condition (when it has no `Limit`: see `_narrowable`); an index Query walks the table unsorted (the index's own sort follows, as
 before). Every answer is the same (moto's own ordering, filtering and paging then run unchanged on
 the candidates, its key test again included; `tests/unit/test_sim_table.py` asks every Query
 shape podslots uses both ways); only the cost differs. The sort-key condition matters because a
@@ -57,13 +57,21 @@ def _scoped_query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         candidates = [item for partition in self.items.values() for item in partition.values()]
     else:
         candidates = list(self.items.get(hash_key, {}).values())
-        if call.get("range_comparison"):
+        if _narrowable(call):
             candidates = list(filter(_in_key_range(call), candidates))
     self.all_items = lambda: candidates  # type: ignore[method-assign]  # seen by this call only
     try:
         return _ORIGINAL[0](self, hash_key, *args, **kwargs)
     finally:
         del self.all_items
+
+
+def _narrowable(call: dict[str, Any]) -> bool:
+    """A sort-key condition the walk can be narrowed to without changing moto's answer. Not with a
+    `Limit` (moto ends a full page at the next item it walks, matching or not, and answers a
+    LastEvaluatedKey only when there is one) nor with a legacy QueryFilter (moto then counts every
+    item walked as scanned). The pods Query of every scheduled step has neither."""
+    return bool(call.get("range_comparison")) and call.get("limit") is None and not call.get("filter_kwargs")
 
 
 def _in_key_range(call: dict[str, Any]) -> Callable[[Item], bool]:

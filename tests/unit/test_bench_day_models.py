@@ -141,3 +141,8 @@ def test_the_placement_table_sets_reservation_aware_placement_beside_fullness_al
 
     assert [line.split("|")[1].strip() for line in lines[2:]] == [fullness.policy, aware.policy]
     assert lines[3].endswith("| 5.0 (nan) |")  # (d) saves 5 pod-hours; these rows carry no pinned pod-hours
+
+
+def test_exactly_seven_tenths_of_the_deployment_meets_the_target_despite_float_rounding():
+    """63 / 90 is 0.7 in floats, though 0.7 * 90 is 62.99999999999999: the ratio is compared, not a product."""
+    assert verdict(_row("(d) podslots", 63.0), _row("(a) Deployment", 90.0)) == "met; stretch met"

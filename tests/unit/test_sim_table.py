@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
+from unittest.mock import patch
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.dynamodb.models.dynamo_type import Item
 
 from bench.day.sim_table import scoped_transactions
 from local.template import table_definition
@@ -126,6 +128,8 @@ def _seeded_items() -> list[dict[str, Any]]:
             items.append(pod)
         for at in range(40):
             items.append({**_key(pk, f"EVENT#{1000 + at * 7:012d}#e{at}"), "kind": {"S": "PoolScaled"}})
+        items.append({**_key(pk, f"EVENT#{1049:012d}"), "kind": {"S": "bound"}})  # exactly on a BETWEEN bound
+        items.append({**_key(pk, f"EVENT#{1203:012d}"), "kind": {"S": "bound"}})  # and on the other
         items.append({**_key(pk, f"NOTICE#cordon#{pool}-1#u1"), "at": {"N": "5"}})
     for n in range(12):
         task = {**_key(f"TASK#t{n}", "#TASK"), "status": {"S": "reserved" if n % 3 else "running"}}
@@ -150,15 +154,24 @@ QUERIES: list[dict[str, Any]] = [
         "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
         "ExpressionAttributeValues": {
             ":pk": {"S": "POOL#a"},
-            ":lo": {"S": f"EVENT#{1050:012d}"},
-            ":hi": {"S": f"EVENT#{1200:012d}"},
+            ":lo": {"S": f"EVENT#{1049:012d}"},
+            ":hi": {"S": f"EVENT#{1203:012d}"},
         },
         "ScanIndexForward": False,
         "Limit": 5,
     },
+    {  # a full last page: its matches end on a multiple of the limit, other items after them
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+        "ExpressionAttributeValues": {":pk": {"S": "POOL#a"}, ":prefix": {"S": "NOTICE#"}},
+        "Limit": 1,
+    },
     {  # after a key, filtered
         "KeyConditionExpression": "pk = :pk AND sk > :after",
-        "ExpressionAttributeValues": {":pk": {"S": "POOL#a"}, ":after": {"S": "EVENT#"}, ":k": {"S": "PoolScaled"}},
+        "ExpressionAttributeValues": {
+            ":pk": {"S": "POOL#a"},
+            ":after": {"S": f"EVENT#{1049:012d}"},  # the item on the bound is not after it
+            ":k": {"S": "bound"},
+        },
         "FilterExpression": "kind = :k",
     },
     {  # one key, and a whole partition
@@ -180,24 +193,36 @@ QUERIES: list[dict[str, Any]] = [
 ]
 
 
-def _ask(context: Callable[[], AbstractContextManager[None]]) -> list[list[dict[str, Any]]]:
+def _ask(context: Callable[[], AbstractContextManager[None]]) -> tuple[list[list[dict[str, Any]]], int]:
+    """Every page of every query, and how many items moto walked (sized) for the first, the pods Query."""
+    walked = 0
+    size = Item.size
+
+    def counted(item: Item) -> int:
+        nonlocal walked
+        walked += 1
+        return size(item)
+
     with mock_aws(), context():
         client = boto3.client("dynamodb", region_name="eu-west-1")
         client.create_table(**table_definition(TABLE))
         for item in _seeded_items():
             client.put_item(TableName=TABLE, Item=item)
-        answers = []
-        for query in QUERIES:
+        answers, walked_by_pods_query = [], 0
+        for number, query in enumerate(QUERIES):
+            walked = 0
             pages, start = [], None
-            while True:
-                page = client.query(TableName=TABLE, **query, **({"ExclusiveStartKey": start} if start else {}))
-                page.pop("ResponseMetadata")
-                pages.append(page)
-                start = page.get("LastEvaluatedKey")
-                if not start:
-                    break
+            with patch.object(Item, "size", counted):
+                while True:
+                    page = client.query(TableName=TABLE, **query, **({"ExclusiveStartKey": start} if start else {}))
+                    page.pop("ResponseMetadata")
+                    pages.append(page)
+                    start = page.get("LastEvaluatedKey")
+                    if not start:
+                        break
+            walked_by_pods_query = walked if number == 0 else walked_by_pods_query
             answers.append(pages)
-        return answers
+        return answers, walked_by_pods_query
 
 
 def test_keyed_queries_answer_every_query_as_moto_does() -> None:
@@ -206,10 +231,12 @@ def test_keyed_queries_answer_every_query_as_moto_does() -> None:
     on from) is the same."""
     from bench.day.sim_table import keyed_queries
 
-    moto_answers = _ask(nullcontext)
-    keyed_answers = _ask(keyed_queries)
+    moto_answers, moto_walked = _ask(nullcontext)
+    keyed_answers, keyed_walked = _ask(keyed_queries)
 
     assert keyed_answers == moto_answers
+    # moto sizes every item it walks, and each it keeps once more: the partition (51 items) against the pods (7)
+    assert (moto_walked, keyed_walked) == (51 + 7, 7 + 7)
     counts = [sum(page["Count"] for page in pages) for pages in moto_answers]
-    assert counts == [7, 7, 21, 40, 1, 49, 5, 3]  # the set-up gives every query something to answer
-    assert [len(pages) for pages in moto_answers] == [1, 3, 5, 1, 1, 3, 1, 1]  # paging exercised too
+    assert counts == [7, 7, 24, 1, 1, 1, 51, 5, 3]  # every query has something to answer; both bounds in BETWEEN
+    assert [len(pages) for pages in moto_answers] == [1, 3, 5, 2, 1, 1, 3, 1, 1]  # paging, an empty last page too
