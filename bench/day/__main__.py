@@ -57,7 +57,7 @@ def _hpa(trace: Trace, seed: int) -> Ledger:
 
 
 def _play_podslots(
-    seed: int, settings: dict[str, object], history: Trace | None, fullness: bool, trace: Trace
+    seed: int, settings: dict[str, object], history: Trace | None, placement: str | None, trace: Trace
 ) -> tuple[Ledger, RunNotes]:
     model = PodslotsModel(
         trace,
@@ -67,21 +67,21 @@ def _play_podslots(
         keyed_queries=KEYED_QUERIES[0],
         direct_answers=DIRECT_ANSWERS[0],
         queues_in_process=QUEUES_IN_PROCESS[0],
-        fullness_placement=fullness,
+        placement=placement,
         history=history,
     )
     ledger = model.run()
     return ledger, RunNotes.of(model)
 
 
-def _podslots_with(fullness: bool = False, **settings: object) -> Callable[[Trace, int], Ledger]:
+def _podslots_with(placement: str | None = None, **settings: object) -> Callable[[Trace, int], Ledger]:
     """podslots with its defaults changed by `settings` (none: the defaults). A pre-warming pool is
     given the history a week of the same traffic model (another seed: another week) leaves. With
     `--workers N` and several pools, N processes run a share of the pools each (bench/day/workers.py)."""
 
     def play(trace: Trace, seed: int) -> Ledger:
         history = make_trace(seed + HISTORY_SEED, 168, len(trace.pools)) if settings.get("prewarm") else None
-        one = partial(_play_podslots, seed, settings, history, fullness)
+        one = partial(_play_podslots, seed, settings, history, placement)
         workers = min(WORKERS[0], len(trace.pools))
         ledger, notes = run_split(partial(timed, one), trace, workers) if workers > 1 else one(trace)
         LAST_NOTES[:] = [notes]  # for the notes printed after its row
@@ -102,9 +102,20 @@ POLICIES: dict[str, tuple[str, Callable[[Trace, int], Ledger]]] = {
     "warm": ("(i) podslots, headroom 0, warm 2 slots", _podslots_with(headroom_pods=0, warm_slots=2)),
     "prewarm": ("(j) podslots, headroom 0, pre-warm", _podslots_with(headroom_pods=0, prewarm=True)),
     "prewarm1": ("(k) podslots, pre-warm", _podslots_with(prewarm=True)),
-    "fullness": ("(l) podslots, placement by fullness alone", _podslots_with(fullness=True)),
+    "fullness": ("(l) podslots, placement by fullness alone", _podslots_with(placement="fullness")),
+    "oldestpin": ("(m) podslots, pinning tasks to the pod pinned longest", _podslots_with(placement="oldest-pin")),
 }
-PODSLOTS_KEYS = {"podslots", "utilization", "headroom0", "headroom2", "warm", "prewarm", "prewarm1", "fullness"}
+PODSLOTS_KEYS = {
+    "podslots",
+    "utilization",
+    "headroom0",
+    "headroom2",
+    "warm",
+    "prewarm",
+    "prewarm1",
+    "fullness",
+    "oldestpin",
+}
 DEFAULT_POLICIES = "deployment,graceful,job,podslots"
 
 

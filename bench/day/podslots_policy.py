@@ -60,7 +60,7 @@ class PodslotsModel:
         keyed_queries: bool = True,
         direct_answers: bool = True,
         queues_in_process: bool = True,
-        fullness_placement: bool = False,
+        placement: str | None = None,
         history: Trace | None = None,
     ) -> None:
         self.trace = trace
@@ -69,7 +69,7 @@ class PodslotsModel:
         self.keyed_queries = keyed_queries  # False: moto's Query and transactions as they are (sim_table)
         self.direct_answers = direct_answers  # False: moto's own serializer for DynamoDB's answers
         self.queues_in_process = queues_in_process  # False: the fan-out through moto's SQS (sim_stack)
-        self.fullness_placement = fullness_placement  # True: placement as before issue 19 (fullness alone)
+        self.placement = placement  # one of PLACEMENTS: placement other than podslots' own (None: its own)
         self.progress_every_s = progress_every_h * 3600
         self.progress: list[tuple[float, float, float, int]] = []  # simulated h, CPU s, wall s, API calls
         self.beat_s = beat_s
@@ -103,7 +103,7 @@ class PodslotsModel:
             scoped_transactions() if self.keyed_queries else nullcontext(),
             direct_answers() if self.direct_answers else nullcontext(),
             SimStack(clock, self.queues_in_process, seed=self.seed) as stack,
-            fullness_placement() if self.fullness_placement else nullcontext(),  # after the stack's environment
+            placement_swapped(self.placement) if self.placement else nullcontext(),  # after the stack's environment
         ):
             self.stack = stack
             stack.on_event.append(self.watch)
@@ -318,20 +318,43 @@ class PodslotsModel:
                 self.interrupt(run)
 
 
+def _by_fullness(pod: Any, pins: bool) -> tuple[Any, ...]:
+    """Placement as it was before issue 19: the fullest pod first whatever the task."""
+    return (False, False, len(pod.idle_slot_keys()))
+
+
+def _oldest_pin_first(pod: Any, pins: bool) -> tuple[Any, ...]:
+    """An experiment for seed 2's pinning: a pinning task prefers, among the pinned pods, the one
+    pinned longest (its reservation likely one that lasts: new pins there cost least), then the
+    fullest; every other rule as today's."""
+    from podslots import model
+
+    partly_used, mismatch, idle = AWARE_RANK[0](pod, pins)
+    pinned_since = [
+        s.since
+        for s in pod.slots.values()
+        if s.since is not None
+        and (s.status is model.SlotStatus.RESERVED or (not s.is_idle and model.pins_a_pod(s.task_type)))
+    ]
+    return (partly_used, mismatch, min(pinned_since, default=math.inf) if pins else 0, idle)
+
+
+AWARE_RANK: list[Any] = []
+PLACEMENTS = {"fullness": _by_fullness, "oldest-pin": _oldest_pin_first}
+
+
 @contextmanager
-def fullness_placement() -> Iterator[None]:
-    """Placement as it was before issue 19, for the before/after of reservation-aware placement:
-    the fullest pod first whatever the task (`podslots.model.placement_rank` ranks pinning too)."""
+def placement_swapped(name: str) -> Iterator[None]:
+    """podslots' placement rank swapped for one of `PLACEMENTS` within the block (the simulation
+    only): `fullness` for the before/after of reservation-aware placement, `oldest-pin` an experiment."""
     import podslots.allocation
     import podslots.model
 
-    def by_fullness(pod: Any, pins: bool) -> tuple[bool, bool, int]:
-        return (False, False, len(pod.idle_slot_keys()))
-
     aware = podslots.model.placement_rank
+    AWARE_RANK[:] = [aware]
     modules = (podslots.model, podslots.allocation)  # allocation imported the name: both are swapped
     for module in modules:
-        setattr(module, "placement_rank", by_fullness)  # noqa: B010
+        setattr(module, "placement_rank", PLACEMENTS[name])  # noqa: B010
     try:
         yield
     finally:
