@@ -330,12 +330,7 @@ def _oldest_pin_first(pod: Any, pins: bool) -> tuple[Any, ...]:
     from podslots import model
 
     partly_used, mismatch, idle = AWARE_RANK[0](pod, pins)
-    pinned_since = [
-        s.since
-        for s in pod.slots.values()
-        if s.since is not None
-        and (s.status is model.SlotStatus.RESERVED or (not s.is_idle and model.pins_a_pod(s.task_type)))
-    ]
+    pinned_since = [s.since for s in pod.slots.values() if s.since is not None and model.pins(s)]
     return (partly_used, mismatch, min(pinned_since, default=math.inf) if pins else 0, idle)
 
 

@@ -290,11 +290,14 @@ def pins_a_pod(task_type: TaskType | None) -> bool:
     return task_type is TaskType.PLAN_AND_APPLY
 
 
+def pins(slot: Slot) -> bool:
+    """The slot holds a reservation, or a task that may leave one."""
+    return slot.status is SlotStatus.RESERVED or (not slot.is_idle and pins_a_pod(slot.task_type))
+
+
 def is_pinned(pod: Pod) -> bool:
     """The pod holds a reservation, or a task that may leave one."""
-    return any(
-        s.status is SlotStatus.RESERVED or (not s.is_idle and pins_a_pod(s.task_type)) for s in pod.slots.values()
-    )
+    return any(pins(s) for s in pod.slots.values())
 
 
 def placement_rank(pod: Pod, pins: bool) -> tuple[bool, bool, int]:
