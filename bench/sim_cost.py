@@ -1,15 +1,17 @@
 """`python -m bench.sim_cost`: what the day simulation's shortcuts buy, and that they change nothing.
 
 Runs the same short window of podslots' day twice, each in a fresh interpreter: on moto as it is
-(`--moto-table --moto-answers --moto-queues`: whole-table Query and transaction undo, moto's
-serializer, the fan-out through moto's SQS) and with the simulation's shortcuts
-(`bench/day/sim_table.py`, `sim_wire.py`, `sim_stack.py`). Prints each run's CPU, the ratio, and
+(`--moto-table --moto-answers --moto-expressions --moto-queues`: whole-table Query and
+transaction undo, moto's serializer, every expression parsed per request, the fan-out through
+moto's SQS) and with the simulation's shortcuts (`bench/day/sim_table.py`, `sim_wire.py`,
+`sim_expressions.py`, `sim_stack.py`). Prints each run's CPU, the ratio, and
 whether the two runs decided the same (every figure but wall time, and the pods and slots of
 every minute: they must be the same, as the shortcuts change what a run costs, never what it
 decides; both runs draw their random choices from the same seeded streams).
 
     python -m bench.sim_cost                      # 2 h from 09:00, 30 min of drain
     python -m bench.sim_cost --hours 4 --seed 2
+    python -m bench.sim_cost --only expressions   # what one shortcut buys
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SLOW = ["--moto-table", "--moto-answers", "--moto-queues"]
+SHORTCUTS = ["table", "answers", "expressions", "queues"]  # each turned off by `--moto-<name>`
 
 
 def run(hours: float, seed: int, extra: list[str]) -> tuple[float, dict[str, Any]]:
@@ -61,11 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sim_cost", description=__doc__.split("\n")[0])
     parser.add_argument("--hours", type=float, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SHORTCUTS,
+        default=SHORTCUTS,
+        help="the slow run turns off only these shortcuts (default: all of them)",
+    )
     args = parser.parse_args(argv)
-    slow_cpu, slow_row = run(args.hours, args.seed, SLOW)
+    slow = [f"--moto-{name}" for name in args.only]
+    slow_cpu, slow_row = run(args.hours, args.seed, slow)
     fast_cpu, fast_row = run(args.hours, args.seed, [])
     print(f"day simulation, {args.hours:g} h from 09:00 + 30 min, seed {args.seed}, podslots:")
-    print(f"  on moto as it is:          {slow_cpu:6.1f} s CPU")
+    print(f"  on moto as it is ({' '.join(slow)}): {slow_cpu:6.1f} s CPU")
     print(f"  with the shortcuts:        {fast_cpu:6.1f} s CPU  ({slow_cpu / fast_cpu:.2f}x less)")
     same = slow_row == fast_row
     print(f"  the same decisions (every figure, every minute's pods and slots): {'yes' if same else 'NO'}")

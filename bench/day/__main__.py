@@ -36,6 +36,7 @@ WORKERS = [1]
 PROGRESS_EVERY_H = [6.0]
 KEYED_QUERIES = [True]
 DIRECT_ANSWERS = [True]
+PARSED_ONCE = [True]
 QUEUES_IN_PROCESS = [True]
 HISTORY_SEED = 1000  # the week a pre-warming pool learned from: seed + 1000
 
@@ -66,6 +67,7 @@ def _play_podslots(
         settings=settings,
         keyed_queries=KEYED_QUERIES[0],
         direct_answers=DIRECT_ANSWERS[0],
+        parsed_once=PARSED_ONCE[0],
         queues_in_process=QUEUES_IN_PROCESS[0],
         placement=placement,
         history=history,
@@ -156,6 +158,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="podslots on moto's own serializer of DynamoDB's answers (slow; bench/day/sim_wire.py)",
     )
     parser.add_argument(
+        "--moto-expressions",
+        action="store_true",
+        help="podslots on moto's expression parsing, once per request (slow; bench/day/sim_expressions.py)",
+    )
+    parser.add_argument(
         "--moto-queues",
         action="store_true",
         help="podslots' fan-out through moto's SQS, as the local stack does (slow; bench/day/sim_stack.py)",
@@ -177,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     PROGRESS_EVERY_H[0] = args.progress_hours
     KEYED_QUERIES[0] = not args.moto_queries
     DIRECT_ANSWERS[0] = not args.moto_answers
+    PARSED_ONCE[0] = not args.moto_expressions
     WORKERS[0] = max(1, args.workers)
     QUEUES_IN_PROCESS[0] = not args.moto_queues
     args.out.mkdir(parents=True, exist_ok=True)

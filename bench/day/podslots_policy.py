@@ -28,6 +28,7 @@ from typing import Any
 
 from bench.day.common import Run, horizon, pool_settings
 from bench.day.ledger import Ledger
+from bench.day.sim_expressions import parsed_once
 from bench.day.sim_stack import SimStack
 from bench.day.sim_table import keyed_queries, scoped_transactions
 from bench.day.sim_wire import direct_answers
@@ -59,6 +60,7 @@ class PodslotsModel:
         settings: dict[str, object] | None = None,
         keyed_queries: bool = True,
         direct_answers: bool = True,
+        parsed_once: bool = True,
         queues_in_process: bool = True,
         placement: str | None = None,
         history: Trace | None = None,
@@ -68,6 +70,7 @@ class PodslotsModel:
         self.history = history  # prewarm: a week the pools are taken to have learned before the run
         self.keyed_queries = keyed_queries  # False: moto's Query and transactions as they are (sim_table)
         self.direct_answers = direct_answers  # False: moto's own serializer for DynamoDB's answers
+        self.parsed_once = parsed_once  # False: moto parses every request's expressions (sim_expressions)
         self.queues_in_process = queues_in_process  # False: the fan-out through moto's SQS (sim_stack)
         self.placement = placement  # one of PLACEMENTS: placement other than podslots' own (None: its own)
         self.progress_every_s = progress_every_h * 3600
@@ -102,6 +105,7 @@ class PodslotsModel:
             keyed_queries() if self.keyed_queries else nullcontext(),
             scoped_transactions() if self.keyed_queries else nullcontext(),
             direct_answers() if self.direct_answers else nullcontext(),
+            parsed_once() if self.parsed_once else nullcontext(),
             SimStack(clock, self.queues_in_process, seed=self.seed) as stack,
             placement_swapped(self.placement) if self.placement else nullcontext(),  # after the stack's environment
         ):
@@ -267,8 +271,7 @@ class PodslotsModel:
         """New pods get their start-up draw; a pod gone takes what it held; counts go to the ledger."""
         pods: dict[str, int] = dict.fromkeys(self.trace.pools, 0)
         live = set()
-        for pod in self.stack.kube.pods(NAMESPACE):
-            meta = pod["metadata"]
+        for meta in self.stack.kube.pod_metadata(NAMESPACE):
             name, pool = meta["name"], meta["labels"][POOL_LABEL]
             live.add(name)
             pods[pool] += 1

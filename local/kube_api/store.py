@@ -278,6 +278,14 @@ class PodStore:
         with self._changed:
             return [copy.deepcopy(pod) for (ns, _), pod in sorted(self._pods.items()) if namespace in (None, ns)]
 
+    def metadata(self, namespace: str | None) -> list[dict[str, Any]]:
+        """Each stored pod's `metadata` alone (a copy), by name: what a watcher that counts pods reads,
+        without copying their specs."""
+        with self._changed:
+            return [
+                copy.deepcopy(pod["metadata"]) for (ns, _), pod in sorted(self._pods.items()) if namespace in (None, ns)
+            ]
+
 
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: objects merge key by key, null removes a key, anything else replaces."""
