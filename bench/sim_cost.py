@@ -12,6 +12,7 @@ decides; both runs draw their random choices from the same seeded streams).
     python -m bench.sim_cost                      # 2 h from 09:00, 30 min of drain
     python -m bench.sim_cost --hours 4 --seed 2
     python -m bench.sim_cost --only expressions   # what one shortcut buys
+    python -m bench.sim_cost --pools 10 --hours 1 # where the agents' beats weigh most
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 SHORTCUTS = ["table", "answers", "expressions", "queues"]  # each turned off by `--moto-<name>`
 
 
-def run(hours: float, seed: int, extra: list[str]) -> tuple[float, dict[str, Any]]:
+def run(hours: float, seed: int, extra: list[str], pools: int = 1) -> tuple[float, dict[str, Any]]:
     """(CPU seconds, what the run decided: its figures but wall time, and its per-minute samples) of
     one run in a fresh interpreter."""
     with tempfile.TemporaryDirectory() as out:
@@ -44,6 +45,8 @@ def run(hours: float, seed: int, extra: list[str]) -> tuple[float, dict[str, Any
             "0.5",
             "--seed",
             str(seed),
+            "--pools",
+            str(pools),
             "--policies",
             "podslots",
             "--progress-hours",
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sim_cost", description=__doc__.split("\n")[0])
     parser.add_argument("--hours", type=float, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--pools", type=int, default=1, help="pools, in one process (default 1)")
     parser.add_argument(
         "--only",
         nargs="+",
@@ -72,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     slow = [f"--moto-{name}" for name in args.only]
-    slow_cpu, slow_row = run(args.hours, args.seed, slow)
-    fast_cpu, fast_row = run(args.hours, args.seed, [])
-    print(f"day simulation, {args.hours:g} h from 09:00 + 30 min, seed {args.seed}, podslots:")
+    slow_cpu, slow_row = run(args.hours, args.seed, slow, args.pools)
+    fast_cpu, fast_row = run(args.hours, args.seed, [], args.pools)
+    print(f"day simulation, {args.hours:g} h from 09:00 + 30 min, {args.pools} pool(s), seed {args.seed}, podslots:")
     print(f"  on moto as it is ({' '.join(slow)}): {slow_cpu:6.1f} s CPU")
     print(f"  with the shortcuts:        {fast_cpu:6.1f} s CPU  ({slow_cpu / fast_cpu:.2f}x less)")
     same = slow_row == fast_row

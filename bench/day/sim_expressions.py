@@ -20,9 +20,10 @@ beat, allocation and release; only the values change. So:
   (the same objects, at a quarter of the cost).
 - The three checks of an update that read only its text, names and the table's key are run once
   per text, names and key (`_validate`); the seven that read its values and the item, every time.
-- A condition (`ConditionExpressionParser.parse`) is kept per text, names and values: its tree
-  holds the values, and is only evaluated against an item, never changed. The names and values
-  the parse found (which the request handler checks for unused ones) are given back with it.
+- A condition (`ConditionExpressionParser.parse`) is kept per text and the names and values its
+  placeholders stand for: its tree holds the values (parsed from a copy of them, so no item ever
+  shares a list with it), and is only evaluated against an item, never changed. The names and
+  values the parse found (which the request handler checks for unused ones) are given back with it.
 - A tree walker (`DepthFirstTraverser`) finds the handler for a class of node once, not at every
   node of the class (moto rebuilds its table of handlers, and tests the node against each, at
   every node it visits).
@@ -37,6 +38,7 @@ stack, like `sim_table` and `sim_wire`.
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 from collections.abc import Callable, Iterator
@@ -56,6 +58,7 @@ from moto.dynamodb.parsing.validators import (
 from bench.day.sim_patch import swapped
 
 KEPT = 4096  # texts (and conditions) kept at most: then the memo starts again
+PICKLED_DEPTH = 64  # an update tree this deep or less (some 60 actions) is copied by unpickling
 
 _ORIGINAL_MAKE: list[Callable[..., Any]] = []
 _ORIGINAL_PARSE: list[Callable[..., Any]] = []
@@ -73,32 +76,56 @@ def _kept(memo: dict[Any, Any], key: Any, value: Any) -> Any:
 
 def _make(cls: type, expression_str: str) -> Any:
     """The tree of an update expression, parsed once per text (see the module's docstring), and
-    kept pickled too: a validator's private copy of it is then unpickled, not deep-copied."""
+    kept pickled too: a validator's private copy of it is then unpickled, not deep-copied. Not a
+    tree deeper than `PICKLED_DEPTH`: pickle recurses in C, moto's deep copy in Python frames, so
+    on a deep enough tree (some 160 actions) moto's copy fails where an unpickling would not."""
     tree = _UPDATES.get(expression_str)
     if tree is None:
         tree = _kept(_UPDATES, expression_str, _ORIGINAL_MAKE[0](cls, expression_str))
-        _kept(_PICKLED, id(tree), (tree, pickle.dumps(tree)))
+        if _depth(tree) <= PICKLED_DEPTH:
+            _kept(_PICKLED, id(tree), (tree, pickle.dumps(tree)))
     return tree
+
+
+def _depth(node: Any) -> int:
+    if not isinstance(node, Node):
+        return 0
+    return 1 + max((_depth(child) for child in node.children or []), default=0)
 
 
 def _parse(self: ConditionExpressionParser) -> Any:
-    """A condition's tree, parsed once per text, names and values; the names and values it found
-    are set on the parser as moto's own parse sets them."""
-    if not self.condition_expression:
+    """A condition's tree, parsed once per text and the names and values it can read; the names and
+    values it found are set on the parser as moto's own parse sets them.
+
+    The key holds each name and value whose placeholder occurs in the text (as a substring: a
+    superset of those the parse can look up), not the request's whole maps: PynamoDB puts an
+    update's values (a beat's time) in the same map as its condition's, and those change with
+    every request. The kept tree is parsed from a copy of the values: moto's tree holds the value
+    lists it was given (a string set's, for one), which an update of the same request may put
+    into the item, and a later ADD or DELETE then changes in place."""
+    text = self.condition_expression
+    if not text:
         return _ORIGINAL_PARSE[0](self)
-    key = (
-        self.condition_expression,
-        json.dumps(self.expression_attribute_names, sort_keys=True),
-        json.dumps(self.expression_attribute_values, sort_keys=True),
-    )
+    key = (text, _used(self.expression_attribute_names, text), _used(self.expression_attribute_values, text))
     kept = _CONDITIONS.get(key)
-    if kept is None:
+    if kept is not None:
+        tree, names, values = kept
+        self.expr_attr_names_found.extend(names)
+        self.expr_attr_values_found.extend(values)
+        return tree
+    given = self.expression_attribute_values
+    self.expression_attribute_values = copy.deepcopy(given)
+    try:
         tree = _ORIGINAL_PARSE[0](self)
-        kept = _kept(_CONDITIONS, key, (tree, list(self.expr_attr_names_found), list(self.expr_attr_values_found)))
-    tree, names, values = kept
-    self.expr_attr_names_found.extend(names)
-    self.expr_attr_values_found.extend(values)
+    finally:
+        self.expression_attribute_values = given
+    _kept(_CONDITIONS, key, (tree, list(self.expr_attr_names_found), list(self.expr_attr_values_found)))
     return tree
+
+
+def _used(placeholders: dict[str, Any] | None, text: str) -> str:
+    """The entries of a names or values map whose placeholder occurs in `text`, as a key."""
+    return json.dumps({k: v for k, v in (placeholders or {}).items() if k in text}, sort_keys=True)
 
 
 _IS_NODE: dict[type, bool] = {}
@@ -207,19 +234,20 @@ def _update_trees_kept() -> Iterator[None]:
 @contextmanager
 def parsed_once() -> Iterator[None]:
     """Within the block, moto parses each expression text once (see the module's docstring)."""
-    _UPDATES.clear()
-    _CONDITIONS.clear()
-    _CHECKED.clear()
-    _PICKLED.clear()
-    with (
-        _update_trees_kept(),
-        swapped(ConditionExpressionParser, "parse", _parse, _ORIGINAL_PARSE),
-        swapped(DepthFirstTraverser, "traverse_node_recursively", _traverse, []),
-        swapped(UpdateExpressionValidator, "__init__", _validator_init, _ORIGINAL_VALIDATOR_INIT),
-        swapped(UpdateExpressionValidator, "validate", _validate, []),
-    ):
-        yield
-    _UPDATES.clear()
-    _CONDITIONS.clear()
-    _CHECKED.clear()
-    _PICKLED.clear()
+    _forget()
+    try:
+        with (
+            _update_trees_kept(),
+            swapped(ConditionExpressionParser, "parse", _parse, _ORIGINAL_PARSE),
+            swapped(DepthFirstTraverser, "traverse_node_recursively", _traverse, []),
+            swapped(UpdateExpressionValidator, "__init__", _validator_init, _ORIGINAL_VALIDATOR_INIT),
+            swapped(UpdateExpressionValidator, "validate", _validate, []),
+        ):
+            yield
+    finally:
+        _forget()
+
+
+def _forget() -> None:
+    for memo in (_UPDATES, _CONDITIONS, _CHECKED, _PICKLED):
+        memo.clear()
