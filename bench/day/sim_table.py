@@ -9,8 +9,12 @@ Query costs more every hour, and the run's cost grows with the square of its len
 TTL items as DynamoDB does would change nothing within a week (the TTLs are 14 and 30 days). A
 Query in DynamoDB reads its partition, or its index's items; this patch makes moto do the same
 for the simulation: a table Query walks only its partition, and of it only the items within
-its sort-key condition (when it has no `Limit`: see `_narrowable`); an index Query walks the table unsorted (the index's own sort follows, as
-before). Every answer is the same (moto's own ordering, filtering and paging then run unchanged on
+its sort-key condition (when it has no `Limit`: see `_narrowable`); an index Query on a global
+index's hash key reads the items that carry that key's value (`_IndexKeys`: built from the table
+at its first index Query, then kept by every put, update and delete, which re-reads the item it
+wrote; the three indexes are sparse, so a pool's waiting tasks are a handful among a week's tens
+of thousands of items), any other index Query walks the table unsorted (the index's own sort
+follows, as before). Every answer is the same (moto's own ordering, filtering and paging then run unchanged on
 the candidates, its key test again included; `tests/unit/test_sim_table.py` asks every Query
 shape podslots uses both ways); only the cost differs. The sort-key condition matters because a
 pool's partition keeps its history (14 days of events) beside its pods, and moto sizes every item
@@ -35,14 +39,14 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.comparisons import get_comparison_func
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
 
 from bench.day.sim_patch import swapped
@@ -54,7 +58,9 @@ _QUERY_SIGNATURE = inspect.signature(Table.query)
 def _scoped_query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
     call = _QUERY_SIGNATURE.bind(self, hash_key, *args, **kwargs).arguments
     if call.get("index_name"):
-        candidates = [item for partition in self.items.values() for item in partition.values()]
+        candidates = _INDEX_KEYS.carrying(self, call["index_name"], call.get("hash_key_conditions") or [])
+        if candidates is None:  # not a global index's hash key: walk the table, as before
+            candidates = _every_item(self)
     else:
         candidates = list(self.items.get(hash_key, {}).values())
         if _narrowable(call):
@@ -89,9 +95,148 @@ def _in_key_range(call: dict[str, Any]) -> Callable[[Item], bool]:
     return matches
 
 
-def keyed_queries() -> AbstractContextManager[None]:
-    """Within the block, moto's Query reads from the key (see the module's docstring)."""
-    return swapped(Table, "query", _scoped_query, _ORIGINAL)
+class _IndexKeys:
+    """For each table, which items carry each global index's hash key, by its value: the items an
+    index Query reads in DynamoDB. Built from the table at its first index Query, then kept by
+    every write that can change an item (a put, a delete, an update in place, a transaction,
+    whose undo is a put or a delete), which re-reads the item it wrote. A key kept too long (an
+    item since gone) costs a look-up and nothing else: moto's own test of the index's key runs
+    on every candidate; a key missing would lose an answer, and is what the test looks for. A
+    table replaced by a copy (moto's own undo of a cancelled transaction) is read again."""
+
+    def __init__(self) -> None:
+        # id(table) -> (the table, kept alive; attr -> value -> item keys; item key -> {attr: value})
+        self.tables: dict[int, tuple[Table, dict[str, dict[Any, dict[Any, None]]], dict[Any, dict[str, Any]]]] = {}
+
+    def carrying(self, table: Table, index_name: str, conditions: list[tuple[str, Any]]) -> list[Item] | None:
+        hash_attrs = _global_hash_attrs(table).get(index_name)
+        if not hash_attrs or not conditions:
+            return None
+        attr, value = next(((a, v) for a, v in conditions if a in hash_attrs), (None, None))
+        if attr is None:
+            return None
+        members, _ = self._state(table)
+        keys = members.get(attr, {}).get(value, {})
+        return [item for item in (_item_at(table, key) for key in keys) if item is not None]
+
+    def refresh(self, table: Table, hash_value: Any, range_value: Any) -> None:
+        state = self.tables.get(id(table))
+        if state is None or state[0] is not table:
+            return  # no index Query yet: the first one reads the table as it is then
+        _, members, where = state
+        key = (hash_value, range_value if table.range_key_attr else None)
+        for attr, value in where.pop(key, {}).items():
+            members[attr][value].pop(key, None)
+            if not members[attr][value]:
+                del members[attr][value]
+        item = _item_at(table, key)
+        if item is not None:
+            self._add(table, members, where, key, item)
+
+    def _state(self, table: Table) -> tuple[dict[str, dict[Any, dict[Any, None]]], dict[Any, dict[str, Any]]]:
+        state = self.tables.get(id(table))
+        if state is None or state[0] is not table:
+            members: dict[str, dict[Any, dict[Any, None]]] = {}
+            where: dict[Any, dict[str, Any]] = {}
+            for item in _every_item(table):
+                self._add(table, members, where, (item.hash_key, item.range_key), item)
+            state = self.tables[id(table)] = (table, members, where)
+        return state[1], state[2]
+
+    @staticmethod
+    def _add(table: Table, members: Any, where: Any, key: Any, item: Item) -> None:
+        carried = {}
+        for attrs in _global_hash_attrs(table).values():
+            for attr in attrs:
+                value = item.attrs.get(attr)
+                if value is not None:
+                    members.setdefault(attr, {}).setdefault(value, {})[key] = None
+                    carried[attr] = value
+        if carried:
+            where[key] = carried
+
+
+def _every_item(table: Table) -> list[Item]:
+    """The table's items in moto's walk order, unsorted (a table without a range key keeps each
+    item in place of a partition)."""
+    if table.range_key_attr:
+        return [item for partition in table.items.values() for item in partition.values()]
+    return list(table.items.values())  # type: ignore[arg-type]
+
+
+def _global_hash_attrs(table: Table) -> dict[str, list[str]]:
+    return {
+        index.name: [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
+        for index in table.global_indexes
+    }
+
+
+def _item_at(table: Table, key: tuple[Any, Any]) -> Item | None:
+    hash_value, range_value = key
+    partition = table.items.get(hash_value)
+    if partition is None:
+        return None
+    if table.range_key_attr:
+        return partition.get(range_value)
+    return partition  # type: ignore[return-value]  # a table without a range key keeps the item itself
+
+
+_INDEX_KEYS = _IndexKeys()
+_ORIGINAL_PUT: list[Callable[..., Any]] = []
+_ORIGINAL_DELETE: list[Callable[..., Any]] = []
+_ORIGINAL_UPDATE: list[Callable[..., Any]] = []
+
+
+def _key_of(table: Table, attrs: dict[str, Any]) -> tuple[Any, Any] | None:
+    try:
+        hash_value = DynamoType(attrs[table.hash_key_attr])
+        range_value = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+    except (KeyError, TypeError, IndexError):
+        return None
+    return hash_value, range_value
+
+
+def _tracked_put(self: Table, item_attrs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return _ORIGINAL_PUT[0](self, item_attrs, *args, **kwargs)
+    finally:
+        key = _key_of(self, item_attrs)
+        if key is not None:
+            _INDEX_KEYS.refresh(self, *key)
+
+
+def _tracked_delete(self: Table, hash_key: Any, range_key: Any) -> Any:
+    try:
+        return _ORIGINAL_DELETE[0](self, hash_key, range_key)
+    finally:
+        _INDEX_KEYS.refresh(self, hash_key, range_key)
+
+
+def _tracked_update(self: DynamoDBBackend, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return _ORIGINAL_UPDATE[0](self, table_name, key, *args, **kwargs)
+    finally:
+        table = self.tables.get(table_name)
+        named = _key_of(table, key) if table is not None else None
+        if table is not None and named is not None:
+            _INDEX_KEYS.refresh(table, *named)
+
+
+@contextmanager
+def keyed_queries() -> Iterator[None]:
+    """Within the block, moto's Query reads from the key, and an index Query the items that carry
+    the index's hash key (see the module's docstring)."""
+    _INDEX_KEYS.tables.clear()
+    try:
+        with (
+            swapped(Table, "query", _scoped_query, _ORIGINAL),
+            swapped(Table, "put_item", _tracked_put, _ORIGINAL_PUT),
+            swapped(Table, "delete_item", _tracked_delete, _ORIGINAL_DELETE),
+            swapped(DynamoDBBackend, "update_item", _tracked_update, _ORIGINAL_UPDATE),
+        ):
+            yield
+    finally:
+        _INDEX_KEYS.tables.clear()
 
 
 _ORIGINAL_TRANSACT: list[Callable[..., Any]] = []

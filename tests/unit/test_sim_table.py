@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 from unittest.mock import patch
 
@@ -240,3 +240,167 @@ def test_keyed_queries_answer_every_query_as_moto_does() -> None:
     counts = [sum(page["Count"] for page in pages) for pages in moto_answers]
     assert counts == [7, 7, 24, 1, 1, 1, 51, 5, 3]  # every query has something to answer; both bounds in BETWEEN
     assert [len(pages) for pages in moto_answers] == [1, 3, 5, 2, 1, 1, 3, 1, 1]  # paging, an empty last page too
+
+
+# --- keyed_queries: an index Query reads the items carrying the index's hash key, kept by every write
+
+
+def _task(task: str, **attrs: dict[str, str]) -> dict[str, Any]:
+    return {"pk": {"S": f"task#{task}"}, "sk": {"S": "task"}, **attrs}
+
+
+WAITING = {"wait_pool": {"S": "a"}, "wait_since": {"N": "10"}}
+WRITES: list[tuple[str, dict[str, Any]]] = [
+    ("put_item", {"Item": _task("1", **WAITING)}),
+    ("put_item", {"Item": _task("2", wait_pool={"S": "b"}, wait_since={"N": "11"})}),
+    ("put_item", {"Item": {"pk": {"S": "pool#a"}, "sk": {"S": "pod#1"}, "open_pool": {"S": "a"}, "idle": {"N": "3"}}}),
+    ("put_item", {"Item": _task("3", **WAITING)}),
+    (
+        "update_item",
+        {
+            "Key": _key("task#1", "task"),
+            "UpdateExpression": "REMOVE wait_pool, wait_since SET rsv_pool = :p, rsv_until = :u",
+            "ExpressionAttributeValues": {":p": {"S": "a"}, ":u": {"N": "99"}},
+        },
+    ),
+    (
+        "update_item",
+        {
+            "Key": _key("task#2", "task"),
+            "UpdateExpression": "SET wait_pool = :p",
+            "ExpressionAttributeValues": {":p": {"S": "a"}},
+        },
+    ),  # moves to pool a's wait
+    (
+        "update_item",
+        {
+            "Key": _key("task#9", "task"),
+            "UpdateExpression": "SET wait_pool = :p, wait_since = :s",
+            "ExpressionAttributeValues": {":p": {"S": "a"}, ":s": {"N": "12"}},
+        },
+    ),  # an update makes the item
+    (
+        "update_item",
+        {
+            "Key": _key("task#3", "task"),
+            "UpdateExpression": "SET wait_pool = :p",
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ExpressionAttributeValues": {":p": {"S": "b"}},
+        },
+    ),  # refused: nothing moves
+    ("put_item", {"Item": _task("3")}),  # overwritten without the index's key
+    ("delete_item", {"Key": _key("task#9", "task")}),
+    (
+        "transact_write_items",
+        {
+            "TransactItems": [
+                {"Put": {"TableName": TABLE, "Item": _task("4", **WAITING)}},
+                {
+                    "Update": {
+                        "TableName": TABLE,
+                        "Key": _key("pool#a", "pod#1"),
+                        "UpdateExpression": "REMOVE open_pool",
+                    }
+                },
+            ]
+        },
+    ),
+    (
+        "transact_write_items",
+        {
+            "TransactItems": [
+                {"Put": {"TableName": TABLE, "Item": _task("5", **WAITING)}},
+                {
+                    "Delete": {
+                        "TableName": TABLE,
+                        "Key": _key("task#4", "task"),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        },
+    ),  # cancelled
+    (
+        "batch_write_item",
+        {
+            "RequestItems": {
+                TABLE: [
+                    {"PutRequest": {"Item": _task("6", **WAITING)}},
+                    {"DeleteRequest": {"Key": _key("task#2", "task")}},
+                ]
+            }
+        },
+    ),
+    (
+        "update_item",
+        {
+            "Key": _key("pool#a", "pod#1"),
+            "UpdateExpression": "SET open_pool = :p",
+            "ExpressionAttributeValues": {":p": {"S": "a"}},
+        },
+    ),
+]
+INDEX_QUERIES = [
+    {"IndexName": index, "KeyConditionExpression": f"{attr} = :p", "ExpressionAttributeValues": {":p": {"S": pool}}}
+    for index, attr in (("waiting", "wait_pool"), ("reservations", "rsv_pool"), ("open_slots", "open_pool"))
+    for pool in ("a", "b")
+]
+
+
+def _index_answers(context: Callable[[], AbstractContextManager[None]]) -> tuple[list[Any], int]:
+    """Every index Query's answer after each write, and how often the whole table was walked."""
+    from bench.day import sim_table
+
+    walks = 0
+    every_item = sim_table._every_item
+
+    def counted(table: Any) -> Any:
+        nonlocal walks
+        walks += 1
+        return every_item(table)
+
+    with mock_aws(), context(), patch.object(sim_table, "_every_item", counted):
+        client = boto3.client("dynamodb", region_name="eu-west-1")
+        client.create_table(**table_definition(TABLE))
+        answers: list[Any] = []
+        for operation, arguments in WRITES:
+            try:
+                batched = operation in ("transact_write_items", "batch_write_item")
+                getattr(client, operation)(**(arguments if batched else {"TableName": TABLE, **arguments}))
+                answers.append("ok")
+            except ClientError as error:
+                answers.append(error.response["Error"]["Code"])
+            for query in INDEX_QUERIES:
+                page = client.query(TableName=TABLE, **query)
+                page.pop("ResponseMetadata")
+                answers.append(page)
+        return answers, walks
+
+
+def test_an_index_query_reads_the_items_carrying_its_key_as_moto_finds_them() -> None:
+    """Given writes that give items an index's key, move it, take it away, make and delete items
+    (puts, updates, a refused update, transactions committed and cancelled, a batch), when each
+    index Query is asked after every write, with the simulation's kept index keys and with moto's
+    walk of the whole table, then every answer is the same, and the table is walked once, to build them."""
+    from bench.day.sim_table import keyed_queries
+
+    @contextmanager
+    def as_the_simulation_runs() -> Iterator[None]:
+        with keyed_queries(), scoped_transactions():
+            yield
+
+    moto_answers, _ = _index_answers(nullcontext)
+    keyed_answers, keyed_walks = _index_answers(as_the_simulation_runs)
+    alone_answers, alone_walks = _index_answers(keyed_queries)
+
+    assert keyed_answers == moto_answers
+    assert keyed_walks == 1
+    # without the scoped undo, moto restores a cancelled transaction's table as a new copy: its keys are read again
+    assert alone_answers == moto_answers
+    assert alone_walks == 2
+    outcomes = [a for a in moto_answers if isinstance(a, str)]
+    assert outcomes.count("ok") == len(WRITES) - 2  # but the refused update and the cancelled transaction
+    assert "ConditionalCheckFailedException" in outcomes
+    assert "TransactionCanceledException" in outcomes
+    counts = [a["Count"] for a in moto_answers if isinstance(a, dict)]
+    assert max(counts) >= 3  # pool a's wait held three tasks at once: not a run of empty answers
