@@ -105,43 +105,49 @@ class _IndexKeys:
     table replaced by a copy (moto's own undo of a cancelled transaction) is read again."""
 
     def __init__(self) -> None:
-        # id(table) -> (the table, kept alive; attr -> value -> item keys; item key -> {attr: value})
-        self.tables: dict[int, tuple[Table, dict[str, dict[Any, dict[Any, None]]], dict[Any, dict[str, Any]]]] = {}
+        # id(table) -> (the table, kept alive; its indexes' hash attributes when read; attr -> value ->
+        # item keys; item key -> {attr: value})
+        self.tables: dict[int, tuple[Table, Any, dict[str, dict[Any, dict[Any, None]]], dict[Any, dict[str, Any]]]] = {}
 
     def carrying(self, table: Table, index_name: str, conditions: list[tuple[str, Any]]) -> list[Item] | None:
         hash_attrs = _global_hash_attrs(table).get(index_name)
         if not hash_attrs or not conditions:
             return None
         attr, value = next(((a, v) for a, v in conditions if a in hash_attrs), (None, None))
-        if attr is None:
-            return None
+        if attr is None or not _hashable(value):
+            return None  # a list or map as the key's value: moto's walk, which matches nothing
         members, _ = self._state(table)
         keys = members.get(attr, {}).get(value, {})
         return [item for item in (_item_at(table, key) for key in keys) if item is not None]
 
     def refresh(self, table: Table, hash_value: Any, range_value: Any) -> None:
         state = self.tables.get(id(table))
-        if state is None or state[0] is not table:
-            return  # no index Query yet: the first one reads the table as it is then
-        _, members, where = state
+        if state is None or state[0] is not table or state[1] != _global_hash_attrs(table):
+            self.tables.pop(id(table), None)  # none yet, or the indexes changed: the next Query reads the table
+            return
+        _, _, members, where = state
         key = (hash_value, range_value if table.range_key_attr else None)
-        for attr, value in where.pop(key, {}).items():
-            members[attr][value].pop(key, None)
-            if not members[attr][value]:
-                del members[attr][value]
-        item = _item_at(table, key)
-        if item is not None:
-            self._add(table, members, where, key, item)
+        try:
+            for attr, value in where.pop(key, {}).items():
+                members[attr][value].pop(key, None)
+                if not members[attr][value]:
+                    del members[attr][value]
+            item = _item_at(table, key)
+            if item is not None:
+                self._add(table, members, where, key, item)
+        except Exception:  # anything unforeseen: forget the table's keys rather than answer from them
+            self.tables.pop(id(table), None)
 
     def _state(self, table: Table) -> tuple[dict[str, dict[Any, dict[Any, None]]], dict[Any, dict[str, Any]]]:
         state = self.tables.get(id(table))
-        if state is None or state[0] is not table:
+        hash_attrs = _global_hash_attrs(table)
+        if state is None or state[0] is not table or state[1] != hash_attrs:  # new, or its indexes changed
             members: dict[str, dict[Any, dict[Any, None]]] = {}
             where: dict[Any, dict[str, Any]] = {}
             for item in _every_item(table):
                 self._add(table, members, where, (item.hash_key, item.range_key), item)
-            state = self.tables[id(table)] = (table, members, where)
-        return state[1], state[2]
+            state = self.tables[id(table)] = (table, hash_attrs, members, where)
+        return state[2], state[3]
 
     @staticmethod
     def _add(table: Table, members: Any, where: Any, key: Any, item: Item) -> None:
@@ -149,11 +155,19 @@ class _IndexKeys:
         for attrs in _global_hash_attrs(table).values():
             for attr in attrs:
                 value = item.attrs.get(attr)
-                if value is not None:
+                if value is not None and _hashable(value):  # a list or map never equals a key's value
                     members.setdefault(attr, {}).setdefault(value, {})[key] = None
                     carried[attr] = value
         if carried:
             where[key] = carried
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _every_item(table: Table) -> list[Item]:
@@ -216,7 +230,10 @@ def _tracked_update(self: DynamoDBBackend, table_name: str, key: dict[str, Any],
     try:
         return _ORIGINAL_UPDATE[0](self, table_name, key, *args, **kwargs)
     finally:
-        table = self.tables.get(table_name)
+        try:
+            table = self.get_table(table_name)  # a name or an ARN, as moto's update_item takes it
+        except Exception:
+            table = None
         named = _key_of(table, key) if table is not None else None
         if table is not None and named is not None:
             _INDEX_KEYS.refresh(table, *named)
