@@ -134,7 +134,7 @@ class _IndexKeys:
                     del members[attr][value]
             item = _item_at(table, key)
             if item is not None:
-                self._add(table, members, where, key, item)
+                self._add(state[1], members, where, key, item)
         except Exception:  # anything unforeseen: forget the table's keys rather than answer from them
             self.tables.pop(id(table), None)
 
@@ -145,14 +145,14 @@ class _IndexKeys:
             members: dict[str, dict[Any, dict[Any, None]]] = {}
             where: dict[Any, dict[str, Any]] = {}
             for item in _every_item(table):
-                self._add(table, members, where, (item.hash_key, item.range_key), item)
+                self._add(hash_attrs, members, where, (item.hash_key, item.range_key), item)
             state = self.tables[id(table)] = (table, hash_attrs, members, where)
         return state[2], state[3]
 
     @staticmethod
-    def _add(table: Table, members: Any, where: Any, key: Any, item: Item) -> None:
+    def _add(hash_attrs: dict[str, list[str]], members: Any, where: Any, key: Any, item: Item) -> None:
         carried = {}
-        for attrs in _global_hash_attrs(table).values():
+        for attrs in hash_attrs.values():
             for attr in attrs:
                 value = item.attrs.get(attr)
                 if value is not None and _hashable(value):  # a list or map never equals a key's value

@@ -79,6 +79,16 @@ def _update(
     return request
 
 
+def _noted(state_attr: str, note: str) -> dict[str, Any]:
+    """A note written only while the attribute `#s` names holds "starting": one text, other names and values."""
+    return _update(
+        "SET #n = :v",
+        {"#n": "note", "#s": state_attr},
+        {":v": {"S": note}, ":s": {"S": "starting"}},
+        ConditionExpression="#s = :s",
+    )
+
+
 SS = {"SS": ["draining"]}
 SHARED = _update(  # one placeholder in the update and its condition: moto's tree holds the request's set
     "SET #t = :v", {"#t": "tags_ss"}, {":v": SS}, ConditionExpression="attribute_not_exists(#t) OR #t = :v"
@@ -99,42 +109,10 @@ SHAPES: list[tuple[str, dict[str, Any]]] = [
     ("update_item", SHARED),  # the set is now two reasons: refused, as on moto
     ("update_item", _update("DELETE #t :w", {"#t": "tags_ss"}, {":w": {"SS": ["operator"]}})),
     ("update_item", SHARED),  # one reason again: it holds
-    (
-        "update_item",
-        _update(
-            "SET #n = :v",
-            {"#n": "note", "#s": "state"},
-            {":v": {"S": "a"}, ":s": {"S": "starting"}},
-            ConditionExpression="#s = :s",
-        ),
-    ),
-    (
-        "update_item",
-        _update(
-            "SET #n = :v",
-            {"#n": "note", "#s": "status"},
-            {":v": {"S": "a"}, ":s": {"S": "starting"}},
-            ConditionExpression="#s = :s",
-        ),
-    ),  # names differ: refused
-    (
-        "update_item",
-        _update(
-            "SET #n = :v",
-            {"#n": "note", "#s": "state"},
-            {":v": {"S": "b"}, ":s": {"S": "starting"}},
-            ConditionExpression="#s = :s",
-        ),
-    ),
-    (
-        "update_item",
-        _update(
-            "SET #n = :v",
-            {"#n": "note", "#s": "state"},
-            {":v": {"S": "b"}, ":s": {"S": "starting"}},
-            ConditionExpression="#s = :s",
-        ),
-    ),  # the very same request
+    ("update_item", _noted("state", "a")),
+    ("update_item", _noted("status", "a")),  # names differ: refused
+    ("update_item", _noted("state", "b")),
+    ("update_item", _noted("state", "b")),  # the very same request
     (
         "update_item",
         _update(

@@ -194,6 +194,18 @@ QUERIES: list[dict[str, Any]] = [
 ]
 
 
+def _pages(client: Any, query: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every page of one Query, followed from each LastEvaluatedKey to the last."""
+    pages, start = [], None
+    while True:
+        page = client.query(TableName=TABLE, **query, **({"ExclusiveStartKey": start} if start else {}))
+        page.pop("ResponseMetadata")
+        pages.append(page)
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return pages
+
+
 def _ask(context: Callable[[], AbstractContextManager[None]]) -> tuple[list[list[dict[str, Any]]], int]:
     """Every page of every query, and how many items moto walked (sized) for the first, the pods Query."""
     walked = 0
@@ -212,15 +224,8 @@ def _ask(context: Callable[[], AbstractContextManager[None]]) -> tuple[list[list
         answers, walked_by_pods_query = [], 0
         for number, query in enumerate(QUERIES):
             walked = 0
-            pages, start = [], None
             with patch.object(Item, "size", counted):
-                while True:
-                    page = client.query(TableName=TABLE, **query, **({"ExclusiveStartKey": start} if start else {}))
-                    page.pop("ResponseMetadata")
-                    pages.append(page)
-                    start = page.get("LastEvaluatedKey")
-                    if not start:
-                        break
+                pages = _pages(client, query)
             walked_by_pods_query = walked if number == 0 else walked_by_pods_query
             answers.append(pages)
         return answers, walked_by_pods_query
@@ -438,18 +443,10 @@ def _index_answers(context: Callable[[], AbstractContextManager[None]]) -> tuple
             except ClientError as error:
                 answers.append(error.response["Error"]["Code"])
             for query in INDEX_QUERIES:
-                pages, start = [], None
                 try:
-                    while True:
-                        page = client.query(TableName=TABLE, **query, **({"ExclusiveStartKey": start} if start else {}))
-                        page.pop("ResponseMetadata")
-                        pages.append(page)
-                        start = page.get("LastEvaluatedKey")
-                        if not start:
-                            break
+                    answers.append(_pages(client, query))
                 except ClientError as error:
-                    pages.append(error.response["Error"]["Code"])  # an index not made yet
-                answers.append(pages)
+                    answers.append([error.response["Error"]["Code"]])  # an index not made yet
         return answers, walks
 
 
