@@ -14,9 +14,9 @@ index's hash key reads the items that carry that key's value (`_IndexKeys`: buil
 at its first index Query, then kept by every put, update and delete, which re-reads the item it
 wrote; the three indexes are sparse, so a pool's waiting tasks are a handful among a week's tens
 of thousands of items), any other index Query walks the table unsorted (the index's own sort
-follows, as before). Every answer is the same (moto's own ordering, filtering and paging then run unchanged on
-the candidates, its key test again included; `tests/unit/test_sim_table.py` asks every Query
-shape podslots uses both ways); only the cost differs. The sort-key condition matters because a
+follows, as before). Every answer is the same (moto's own ordering, filtering and paging then
+run unchanged on the candidates, its key test again included; `tests/unit/test_sim_table.py`
+asks every Query shape podslots uses both ways); only the cost differs. The sort-key condition matters because a
 pool's partition keeps its history (14 days of events) beside its pods, and moto sizes every item
 it walks before it tests the key: a pool's pods Query, run by every scheduled step, cost more
 with every event the pool had recorded, so a week's run cost more each day.
